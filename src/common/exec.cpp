@@ -1,0 +1,208 @@
+#include "common/exec.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "common/error.h"
+
+extern char** environ;
+
+namespace berth::exec {
+
+namespace {
+std::vector<char*> CStrings(const std::vector<std::string>& v) {
+  std::vector<char*> out;
+  out.reserve(v.size() + 1);
+  for (const auto& s : v) out.push_back(const_cast<char*>(s.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+}  // namespace
+
+Result Run(const std::vector<std::string>& argv, const Options& opts) {
+  if (argv.empty()) throw Error(Code::kInvalidArgument, "exec: empty command line");
+  int in[2], out[2], err[2];
+  if (::pipe2(in, O_CLOEXEC) != 0) ThrowErrno("exec " + argv[0] + ": pipe");
+  if (::pipe2(out, O_CLOEXEC) != 0) ThrowErrno("exec " + argv[0] + ": pipe");
+  if (::pipe2(err, O_CLOEXEC) != 0) ThrowErrno("exec " + argv[0] + ": pipe");
+  int errpipe[2];  // reports exec failure from the child
+  if (::pipe2(errpipe, O_CLOEXEC) != 0) ThrowErrno("exec " + argv[0] + ": pipe");
+
+  auto args = CStrings(argv);
+  auto envs = CStrings(opts.env);
+  char** envp = opts.env.empty() ? environ : envs.data();
+
+  pid_t pid = ::fork();
+  if (pid < 0) ThrowErrno("exec " + argv[0] + ": fork");
+  if (pid == 0) {
+    ::dup2(in[0], 0);
+    ::dup2(out[1], 1);
+    ::dup2(err[1], 2);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    if (!opts.cwd.empty() && ::chdir(opts.cwd.c_str()) != 0) {
+      int e = errno;
+      (void)!::write(errpipe[1], &e, sizeof e);
+      ::_exit(127);
+    }
+    if (argv[0].find('/') != std::string::npos)
+      ::execve(args[0], args.data(), envp);
+    else
+      ::execvpe(args[0], args.data(), envp);
+    int e = errno;
+    (void)!::write(errpipe[1], &e, sizeof e);
+    ::_exit(127);
+  }
+  ::close(in[0]);
+  ::close(out[1]);
+  ::close(err[1]);
+  ::close(errpipe[1]);
+  int child_errno = 0;
+  ssize_t n = ::read(errpipe[0], &child_errno, sizeof child_errno);
+  ::close(errpipe[0]);
+  if (n == sizeof child_errno) {
+    ::close(in[1]);
+    ::close(out[0]);
+    ::close(err[0]);
+    ::waitpid(pid, nullptr, 0);
+    ThrowErrno("failed to run " + argv[0], child_errno);
+  }
+
+  Result r;
+  size_t in_off = 0;
+  int in_fd = in[1];
+  if (opts.stdin_data.empty()) {
+    ::close(in_fd);
+    in_fd = -1;
+  } else {
+    ::fcntl(in_fd, F_SETFL, O_NONBLOCK);
+  }
+  int fds[2] = {out[0], err[0]};
+  std::string* sinks[2] = {&r.out, &r.err};
+  auto deadline = std::chrono::steady_clock::now() + opts.timeout;
+  bool killed = false;
+  while (fds[0] >= 0 || fds[1] >= 0 || in_fd >= 0) {
+    struct pollfd p[3];
+    int np = 0;
+    int map[3];
+    for (int i = 0; i < 2; ++i)
+      if (fds[i] >= 0) {
+        p[np] = {fds[i], POLLIN, 0};
+        map[np++] = i;
+      }
+    if (in_fd >= 0) {
+      p[np] = {in_fd, POLLOUT, 0};
+      map[np++] = 2;
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      if (!killed) {
+        ::kill(pid, SIGKILL);
+        killed = true;
+        r.timed_out = true;
+      }
+      deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+      left = std::chrono::milliseconds(2000);
+    }
+    int rc = ::poll(p, np, static_cast<int>(left.count()));
+    if (rc < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (rc == 0) {
+      if (killed) break;  // grandchildren keep the pipes open; give up on them
+      continue;
+    }
+    for (int k = 0; k < np; ++k) {
+      if (!p[k].revents) continue;
+      int i = map[k];
+      if (i == 2) {
+        ssize_t w = ::write(in_fd, opts.stdin_data.data() + in_off, opts.stdin_data.size() - in_off);
+        if (w > 0) in_off += static_cast<size_t>(w);
+        if (w < 0 && errno != EAGAIN && errno != EINTR) in_off = opts.stdin_data.size();
+        if (in_off >= opts.stdin_data.size()) {
+          ::close(in_fd);
+          in_fd = -1;
+        }
+        continue;
+      }
+      char buf[16384];
+      ssize_t got = ::read(fds[i], buf, sizeof buf);
+      if (got > 0) {
+        size_t room = opts.max_output > sinks[i]->size() ? opts.max_output - sinks[i]->size() : 0;
+        sinks[i]->append(buf, std::min(room, static_cast<size_t>(got)));
+      } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
+        ::close(fds[i]);
+        fds[i] = -1;
+      }
+    }
+  }
+  for (int fd : fds)
+    if (fd >= 0) ::close(fd);
+  if (in_fd >= 0) ::close(in_fd);
+  int status = 0;
+  for (;;) {
+    pid_t w = ::waitpid(pid, &status, killed ? 0 : WNOHANG);
+    if (w == pid) break;
+    if (w < 0 && errno != EINTR) break;
+    if (w == 0) {
+      // Output closed but the child still runs: wait until the deadline, then kill.
+      if (std::chrono::steady_clock::now() >= deadline) {
+        ::kill(pid, SIGKILL);
+        killed = true;
+        r.timed_out = true;
+      } else {
+        ::usleep(1000);
+      }
+    }
+  }
+  if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
+  else if (WIFSIGNALED(status)) r.exit_code = 128 + WTERMSIG(status);
+  return r;
+}
+
+std::string Describe(const std::vector<std::string>& argv, const Result& r) {
+  std::string cmd;
+  for (const auto& a : argv) {
+    if (!cmd.empty()) cmd += ' ';
+    cmd += a;
+  }
+  std::string msg = r.err.empty() ? r.out : r.err;
+  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+  if (msg.size() > 512) msg = msg.substr(0, 512) + "...";
+  std::string how = r.timed_out ? "timed out" : "exited with status " + std::to_string(r.exit_code);
+  return "`" + cmd + "` " + how + (msg.empty() ? "" : ": " + msg);
+}
+
+std::optional<std::string> LookPath(const std::string& name) {
+  auto usable = [](const std::string& p) {
+    struct stat st;
+    return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(p.c_str(), X_OK) == 0;
+  };
+  if (name.empty()) return std::nullopt;
+  if (name.find('/') != std::string::npos) return usable(name) ? std::optional(name) : std::nullopt;
+  const char* path = std::getenv("PATH");
+  std::string p = path ? path : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  size_t i = 0;
+  while (i <= p.size()) {
+    size_t j = p.find(':', i);
+    if (j == std::string::npos) j = p.size();
+    std::string dir = p.substr(i, j - i);
+    i = j + 1;
+    if (dir.empty()) dir = ".";
+    std::string cand = dir + "/" + name;
+    if (usable(cand)) return cand;
+  }
+  return std::nullopt;
+}
+
+}  // namespace berth::exec

@@ -1,0 +1,22 @@
+// Small file-system helpers; every error names the path and errno.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace berth::fs {
+
+// Whole file as a string; throws Error (NotFound, ...) naming the path. Refuses files over max_size.
+std::string ReadFile(const std::string& path, size_t max_size = 64u << 20);
+// Writes to "<path>.tmp-XXXX", fsyncs, renames over path.
+void WriteFileAtomic(const std::string& path, std::string_view data, unsigned mode = 0644);
+// mkdir -p; existing directories are fine.
+void MkdirAll(const std::string& path, unsigned mode = 0755);
+// rm -rf that does not cross mount points and never follows symlinks. Missing path is fine.
+void RemoveAll(const std::string& path);
+bool Exists(const std::string& path);
+bool IsDir(const std::string& path);
+// Joins with exactly one '/' between parts.
+std::string Join(std::string_view a, std::string_view b);
+
+}  // namespace berth::fs
