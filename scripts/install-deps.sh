@@ -10,7 +10,7 @@ PKGS=(
   libtomlplusplus-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   libsqlite3-dev libcurl4-openssl-dev libarchive-dev libssl-dev libboost-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
-  runc crun busybox-static docker-registry skopeo iproute2 util-linux procps jq
+  runc crun busybox-static docker-registry skopeo iproute2 util-linux procps jq file
 )
 
 missing=()

@@ -1,0 +1,112 @@
+#include "support.h"
+
+#include <stdlib.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "common/exec.h"
+#include "common/fs.h"
+
+namespace berth::testing {
+
+TempDir::TempDir(const std::string& prefix) {
+  const char* base = std::getenv("TMPDIR");
+  std::string tmpl = std::string(base && *base ? base : "/tmp") + "/" + prefix + "-XXXXXX";
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  if (!::mkdtemp(buf.data())) throw std::runtime_error("mkdtemp " + tmpl + ": " + std::strerror(errno));
+  path_ = buf.data();
+}
+
+TempDir::~TempDir() {
+  try {
+    UnmountAllBelow(path_);
+    fs::RemoveAll(path_);
+  } catch (...) {
+  }
+}
+
+bool IsRoot() { return ::geteuid() == 0; }
+
+std::string ContainerSkipReason(const std::string& runtime) {
+  if (!IsRoot()) return "needs root to run OCI containers";
+  if (!exec::LookPath(runtime)) return runtime + " is not installed";
+  if (BusyboxPath().empty()) return "busybox-static is not installed";
+  return "";
+}
+
+std::string BusyboxPath() {
+  for (const char* p : {"/bin/busybox", "/usr/bin/busybox"}) {
+    struct stat st;
+    if (::stat(p, &st) == 0 && S_ISREG(st.st_mode)) {
+      // Must be static: it is the only binary in the test root file systems.
+      auto r = exec::Run({"file", "-L", p});
+      if (r.ok() && r.out.find("dynamically linked") != std::string::npos) continue;
+      return p;
+    }
+  }
+  return "";
+}
+
+void WriteFile(const std::string& path, const std::string& data) {
+  auto slash = path.rfind('/');
+  if (slash != std::string::npos && slash > 0) fs::MkdirAll(path.substr(0, slash));
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << data;
+  if (!out) throw std::runtime_error("cannot write " + path);
+}
+
+void MakeBusyboxRootfs(const std::string& dir) {
+  std::string bb = BusyboxPath();
+  if (bb.empty()) throw std::runtime_error("busybox-static is not installed");
+  for (const char* d : {"bin", "usr/bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "root", "var", "run"})
+    fs::MkdirAll(dir + "/" + d);
+  auto r = exec::Run({"cp", bb, dir + "/bin/busybox"});
+  if (!r.ok()) throw std::runtime_error("copy busybox: " + exec::Describe({"cp"}, r));
+  for (const char* applet : {"sh", "ls", "cat", "echo", "touch", "sleep", "mkdir", "rm", "mount", "grep",
+                             "id", "true", "false", "env", "hostname", "ps", "wc", "head", "tail", "dd",
+                             "stat", "test", "kill", "printf", "yes", "seq", "ip", "ifconfig", "nslookup",
+                             "df", "readlink", "tr", "sed", "awk", "sync", "date", "wget"}) {
+    std::string link = dir + "/bin/" + applet;
+    ::unlink(link.c_str());
+    if (::symlink("busybox", link.c_str()) != 0)
+      throw std::runtime_error("symlink " + link + ": " + std::strerror(errno));
+  }
+  WriteFile(dir + "/etc/passwd",
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+            "app:x:1000:1000:app:/tmp:/bin/sh\n");
+  WriteFile(dir + "/etc/group", "root:x:0:\nnogroup:x:65534:\napp:x:1000:\nextra:x:2000:app\n");
+}
+
+void UnmountAllBelow(const std::string& path) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  std::vector<std::string> targets;
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    std::string id, parent, devno, root, mp;
+    ls >> id >> parent >> devno >> root >> mp;
+    // Decode octal escapes (\040 etc.).
+    std::string dec;
+    for (size_t i = 0; i < mp.size(); ++i) {
+      if (mp[i] == '\\' && i + 3 < mp.size() + 0 && i + 3 <= mp.size()) {
+        dec += static_cast<char>(std::stoi(mp.substr(i + 1, 3), nullptr, 8));
+        i += 3;
+      } else {
+        dec += mp[i];
+      }
+    }
+    if (dec == path || dec.rfind(path + "/", 0) == 0) targets.push_back(dec);
+  }
+  std::sort(targets.begin(), targets.end(), [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+  for (const auto& t : targets) ::umount2(t.c_str(), MNT_DETACH);
+}
+
+}  // namespace berth::testing
