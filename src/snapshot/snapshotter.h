@@ -1,0 +1,51 @@
+// Snapshotters: layered file systems for image layers and container root file systems, in the
+// layout of containerd's overlayfs and native snapshotters. Thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace berth::snapshot {
+
+struct Mount {
+  std::string type, source;
+  std::vector<std::string> options;
+};
+enum class Kind { kView, kActive, kCommitted };
+const char* KindName(Kind kind);  // "view" | "active" | "committed"
+struct Info {
+  std::string name, parent;
+  Kind kind;
+  int64_t created_unix = 0;
+};
+struct Usage {
+  int64_t bytes = 0, inodes = 0;
+};
+
+class Snapshotter {
+ public:
+  virtual ~Snapshotter() = default;
+  virtual std::string Name() const = 0;  // "overlayfs" | "native"
+  // Errors: key exists -> kAlreadyExists; parent missing or not committed -> kNotFound /
+  // kFailedPrecondition; empty parent means a snapshot with no parent.
+  virtual std::vector<Mount> Prepare(const std::string& key, const std::string& parent) = 0;  // writable
+  virtual std::vector<Mount> View(const std::string& key, const std::string& parent) = 0;     // read-only
+  virtual std::vector<Mount> Mounts(const std::string& key) = 0;
+  virtual std::string ApplyDir(const std::string& active_key) = 0;  // dir a layer is extracted into (overlay upperdir)
+  virtual void Commit(const std::string& name, const std::string& key) = 0;  // key must be active
+  virtual void Remove(const std::string& key) = 0;  // committed with children -> Error(kFailedPrecondition)
+  virtual std::optional<Info> Stat(const std::string& key) = 0;
+  virtual Usage GetUsage(const std::string& key) = 0;
+  virtual std::vector<Info> List() = 0;
+};
+
+std::unique_ptr<Snapshotter> NewOverlay(const std::string& root);
+std::unique_ptr<Snapshotter> NewNative(const std::string& root);  // plain copying snapshotter
+bool OverlaySupported(const std::string& root);                    // real probe mount
+void MountAll(const std::vector<Mount>& mounts, const std::string& target);  // mount(2) the result
+void UnmountAll(const std::string& target);
+
+}  // namespace berth::snapshot
