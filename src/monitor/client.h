@@ -1,0 +1,53 @@
+// berthd's side of berth-monitor: start a monitor for a container and wait until the runtime
+// has created it, find it again after a restart, ask it to reopen the log, read its exit file.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "monitor/exitfile.h"
+
+namespace berth::monitor {
+
+struct SpawnOptions {
+  std::string monitor_path;              // berth-monitor binary
+  std::string id;                        // container id
+  std::string bundle;                    // bundle dir (config.json, rootfs)
+  std::vector<std::string> runtime_argv; // runtime binary + global args (--root, --log, ...)
+  std::string runtime_log;               // runtime's --log file, read on failure ("" = none)
+  std::string pid_file;                  // default "<bundle>/init.pid"
+  std::string log_path;                  // CRI log file
+  std::string exit_file;                 // default "<bundle>/exit"
+  std::string stdin_fifo;                // "" = stdin is /dev/null
+  bool tty = false;                      // not supported yet: refused
+  long max_line = 16 * 1024;             // max_container_log_line_size; <= 0 = no limit
+  std::chrono::milliseconds timeout{60000};
+};
+
+struct Spawned {
+  int container_pid = 0;
+  int monitor_pid = 0;
+};
+
+// Starts berth-monitor, which detaches and runs `<runtime> create`; returns once the container
+// exists (state "created"). Throws Error naming the container, the runtime and its message
+// (runc's JSON log "msg" of error lines) when creation fails or times out.
+Spawned Spawn(const SpawnOptions& opts);
+
+// Error text of an OCI runtime's JSON log (`--log-format json`): the "msg" of error/fatal lines
+// joined with ": "; falls back to the last non-empty lines of plain text.
+std::string SummarizeRuntimeLog(const std::string& log);
+
+// The monitor pid is alive and is the berth-monitor of container `id` (guards against pid reuse).
+bool IsMonitorAlive(int monitor_pid, const std::string& id);
+// Asks the monitor to reopen the container log (ReopenContainerLog). Throws if it is gone.
+void ReopenLog(int monitor_pid, const std::string& id);
+// Waits until the monitor exits (pidfd); false on timeout. True at once when it is not running.
+bool WaitMonitor(int monitor_pid, const std::string& id, std::chrono::milliseconds timeout);
+// The exit file, or nullopt when it does not exist yet. Throws Error when it is malformed.
+std::optional<ExitInfo> ReadExitFile(const std::string& path);
+
+}  // namespace berth::monitor
