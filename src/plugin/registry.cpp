@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/error.h"
+#include "plugin/services.h"
 
 namespace berth::plugin {
 
@@ -37,6 +38,7 @@ std::string Why(const PluginState& s) {
 void MergeConfigOnly(Registration& plugin, const Registration& config_only) {
   if (!plugin.config) plugin.config = config_only.config;
   if (!plugin.decode_config) plugin.decode_config = config_only.decode_config;
+  if (!plugin.validate_config) plugin.validate_config = config_only.validate_config;
   if (!plugin.encode_config) plugin.encode_config = config_only.encode_config;
   if (!plugin.config_migration) plugin.config_migration = config_only.config_migration;
 }
@@ -172,10 +174,13 @@ std::vector<const Registration*> Registry::Ordered() const {
   return ordered;
 }
 
-std::any Registry::DecodeConfig(const Registration& r, const nlohmann::ordered_json* table) {
+std::any Registry::DecodeConfig(const Registration& r, const nlohmann::ordered_json* table,
+                               std::vector<std::string>* warnings) {
+  std::vector<std::string> local;
+  if (!warnings) warnings = &local;
   if (!r.config) {
     if (table && !table->is_null() && !(table->is_object() && table->empty())) {
-      spdlog::warn("plugin {} has no configuration; its config section is ignored", r.URI());
+      warnings->push_back("plugin " + r.URI() + " has no configuration; its config section is ignored");
     }
     return {};
   }
@@ -187,13 +192,41 @@ std::any Registry::DecodeConfig(const Registration& r, const nlohmann::ordered_j
     }
     if (r.decode_config) {
       try {
-        r.decode_config(*table, cfg);
+        r.decode_config(*table, cfg, *warnings);
       } catch (const std::exception& e) {
         throw Error(Code::kInvalidArgument, "invalid config for plugin " + r.URI() + ": " + e.what());
       }
     }
   }
   return cfg;
+}
+
+void Registry::Validate(const Registration& r, std::any& config) const {
+  ConfigReport report;
+  r.validate_config(config, report);
+  std::shared_ptr<WarningService> ws;
+  for (const auto& s : states_) {
+    if (s.registration->type == kWarningPlugin && (ws = s.As<WarningService>())) break;
+  }
+  for (size_t i = 0; i < report.warnings.size(); ++i) {
+    if (ws) {
+      ws->Emit(r.URI() + "/config-warning-" + std::to_string(i + 1), report.warnings[i]);
+    } else {
+      spdlog::warn("plugin {}: {}", r.URI(), report.warnings[i]);
+    }
+  }
+  for (const auto& [id, message] : report.deprecations) {
+    if (ws) {
+      ws->Emit(id, message);
+    } else {
+      spdlog::warn("DEPRECATION: {}: {}", id, message);
+    }
+  }
+  if (!report.errors.empty()) {
+    std::string msg = "invalid plugin config:";
+    for (size_t i = 0; i < report.errors.size(); ++i) msg += (i ? "; " : " ") + report.errors[i];
+    throw Error(Code::kInvalidArgument, msg);
+  }
 }
 
 void Registry::InitAll(const InitOptions& opts) {
@@ -262,8 +295,11 @@ void Registry::InitAll(const InitOptions& opts) {
           auto t = opts.plugin_configs->find(uri);
           if (t != opts.plugin_configs->end()) table = &*t;
         }
-        ic.config = DecodeConfig(*r, table);
+        std::vector<std::string> warnings;
+        ic.config = DecodeConfig(*r, table, &warnings);
+        for (const auto& w : warnings) spdlog::warn("{}", w);
       }
+      if (r->validate_config && ic.config.has_value()) Validate(*r, ic.config);
       st.config = ic.config;
       st.instance = r->init(ic);
       st.status = Status::kLoaded;

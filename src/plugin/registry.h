@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <string>
 #include <typeindex>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -107,6 +108,14 @@ class InitContext {
 using MigrationFn = std::function<void(int version, nlohmann::ordered_json& plugins,
                                        std::vector<std::string>& warnings)>;
 
+// What validating a decoded config found. Errors fail the plugin ("invalid plugin config: ...");
+// warnings and deprecations (id, message) go to the warning service and the log.
+struct ConfigReport {
+  std::vector<std::string> warnings;
+  std::vector<std::pair<std::string, std::string>> deprecations;
+  std::vector<std::string> errors;
+};
+
 struct Registration {
   std::string type;
   std::string id;
@@ -116,7 +125,13 @@ struct Registration {
   // Returns a std::shared_ptr<T> with defaults in std::any; empty function: no config.
   std::function<std::any()> config;
   // Decodes a raw table over the defaults produced by config(); throws Error naming the key.
-  std::function<void(const nlohmann::ordered_json& table, std::any& config)> decode_config;
+  // Unknown keys and similar non-fatal findings go to `warnings`.
+  std::function<void(const nlohmann::ordered_json& table, std::any& config,
+                     std::vector<std::string>& warnings)>
+      decode_config;
+  // Validates (and may complete) a decoded config; run by InitAll before init and by
+  // `berthd config check`. Optional.
+  std::function<void(std::any& config, ConfigReport& report)> validate_config;
   // Encodes a config object back into a table (for `config dump`); optional.
   std::function<void(const std::any& config, nlohmann::ordered_json& table)> encode_config;
   MigrationFn config_migration;
@@ -179,7 +194,8 @@ class Registry {
 
   // The defaults of a registration's config, decoded over by `table` when given. Throws
   // Error(InvalidArgument) "invalid config for plugin <uri>: ..." on a decoding error.
-  static std::any DecodeConfig(const Registration& r, const nlohmann::ordered_json* table);
+  static std::any DecodeConfig(const Registration& r, const nlohmann::ordered_json* table,
+                               std::vector<std::string>* warnings = nullptr);
 
   struct InitOptions {
     std::string root;   // daemon root dir
@@ -192,7 +208,9 @@ class Registry {
     // Already decoded config objects keyed by URI.
     std::map<std::string, std::any> configs;
   };
-  // Initialises every plugin in order. A failing init is recorded; a plugin that requires a type
+  // Initialises every plugin in order: config (given, or decoded from plugin_configs over the
+  // defaults), validate_config (errors fail the plugin; warnings and deprecations are emitted
+  // through the loaded warning service), then init. A failing init is recorded; a plugin that requires a type
   // of which no plugin loaded is skipped with "dependency <uri> failed: <error>" (or disabled/
   // skipped). Never throws for a plugin failure; throws for ordering errors.
   void InitAll(const InitOptions& opts);
@@ -210,6 +228,7 @@ class Registry {
 
  private:
   friend class InitContext;
+  void Validate(const Registration& r, std::any& config) const;
   std::vector<Registration> registrations_;
   std::vector<PluginState> states_;
 };

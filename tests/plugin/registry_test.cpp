@@ -195,7 +195,7 @@ Registration WithConfig(std::string* seen) {
   r.type = "t.cfg";
   r.id = "c";
   r.config = [] { return std::any(std::make_shared<TestConfig>()); };
-  r.decode_config = [](const nlohmann::ordered_json& t, std::any& cfg) {
+  r.decode_config = [](const nlohmann::ordered_json& t, std::any& cfg, std::vector<std::string>&) {
     auto c = std::any_cast<std::shared_ptr<TestConfig>>(cfg);
     if (t.contains("n")) {
       if (!t["n"].is_number_integer()) throw Error(Code::kInvalidArgument, "n: expected integer");

@@ -63,3 +63,48 @@ TEST(Services, BuiltinsLoadAndIntrospectionListsEverything) {
 
 }  // namespace
 }  // namespace berth::plugin
+
+namespace berth::plugin {
+namespace {
+
+TEST(Services, ValidationErrorsFailAndWarningsAreEmitted) {
+  for (bool fail : {false, true}) {
+    Registry reg;
+    RegisterBuiltinPlugins(reg);
+    Registration r;
+    r.type = kCRIServicePlugin;
+    r.id = "v";
+    r.requirements = {kWarningPlugin};
+    r.config = [] { return std::any(std::make_shared<int>(1)); };
+    r.validate_config = [fail](std::any& cfg, ConfigReport& rep) {
+      *std::any_cast<std::shared_ptr<int>>(cfg) = 2;  // completes defaults
+      rep.warnings.push_back("w1");
+      rep.deprecations.push_back({"io.containerd.deprecation/x", "x is deprecated"});
+      if (fail) rep.errors = {"a: bad", "b: bad"};
+    };
+    int seen = 0;
+    r.init = [&seen](InitContext& ic) -> std::any {
+      seen = ic.Config<int>();
+      return std::make_shared<int>(0);
+    };
+    reg.Register(std::move(r));
+    reg.InitAll({});
+    auto* st = reg.Find(kCRIServicePlugin, "v");
+    auto ws = reg.Find(kWarningPlugin, kWarningID)->As<WarningService>();
+    auto list = ws->List();
+    ASSERT_EQ(list.size(), 2u);
+    EXPECT_EQ(list[0].id, "io.containerd.cri.v1.v/config-warning-1");
+    EXPECT_EQ(list[1].id, "io.containerd.deprecation/x");
+    if (fail) {
+      EXPECT_EQ(st->status, Status::kFailed);
+      EXPECT_EQ(st->error, "invalid plugin config: a: bad; b: bad");
+      EXPECT_EQ(seen, 0);
+    } else {
+      EXPECT_EQ(st->status, Status::kLoaded);
+      EXPECT_EQ(seen, 2);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace berth::plugin
