@@ -84,7 +84,6 @@ struct RuntimeConfig {
   bool enable_selinux = false;
   int selinux_category_range = 1024;
   int max_container_log_line_size = 16 * 1024;
-  bool disable_cgroup = false;
   bool disable_apparmor = false;
   bool restrict_oom_score_adj = false;
   bool disable_proc_mount = false;
