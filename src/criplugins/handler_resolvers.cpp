@@ -1,0 +1,13 @@
+// The built-in runtime handler resolvers of io.containerd.cri.v1.runtime. A feature that must be
+// resolved per handler at init adds its step here (one entry, implemented in its own library).
+#include "criplugins/criplugins.h"
+
+namespace berth::criplugins {
+
+std::vector<HandlerResolver> BuiltinHandlerResolvers() {
+  std::vector<HandlerResolver> resolvers;
+  // Add resolvers here, e.g. resolvers.push_back({"rro", &runtime::ResolveRecursiveReadOnly});
+  return resolvers;
+}
+
+}  // namespace berth::criplugins
