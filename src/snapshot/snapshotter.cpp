@@ -1,0 +1,302 @@
+// The overlayfs and native snapshotters share their bookkeeping: snapshots live in
+// <root>/snapshots/<id>/ and their metadata (key -> id, kind, parent, creation time) in
+// <root>/metadata.json, rewritten atomically on every change under one mutex.
+//   overlayfs: <root>/snapshots/<id>/fs (the upper dir) and <root>/snapshots/<id>/work.
+//   native:    <root>/snapshots/<id>/fs, a full copy of the parent's tree.
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <ctime>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "snapshot/internal.h"
+#include "snapshot/snapshotter.h"
+
+namespace berth::snapshot {
+
+const char* KindName(Kind kind) {
+  switch (kind) {
+    case Kind::kView:
+      return "view";
+    case Kind::kActive:
+      return "active";
+    case Kind::kCommitted:
+      return "committed";
+  }
+  return "unknown";
+}
+
+namespace {
+
+Kind ParseKind(const std::string& s) {
+  if (s == "view") return Kind::kView;
+  if (s == "active") return Kind::kActive;
+  if (s == "committed") return Kind::kCommitted;
+  throw Error(Code::kInternal, "snapshot metadata: unknown kind \"" + s + "\"");
+}
+
+struct Record {
+  int64_t id = 0;
+  Kind kind = Kind::kActive;
+  std::string parent;
+  int64_t created = 0;
+};
+
+class FileSnapshotter : public Snapshotter {
+ public:
+  FileSnapshotter(std::string root, bool overlay) : root_(std::move(root)), overlay_(overlay) {
+    fs::MkdirAll(root_ + "/snapshots", 0700);
+    Load();
+    CleanupOrphans();
+  }
+
+  std::string Name() const override { return overlay_ ? "overlayfs" : "native"; }
+
+  std::vector<Mount> Prepare(const std::string& key, const std::string& parent) override {
+    return Create(Kind::kActive, key, parent);
+  }
+  std::vector<Mount> View(const std::string& key, const std::string& parent) override {
+    return Create(Kind::kView, key, parent);
+  }
+
+  std::vector<Mount> Mounts(const std::string& key) override {
+    std::lock_guard<std::mutex> l(mu_);
+    return MountsLocked(key, Get(key));
+  }
+
+  std::string ApplyDir(const std::string& key) override {
+    std::lock_guard<std::mutex> l(mu_);
+    const Record& r = Get(key);
+    if (r.kind != Kind::kActive)
+      throw Error(Code::kFailedPrecondition, "snapshot " + key + " is " + KindName(r.kind) + ", not active");
+    return FsDir(r.id);
+  }
+
+  void Commit(const std::string& name, const std::string& key) override {
+    CheckKey(name);
+    std::lock_guard<std::mutex> l(mu_);
+    Record r = Get(key);
+    if (r.kind != Kind::kActive)
+      throw Error(Code::kFailedPrecondition, "commit " + key + ": snapshot is " + KindName(r.kind) + ", not active");
+    if (snaps_.count(name)) throw Error(Code::kAlreadyExists, "commit " + key + ": snapshot " + name + " already exists");
+    for (auto& [k, s] : snaps_)
+      if (s.parent == key)
+        throw Error(Code::kFailedPrecondition, "commit " + key + ": snapshot " + k + " is based on it");
+    if (overlay_) fs::RemoveAll(Dir(r.id) + "/work");
+    r.kind = Kind::kCommitted;
+    auto saved = snaps_;
+    snaps_.erase(key);
+    snaps_[name] = r;
+    try {
+      Save();
+    } catch (...) {
+      snaps_ = saved;
+      throw;
+    }
+  }
+
+  void Remove(const std::string& key) override {
+    std::lock_guard<std::mutex> l(mu_);
+    Record r = Get(key);
+    for (auto& [k, s] : snaps_)
+      if (s.parent == key)
+        throw Error(Code::kFailedPrecondition, "remove snapshot " + key + ": snapshot " + k + " is based on it");
+    auto saved = snaps_;
+    snaps_.erase(key);
+    try {
+      Save();
+    } catch (...) {
+      snaps_ = saved;
+      throw;
+    }
+    // Metadata first: a crash leaves an orphan directory that the next start removes.
+    RemoveDir(r.id);
+  }
+
+  std::optional<Info> Stat(const std::string& key) override {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = snaps_.find(key);
+    if (it == snaps_.end()) return std::nullopt;
+    return ToInfo(it->first, it->second);
+  }
+
+  Usage GetUsage(const std::string& key) override {
+    int64_t id;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      id = Get(key).id;
+    }
+    return internal::DiskUsage(FsDir(id));
+  }
+
+  std::vector<Info> List() override {
+    std::lock_guard<std::mutex> l(mu_);
+    std::vector<Info> out;
+    for (auto& [k, r] : snaps_) out.push_back(ToInfo(k, r));
+    return out;
+  }
+
+ private:
+  static void CheckKey(const std::string& key) {
+    if (key.empty() || key.size() > 4096 || key.find('\0') != std::string::npos)
+      throw Error(Code::kInvalidArgument, "invalid snapshot key \"" + key.substr(0, 100) + "\"");
+  }
+  static Info ToInfo(const std::string& name, const Record& r) { return Info{name, r.parent, r.kind, r.created}; }
+  std::string Dir(int64_t id) const { return root_ + "/snapshots/" + std::to_string(id); }
+  std::string FsDir(int64_t id) const { return Dir(id) + "/fs"; }
+
+  const Record& Get(const std::string& key) const {
+    auto it = snaps_.find(key);
+    if (it == snaps_.end()) throw Error(Code::kNotFound, "snapshot " + key + ": not found");
+    return it->second;
+  }
+
+  // Ids of key and its ancestors, nearest first.
+  std::vector<int64_t> Chain(const std::string& key) const {
+    std::vector<int64_t> ids;
+    std::string k = key;
+    while (!k.empty()) {
+      const Record& r = Get(k);
+      ids.push_back(r.id);
+      k = r.parent;
+      if (ids.size() > 100000) throw Error(Code::kInternal, "snapshot " + key + ": parent chain loops");
+    }
+    return ids;
+  }
+
+  std::vector<Mount> Create(Kind kind, const std::string& key, const std::string& parent) {
+    CheckKey(key);
+    std::lock_guard<std::mutex> l(mu_);
+    if (snaps_.count(key)) throw Error(Code::kAlreadyExists, "snapshot " + key + " already exists");
+    if (!parent.empty()) {
+      const Record& p = Get(parent);
+      if (p.kind != Kind::kCommitted)
+        throw Error(Code::kFailedPrecondition,
+                    "snapshot " + key + ": parent " + parent + " is " + KindName(p.kind) + ", not committed");
+    }
+    Record r;
+    r.id = next_id_++;
+    r.kind = kind;
+    r.parent = parent;
+    r.created = static_cast<int64_t>(::time(nullptr));
+    std::string dir = Dir(r.id);
+    try {
+      fs::RemoveAll(dir);
+      fs::MkdirAll(dir, 0700);
+      if (overlay_) {
+        fs::MkdirAll(dir + "/fs", 0755);
+        if (kind == Kind::kActive) fs::MkdirAll(dir + "/work", 0700);
+      } else if (parent.empty()) {
+        fs::MkdirAll(dir + "/fs", 0755);
+      } else {
+        internal::CopyTree(FsDir(Get(parent).id), dir + "/fs");
+      }
+      snaps_[key] = r;
+      Save();
+    } catch (...) {
+      snaps_.erase(key);
+      try {
+        RemoveDir(r.id);
+      } catch (...) {
+      }
+      throw;
+    }
+    return MountsLocked(key, r);
+  }
+
+  std::vector<Mount> MountsLocked(const std::string& key, const Record& r) const {
+    std::string ro = r.kind == Kind::kActive ? "rw" : "ro";
+    if (!overlay_) return {Mount{"bind", FsDir(r.id), {ro, "rbind"}}};
+    if (r.kind == Kind::kActive) {
+      if (r.parent.empty()) return {Mount{"bind", FsDir(r.id), {"rw", "rbind"}}};
+      std::string lower;
+      for (int64_t id : Chain(r.parent)) lower += (lower.empty() ? "" : ":") + FsDir(id);
+      return {Mount{"overlay", "overlay",
+                    {"workdir=" + Dir(r.id) + "/work", "upperdir=" + FsDir(r.id), "lowerdir=" + lower}}};
+    }
+    // Read-only: a view (or committed snapshot) with a single layer is a read-only bind mount.
+    std::vector<int64_t> ids = r.kind == Kind::kView ? (r.parent.empty() ? std::vector<int64_t>{r.id} : Chain(r.parent))
+                                                     : Chain(key);
+    if (ids.size() == 1) return {Mount{"bind", FsDir(ids[0]), {"ro", "rbind"}}};
+    std::string lower;
+    for (int64_t id : ids) lower += (lower.empty() ? "" : ":") + FsDir(id);
+    return {Mount{"overlay", "overlay", {"lowerdir=" + lower}}};
+  }
+
+  void RemoveDir(int64_t id) {
+    std::string dir = Dir(id);
+    UnmountAll(dir + "/fs");
+    fs::RemoveAll(dir);
+  }
+
+  void Load() {
+    std::string path = root_ + "/metadata.json";
+    if (!fs::Exists(path)) return;
+    auto j = nlohmann::json::parse(fs::ReadFile(path), nullptr, false);
+    if (!j.is_object()) throw Error(Code::kInternal, "snapshot metadata " + path + ": not valid JSON");
+    try {
+      next_id_ = j.value("next_id", int64_t{1});
+      for (auto& [k, v] : j.at("snapshots").items()) {
+        Record r;
+        r.id = v.at("id").get<int64_t>();
+        r.kind = ParseKind(v.at("kind").get<std::string>());
+        r.parent = v.value("parent", "");
+        r.created = v.value("created", int64_t{0});
+        snaps_[k] = r;
+        if (r.id >= next_id_) next_id_ = r.id + 1;
+      }
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(Code::kInternal, "snapshot metadata " + path + ": " + e.what());
+    }
+  }
+
+  void Save() {
+    nlohmann::json j;
+    j["next_id"] = next_id_;
+    j["snapshots"] = nlohmann::json::object();
+    for (auto& [k, r] : snaps_) {
+      j["snapshots"][k] = {{"id", r.id}, {"kind", KindName(r.kind)}, {"parent", r.parent}, {"created", r.created}};
+    }
+    fs::WriteFileAtomic(root_ + "/metadata.json", j.dump(), 0600);
+  }
+
+  void CleanupOrphans() {
+    std::map<int64_t, bool> known;
+    for (auto& [k, r] : snaps_) known[r.id] = true;
+    std::string dir = root_ + "/snapshots";
+    DIR* d = ::opendir(dir.c_str());
+    if (!d) return;
+    std::vector<int64_t> orphans;
+    while (dirent* e = ::readdir(d)) {
+      std::string n = e->d_name;
+      if (n.empty() || n.find_first_not_of("0123456789") != std::string::npos || n.size() > 18) continue;
+      int64_t id = std::stoll(n);
+      if (!known.count(id)) orphans.push_back(id);
+    }
+    ::closedir(d);
+    for (int64_t id : orphans) {
+      try {
+        RemoveDir(id);
+      } catch (const Error&) {
+      }
+    }
+  }
+
+  std::string root_;
+  bool overlay_;
+  std::mutex mu_;
+  std::map<std::string, Record> snaps_;
+  int64_t next_id_ = 1;
+};
+
+}  // namespace
+
+std::unique_ptr<Snapshotter> NewOverlay(const std::string& root) { return std::make_unique<FileSnapshotter>(root, true); }
+std::unique_ptr<Snapshotter> NewNative(const std::string& root) { return std::make_unique<FileSnapshotter>(root, false); }
+
+}  // namespace berth::snapshot
