@@ -1,0 +1,138 @@
+// Test fixtures for image pulls, shared by the image tests, the pull benchmark and the CRI e2e tests:
+//
+//   berth::testing::LocalRegistry reg;                       // Debian's docker-registry on 127.0.0.1
+//   auto img = berth::testing::BuildTestImage(dir, {});      // 3-layer busybox OCI layout in `dir`
+//   berth::testing::PushImage(img, reg.host(), "test/busybox:v1");
+//   // pull "127.0.0.1:<port>/test/busybox:v1" (localhost registries are plain http)
+//
+//   berth::testing::TokenProxy proxy(reg.host());            // bearer-token front on another port
+//   // pull "127.0.0.1:<proxy port>/test/busybox:v1": 401 -> token from proxy.realm() -> forwarded
+//   proxy.CorruptBlob(img.layer_digests[1]);                 // flips one byte of that blob's body
+//   proxy.BlobGets(digest);                                  // how often the blob was downloaded
+//
+// Every class throws std::runtime_error with a clear message when the environment lacks something;
+// call RegistrySkipReason() first and GTEST_SKIP() when it is non-empty.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace berth::testing {
+
+// "" when /usr/bin/docker-registry and busybox-static are installed, else why not.
+std::string RegistrySkipReason();
+
+// A free TCP port on 127.0.0.1 (bound and released).
+int FreePort();
+
+// Debian's docker-registry (distribution 2.8) serving a temporary filesystem storage.
+class LocalRegistry {
+ public:
+  LocalRegistry();   // starts and waits until GET /v2/ answers
+  ~LocalRegistry();  // SIGTERM, wait, remove the storage
+  LocalRegistry(const LocalRegistry&) = delete;
+  LocalRegistry& operator=(const LocalRegistry&) = delete;
+  int port() const { return port_; }
+  std::string host() const { return "127.0.0.1:" + std::to_string(port_); }  // reference domain
+  const std::string& dir() const { return dir_; }
+
+ private:
+  std::string dir_;
+  int port_ = 0;
+  pid_t pid_ = -1;
+};
+
+struct TestImageOptions {
+  std::string user = "1000";
+  std::vector<std::string> env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                                  "BERTH_TEST=1"};
+  std::vector<std::string> entrypoint = {"/bin/sh", "-c"};
+  std::vector<std::string> cmd = {"echo hello from berth"};
+  // Written to /etc/berth-id so that images built with different ids have different digests.
+  std::string id = "default";
+  size_t filler_bytes = 64 * 1024;  // size of /usr/share/berth/filler.bin (pseudo-random)
+  // Adds a 4th layer with an entry "../../berth-escape" that leaves the root file system.
+  bool hostile_layer = false;
+  // Wraps the manifest into an OCI index with the host's platform and a linux/s390x decoy.
+  bool as_index = false;
+};
+
+// An image written as an OCI image layout directory (oci-layout, index.json, blobs/sha256/...).
+// Layers: 1) /bin/busybox + applet symlinks, /etc/passwd, /etc/group; 2) /data/hello.txt,
+// /data/remove-me.txt, /etc/berth-id, /usr/share/berth/filler.bin; 3) a whiteout deleting
+// /data/remove-me.txt and /data/added.txt. Config: User, Env, Entrypoint, Cmd.
+struct TestImage {
+  std::string oci_dir;
+  std::string top_digest, top_media_type;   // what a tag points to (index when as_index)
+  std::string manifest_digest;              // the platform manifest
+  std::string config_digest;
+  std::vector<std::string> layer_digests, diff_ids;
+  int64_t size = 0;                         // config + compressed layers
+  std::map<std::string, std::string> blobs; // digest -> media type of every blob (manifests too)
+};
+TestImage BuildTestImage(const std::string& oci_dir, const TestImageOptions& opts = {});
+
+// Pushes every blob and the manifest(s) with the registry API (plain http), tagging `repo_tag`
+// ("test/busybox:v1") on `registry_host` ("127.0.0.1:5000").
+void PushImage(const TestImage& img, const std::string& registry_host, const std::string& repo_tag);
+
+// Writes the OCI layout directory as a tar archive (for Import), with index.json naming `ref_name`.
+void WriteOciArchive(const TestImage& img, const std::string& tar_path, const std::string& ref_name);
+
+// A tiny HTTP front on 127.0.0.1 forwarding /v2/ requests to `upstream` ("127.0.0.1:PORT") with
+// one request per connection. With require_token it answers 401 + `WWW-Authenticate: Bearer
+// realm="http://127.0.0.1:<port>/token",service="berth-test",scope=...` to requests without a
+// token it issued; the realm issues tokens anonymously, or only for `username`/`password`
+// (basic auth) or refresh token `refresh_token` (POST form) when those are set.
+class TokenProxy {
+ public:
+  struct Options {
+    bool require_token = true;
+    std::string username, password;  // required at the realm when non-empty
+    std::string refresh_token;       // accepted at the realm (POST grant_type=refresh_token)
+    bool ignore_range = false;       // answer Range requests with the whole blob (200)
+  };
+  explicit TokenProxy(std::string upstream);
+  TokenProxy(std::string upstream, Options opts);
+  ~TokenProxy();
+  TokenProxy(const TokenProxy&) = delete;
+  TokenProxy& operator=(const TokenProxy&) = delete;
+
+  int port() const { return port_; }
+  std::string host() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::string realm() const { return "http://" + host() + "/token"; }
+
+  void CorruptBlob(const std::string& digest);  // flip a byte in every later GET of this blob
+  void ClearCorruption();
+  int BlobGets(const std::string& digest) const;  // GETs of /v2/<repo>/blobs/<digest> forwarded
+  int ManifestGets() const;
+  int TokensIssued() const;
+  int Unauthorized() const;  // 401s sent
+
+ private:
+  void AcceptLoop();
+  void Serve(int fd);
+
+  std::string upstream_;
+  Options opts_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread accept_thread_;
+  mutable std::mutex mu_;
+  std::vector<std::thread> workers_;
+  std::set<std::string> tokens_, corrupt_;
+  std::map<std::string, int> blob_gets_;
+  int manifest_gets_ = 0, tokens_issued_ = 0, unauthorized_ = 0;
+};
+
+}  // namespace berth::testing
