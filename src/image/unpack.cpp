@@ -1,0 +1,570 @@
+// Layer extraction with libarchive into a directory, walking every path below one directory file
+// descriptor with openat(O_NOFOLLOW), so that no entry of a hostile layer can reach outside it.
+#include "image/unpack.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <random>
+#include <unordered_set>
+
+#include "common/error.h"
+#include "content/store.h"
+#include "snapshot/snapshotter.h"
+
+namespace berth::image {
+namespace {
+
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Fd(Fd&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+  Fd& operator=(Fd&& o) noexcept {
+    if (this != &o) {
+      if (fd_ >= 0) ::close(fd_);
+      fd_ = o.fd_;
+      o.fd_ = -1;
+    }
+    return *this;
+  }
+  int get() const { return fd_; }
+  bool ok() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+class Sha256 {
+ public:
+  Sha256() : ctx_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr); }
+  ~Sha256() { EVP_MD_CTX_free(ctx_); }
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+  void Update(const void* p, size_t n) { EVP_DigestUpdate(ctx_, p, n); }
+  std::string Final() {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_DigestFinal_ex(ctx_, md, &len);
+    static const char* hex = "0123456789abcdef";
+    std::string s = "sha256:";
+    for (unsigned i = 0; i < len; ++i) {
+      s.push_back(hex[md[i] >> 4]);
+      s.push_back(hex[md[i] & 15]);
+    }
+    return s;
+  }
+
+ private:
+  EVP_MD_CTX* ctx_;
+};
+
+enum class Compression { kNone, kGzip, kZstd };
+
+// The uncompressed tar stream: read from the blob (through a raw libarchive decompressor when
+// compressed), hashed and counted on the way to the tar reader.
+struct Source {
+  int fd = -1;
+  archive* decomp = nullptr;
+  Sha256 hash;
+  int64_t size = 0;
+  std::string error;
+  std::vector<char> buf = std::vector<char>(1 << 17);
+
+  ssize_t Next() {
+    ssize_t n;
+    if (decomp) {
+      n = archive_read_data(decomp, buf.data(), buf.size());
+      if (n < 0) {
+        const char* e = archive_error_string(decomp);
+        error = std::string("decompress: ") + (e ? e : "error");
+        return -1;
+      }
+    } else {
+      do {
+        n = ::read(fd, buf.data(), buf.size());
+      } while (n < 0 && errno == EINTR);
+      if (n < 0) {
+        error = std::string("read: ") + strerror(errno);
+        return -1;
+      }
+    }
+    hash.Update(buf.data(), static_cast<size_t>(n));
+    size += n;
+    return n;
+  }
+};
+
+ssize_t SourceRead(archive* a, void* ud, const void** out) {
+  auto* s = static_cast<Source*>(ud);
+  ssize_t n = s->Next();
+  if (n < 0) {
+    archive_set_error(a, EIO, "%s", s->error.c_str());
+    return -1;
+  }
+  *out = s->buf.data();
+  return n;
+}
+
+struct ArchiveReader {
+  archive* a = archive_read_new();
+  ~ArchiveReader() { archive_read_free(a); }
+};
+
+// Splits an entry name into clean components. Leading '/' is dropped (absolute names are taken
+// relative to the layer root, as tar and containerd do); "." and empty components are dropped;
+// ".." removes the previous component. Returns false when ".." would climb above the root.
+bool CleanPath(const std::string& name, std::vector<std::string>& out) {
+  out.clear();
+  size_t i = 0;
+  while (i <= name.size()) {
+    size_t j = name.find('/', i);
+    if (j == std::string::npos) j = name.size();
+    std::string c = name.substr(i, j - i);
+    i = j + 1;
+    if (c.empty() || c == ".") continue;
+    if (c == "..") {
+      if (out.empty()) return false;
+      out.pop_back();
+      continue;
+    }
+    out.push_back(std::move(c));
+  }
+  return true;
+}
+
+std::string JoinPath(const std::vector<std::string>& comps, size_t n) {
+  std::string s;
+  for (size_t i = 0; i < n && i < comps.size(); ++i) {
+    if (i) s += "/";
+    s += comps[i];
+  }
+  return s;
+}
+
+constexpr const char* kWhiteoutPrefix = ".wh.";
+constexpr const char* kOpaqueMarker = ".wh..wh..opq";
+
+// Removes name below dirfd and everything under it without following symlinks.
+void RemoveAt(int dirfd, const std::string& name, const std::string& shown) {
+  if (::unlinkat(dirfd, name.c_str(), 0) == 0 || errno == ENOENT) return;
+  if (errno != EISDIR && errno != EPERM) ThrowErrno("remove " + shown);
+  Fd d(::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!d.ok()) ThrowErrno("open " + shown);
+  int dupfd = ::dup(d.get());
+  if (dupfd < 0) ThrowErrno("dup");
+  DIR* dir = ::fdopendir(dupfd);
+  if (!dir) {
+    ::close(dupfd);
+    ThrowErrno("read directory " + shown);
+  }
+  std::vector<std::string> names;
+  while (dirent* e = ::readdir(dir)) {
+    std::string n = e->d_name;
+    if (n != "." && n != "..") names.push_back(n);
+  }
+  ::closedir(dir);
+  for (auto& n : names) RemoveAt(d.get(), n, shown + "/" + n);
+  if (::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) ThrowErrno("remove " + shown);
+}
+
+class Extractor {
+ public:
+  Extractor(std::string blob, std::string dest, bool overlay)
+      : blob_(std::move(blob)), dest_(std::move(dest)), overlay_(overlay) {
+    root_ = Fd(::open(dest_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!root_.ok()) ThrowErrno("open layer destination " + dest_);
+  }
+
+  void Entry(archive* a, archive_entry* e) {
+    const char* raw = archive_entry_pathname(e);
+    name_ = raw ? raw : "";
+    if (name_.empty()) Reject("empty name");
+    if (name_.size() > 4096) Reject("name longer than 4096 bytes");
+    std::vector<std::string> comps;
+    if (!CleanPath(name_, comps)) Reject("path escapes the layer root");
+    if (comps.empty()) return;  // the root itself: its metadata belongs to the snapshot
+    for (auto& c : comps)
+      if (c.size() > 255) Reject("path component longer than 255 bytes");
+
+    const std::string& base = comps.back();
+    if (base.rfind(kWhiteoutPrefix, 0) == 0) {
+      Whiteout(comps);
+      return;
+    }
+
+    Fd parent = OpenParent(comps, comps.size() - 1);
+    std::string path = JoinPath(comps, comps.size());
+    mode_t type = archive_entry_filetype(e);
+    const char* hardlink = archive_entry_hardlink(e);
+
+    struct stat existing;
+    bool exists = ::fstatat(parent.get(), base.c_str(), &existing, AT_SYMLINK_NOFOLLOW) == 0;
+    if (exists && !(S_ISDIR(existing.st_mode) && type == AE_IFDIR && !hardlink)) {
+      RemoveAt(parent.get(), base, dest_ + "/" + path);
+      exists = false;
+    }
+    written_.insert(path);
+
+    if (hardlink) {
+      Hardlink(parent.get(), base, hardlink);
+      return;
+    }
+    switch (type) {
+      case AE_IFDIR:
+        if (!exists && ::mkdirat(parent.get(), base.c_str(), 0700) != 0) Fail("mkdir", errno);
+        {
+          Fd d(::openat(parent.get(), base.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+          if (!d.ok()) Fail("open directory", errno);
+          MetaFd(d.get(), e);
+        }
+        dirs_.push_back({comps, archive_entry_mtime(e), archive_entry_mtime_nsec(e), archive_entry_atime(e),
+                         archive_entry_atime_nsec(e)});
+        return;
+      case AE_IFREG: {
+        Fd f(::openat(parent.get(), base.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+        if (!f.ok()) Fail("create", errno);
+        WriteData(a, e, f.get());
+        MetaFd(f.get(), e);
+        SetTimes(parent.get(), base, e);
+        return;
+      }
+      case AE_IFLNK: {
+        const char* target = archive_entry_symlink(e);
+        if (!target || !*target) Reject("symlink without a target");
+        if (strlen(target) > 4095) Reject("symlink target longer than 4095 bytes");
+        if (::symlinkat(target, parent.get(), base.c_str()) != 0) Fail("symlink", errno);
+        MetaAt(parent.get(), base, e, true);
+        SetTimes(parent.get(), base, e);
+        return;
+      }
+      case AE_IFCHR:
+      case AE_IFBLK:
+      case AE_IFIFO: {
+        dev_t dev = type == AE_IFIFO ? 0 : makedev(archive_entry_rdevmajor(e), archive_entry_rdevminor(e));
+        if (::mknodat(parent.get(), base.c_str(), type | 0600, dev) != 0) Fail("mknod", errno);
+        MetaAt(parent.get(), base, e, false);
+        SetTimes(parent.get(), base, e);
+        return;
+      }
+      default:
+        Reject("unsupported entry type");
+    }
+  }
+
+  void Finish() {
+    // Directory times last: creating their children changed them. Deepest first.
+    for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it) {
+      Fd parent = OpenParent(it->comps, it->comps.size() - 1);
+      struct timespec ts[2] = {{it->atime, it->atime_nsec}, {it->mtime, it->mtime_nsec}};
+      ::utimensat(parent.get(), it->comps.back().c_str(), ts, AT_SYMLINK_NOFOLLOW);
+    }
+  }
+
+ private:
+  struct DirTime {
+    std::vector<std::string> comps;
+    time_t mtime;
+    long mtime_nsec;
+    time_t atime;
+    long atime_nsec;
+  };
+
+  [[noreturn]] void Reject(const std::string& why) const {
+    throw Error(Code::kInvalidArgument, "layer " + blob_ + ": entry \"" + name_.substr(0, 512) + "\": " + why);
+  }
+  [[noreturn]] void Fail(const std::string& what, int err) const {
+    Error e = ErrnoError(what, err);
+    throw Error(e.code() == Code::kNotFound ? Code::kInvalidArgument : e.code(),
+                "layer " + blob_ + ": entry \"" + name_.substr(0, 512) + "\": " + e.what());
+  }
+
+  // Opens the directory formed by the first n components, creating missing ones (0755). A
+  // component that is a symlink or not a directory rejects the entry.
+  Fd OpenParent(const std::vector<std::string>& comps, size_t n) {
+    Fd cur(::dup(root_.get()));
+    if (!cur.ok()) ThrowErrno("dup");
+    for (size_t i = 0; i < n; ++i) {
+      const std::string& c = comps[i];
+      int fd = ::openat(cur.get(), c.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (fd < 0 && errno == ENOENT) {
+        if (::mkdirat(cur.get(), c.c_str(), 0755) != 0 && errno != EEXIST) Fail("mkdir " + JoinPath(comps, i + 1), errno);
+        fd = ::openat(cur.get(), c.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      }
+      if (fd < 0) {
+        if (errno == ELOOP || errno == ENOTDIR) {
+          struct stat st;
+          bool link = ::fstatat(cur.get(), c.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode);
+          Reject("parent " + JoinPath(comps, i + 1) + (link ? " is a symlink" : " is not a directory"));
+        }
+        Fail("open " + JoinPath(comps, i + 1), errno);
+      }
+      cur = Fd(fd);
+    }
+    return cur;
+  }
+
+  void Hardlink(int parent, const std::string& base, const char* target_name) {
+    std::string t = target_name;
+    if (t.size() > 4096) Reject("hard link target longer than 4096 bytes");
+    std::vector<std::string> tc;
+    if (!CleanPath(t, tc) || tc.empty()) Reject("hard link target \"" + t.substr(0, 512) + "\" escapes the layer root");
+    Fd tparent = OpenParent(tc, tc.size() - 1);
+    struct stat st;
+    if (::fstatat(tparent.get(), tc.back().c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+      Reject("hard link target \"" + t.substr(0, 512) + "\" does not exist in the layer");
+    if (S_ISDIR(st.st_mode)) Reject("hard link target \"" + t.substr(0, 512) + "\" is a directory");
+    if (::linkat(tparent.get(), tc.back().c_str(), parent, base.c_str(), 0) != 0) Fail("link", errno);
+  }
+
+  void Whiteout(const std::vector<std::string>& comps) {
+    const std::string& base = comps.back();
+    Fd parent = OpenParent(comps, comps.size() - 1);
+    std::string dir = JoinPath(comps, comps.size() - 1);
+    if (base == kOpaqueMarker) {
+      if (overlay_) {
+        if (::fsetxattr(parent.get(), "trusted.overlay.opaque", "y", 1, 0) != 0) Fail("set opaque xattr", errno);
+      } else {
+        // Everything in the directory that this layer did not put there goes.
+        int dupfd = ::dup(parent.get());
+        if (dupfd < 0) ThrowErrno("dup");
+        DIR* d = ::fdopendir(dupfd);
+        if (!d) {
+          ::close(dupfd);
+          Fail("read directory", errno);
+        }
+        std::vector<std::string> names;
+        while (dirent* e = ::readdir(d)) {
+          std::string n = e->d_name;
+          if (n == "." || n == "..") continue;
+          if (!written_.count(dir.empty() ? n : dir + "/" + n)) names.push_back(n);
+        }
+        ::closedir(d);
+        for (auto& n : names) RemoveAt(parent.get(), n, dest_ + "/" + (dir.empty() ? n : dir + "/" + n));
+      }
+      return;
+    }
+    std::string target = base.substr(strlen(kWhiteoutPrefix));
+    if (target.empty() || target == "." || target == ".." || target.rfind(kWhiteoutPrefix, 0) == 0)
+      Reject("invalid whiteout");
+    std::string shown = dest_ + "/" + (dir.empty() ? target : dir + "/" + target);
+    RemoveAt(parent.get(), target, shown);
+    if (overlay_) {
+      if (::mknodat(parent.get(), target.c_str(), S_IFCHR | 0, makedev(0, 0)) != 0) Fail("create whiteout", errno);
+    }
+  }
+
+  void WriteData(archive* a, archive_entry* e, int fd) {
+    const void* buf;
+    size_t n;
+    la_int64_t off;
+    for (;;) {
+      int r = archive_read_data_block(a, &buf, &n, &off);
+      if (r == ARCHIVE_EOF) break;
+      if (r < ARCHIVE_WARN) {
+        const char* es = archive_error_string(a);
+        Reject(std::string("reading data: ") + (es ? es : "error"));
+      }
+      const char* p = static_cast<const char*>(buf);
+      while (n > 0) {
+        ssize_t w = ::pwrite(fd, p, n, off);
+        if (w < 0) {
+          if (errno == EINTR) continue;
+          Fail("write", errno);
+        }
+        p += w;
+        n -= static_cast<size_t>(w);
+        off += w;
+      }
+    }
+    if (archive_entry_size_is_set(e) && ::ftruncate(fd, archive_entry_size(e)) != 0) Fail("truncate", errno);
+  }
+
+  static bool SkipXattr(const char* name) {
+    // overlayfs interprets its own xattrs (opaque, redirect, metacopy): a layer must not set them.
+    return strncmp(name, "trusted.overlay.", 16) == 0 || strncmp(name, "user.overlay.", 13) == 0;
+  }
+
+  void MetaFd(int fd, archive_entry* e) {
+    if (::fchown(fd, archive_entry_uid(e), archive_entry_gid(e)) != 0) Fail("chown", errno);
+    if (::fchmod(fd, archive_entry_perm(e) & 07777) != 0) Fail("chmod", errno);
+    const char* xn;
+    const void* xv;
+    size_t xs;
+    archive_entry_xattr_reset(e);
+    while (archive_entry_xattr_next(e, &xn, &xv, &xs) == ARCHIVE_OK) {
+      if (SkipXattr(xn)) continue;
+      if (::fsetxattr(fd, xn, xv, xs, 0) != 0) Fail(std::string("set xattr ") + xn, errno);
+    }
+  }
+
+  void MetaAt(int parent, const std::string& base, archive_entry* e, bool symlink) {
+    if (::fchownat(parent, base.c_str(), archive_entry_uid(e), archive_entry_gid(e), AT_SYMLINK_NOFOLLOW) != 0)
+      Fail("chown", errno);
+    if (!symlink && ::fchmodat(parent, base.c_str(), archive_entry_perm(e) & 07777, 0) != 0) Fail("chmod", errno);
+    std::string p = "/proc/self/fd/" + std::to_string(parent) + "/" + base;
+    const char* xn;
+    const void* xv;
+    size_t xs;
+    archive_entry_xattr_reset(e);
+    while (archive_entry_xattr_next(e, &xn, &xv, &xs) == ARCHIVE_OK) {
+      if (SkipXattr(xn)) continue;
+      if (::lsetxattr(p.c_str(), xn, xv, xs, 0) != 0) {
+        if (symlink && errno == EPERM) continue;  // user.* xattrs are not allowed on symlinks
+        Fail(std::string("set xattr ") + xn, errno);
+      }
+    }
+  }
+
+  void SetTimes(int parent, const std::string& base, archive_entry* e) {
+    struct timespec ts[2] = {{archive_entry_atime(e), archive_entry_atime_nsec(e)},
+                             {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}};
+    if (!archive_entry_atime_is_set(e)) ts[0] = ts[1];
+    ::utimensat(parent, base.c_str(), ts, AT_SYMLINK_NOFOLLOW);
+  }
+
+  std::string blob_, dest_;
+  bool overlay_;
+  Fd root_;
+  std::string name_;
+  std::unordered_set<std::string> written_;
+  std::vector<DirTime> dirs_;
+};
+
+Compression Detect(int fd, const std::string& path) {
+  unsigned char m[6] = {};
+  ssize_t n = ::pread(fd, m, sizeof m, 0);
+  if (n < 0) ThrowErrno("read layer " + path);
+  if (n >= 2 && m[0] == 0x1f && m[1] == 0x8b) return Compression::kGzip;
+  if (n >= 4 && m[0] == 0x28 && m[1] == 0xb5 && m[2] == 0x2f && m[3] == 0xfd) return Compression::kZstd;
+  if (n >= 3 && m[0] == 'B' && m[1] == 'Z' && m[2] == 'h')
+    throw Error(Code::kInvalidArgument, "layer " + path + ": bzip2 compression is not supported");
+  if (n >= 6 && m[0] == 0xfd && m[1] == '7' && m[2] == 'z' && m[3] == 'X' && m[4] == 'Z' && m[5] == 0)
+    throw Error(Code::kInvalidArgument, "layer " + path + ": xz compression is not supported");
+  return Compression::kNone;
+}
+
+std::string RandomHex(size_t n) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  static const char* hex = "0123456789abcdef";
+  std::string s;
+  for (size_t i = 0; i < n; ++i) s.push_back(hex[rng() & 15]);
+  return s;
+}
+
+}  // namespace
+
+ApplyResult ApplyLayer(const std::string& blob_path, const std::string& dest_dir, bool overlay) {
+  Fd blob(::open(blob_path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!blob.ok()) ThrowErrno("open layer " + blob_path);
+  Compression comp = Detect(blob.get(), blob_path);
+
+  Source src;
+  src.fd = blob.get();
+  ArchiveReader decomp;
+  if (comp != Compression::kNone) {
+    if (comp == Compression::kGzip)
+      archive_read_support_filter_gzip(decomp.a);
+    else if (archive_read_support_filter_zstd(decomp.a) != ARCHIVE_OK)
+      throw Error(Code::kUnimplemented, "layer " + blob_path + ": zstd is not supported by this libarchive");
+    archive_read_support_format_raw(decomp.a);
+    if (archive_read_open_fd(decomp.a, blob.get(), 1 << 17) != ARCHIVE_OK)
+      throw Error(Code::kInvalidArgument, "layer " + blob_path + ": " + archive_error_string(decomp.a));
+    archive_entry* raw;
+    if (archive_read_next_header(decomp.a, &raw) != ARCHIVE_OK) {
+      const char* es = archive_error_string(decomp.a);
+      throw Error(Code::kInvalidArgument, "layer " + blob_path + ": " + (es ? es : "cannot decompress"));
+    }
+    src.decomp = decomp.a;
+  }
+
+  ArchiveReader tar;
+  archive_read_support_format_tar(tar.a);
+  if (archive_read_open(tar.a, &src, nullptr, SourceRead, nullptr) != ARCHIVE_OK) {
+    const char* es = archive_error_string(tar.a);
+    throw Error(Code::kInvalidArgument, "layer " + blob_path + ": " + (es ? es : "not a tar archive"));
+  }
+  Extractor ex(blob_path, dest_dir, overlay);
+  for (;;) {
+    archive_entry* e;
+    int r = archive_read_next_header(tar.a, &e);
+    if (r == ARCHIVE_EOF) break;
+    if (r < ARCHIVE_WARN) {
+      const char* es = archive_error_string(tar.a);
+      throw Error(Code::kInvalidArgument, "layer " + blob_path + ": " + (es ? es : "invalid tar archive"));
+    }
+    ex.Entry(tar.a, e);
+  }
+  ex.Finish();
+  // The diff id covers the whole uncompressed stream, including padding after the tar trailer.
+  for (;;) {
+    ssize_t n = src.Next();
+    if (n < 0) throw Error(Code::kInvalidArgument, "layer " + blob_path + ": " + src.error);
+    if (n == 0) break;
+  }
+  return ApplyResult{src.hash.Final(), src.size};
+}
+
+std::string ChainID(const std::vector<std::string>& diff_ids) {
+  if (diff_ids.empty()) return "";
+  std::string chain = diff_ids[0];
+  for (size_t i = 1; i < diff_ids.size(); ++i) chain = content::Sha256Digest(chain + " " + diff_ids[i]);
+  return chain;
+}
+
+std::string Unpack(content::Store& store, snapshot::Snapshotter& sn, const std::vector<std::string>& layer_digests,
+                   const std::vector<std::string>& diff_ids) {
+  if (layer_digests.size() != diff_ids.size())
+    throw Error(Code::kInvalidArgument, "unpack: " + std::to_string(layer_digests.size()) + " layers but " +
+                                            std::to_string(diff_ids.size()) + " diff ids");
+  if (layer_digests.empty()) throw Error(Code::kInvalidArgument, "unpack: image has no layers");
+  bool overlay = sn.Name() == "overlayfs";
+  std::string parent;
+  std::vector<std::string> chain_ids;
+  for (size_t i = 0; i < layer_digests.size(); ++i) {
+    content::CheckDigest(diff_ids[i]);
+    chain_ids.push_back(diff_ids[i]);
+    std::string chain = ChainID(chain_ids);
+    if (auto info = sn.Stat(chain); info && info->kind == snapshot::Kind::kCommitted) {
+      parent = chain;
+      continue;
+    }
+    std::string blob = store.Path(layer_digests[i]);
+    std::string key = "extract-" + RandomHex(16) + "-" + chain;
+    sn.Prepare(key, parent);
+    try {
+      ApplyResult r = ApplyLayer(blob, sn.ApplyDir(key), overlay);
+      if (r.diff_id != diff_ids[i])
+        throw Error(Code::kInvalidArgument, "layer " + layer_digests[i] + ": diff id mismatch: image config says " +
+                                                diff_ids[i] + ", content is " + r.diff_id);
+      try {
+        sn.Commit(chain, key);
+      } catch (const Error& e) {
+        if (e.code() != Code::kAlreadyExists) throw;
+        sn.Remove(key);  // unpacked concurrently by someone else
+      }
+    } catch (...) {
+      try {
+        if (sn.Stat(key)) sn.Remove(key);
+      } catch (...) {
+      }
+      throw;
+    }
+    parent = chain;
+  }
+  return parent;
+}
+
+}  // namespace berth::image
