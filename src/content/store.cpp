@@ -239,11 +239,36 @@ std::string Store::Write(std::string_view data, const std::string& expected_dige
     if (expected_digest != actual) throw Error(Code::kInternal, "digest mismatch for " + expected_digest + ": got " + actual);
   }
   if (Has(actual)) return actual;
+  size_t off = 0;
+  return Ingest(
+      [&](char* buf, size_t n) {
+        size_t k = std::min(n, data.size() - off);
+        memcpy(buf, data.data() + off, k);
+        off += k;
+        return k;
+      },
+      actual);
+}
+
+std::string Store::Ingest(const std::function<size_t(char*, size_t)>& read, const std::string& expected_digest) {
+  if (!expected_digest.empty()) CheckDigest(expected_digest);
   std::string tmp = root_ + "/ingest/.tmp-XXXXXX";
   int fd = ::mkostemp(tmp.data(), O_CLOEXEC);
   if (fd < 0) ThrowErrno("create temporary file in " + root_ + "/ingest");
+  std::string actual;
   try {
-    WriteAll(fd, data.data(), data.size(), tmp);
+    Hasher h;
+    std::vector<char> buf(1 << 17);
+    for (;;) {
+      size_t n = read(buf.data(), buf.size());
+      if (n == 0) break;
+      if (n > buf.size()) throw Error(Code::kInternal, "content ingest: reader returned too many bytes");
+      h.Update(buf.data(), n);
+      WriteAll(fd, buf.data(), n, tmp);
+    }
+    actual = h.Digest();
+    if (!expected_digest.empty() && actual != expected_digest)
+      throw Error(Code::kInternal, "digest mismatch for " + expected_digest + ": got " + actual);
     if (::fsync(fd) != 0) ThrowErrno("fsync " + tmp);
     ::fchmod(fd, 0444);
   } catch (...) {
@@ -252,6 +277,10 @@ std::string Store::Write(std::string_view data, const std::string& expected_dige
     throw;
   }
   ::close(fd);
+  if (Has(actual)) {
+    ::unlink(tmp.c_str());
+    return actual;
+  }
   if (::rename(tmp.c_str(), BlobPath(root_, actual).c_str()) != 0) {
     int err = errno;
     ::unlink(tmp.c_str());

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -41,6 +42,10 @@ class Store {
   std::unique_ptr<Writer> OpenWriter(const std::string& digest);
   // Small blobs; returns the digest. A given expected_digest must match (else kInternal mismatch).
   std::string Write(std::string_view data, const std::string& expected_digest = "");
+  // Streams a blob whose digest is learned from its content: `read` fills up to n bytes of the
+  // buffer and returns how many (0 at the end; it may throw). Data goes to a temporary file under
+  // <root>/ingest and is renamed into place; returns the digest. A given expected_digest must match.
+  std::string Ingest(const std::function<size_t(char* buf, size_t n)>& read, const std::string& expected_digest = "");
   void Delete(const std::string& digest);            // missing blob -> Error(kNotFound)
   std::vector<std::string> List() const;             // digests of committed blobs
 

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstring>
+#include <functional>
 #include <thread>
 
 #include "common/error.h"
@@ -165,6 +167,29 @@ TEST(ContentStore, ConcurrentWriters) {
   EXPECT_GT(committed.load(), 0);
   for (auto& b : blobs) EXPECT_EQ(s.Read(Sha256Digest(b)), b);
   EXPECT_EQ(s.List().size(), 8u);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(ContentStore, IngestStream) {
+  berth::testing::TempDir dir;
+  Store s(dir.path());
+  std::string data(500000, 'q');
+  size_t off = 0;
+  auto reader = [&](char* buf, size_t n) {
+    size_t k = std::min<size_t>({n, data.size() - off, 777});
+    memcpy(buf, data.data() + off, k);
+    off += k;
+    return k;
+  };
+  std::string d = s.Ingest(reader);
+  EXPECT_EQ(d, Sha256Digest(data));
+  EXPECT_EQ(s.Read(d), data);
+  off = 0;
+  EXPECT_EQ(CodeOf([&] { s.Ingest(reader, Sha256Digest("other")); }), Code::kInternal);
+  EXPECT_EQ(s.List().size(), 1u);
 }
 
 }  // namespace
