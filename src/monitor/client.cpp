@@ -8,10 +8,10 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <nlohmann/json.hpp>
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "runtime/cli.h"
 
 namespace berth::monitor {
 
@@ -29,36 +29,6 @@ int64_t MsLeft(std::chrono::steady_clock::time_point deadline) {
       .count();
 }
 }  // namespace
-
-std::string SummarizeRuntimeLog(const std::string& log) {
-  std::vector<std::string> msgs, plain;
-  size_t pos = 0;
-  while (pos < log.size()) {
-    size_t nl = log.find('\n', pos);
-    if (nl == std::string::npos) nl = log.size();
-    std::string line = Trim(log.substr(pos, nl - pos));
-    pos = nl + 1;
-    if (line.empty()) continue;
-    auto j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_object()) {
-      std::string level = j.value("level", "");
-      if ((level == "error" || level == "fatal") && j.contains("msg") && j["msg"].is_string()) {
-        std::string m = Trim(j["msg"].get<std::string>());
-        if (!m.empty() && (msgs.empty() || msgs.back() != m)) msgs.push_back(m);
-      }
-      continue;
-    }
-    plain.push_back(line);
-  }
-  std::string out;
-  for (const auto& m : msgs) out += (out.empty() ? "" : ": ") + m;
-  if (out.empty()) {
-    size_t from = plain.size() > 3 ? plain.size() - 3 : 0;
-    for (size_t i = from; i < plain.size(); ++i) out += (out.empty() ? "" : "; ") + plain[i];
-  }
-  if (out.size() > 2048) out = out.substr(0, 2048) + "...";
-  return out;
-}
 
 Spawned Spawn(const SpawnOptions& o) {
   std::string what = "container " + o.id;
@@ -155,7 +125,7 @@ Spawned Spawn(const SpawnOptions& o) {
   if (reply.rfind("error ", 0) == 0) {
     size_t nl = reply.find('\n');
     std::string status = reply.substr(6, nl == std::string::npos ? std::string::npos : nl - 6);
-    std::string details = nl == std::string::npos ? "" : SummarizeRuntimeLog(reply.substr(nl + 1));
+    std::string details = nl == std::string::npos ? "" : runtime::RuntimeErrorMessage(reply.substr(nl + 1));
     if (status == "-1")
       throw Error(Code::kInternal, what + ": " + (details.empty() ? "berth-monitor failed" : details));
     throw Error(Code::kUnknown, what + ": `" + runtime + " create` exited with status " + status +

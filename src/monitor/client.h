@@ -12,6 +12,7 @@
 
 namespace berth::monitor {
 
+// runtime_argv is typically runtime::Cli::Argv({}, runtime_log) (it ends with the global options).
 struct SpawnOptions {
   std::string monitor_path;              // berth-monitor binary
   std::string id;                        // container id
@@ -34,12 +35,8 @@ struct Spawned {
 
 // Starts berth-monitor, which detaches and runs `<runtime> create`; returns once the container
 // exists (state "created"). Throws Error naming the container, the runtime and its message
-// (runc's JSON log "msg" of error lines) when creation fails or times out.
+// (runtime::RuntimeErrorMessage of its JSON log) when creation fails or times out.
 Spawned Spawn(const SpawnOptions& opts);
-
-// Error text of an OCI runtime's JSON log (`--log-format json`): the "msg" of error/fatal lines
-// joined with ": "; falls back to the last non-empty lines of plain text.
-std::string SummarizeRuntimeLog(const std::string& log);
 
 // The monitor pid is alive and is the berth-monitor of container `id` (guards against pid reuse).
 bool IsMonitorAlive(int monitor_pid, const std::string& id);

@@ -162,6 +162,7 @@ bool ParseTimestamp(std::string_view s, int64_t* unix_ns) {
   if (pos != s.size()) return false;
   int64_t days = DaysFromCivil(year, static_cast<unsigned>(mon), static_cast<unsigned>(day));
   int64_t secs = days * 86400 + hh * 3600 + mm * 60 + ss - offset;
+  if (secs > 9223372035LL || secs < -9223372035LL) return false;  // outside int64 nanoseconds
   *unix_ns = secs * 1000000000 + frac;
   return true;
 }
