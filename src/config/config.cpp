@@ -154,10 +154,11 @@ std::vector<std::string> ResolveImports(const std::string& parent_dir,
       continue;
     }
     glob_t g{};
-    int rc = glob(path.c_str(), GLOB_ERR, nullptr, &g);
+    // Unreadable directories count as no match, as Go's filepath.Glob.
+    int rc = glob(path.c_str(), 0, nullptr, &g);
     if (rc == 0) {
       for (size_t i = 0; i < g.gl_pathc; ++i) out.emplace_back(g.gl_pathv[i]);
-    } else if (rc != GLOB_NOMATCH) {
+    } else if (rc == GLOB_NOSPACE) {
       globfree(&g);
       throw Error(Code::kInvalidArgument,
                   name + ": imports: cannot expand pattern \"" + imp + "\" (" + path + ")");

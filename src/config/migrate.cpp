@@ -123,6 +123,36 @@ const std::set<std::string> kServerKeys = {
     "disable_tcp_service", "stream_server_address", "stream_server_port",
     "stream_idle_timeout", "enable_tls_streaming",  "x509_key_pair_streaming"};
 
+// Keys containerd 2.0 removed, with what replaces them. The runtime migration drops them and
+// names each in a warning.
+const std::map<std::string, std::string> kRemovedTopKeys = {
+    {"systemd_cgroup", "use containerd.runtimes.<name>.options.SystemdCgroup"},
+    {"disable_cgroup", "no replacement"},
+};
+const std::map<std::string, std::string> kRemovedContainerdKeys = {
+    {"no_pivot", "use containerd.runtimes.<name>.options.NoPivotRoot"},
+    {"default_runtime", "use containerd.runtimes and containerd.default_runtime_name"},
+    {"untrusted_workload_runtime", "use containerd.runtimes and a runtime handler"},
+};
+const std::map<std::string, std::string> kRemovedRuntimeKeys = {
+    {"runtime_engine", "use options.BinaryName"},
+    {"runtime_root", "use options.Root"},
+};
+
+void DropRemoved(Tree& table, const std::string& path,
+                 const std::map<std::string, std::string>& removed,
+                 std::vector<std::string>& warnings) {
+  if (!table.is_object()) return;
+  for (const auto& [key, hint] : removed) {
+    auto it = table.find(key);
+    if (it == table.end()) continue;
+    std::string value = it->is_object() ? "(table)" : it->dump();
+    warnings.push_back(JoinKey(path, key) + " = " + value +
+                       " was dropped: removed in containerd 2.0 (" + hint + ")");
+    table.erase(key);
+  }
+}
+
 }  // namespace
 
 void MigrateV1PluginNames(Tree& plugins, std::vector<std::string>& warnings) {
@@ -151,6 +181,15 @@ void MigrateCRIRuntime(int version, Tree& plugins, std::vector<std::string>& war
   src = &plugins[kCRIServerPluginURI];  // DestTable may have reallocated
   const std::string dst_path = PluginPath(kCRIRuntimePluginURI);
 
+  DropRemoved(*src, kCRIv1Path, kRemovedTopKeys, warnings);
+  if (src->contains("containerd")) {
+    Tree& scd = (*src)["containerd"];
+    DropRemoved(scd, kCRIv1Path + ".containerd", kRemovedContainerdKeys, warnings);
+    if (scd.is_object() && scd.contains("runtimes") && scd["runtimes"].is_object())
+      for (auto& [name, rt] : scd["runtimes"].items())
+        DropRemoved(rt, JoinKey(kCRIv1Path + ".containerd.runtimes", name), kRemovedRuntimeKeys,
+                    warnings);
+  }
   std::vector<std::string> keys;
   for (const auto& [k, v] : src->items()) keys.push_back(k);
   for (const auto& k : keys) {
