@@ -224,8 +224,8 @@ Reference ParseReference(std::string_view s) {
   ref.path = std::string(remote);
   if (ref.domain == kDefaultDomain && ref.path.find('/') == std::string::npos)
     ref.path = std::string(kOfficialPrefix) + ref.path;
-  // Length of the name as written (domain + path), as in distribution/reference.
-  if (rest.size() > kNameTotalLengthMax)
+  // Length of the normalised name (domain + path), as in distribution/reference.
+  if (ref.Repository().size() > kNameTotalLengthMax)
     Invalid(s, "repository name must not be more than 255 characters");
   if (ref.tag.empty() && ref.digest.empty()) ref.tag = "latest";
   return ref;

@@ -41,7 +41,13 @@ class PullTest : public ::testing::Test {
     if (tmp_) UnmountAllBelow(tmp_->path());
   }
 
-  ImageService& Service(ImageService::Options o = {}) {
+  ImageService::Options Opts(const std::string& root = "root") {
+    ImageService::Options o;
+    o.root = *tmp_ / root;
+    return o;
+  }
+  ImageService& Service() { return Service(Opts()); }
+  ImageService& Service(ImageService::Options o) {
     if (o.root.empty()) o.root = *tmp_ / "root";
     service_ = std::make_unique<ImageService>(o);
     return *service_;
@@ -163,7 +169,7 @@ TEST_F(PullTest, TokenAuthAnonymousAndWithCredentials) {
   po.password = "s3cret";
   po.refresh_token = "refresh-alice";
   TokenProxy proxy(registry_->host(), po);
-  ImageService& s = Service({.root = *tmp_ / "root2"});
+  ImageService& s = Service(Opts("root2"));
   try {
     s.Pull(proxy.host() + "/test/token:v1", {});
     ADD_FAILURE() << "anonymous pull should be refused";
@@ -195,7 +201,9 @@ TEST_F(PullTest, HostsTomlMirrorsInOrder) {
             "server = \"https://mirror.invalid\"\n"
             "[host.\"http://127.0.0.1:" + std::to_string(dead) + "\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
             "[host.\"http://" + mirror.host() + "\"]\n  capabilities = [\"pull\", \"resolve\"]\n");
-  ImageService& s = Service({.root = *tmp_ / "root", .hosts_config_path = certs});
+  auto o = Opts();
+  o.hosts_config_path = certs;
+  ImageService& s = Service(o);
   auto image = s.Pull("mirror.invalid/test/mirror:v1", {});
   EXPECT_EQ(image.id, img.config_digest);
   EXPECT_EQ(image.repo_tags, std::vector<std::string>{"mirror.invalid/test/mirror:v1"});
@@ -210,7 +218,9 @@ TEST_F(PullTest, HostsTomlMirrorsInOrder) {
 TEST_F(PullTest, ConcurrentPullsShareOneDownload) {
   TestImage img = Push("concurrent", "test/concurrent:v1");
   TokenProxy proxy(registry_->host());
-  ImageService& s = Service({.root = *tmp_ / "root", .max_concurrent_downloads = 2});
+  auto o = Opts();
+  o.max_concurrent_downloads = 2;
+  ImageService& s = Service(o);
   const std::string ref = proxy.host() + "/test/concurrent:v1";
   std::vector<std::future<berth::image::Image>> futures;
   for (int i = 0; i < 6; ++i) futures.push_back(std::async(std::launch::async, [&] { return s.Pull(ref, {}); }));
@@ -266,7 +276,7 @@ TEST_F(PullTest, ResumesPartialDownloadWithRange) {
     TokenProxy::Options po;
     po.ignore_range = ignore_range;
     TokenProxy proxy(registry_->host(), po);
-    ImageService& s = Service({.root = *tmp_ / (ignore_range ? "root-a" : "root-b")});
+    ImageService& s = Service(Opts(ignore_range ? "root-a" : "root-b"));
     {
       auto w = s.content().OpenWriter(layer);
       w->Write(blob.data(), blob.size() / 2);
@@ -314,7 +324,9 @@ TEST_F(PullTest, RemoveByTagByIdAndRepull) {
 TEST_F(PullTest, PinnedImageIsNotRemovedOrCollected) {
   TestImage pinned = Push("pinned", "test/pinned:v1");
   TestImage other = Push("unpinned", "test/unpinned:v1");
-  ImageService& s = Service({.root = *tmp_ / "root", .pinned_images = {{"sandbox", Ref("test/pinned:v1")}}});
+  auto opts = Opts();
+  opts.pinned_images = {{"sandbox", Ref("test/pinned:v1")}};
+  ImageService& s = Service(opts);
   auto p = s.Pull(Ref("test/pinned:v1"), {});
   EXPECT_TRUE(p.pinned);
   auto o = s.Pull(Ref("test/unpinned:v1"), {});
