@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "config/cri.h"
+#include "oci/mounts.h"
 #include "plugin/registry.h"
 
 namespace berth::plugin {
@@ -53,6 +54,7 @@ struct HandlerInfo {
   // for the handler, e.g. {"recursive_read_only_mounts": true}.
   nlohmann::ordered_json features = nlohmann::ordered_json::object();
   // --- fields added by handler resolvers go below this line ---
+  oci::HandlerRRO rro;  // resolved recursive read-only behaviour (rro_resolver.cpp)
 };
 
 class CRIRuntimePlugin;
