@@ -133,7 +133,10 @@ std::string Reference::String() const {
 
 std::string Reference::Familiar() const {
   std::string s;
-  if (domain == kDefaultDomain) {
+  std::string first = path.substr(0, path.find('/'));
+  bool first_looks_like_host = path.find('/') != std::string::npos &&
+                               (first.find_first_of(".:") != std::string::npos || first == "localhost");
+  if (domain == kDefaultDomain && !first_looks_like_host) {
     s = path.rfind(kOfficialPrefix, 0) == 0 && path.find('/', kOfficialPrefix.size()) == std::string::npos
             ? path.substr(kOfficialPrefix.size())
             : path;

@@ -59,6 +59,8 @@ TEST(Reference, Familiar) {
   EXPECT_EQ(ParseReference("user/app:1").Familiar(), "user/app:1");
   EXPECT_EQ(ParseReference("quay.io/x/y").Familiar(), "quay.io/x/y:latest");
   EXPECT_EQ(ParseReference("busybox").Repository(), "docker.io/library/busybox");
+  // A first path component that looks like a host keeps the docker.io prefix.
+  EXPECT_EQ(ParseReference("docker.io/er.io/app").Familiar(), "docker.io/er.io/app:latest");
 }
 
 TEST(Reference, Rejects) {
