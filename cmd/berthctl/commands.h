@@ -1,0 +1,49 @@
+// berthctl's command groups. Each group lives in its own cmd_<group>.cpp (globbed by
+// CMakeLists.txt) and is added by one line in main.cpp:
+//   void Add<Group>Commands(CLI::App& app, Globals& g);
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace CLI {
+class App;
+}
+namespace grpc {
+class Channel;
+class ClientContext;
+class Status;
+}  // namespace grpc
+
+namespace berth::berthctl {
+
+inline constexpr const char* kDefaultAddress = "/run/berth/berth.sock";
+
+struct Globals {
+  std::string address = kDefaultAddress;  // --address / --runtime-endpoint ("unix://" optional)
+  std::string output = "table";           // -o table|json
+  int timeout_seconds = 10;               // --timeout
+
+  // The channel to berthd, created on first use.
+  std::shared_ptr<grpc::Channel> Channel();
+  // Sets the deadline from --timeout.
+  void Prepare(grpc::ClientContext& ctx) const;
+  bool Json() const { return output == "json"; }
+
+ private:
+  std::shared_ptr<grpc::Channel> channel_;
+};
+
+// Throws std::runtime_error "<what>: <code>: <message>" when the call failed.
+void Check(const grpc::Status& status, const std::string& what);
+// Left-aligned columns separated by two spaces; the first row is the header.
+void PrintTable(const std::vector<std::vector<std::string>>& rows);
+
+void AddPluginCommands(CLI::App& app, Globals& g);  // plugins, plugin-info
+void AddConfigCommands(CLI::App& app, Globals& g);  // config dump
+void AddWarningCommands(CLI::App& app, Globals& g); // warnings
+void AddFeaturesCommands(CLI::App& app, Globals& g);  // features [HANDLER] (cmd_features.cpp)
+void AddMountsCommands(CLI::App& app, Globals& g);    // mounts audit (cmd_mounts.cpp)
+
+}  // namespace berth::berthctl
