@@ -216,7 +216,7 @@ class Extractor {
       RemoveAt(parent.get(), base, dest_ + "/" + path);
       exists = false;
     }
-    written_.insert(path);
+    for (size_t i = 1; i <= comps.size(); ++i) written_.insert(JoinPath(comps, i));
 
     if (hardlink) {
       Hardlink(parent.get(), base, hardlink);

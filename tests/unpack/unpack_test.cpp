@@ -196,13 +196,15 @@ TEST(Unpack, NativeWhiteoutsDelete) {
   std::string blob =
       WriteBlob(dir, "blob",
                 BuildTar({File(".wh.gone", ""), File(".wh.gonedir", ""), Dir("opaque"), File("opaque/new", "n"),
-                          File("opaque/.wh..wh..opq", ""), File(".wh.never-existed", "")}));
+                          File("opaque/implicit/deep", "d"), File("opaque/.wh..wh..opq", ""),
+                          File(".wh.never-existed", "")}));
   ApplyLayer(blob, out, false);
   EXPECT_FALSE(Exists(out + "/gone"));
   EXPECT_FALSE(Exists(out + "/gonedir"));
   EXPECT_FALSE(Exists(out + "/opaque/old1"));
   EXPECT_FALSE(Exists(out + "/opaque/olddir"));
   EXPECT_EQ(Slurp(out + "/opaque/new"), "n");
+  EXPECT_EQ(Slurp(out + "/opaque/implicit/deep"), "d");
   EXPECT_EQ(Slurp(out + "/keep"), "keep");
   EXPECT_FALSE(Exists(out + "/.wh.never-existed"));
 }
