@@ -261,6 +261,33 @@ struct RegistryClient::Impl {
   std::map<std::string, HostAuth> host_auth;  // by host.host
   std::map<std::string, std::string> ca_bundles;
 
+  // Idle easy handles: reusing them keeps their connections alive between requests.
+  std::mutex pool_mu;
+  std::vector<CURL*> pool;
+
+  ~Impl() {
+    for (CURL* c : pool) curl_easy_cleanup(c);
+  }
+  CURL* Acquire() {
+    {
+      std::lock_guard<std::mutex> lk(pool_mu);
+      if (!pool.empty()) {
+        CURL* c = pool.back();
+        pool.pop_back();
+        curl_easy_reset(c);
+        return c;
+      }
+    }
+    CURL* c = curl_easy_init();
+    if (!c) throw Error(Code::kInternal, "curl_easy_init failed");
+    return c;
+  }
+  void Release(CURL* c) {
+    std::lock_guard<std::mutex> lk(pool_mu);
+    if (pool.size() < 16) pool.push_back(c);
+    else curl_easy_cleanup(c);
+  }
+
   void Setup() {
     if (!auth.auth.empty()) {
       std::string dec = Base64Decode(auth.auth);
@@ -318,8 +345,7 @@ struct RegistryClient::Impl {
     std::string url = url_in;
     const std::string origin = Origin(url_in);
     for (int hop = 0;; ++hop) {
-      CURL* c = curl_easy_init();
-      if (!c) throw Error(Code::kInternal, "curl_easy_init failed");
+      CURL* c = Acquire();
       Response resp;
       Transfer t{c, &resp, sink, false};
       curl_slist* hl = nullptr;
@@ -355,7 +381,8 @@ struct RegistryClient::Impl {
       std::string next;
       if (curl_easy_getinfo(c, CURLINFO_REDIRECT_URL, &redirect) == CURLE_OK && redirect) next = redirect;
       curl_slist_free_all(hl);
-      curl_easy_cleanup(c);
+      if (rc == CURLE_OK) Release(c);
+      else curl_easy_cleanup(c);
       resp.url = url;
       if (rc != CURLE_OK) {
         if (t.aborted) throw Error(Code::kAborted, "transfer from " + url + " aborted");
@@ -538,7 +565,7 @@ std::string RegistryClient::FetchBytes(const Descriptor& desc, size_t max_size, 
     throw Error(Code::kInvalidArgument, "blob " + desc.digest + " is " + std::to_string(desc.size) +
                                             " bytes, more than the limit of " + std::to_string(max_size));
   const std::string what = "failed to fetch " + im.registry + "/" + im.repository + "@" + desc.digest;
-  return im.TryHosts(!manifest ? false : true, what, [&](const RegistryHost& h) {
+  return im.TryHosts(false, what, [&](const RegistryHost& h) {
     std::string body;
     Sink sink = [&](long, const char* d, size_t n) {
       if (body.size() + n > max_size || static_cast<int64_t>(body.size() + n) > desc.size) return false;

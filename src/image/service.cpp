@@ -307,14 +307,18 @@ struct ImageService::Impl {
       Resolved r = ResolveManifest(top.digest, top.media_type, top.body, get, name);
       FetchLayers(client, r.manifest.layers, name);
       if (!content->Has(top.digest)) content->Write(top.body, top.digest);
+      auto fetched = std::chrono::steady_clock::now();
       std::string chain = UnpackImage(r);
+      auto unpacked = std::chrono::steady_clock::now();
       std::vector<std::string> names;
       if (!ref.tag.empty()) names.push_back(ref.Repository() + ":" + ref.tag);
       names.push_back(ref.Repository() + "@" + top.digest);
       Record(names, r, chain);
       result = Build(r.config_digest, images->ByConfig(r.config_digest));
       auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
-      spdlog::info("pulled {} ({}, {} bytes) in {} ms", name, r.config_digest, result.size, ms.count());
+      auto unpack_ms = std::chrono::duration_cast<std::chrono::milliseconds>(unpacked - fetched);
+      spdlog::info("pulled {} ({}, {} bytes) in {} ms (unpack {} ms, {} requests)", name, r.config_digest,
+                   result.size, ms.count(), unpack_ms.count(), client.requests());
     }
     MaybeRunPendingGC();
     return result;
