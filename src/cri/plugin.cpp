@@ -1,0 +1,86 @@
+#include <filesystem>
+
+#include <spdlog/spdlog.h>
+
+#include "common/error.h"
+#include "config/cri.h"
+#include "cri/cri.h"
+#include "cri/server.h"
+#include "criplugins/criplugins.h"
+#include "image/service.h"
+#include "plugin/registry.h"
+#include "plugin/services.h"
+
+#ifndef BERTH_VERSION
+#define BERTH_VERSION "0.0.0"
+#endif
+
+namespace berth::cri {
+
+const char* BerthVersion() { return BERTH_VERSION; }
+
+namespace {
+
+// The image service of the images plugin when it offers one; otherwise one created from its
+// ImageConfig under <root>/io.containerd.cri.v1.images.
+std::shared_ptr<image::ImageService> MakeImageService(plugin::InitContext& ic,
+                                                      const criplugins::CRIImagesPlugin& images) {
+  if (const auto* st = ic.registry().Find(plugin::kCRIServicePlugin, criplugins::kImagesID)) {
+    if (auto svc = st->As<image::ImageService>()) return svc;
+  }
+  image::ImageService::Options o;
+  // The images plugin's root_dir is <root>/io.containerd.grpc.v1.cri.
+  std::filesystem::path root = std::filesystem::path(images.root_dir).parent_path();
+  if (root.empty()) root = std::filesystem::path(ic.root_dir).parent_path();
+  o.root = (root / "io.containerd.cri.v1.images").string();
+  o.snapshotter = images.config.snapshotter;
+  o.hosts_config_path = images.config.registry.config_path;
+  o.max_concurrent_downloads = images.config.max_concurrent_downloads;
+  o.pinned_images = images.config.pinned_images;
+  std::chrono::nanoseconds timeout{};
+  if (config::ParseDuration(images.config.image_pull_progress_timeout, &timeout) && timeout.count() > 0) {
+    o.progress_timeout = std::chrono::duration_cast<std::chrono::seconds>(timeout);
+    if (o.progress_timeout.count() == 0) o.progress_timeout = std::chrono::seconds(1);
+  }
+  return std::make_shared<image::ImageService>(std::move(o));
+}
+
+}  // namespace
+
+void RegisterCRIServerPlugin(plugin::Registry& registry) {
+  plugin::Registration r;
+  r.type = plugin::kGRPCPlugin;
+  r.id = kCRIPluginID;
+  r.requirements = {plugin::kCRIServicePlugin, plugin::kWarningPlugin};
+  r.init = [](plugin::InitContext& ic) -> std::any {
+    ic.meta.exports["CRIVersion"] = "v1";
+    ServerDeps deps;
+    deps.runtime = ic.GetAs<criplugins::CRIRuntimePlugin>(plugin::kCRIServicePlugin, criplugins::kRuntimeID);
+    deps.images = ic.GetAs<criplugins::CRIImagesPlugin>(plugin::kCRIServicePlugin, criplugins::kImagesID);
+    try {
+      deps.warnings = ic.GetSingle<plugin::WarningService>(plugin::kWarningPlugin);
+    } catch (const Error&) {
+    }
+    try {
+      deps.image_service = MakeImageService(ic, *deps.images);
+    } catch (const std::exception& e) {
+      // The runtime side stays usable; image calls answer UNAVAILABLE with this reason.
+      deps.image_service_error = e.what();
+      spdlog::error("CRI: failed to open the image service: {}", e.what());
+      if (deps.warnings) {
+        deps.warnings->Emit("io.berth.cri/image-service", "the image service is not available: " + deps.image_service_error);
+      }
+    }
+    deps.handlers = ResolveHandlerFeatures(*deps.runtime);
+    for (const auto& h : deps.handlers) {
+      spdlog::info("CRI: runtime handler \"{}\": recursive_read_only_mounts={} user_namespaces={}", h.name,
+                   h.recursive_read_only_mounts, h.user_namespaces);
+    }
+    auto server = std::make_shared<CRIServer>(std::move(deps));
+    ic.Provide<plugin::GrpcService>(server);
+    return server;
+  };
+  registry.Register(std::move(r));
+}
+
+}  // namespace berth::cri

@@ -1,0 +1,206 @@
+#include "cri/runtime_service.h"
+
+#include "config/cri.h"
+#include "cri/cri.h"
+#include "cri/errors.h"
+#include "cri/server.h"
+#include "cri/validate.h"
+#include "criplugins/criplugins.h"
+
+namespace berth::cri {
+
+namespace v1 = runtime::v1;
+
+grpc::Status RuntimeServiceImpl::Version(grpc::ServerContext*, const v1::VersionRequest*,
+                                         v1::VersionResponse* resp) {
+  return Guard("Version", [&] {
+    resp->set_version("0.1.0");
+    resp->set_runtime_name("berth");
+    resp->set_runtime_version(BerthVersion());
+    resp->set_runtime_api_version("v1");
+  });
+}
+
+grpc::Status RuntimeServiceImpl::Status(grpc::ServerContext*, const v1::StatusRequest* req,
+                                        v1::StatusResponse* resp) {
+  return Guard("Status", [&] {
+    auto* runtime_ready = resp->mutable_status()->add_conditions();
+    runtime_ready->set_type("RuntimeReady");
+    runtime_ready->set_status(true);
+    auto* network_ready = resp->mutable_status()->add_conditions();
+    network_ready->set_type("NetworkReady");
+    network_ready->set_status(false);
+    network_ready->set_reason("NetworkPluginNotReady");
+    network_ready->set_message("Network plugin returns error: cni plugin not initialized");
+    for (const auto& h : server_.deps().handlers) {
+      auto* rh = resp->add_runtime_handlers();
+      rh->set_name(h.name);
+      rh->mutable_features()->set_recursive_read_only_mounts(h.recursive_read_only_mounts);
+      rh->mutable_features()->set_user_namespaces(h.user_namespaces);
+    }
+    resp->mutable_features()->set_supplemental_groups_policy(false);
+    resp->mutable_features()->set_user_namespaces_host_network(false);
+    if (req->verbose()) {
+      auto& info = *resp->mutable_info();
+      info["config"] = server_.ConfigJSON().dump();
+      info["lastCNILoadStatus"] = "cni plugin not initialized";
+      nlohmann::ordered_json handlers = nlohmann::ordered_json::array();
+      for (const auto& h : server_.deps().handlers) {
+        handlers.push_back({{"name", h.name},
+                            {"features",
+                             {{"recursive_read_only_mounts", h.recursive_read_only_mounts},
+                              {"user_namespaces", h.user_namespaces}}}});
+      }
+      info["runtimeHandlers"] = handlers.dump();
+    }
+  });
+}
+
+grpc::Status RuntimeServiceImpl::UpdateRuntimeConfig(grpc::ServerContext*,
+                                                     const v1::UpdateRuntimeConfigRequest* req,
+                                                     v1::UpdateRuntimeConfigResponse*) {
+  return Guard("UpdateRuntimeConfig", [&] { server_.SetPodCIDRs(ValidateUpdateRuntimeConfig(*req)); });
+}
+
+grpc::Status RuntimeServiceImpl::RuntimeConfig(grpc::ServerContext*, const v1::RuntimeConfigRequest*,
+                                               v1::RuntimeConfigResponse* resp) {
+  return Guard("RuntimeConfig", [&] {
+    bool systemd = false;
+    if (const auto& rt = server_.deps().runtime) {
+      if (const auto* h = rt->Handler("")) systemd = h->runtime.SystemdCgroup();
+    }
+    resp->mutable_linux()->set_cgroup_driver(systemd ? v1::SYSTEMD : v1::CGROUPFS);
+  });
+}
+
+grpc::Status RuntimeServiceImpl::RunPodSandbox(grpc::ServerContext*, const v1::RunPodSandboxRequest*, v1::RunPodSandboxResponse*) {
+  return Unimplemented("RunPodSandbox");
+}
+
+grpc::Status RuntimeServiceImpl::StopPodSandbox(grpc::ServerContext*, const v1::StopPodSandboxRequest*, v1::StopPodSandboxResponse*) {
+  return Unimplemented("StopPodSandbox");
+}
+
+grpc::Status RuntimeServiceImpl::RemovePodSandbox(grpc::ServerContext*, const v1::RemovePodSandboxRequest*, v1::RemovePodSandboxResponse*) {
+  return Unimplemented("RemovePodSandbox");
+}
+
+grpc::Status RuntimeServiceImpl::PodSandboxStatus(grpc::ServerContext*, const v1::PodSandboxStatusRequest*, v1::PodSandboxStatusResponse*) {
+  return Unimplemented("PodSandboxStatus");
+}
+
+grpc::Status RuntimeServiceImpl::ListPodSandbox(grpc::ServerContext*, const v1::ListPodSandboxRequest*, v1::ListPodSandboxResponse*) {
+  return Unimplemented("ListPodSandbox");
+}
+
+grpc::Status RuntimeServiceImpl::StreamPodSandboxes(grpc::ServerContext*, const v1::StreamPodSandboxesRequest*,
+                                    grpc::ServerWriter<v1::StreamPodSandboxesResponse>*) {
+  return Unimplemented("StreamPodSandboxes");
+}
+
+grpc::Status RuntimeServiceImpl::CreateContainer(grpc::ServerContext*, const v1::CreateContainerRequest*, v1::CreateContainerResponse*) {
+  return Unimplemented("CreateContainer");
+}
+
+grpc::Status RuntimeServiceImpl::StartContainer(grpc::ServerContext*, const v1::StartContainerRequest*, v1::StartContainerResponse*) {
+  return Unimplemented("StartContainer");
+}
+
+grpc::Status RuntimeServiceImpl::StopContainer(grpc::ServerContext*, const v1::StopContainerRequest*, v1::StopContainerResponse*) {
+  return Unimplemented("StopContainer");
+}
+
+grpc::Status RuntimeServiceImpl::RemoveContainer(grpc::ServerContext*, const v1::RemoveContainerRequest*, v1::RemoveContainerResponse*) {
+  return Unimplemented("RemoveContainer");
+}
+
+grpc::Status RuntimeServiceImpl::ListContainers(grpc::ServerContext*, const v1::ListContainersRequest*, v1::ListContainersResponse*) {
+  return Unimplemented("ListContainers");
+}
+
+grpc::Status RuntimeServiceImpl::StreamContainers(grpc::ServerContext*, const v1::StreamContainersRequest*,
+                                    grpc::ServerWriter<v1::StreamContainersResponse>*) {
+  return Unimplemented("StreamContainers");
+}
+
+grpc::Status RuntimeServiceImpl::ContainerStatus(grpc::ServerContext*, const v1::ContainerStatusRequest*, v1::ContainerStatusResponse*) {
+  return Unimplemented("ContainerStatus");
+}
+
+grpc::Status RuntimeServiceImpl::UpdateContainerResources(grpc::ServerContext*, const v1::UpdateContainerResourcesRequest*, v1::UpdateContainerResourcesResponse*) {
+  return Unimplemented("UpdateContainerResources");
+}
+
+grpc::Status RuntimeServiceImpl::ReopenContainerLog(grpc::ServerContext*, const v1::ReopenContainerLogRequest*, v1::ReopenContainerLogResponse*) {
+  return Unimplemented("ReopenContainerLog");
+}
+
+grpc::Status RuntimeServiceImpl::ExecSync(grpc::ServerContext*, const v1::ExecSyncRequest*, v1::ExecSyncResponse*) {
+  return Unimplemented("ExecSync");
+}
+
+grpc::Status RuntimeServiceImpl::Exec(grpc::ServerContext*, const v1::ExecRequest*, v1::ExecResponse*) {
+  return Unimplemented("Exec");
+}
+
+grpc::Status RuntimeServiceImpl::Attach(grpc::ServerContext*, const v1::AttachRequest*, v1::AttachResponse*) {
+  return Unimplemented("Attach");
+}
+
+grpc::Status RuntimeServiceImpl::PortForward(grpc::ServerContext*, const v1::PortForwardRequest*, v1::PortForwardResponse*) {
+  return Unimplemented("PortForward");
+}
+
+grpc::Status RuntimeServiceImpl::ContainerStats(grpc::ServerContext*, const v1::ContainerStatsRequest*, v1::ContainerStatsResponse*) {
+  return Unimplemented("ContainerStats");
+}
+
+grpc::Status RuntimeServiceImpl::ListContainerStats(grpc::ServerContext*, const v1::ListContainerStatsRequest*, v1::ListContainerStatsResponse*) {
+  return Unimplemented("ListContainerStats");
+}
+
+grpc::Status RuntimeServiceImpl::StreamContainerStats(grpc::ServerContext*, const v1::StreamContainerStatsRequest*,
+                                    grpc::ServerWriter<v1::StreamContainerStatsResponse>*) {
+  return Unimplemented("StreamContainerStats");
+}
+
+grpc::Status RuntimeServiceImpl::PodSandboxStats(grpc::ServerContext*, const v1::PodSandboxStatsRequest*, v1::PodSandboxStatsResponse*) {
+  return Unimplemented("PodSandboxStats");
+}
+
+grpc::Status RuntimeServiceImpl::ListPodSandboxStats(grpc::ServerContext*, const v1::ListPodSandboxStatsRequest*, v1::ListPodSandboxStatsResponse*) {
+  return Unimplemented("ListPodSandboxStats");
+}
+
+grpc::Status RuntimeServiceImpl::StreamPodSandboxStats(grpc::ServerContext*, const v1::StreamPodSandboxStatsRequest*,
+                                    grpc::ServerWriter<v1::StreamPodSandboxStatsResponse>*) {
+  return Unimplemented("StreamPodSandboxStats");
+}
+
+grpc::Status RuntimeServiceImpl::CheckpointContainer(grpc::ServerContext*, const v1::CheckpointContainerRequest*, v1::CheckpointContainerResponse*) {
+  return Unimplemented("CheckpointContainer");
+}
+
+grpc::Status RuntimeServiceImpl::GetContainerEvents(grpc::ServerContext*, const v1::GetEventsRequest*,
+                                    grpc::ServerWriter<v1::ContainerEventResponse>*) {
+  return Unimplemented("GetContainerEvents");
+}
+
+grpc::Status RuntimeServiceImpl::ListMetricDescriptors(grpc::ServerContext*, const v1::ListMetricDescriptorsRequest*, v1::ListMetricDescriptorsResponse*) {
+  return Unimplemented("ListMetricDescriptors");
+}
+
+grpc::Status RuntimeServiceImpl::ListPodSandboxMetrics(grpc::ServerContext*, const v1::ListPodSandboxMetricsRequest*, v1::ListPodSandboxMetricsResponse*) {
+  return Unimplemented("ListPodSandboxMetrics");
+}
+
+grpc::Status RuntimeServiceImpl::StreamPodSandboxMetrics(grpc::ServerContext*, const v1::StreamPodSandboxMetricsRequest*,
+                                    grpc::ServerWriter<v1::StreamPodSandboxMetricsResponse>*) {
+  return Unimplemented("StreamPodSandboxMetrics");
+}
+
+grpc::Status RuntimeServiceImpl::UpdatePodSandboxResources(grpc::ServerContext*, const v1::UpdatePodSandboxResourcesRequest*, v1::UpdatePodSandboxResourcesResponse*) {
+  return Unimplemented("UpdatePodSandboxResources");
+}
+
+}  // namespace berth::cri
