@@ -216,8 +216,11 @@ class FileSnapshotter : public Snapshotter {
       if (r.parent.empty()) return {Mount{"bind", FsDir(r.id), {"rw", "rbind"}}};
       std::string lower;
       for (int64_t id : Chain(r.parent)) lower += (lower.empty() ? "" : ":") + FsDir(id);
-      return {Mount{"overlay", "overlay",
-                    {"workdir=" + Dir(r.id) + "/work", "upperdir=" + FsDir(r.id), "lowerdir=" + lower}}};
+      std::vector<std::string> opts = BaseOverlayOptions();
+      opts.push_back("workdir=" + Dir(r.id) + "/work");
+      opts.push_back("upperdir=" + FsDir(r.id));
+      opts.push_back("lowerdir=" + lower);
+      return {Mount{"overlay", "overlay", opts}};
     }
     // Read-only: a view (or committed snapshot) with a single layer is a read-only bind mount.
     std::vector<int64_t> ids = r.kind == Kind::kView ? (r.parent.empty() ? std::vector<int64_t>{r.id} : Chain(r.parent))
@@ -225,7 +228,17 @@ class FileSnapshotter : public Snapshotter {
     if (ids.size() == 1) return {Mount{"bind", FsDir(ids[0]), {"ro", "rbind"}}};
     std::string lower;
     for (int64_t id : ids) lower += (lower.empty() ? "" : ":") + FsDir(id);
-    return {Mount{"overlay", "overlay", {"lowerdir=" + lower}}};
+    std::vector<std::string> opts = BaseOverlayOptions();
+    opts.push_back("lowerdir=" + lower);
+    return {Mount{"overlay", "overlay", opts}};
+  }
+
+  // Like containerd: turn the overlay inode index off where the module knows the option, so that
+  // one layer can be the lower dir of many overlays and snapshots can be moved between hosts.
+  static std::vector<std::string> BaseOverlayOptions() {
+    static const bool index = fs::Exists("/sys/module/overlay/parameters/index");
+    if (index) return {"index=off"};
+    return {};
   }
 
   void RemoveDir(int64_t id) {
