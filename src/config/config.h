@@ -55,18 +55,20 @@ struct Config {
 };
 
 struct LoadResult {
-  Config config;        // version = file_version; plugin tables are not migrated (see MigrateToV3)
+  Config config;        // merged and migrated: always version 3
   int file_version = 0; // version of the main file (1 when the key is absent, as containerd)
   std::vector<std::string> warnings;
   std::vector<std::string> files;  // main file first, then every imported file in merge order
 };
 
-// Parses a file, applies `imports` (glob patterns; relative ones are relative to the importing
-// file's directory; merged in order like containerd: later files override scalars, plugin tables
-// are replaced per top-level plugin key... see docs/config.md) and maps version-1 short plugin
-// names to full URIs. Throws Error(kInvalidArgument) naming file, line and column for malformed
-// TOML, the key path and expected type for wrong types, and the version for unsupported versions;
-// Error(kNotFound) for a missing main file.
+// Parses a file, migrates it to version 3 when older (v1 plugin names, then the CRI table split,
+// see MigrateToV3), then applies `imports`: glob patterns ('*'), relative ones relative to the
+// importing file's directory, each imported file migrated before it is merged; later files
+// override scalars, the top-level lists are unions, plugin tables merge recursively, entries of
+// timeouts/proxy_plugins/stream_processors are replaced whole (see docs/config.md).
+// Throws Error(kInvalidArgument) naming file, line and column for malformed TOML, the key path and
+// expected type for wrong types, and the version for unsupported versions; Error(kNotFound) for a
+// missing main file. The plugins' migration hooks are no-ops on the result (idempotent).
 LoadResult LoadFile(const std::string& path);
 // Same for text; `name` is used in messages. Relative imports resolve against the current
 // directory.
@@ -75,8 +77,8 @@ LoadResult LoadString(std::string_view toml, const std::string& name);
 // Embedded defaults: version 3 with the default tables of the three CRI plugins.
 Config Default();
 
-// Complete TOML text of a config (version = 3 header is whatever c.version is), stable key order:
-// top-level scalars, [grpc], [debug], other top-level tables, [plugins...].
+// Complete TOML text of a config (`version` is c.version), stable key order: top-level scalars,
+// [grpc], [debug], other top-level tables, [plugins...]; in every table plain keys first.
 std::string ToToml(const Config& c);
 // The generic tree of a whole config (what ToToml serialises).
 nlohmann::ordered_json ToTree(const Config& c);
@@ -94,8 +96,8 @@ void MigrateCRIImages(int version, nlohmann::ordered_json& plugins,
                       std::vector<std::string>& warnings);
 void MigrateCRIServer(int version, nlohmann::ordered_json& plugins,
                       std::vector<std::string>& warnings);
-// v1 names (if from_version < 2), then images, runtime, server in containerd's order; sets
-// c.version = 3. Used by `berthd config migrate`.
+// v1 names (if from_version < 2, also in disabled_plugins/required_plugins), then images,
+// runtime, server; sets c.version = 3. Used by `berthd config migrate`.
 void MigrateToV3(Config& c, int from_version, std::vector<std::string>& warnings);
 
 // One warning per plugin table whose URI is not in known_uris:

@@ -189,8 +189,9 @@ struct Validation {
 };
 
 // As containerd's ValidateRuntimeConfig/ValidateImageConfig/ValidateServerConfig. They may fill
-// defaults (empty sandboxer -> "podsandbox"; deprecated cni.bin_dir appended to bin_dirs... see
-// docs/config.md). Every message names the key and the offending value.
+// defaults (empty sandboxer -> "podsandbox"; a lone deprecated cni.bin_dir moves into bin_dirs;
+// registry.auths are copied into registry.configs). Every message names the key and the
+// offending value; see docs/config.md for the table of checks.
 Validation ValidateRuntimeConfig(RuntimeConfig& c);
 Validation ValidateImageConfig(ImageConfig& c);
 Validation ValidateServerConfig(ServerConfig& c);

@@ -162,9 +162,8 @@ void MigrateV1PluginNames(Tree& plugins, std::vector<std::string>& warnings) {
     std::string full = V1PluginName(name, warnings);
     if (out.contains(full)) {
       warnings.push_back("plugins." + detail::QuoteKey(name) + " maps to " + PluginPath(full) +
-                         ", which is also configured; the later table " +
-                         PluginPath(name) + " is kept under plugins." +
-                         detail::QuoteKey(name));
+                         ", which is also configured; plugins." + detail::QuoteKey(name) +
+                         " is left under its short name");
       out[name] = value;
       continue;
     }

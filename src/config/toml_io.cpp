@@ -21,16 +21,24 @@ bool SourceLess(const toml::node& a, const toml::node& b) {
   return pa.column < pb.column;
 }
 
-Tree Convert(const toml::node& node);
+// Deeper nesting than any real config; keeps recursion (here and in every consumer) bounded.
+constexpr int kMaxDepth = 128;
 
-Tree ConvertTable(const toml::table& table) {
+struct TooDeep {
+  toml::source_position where;
+};
+
+Tree Convert(const toml::node& node, int depth);
+
+Tree ConvertTable(const toml::table& table, int depth) {
+  if (depth > kMaxDepth) throw TooDeep{table.source().begin};
   std::vector<std::pair<const toml::key*, const toml::node*>> entries;
   entries.reserve(table.size());
   for (const auto& [k, v] : table) entries.emplace_back(&k, &v);
   std::stable_sort(entries.begin(), entries.end(),
                    [](const auto& a, const auto& b) { return SourceLess(*a.second, *b.second); });
   Tree out = Tree::object();
-  for (const auto& [k, v] : entries) out[std::string(k->str())] = Convert(*v);
+  for (const auto& [k, v] : entries) out[std::string(k->str())] = Convert(*v, depth + 1);
   return out;
 }
 
@@ -41,13 +49,14 @@ std::string Stringify(const T& v) {
   return os.str();
 }
 
-Tree Convert(const toml::node& node) {
+Tree Convert(const toml::node& node, int depth) {
   switch (node.type()) {
     case toml::node_type::table:
-      return ConvertTable(*node.as_table());
+      return ConvertTable(*node.as_table(), depth);
     case toml::node_type::array: {
+      if (depth > kMaxDepth) throw TooDeep{node.source().begin};
       Tree out = Tree::array();
-      for (const auto& e : *node.as_array()) out.push_back(Convert(e));
+      for (const auto& e : *node.as_array()) out.push_back(Convert(e, depth + 1));
       return out;
     }
     case toml::node_type::string:
@@ -181,7 +190,12 @@ void EmitTable(const Tree& table, const std::string& path, int depth, std::strin
 Tree ParseToml(std::string_view text, const std::string& name) {
   try {
     toml::table table = toml::parse(text, std::string_view(name));
-    return ConvertTable(table);
+    return ConvertTable(table, 0);
+  } catch (const TooDeep& e) {
+    throw Error(Code::kInvalidArgument,
+                name + ":" + std::to_string(e.where.line) + ":" + std::to_string(e.where.column) +
+                    ": tables and arrays nested deeper than " + std::to_string(kMaxDepth) +
+                    " levels");
   } catch (const toml::parse_error& e) {
     const auto& pos = e.source().begin;
     throw Error(Code::kInvalidArgument, name + ":" + std::to_string(pos.line) + ":" +

@@ -305,6 +305,17 @@ TEST(Load, MalformedTomlNamesFileLineColumn) {
   EXPECT_NE(err.find("dup.toml:3:"), std::string::npos) << err;
 }
 
+TEST(Load, NestingIsBounded) {
+  std::string deep = "version = 3\n[plugins";
+  for (int i = 0; i < 200; ++i) deep += ".a";
+  deep += "]\nx = 1\n";
+  std::string err = ErrorOf([&] { LoadString(deep, "deep.toml"); });
+  EXPECT_NE(err.find("deep.toml:2:"), std::string::npos) << err;
+  EXPECT_NE(err.find("nested deeper than 128 levels"), std::string::npos) << err;
+  std::string arrays = "x = " + std::string(200, '[') + std::string(200, ']') + "\n";
+  EXPECT_NE(ErrorOf([&] { LoadString(arrays, "a.toml"); }), "");
+}
+
 TEST(Load, WrongTopLevelTypes) {
   EXPECT_EQ(ErrorOf([] { LoadString("root = 5\n", "c.toml"); }),
             "c.toml: root: expected string, got integer");
