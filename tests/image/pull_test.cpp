@@ -379,3 +379,41 @@ TEST_F(PullTest, ImportArchive) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(PullTest, BlobRedirectToAnotherHostDropsAuthorization) {
+  TestImage img = Push("redirect", "test/redirect:v1");
+  TokenProxy::Options storage_opts;
+  storage_opts.require_token = false;
+  TokenProxy storage(registry_->host(), storage_opts);  // the "blob storage" on another origin
+  TokenProxy::Options front_opts;
+  front_opts.redirect_blobs_to = storage.host();
+  TokenProxy front(registry_->host(), front_opts);
+  ImageService& s = Service();
+  EXPECT_EQ(s.Pull(front.host() + "/test/redirect:v1", {}).id, img.config_digest);
+  EXPECT_GE(front.TokensIssued(), 1);
+  for (const auto& l : img.layer_digests) EXPECT_EQ(storage.BlobGets(l), 1) << l;
+  EXPECT_EQ(storage.AuthorizationSeen(), 0);
+}
+
+TEST_F(PullTest, StalledDownloadIsAbortedByProgressTimeout) {
+  Push("stall", "test/stall:v1");
+  TokenProxy::Options po;
+  po.require_token = false;
+  po.stall_blobs = true;
+  TokenProxy proxy(registry_->host(), po);
+  auto o = Opts();
+  o.progress_timeout = std::chrono::seconds(1);
+  ImageService& s = Service(o);
+  try {
+    s.Pull(proxy.host() + "/test/stall:v1", {});
+    ADD_FAILURE() << "a stalled download must fail";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Code::kDeadlineExceeded) << e.what();
+    EXPECT_NE(std::string(e.what()).find("no progress"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(s.List().empty());
+}
+
+}  // namespace

@@ -554,6 +554,10 @@ int TokenProxy::Unauthorized() const {
   std::lock_guard<std::mutex> lk(mu_);
   return unauthorized_;
 }
+int TokenProxy::AuthorizationSeen() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return authorization_seen_;
+}
 
 void TokenProxy::Serve(int fd) {
   timeval tv{30, 0};
@@ -595,6 +599,10 @@ void TokenProxy::Serve(int fd) {
     body.append(buf, static_cast<size_t>(n));
   }
 
+  if (headers.count("authorization")) {
+    std::lock_guard<std::mutex> lk(mu_);
+    ++authorization_seen_;
+  }
   if (target.rfind("/token", 0) == 0) {
     bool ok = true;
     if (method == "POST") {
@@ -657,6 +665,15 @@ void TokenProxy::Serve(int fd) {
     corrupt = !blob_digest.empty() && corrupt_.count(blob_digest) > 0;
   }
 
+  if (!blob_digest.empty() && !opts_.redirect_blobs_to.empty()) {
+    SendAll(fd, Response(307, "Temporary Redirect", {"Location: http://" + opts_.redirect_blobs_to + target}, ""));
+    return;
+  }
+  if (!blob_digest.empty() && opts_.stall_blobs) {
+    SendAll(fd, "HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\nConnection: close\r\n\r\nabc");
+    while (!stop_) usleep(20 * 1000);
+    return;
+  }
   // Forward to the registry.
   std::string up = method + " " + target + " HTTP/1.1\r\n";
   for (const auto& line : raw_headers) {

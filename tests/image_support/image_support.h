@@ -100,6 +100,8 @@ class TokenProxy {
     std::string username, password;  // required at the realm when non-empty
     std::string refresh_token;       // accepted at the realm (POST grant_type=refresh_token)
     bool ignore_range = false;       // answer Range requests with the whole blob (200)
+    bool stall_blobs = false;        // blob GETs get headers and a few bytes, then nothing (until destruction)
+    std::string redirect_blobs_to;   // "127.0.0.1:PORT": blob GETs answered 307 to that host, same path
   };
   explicit TokenProxy(std::string upstream);
   TokenProxy(std::string upstream, Options opts);
@@ -117,6 +119,7 @@ class TokenProxy {
   int ManifestGets() const;
   int TokensIssued() const;
   int Unauthorized() const;  // 401s sent
+  int AuthorizationSeen() const;  // requests that arrived with an Authorization header
 
  private:
   void AcceptLoop();
@@ -132,7 +135,7 @@ class TokenProxy {
   std::vector<std::thread> workers_;
   std::set<std::string> tokens_, corrupt_;
   std::map<std::string, int> blob_gets_;
-  int manifest_gets_ = 0, tokens_issued_ = 0, unauthorized_ = 0;
+  int manifest_gets_ = 0, tokens_issued_ = 0, unauthorized_ = 0, authorization_seen_ = 0;
 };
 
 }  // namespace berth::testing
