@@ -94,11 +94,13 @@ std::string RuntimeErrorMessage(const std::string& output) {
   return out;
 }
 
-bool IsNotExistMessage(const std::string& m) {
-  return m.find("does not exist") != std::string::npos ||
-         m.find("container not found") != std::string::npos ||
-         (m.find("No such file or directory") != std::string::npos &&
-          m.find("/status") != std::string::npos);
+bool IsNotExistMessage(const std::string& m, const std::string& id) {
+  if (m.find("does not exist") != std::string::npos || m.find("container not found") != std::string::npos)
+    return true;
+  // crun: "error opening file `<root>/<id>/status`: No such file or directory",
+  //       "cannot open directory '<root>/<id>': No such file or directory".
+  return !id.empty() && m.find("No such file or directory") != std::string::npos &&
+         m.find("/" + id) != std::string::npos;
 }
 
 Cli::Cli(CliOptions opts) : opts_(std::move(opts)) {
@@ -134,6 +136,7 @@ std::vector<std::string> Cli::Argv(const std::vector<std::string>& args,
 
 Cli::Output Cli::Run(const std::vector<std::string>& args, const std::string& what,
                      const std::string& stdin_data) const {
+  const std::string& id = args.empty() ? what : args.back();
   exec::Options eo;
   eo.timeout = opts_.timeout;
   eo.stdin_data = stdin_data;
@@ -146,7 +149,7 @@ Cli::Output Cli::Run(const std::vector<std::string>& args, const std::string& wh
   if (r.exit_code != 0) {
     std::string msg = RuntimeErrorMessage(r.err.empty() ? r.out : r.err);
     if (msg.empty()) msg = "exited with status " + std::to_string(r.exit_code);
-    Code code = IsNotExistMessage(msg) ? Code::kNotFound : Code::kUnknown;
+    Code code = IsNotExistMessage(msg, id) ? Code::kNotFound : Code::kUnknown;
     throw Error(code, name() + " " + what + ": " + msg);
   }
   return {std::move(r.out), std::move(r.err)};
@@ -290,7 +293,7 @@ ExecResult Cli::Exec(const std::string& id, const ExecOptions& eo) const {
         runtime_error = true;
     }
     if (runtime_error) {
-      throw Error(IsNotExistMessage(msg) ? Code::kNotFound : Code::kUnknown,
+      throw Error(IsNotExistMessage(msg, id) ? Code::kNotFound : Code::kUnknown,
                   name() + " exec " + id + ": " + msg);
     }
   }

@@ -84,7 +84,8 @@ class Cli {
 // The error text of an OCI runtime's output (JSON log lines: the "msg" of error/fatal lines
 // joined with ": "; otherwise the last lines of plain text, a "runc: "/"crun: " prefix removed).
 std::string RuntimeErrorMessage(const std::string& output);
-// True when a runtime message says that the container does not exist.
-bool IsNotExistMessage(const std::string& message);
+// True when a runtime message says that container `id` does not exist (runc: "container does
+// not exist"; crun: a missing file under its state directory for the id).
+bool IsNotExistMessage(const std::string& message, const std::string& id = "");
 
 }  // namespace berth::runtime
