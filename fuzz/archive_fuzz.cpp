@@ -30,7 +30,8 @@ const std::string& Scratch() {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string& root = Scratch();
   berth::fs::RemoveAll(root + "/content");
-  berth::fs::WriteFileAtomic(root + "/archive.tar", std::string_view(reinterpret_cast<const char*>(data), size));
+  berth::fs::WriteFileAtomic(root + "/archive.tar",
+                             std::string_view(reinterpret_cast<const char*>(data), size));
   berth::content::Store store(root + "/content");
   try {
     berth::image::ImportArchive(root + "/archive.tar", store);

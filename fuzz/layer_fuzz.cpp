@@ -47,14 +47,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   berth::fs::RemoveAll(box);
   berth::fs::MkdirAll(dest);
   berth::fs::MkdirAll(box + "/outside");
-  berth::fs::WriteFileAtomic(root + "/blob", std::string_view(reinterpret_cast<const char*>(data), size));
+  berth::fs::WriteFileAtomic(root + "/blob",
+                             std::string_view(reinterpret_cast<const char*>(data), size));
   for (bool overlay : {false, true}) {
     try {
       berth::image::ApplyLayer(root + "/blob", dest, overlay);
     } catch (const berth::Error&) {
     }
-    if (Names(box) != std::set<std::string>{"dest", "outside"} || !Names(box + "/outside").empty() ||
-        Names(root) != std::set<std::string>{"blob", "box"}) {
+    if (Names(box) != std::set<std::string>{"dest", "outside"} ||
+        !Names(box + "/outside").empty() || Names(root) != std::set<std::string>{"blob", "box"}) {
       std::fprintf(stderr, "layer extraction wrote outside its destination\n");
       std::abort();
     }

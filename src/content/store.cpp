@@ -33,7 +33,8 @@ std::string Hex(const unsigned char* p, size_t n) {
 class Hasher {
  public:
   Hasher() : ctx_(EVP_MD_CTX_new()) {
-    if (!ctx_ || EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) != 1) throw Error(Code::kInternal, "sha256: init failed");
+    if (!ctx_ || EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) != 1)
+      throw Error(Code::kInternal, "sha256: init failed");
   }
   ~Hasher() { EVP_MD_CTX_free(ctx_); }
   Hasher(const Hasher&) = delete;
@@ -77,7 +78,8 @@ class FileWriter : public Store::Writer {
     if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
       int err = errno;
       ::close(lock_fd_);
-      if (err == EWOULDBLOCK) throw Error(Code::kUnavailable, "ingest of " + digest_ + " is already in progress");
+      if (err == EWOULDBLOCK)
+        throw Error(Code::kUnavailable, "ingest of " + digest_ + " is already in progress");
       ThrowErrno("lock ingest of " + digest_, err);
     }
     data_path_ = dir_ + "/data";
@@ -113,7 +115,8 @@ class FileWriter : public Store::Writer {
   int64_t Offset() const override { return offset_; }
   void Truncate() override {
     if (fd_ < 0) throw Error(Code::kFailedPrecondition, "ingest of " + digest_ + " is closed");
-    if (::ftruncate(fd_, 0) != 0 || ::lseek(fd_, 0, SEEK_SET) < 0) ThrowErrno("truncate " + data_path_);
+    if (::ftruncate(fd_, 0) != 0 || ::lseek(fd_, 0, SEEK_SET) < 0)
+      ThrowErrno("truncate " + data_path_);
     hash_.Reset();
     offset_ = 0;
   }
@@ -124,8 +127,9 @@ class FileWriter : public Store::Writer {
     std::string got = hash_.Digest();
     if (expected_size >= 0 && expected_size != offset_) {
       Discard();
-      throw Error(Code::kInternal, "size mismatch for " + want + ": expected " + std::to_string(expected_size) +
-                                       " bytes, got " + std::to_string(offset_));
+      throw Error(Code::kInternal, "size mismatch for " + want + ": expected " +
+                                       std::to_string(expected_size) + " bytes, got " +
+                                       std::to_string(offset_));
     }
     if (got != want) {
       Discard();
@@ -143,7 +147,8 @@ class FileWriter : public Store::Writer {
       Discard();  // already present: same content
       return;
     }
-    if (::rename(data_path_.c_str(), target.c_str()) != 0) ThrowErrno("commit " + want + " to " + target);
+    if (::rename(data_path_.c_str(), target.c_str()) != 0)
+      ThrowErrno("commit " + want + " to " + target);
     Discard();
   }
 
@@ -169,7 +174,8 @@ class FileWriter : public Store::Writer {
 }  // namespace
 
 bool ValidDigest(std::string_view digest) {
-  if (digest.size() != kPrefix.size() + 64 || digest.substr(0, kPrefix.size()) != kPrefix) return false;
+  if (digest.size() != kPrefix.size() + 64 || digest.substr(0, kPrefix.size()) != kPrefix)
+    return false;
   return std::all_of(digest.begin() + kPrefix.size(), digest.end(),
                      [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
@@ -177,7 +183,8 @@ bool ValidDigest(std::string_view digest) {
 void CheckDigest(std::string_view digest) {
   if (!ValidDigest(digest)) {
     std::string shown(digest.substr(0, 100));
-    throw Error(Code::kInvalidArgument, "invalid digest \"" + shown + "\": want sha256:<64 lowercase hex>");
+    throw Error(Code::kInvalidArgument,
+                "invalid digest \"" + shown + "\": want sha256:<64 lowercase hex>");
   }
 }
 
@@ -207,7 +214,8 @@ bool Store::Has(const std::string& digest) const {
 std::string Store::Path(const std::string& digest) const {
   std::string p = BlobPath(root_, digest);
   struct stat st;
-  if (::stat(p.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) throw Error(Code::kNotFound, "content " + digest + ": not found");
+  if (::stat(p.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
+    throw Error(Code::kNotFound, "content " + digest + ": not found");
   return p;
 }
 
@@ -223,20 +231,23 @@ std::string Store::Read(const std::string& digest, size_t max_size) const {
   struct stat st;
   if (::stat(p.c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) > max_size)
     throw Error(Code::kResourceExhausted, "content " + digest + ": " + std::to_string(st.st_size) +
-                                              " bytes exceeds the limit of " + std::to_string(max_size));
+                                              " bytes exceeds the limit of " +
+                                              std::to_string(max_size));
   return fs::ReadFile(p, max_size);
 }
 
 std::unique_ptr<Store::Writer> Store::OpenWriter(const std::string& digest) {
   std::string blob = BlobPath(root_, digest);
-  return std::make_unique<FileWriter>(digest, root_ + "/ingest/" + digest.substr(kPrefix.size()), blob);
+  return std::make_unique<FileWriter>(digest, root_ + "/ingest/" + digest.substr(kPrefix.size()),
+                                      blob);
 }
 
 std::string Store::Write(std::string_view data, const std::string& expected_digest) {
   std::string actual = Sha256Digest(data);
   if (!expected_digest.empty()) {
     CheckDigest(expected_digest);
-    if (expected_digest != actual) throw Error(Code::kInternal, "digest mismatch for " + expected_digest + ": got " + actual);
+    if (expected_digest != actual)
+      throw Error(Code::kInternal, "digest mismatch for " + expected_digest + ": got " + actual);
   }
   if (Has(actual)) return actual;
   size_t off = 0;
@@ -250,7 +261,8 @@ std::string Store::Write(std::string_view data, const std::string& expected_dige
       actual);
 }
 
-std::string Store::Ingest(const std::function<size_t(char*, size_t)>& read, const std::string& expected_digest) {
+std::string Store::Ingest(const std::function<size_t(char*, size_t)>& read,
+                          const std::string& expected_digest) {
   if (!expected_digest.empty()) CheckDigest(expected_digest);
   std::string tmp = root_ + "/ingest/.tmp-XXXXXX";
   int fd = ::mkostemp(tmp.data(), O_CLOEXEC);
@@ -262,7 +274,8 @@ std::string Store::Ingest(const std::function<size_t(char*, size_t)>& read, cons
     for (;;) {
       size_t n = read(buf.data(), buf.size());
       if (n == 0) break;
-      if (n > buf.size()) throw Error(Code::kInternal, "content ingest: reader returned too many bytes");
+      if (n > buf.size())
+        throw Error(Code::kInternal, "content ingest: reader returned too many bytes");
       h.Update(buf.data(), n);
       WriteAll(fd, buf.data(), n, tmp);
     }

@@ -26,7 +26,8 @@ constexpr size_t kMaxNameLength = 4096;
 constexpr const char* kOciIndex = "application/vnd.oci.image.index.v1+json";
 constexpr const char* kOciManifest = "application/vnd.oci.image.manifest.v1+json";
 constexpr const char* kDockerManifest = "application/vnd.docker.distribution.manifest.v2+json";
-constexpr const char* kDockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json";
+constexpr const char* kDockerManifestList =
+    "application/vnd.docker.distribution.manifest.list.v2+json";
 constexpr const char* kDockerConfig = "application/vnd.docker.container.image.v1+json";
 
 [[noreturn]] void Invalid(const std::string& archive, const std::string& why) {
@@ -56,10 +57,10 @@ bool CleanName(const std::string& name, std::string& out) {
 }
 
 struct ArchiveFiles {
-  std::map<std::string, std::string> json_files;          // small metadata files, by name
-  std::map<std::string, std::string> blobs;               // regular file name -> digest
-  std::map<std::string, std::string> links;               // name -> cleaned target name
-  std::set<std::string> new_loose;                        // digests of loose files new to the store
+  std::map<std::string, std::string> json_files;  // small metadata files, by name
+  std::map<std::string, std::string> blobs;       // regular file name -> digest
+  std::map<std::string, std::string> links;       // name -> cleaned target name
+  std::set<std::string> new_loose;                // digests of loose files new to the store
 };
 
 bool IsMetadataName(const std::string& n) {
@@ -89,16 +90,19 @@ ArchiveFiles ReadArchive(const std::string& path, content::Store& store) {
       const char* es = archive_error_string(a);
       Invalid(path, es ? es : "invalid tar archive");
     }
-    if (++count > kMaxEntries) Invalid(path, "more than " + std::to_string(kMaxEntries) + " entries");
+    if (++count > kMaxEntries)
+      Invalid(path, "more than " + std::to_string(kMaxEntries) + " entries");
     const char* raw = archive_entry_pathname(e);
     std::string name_raw = raw ? raw : "";
     if (name_raw.size() > kMaxNameLength) Invalid(path, "entry name longer than 4096 bytes");
     std::string name;
-    if (!CleanName(name_raw, name)) Invalid(path, "entry \"" + name_raw + "\": path escapes the archive");
+    if (!CleanName(name_raw, name))
+      Invalid(path, "entry \"" + name_raw + "\": path escapes the archive");
     if (name.empty()) continue;
     if (const char* hl = archive_entry_hardlink(e)) {
       std::string target;
-      if (!CleanName(hl, target)) Invalid(path, "entry \"" + name_raw + "\": link target escapes the archive");
+      if (!CleanName(hl, target))
+        Invalid(path, "entry \"" + name_raw + "\": link target escapes the archive");
       files.links[name] = target;
       continue;
     }
@@ -128,7 +132,8 @@ ArchiveFiles ReadArchive(const std::string& path, content::Store& store) {
 
     if (IsMetadataName(name)) {
       if (archive_entry_size(e) > static_cast<la_int64_t>(kMaxJsonFile))
-        Invalid(path, "entry \"" + name_raw + "\": larger than " + std::to_string(kMaxJsonFile) + " bytes");
+        Invalid(path, "entry \"" + name_raw + "\": larger than " + std::to_string(kMaxJsonFile) +
+                          " bytes");
       std::string data;
       char buf[1 << 14];
       for (size_t n; (n = read(buf, sizeof buf)) > 0;) {
@@ -142,7 +147,8 @@ ArchiveFiles ReadArchive(const std::string& path, content::Store& store) {
     std::string expected;
     if (name.rfind("blobs/sha256/", 0) == 0) {
       expected = "sha256:" + name.substr(13);
-      if (!content::ValidDigest(expected)) Invalid(path, "entry \"" + name_raw + "\": not a sha256 blob name");
+      if (!content::ValidDigest(expected))
+        Invalid(path, "entry \"" + name_raw + "\": not a sha256 blob name");
       if (store.Has(expected)) {
         files.blobs[name] = expected;
         continue;  // already present: its content was verified when it was stored
@@ -154,7 +160,8 @@ ArchiveFiles ReadArchive(const std::string& path, content::Store& store) {
       // Loose files (docker save) are kept only when an image references them.
       if (expected.empty()) files.new_loose.insert(digest);
     } catch (const Error& e) {
-      if (e.code() == Code::kInternal && std::string(e.what()).find("digest mismatch") != std::string::npos)
+      if (e.code() == Code::kInternal &&
+          std::string(e.what()).find("digest mismatch") != std::string::npos)
         Invalid(path, "entry \"" + name_raw + "\": " + e.what());
       throw;
     }
@@ -164,9 +171,11 @@ ArchiveFiles ReadArchive(const std::string& path, content::Store& store) {
 }
 
 // Digest of the file an archive path names, following links inside the archive.
-std::string Resolve(const ArchiveFiles& files, const std::string& archive, const std::string& raw_name) {
+std::string Resolve(const ArchiveFiles& files, const std::string& archive,
+                    const std::string& raw_name) {
   std::string name;
-  if (!CleanName(raw_name, name)) Invalid(archive, "reference \"" + raw_name + "\" escapes the archive");
+  if (!CleanName(raw_name, name))
+    Invalid(archive, "reference \"" + raw_name + "\" escapes the archive");
   for (int depth = 0; depth < 16; ++depth) {
     if (auto it = files.blobs.find(name); it != files.blobs.end()) return it->second;
     auto l = files.links.find(name);
@@ -187,17 +196,20 @@ std::string GetString(const json& j, const char* key) {
   return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
-void CheckDescriptor(const std::string& archive, content::Store& store, const json& d, const std::string& where) {
+void CheckDescriptor(const std::string& archive, content::Store& store, const json& d,
+                     const std::string& where) {
   if (!d.is_object()) Invalid(archive, where + ": descriptor is not an object");
   std::string digest = GetString(d, "digest");
-  if (!content::ValidDigest(digest)) Invalid(archive, where + ": invalid digest \"" + digest.substr(0, 100) + "\"");
+  if (!content::ValidDigest(digest))
+    Invalid(archive, where + ": invalid digest \"" + digest.substr(0, 100) + "\"");
   if (!store.Has(digest)) Invalid(archive, where + ": blob " + digest + " is not in the archive");
   auto size = d.find("size");
   if (size != d.end() && (!size->is_number_integer() || size->get<int64_t>() != store.Size(digest)))
     Invalid(archive, where + ": size of " + digest + " does not match the descriptor");
 }
 
-std::vector<ImportedImage> ImportOci(const std::string& archive, const ArchiveFiles& files, content::Store& store) {
+std::vector<ImportedImage> ImportOci(const std::string& archive, const ArchiveFiles& files,
+                                     content::Store& store) {
   if (auto it = files.json_files.find("oci-layout"); it != files.json_files.end()) {
     json layout = ParseJson(archive, "oci-layout", it->second);
     if (!layout.is_object() || GetString(layout, "imageLayoutVersion").empty())
@@ -219,17 +231,23 @@ std::vector<ImportedImage> ImportOci(const std::string& archive, const ArchiveFi
       if (img.name.empty()) img.name = GetString(*a, "org.opencontainers.image.ref.name");
     }
     if (img.media_type == kOciManifest || img.media_type == kDockerManifest) {
-      json m = ParseJson(archive, img.manifest_digest, store.Read(img.manifest_digest, kMaxJsonFile));
-      if (!m.is_object() || !m.contains("config")) Invalid(archive, "manifest " + img.manifest_digest + " has no config");
+      json m =
+          ParseJson(archive, img.manifest_digest, store.Read(img.manifest_digest, kMaxJsonFile));
+      if (!m.is_object() || !m.contains("config"))
+        Invalid(archive, "manifest " + img.manifest_digest + " has no config");
       CheckDescriptor(archive, store, m["config"], "manifest " + img.manifest_digest + " config");
       if (m.contains("layers")) {
-        if (!m["layers"].is_array()) Invalid(archive, "manifest " + img.manifest_digest + ": layers is not a list");
+        if (!m["layers"].is_array())
+          Invalid(archive, "manifest " + img.manifest_digest + ": layers is not a list");
         size_t li = 0;
         for (const auto& l : m["layers"])
-          CheckDescriptor(archive, store, l, "manifest " + img.manifest_digest + " layers[" + std::to_string(li++) + "]");
+          CheckDescriptor(
+              archive, store, l,
+              "manifest " + img.manifest_digest + " layers[" + std::to_string(li++) + "]");
       }
     } else if (img.media_type != kOciIndex && img.media_type != kDockerManifestList) {
-      Invalid(archive, where + ": unsupported media type \"" + img.media_type.substr(0, 100) + "\"");
+      Invalid(archive,
+              where + ": unsupported media type \"" + img.media_type.substr(0, 100) + "\"");
     }
     out.push_back(std::move(img));
   }
@@ -248,13 +266,15 @@ std::string LayerMediaType(content::Store& store, const std::string& digest) {
       fclose(f);
     }
   }
-  if (head.size() >= 2 && head[0] == '\x1f' && head[1] == '\x8b') return "application/vnd.docker.image.rootfs.diff.tar.gzip";
-  if (head.size() >= 4 && head == std::string("\x28\xb5\x2f\xfd", 4)) return "application/vnd.docker.image.rootfs.diff.tar.zstd";
+  if (head.size() >= 2 && head[0] == '\x1f' && head[1] == '\x8b')
+    return "application/vnd.docker.image.rootfs.diff.tar.gzip";
+  if (head.size() >= 4 && head == std::string("\x28\xb5\x2f\xfd", 4))
+    return "application/vnd.docker.image.rootfs.diff.tar.zstd";
   return "application/vnd.docker.image.rootfs.diff.tar";
 }
 
-std::vector<ImportedImage> ImportDocker(const std::string& archive, ArchiveFiles& files, content::Store& store,
-                                        std::set<std::string>& referenced) {
+std::vector<ImportedImage> ImportDocker(const std::string& archive, ArchiveFiles& files,
+                                        content::Store& store, std::set<std::string>& referenced) {
   json mf = ParseJson(archive, "manifest.json", files.json_files.at("manifest.json"));
   if (!mf.is_array()) Invalid(archive, "manifest.json is not a list");
   std::vector<ImportedImage> out;
@@ -265,7 +285,8 @@ std::vector<ImportedImage> ImportDocker(const std::string& archive, ArchiveFiles
     std::string config_name = GetString(entry, "Config");
     if (config_name.empty()) Invalid(archive, where + " has no Config");
     std::string config_digest = Resolve(files, archive, config_name);
-    json config = ParseJson(archive, "config " + config_name, store.Read(config_digest, kMaxJsonFile));
+    json config =
+        ParseJson(archive, "config " + config_name, store.Read(config_digest, kMaxJsonFile));
     if (!config.is_object()) Invalid(archive, "config " + config_name + " is not an object");
     referenced.insert(config_digest);
 
@@ -276,17 +297,23 @@ std::vector<ImportedImage> ImportDocker(const std::string& archive, ArchiveFiles
         if (!l.is_string()) Invalid(archive, where + ": Layers has a non-string entry");
         std::string d = Resolve(files, archive, l.get<std::string>());
         referenced.insert(d);
-        layers.push_back({{"mediaType", LayerMediaType(store, d)}, {"digest", d}, {"size", store.Size(d)}});
+        layers.push_back(
+            {{"mediaType", LayerMediaType(store, d)}, {"digest", d}, {"size", store.Size(d)}});
       }
     }
-    if (config.contains("rootfs") && config["rootfs"].is_object() && config["rootfs"].contains("diff_ids") &&
-        config["rootfs"]["diff_ids"].is_array() && config["rootfs"]["diff_ids"].size() != layers.size())
-      Invalid(archive, where + ": " + std::to_string(layers.size()) + " layers but the config lists " +
+    if (config.contains("rootfs") && config["rootfs"].is_object() &&
+        config["rootfs"].contains("diff_ids") && config["rootfs"]["diff_ids"].is_array() &&
+        config["rootfs"]["diff_ids"].size() != layers.size())
+      Invalid(archive, where + ": " + std::to_string(layers.size()) +
+                           " layers but the config lists " +
                            std::to_string(config["rootfs"]["diff_ids"].size()) + " diff ids");
     json manifest = {
         {"schemaVersion", 2},
         {"mediaType", kDockerManifest},
-        {"config", {{"mediaType", kDockerConfig}, {"digest", config_digest}, {"size", store.Size(config_digest)}}},
+        {"config",
+         {{"mediaType", kDockerConfig},
+          {"digest", config_digest},
+          {"size", store.Size(config_digest)}}},
         {"layers", layers},
     };
     std::string manifest_digest = store.Write(manifest.dump());
@@ -318,7 +345,8 @@ std::vector<ImportedImage> ImportArchive(const std::string& archive_path, conten
     } else if (files.json_files.count("manifest.json")) {
       out = ImportDocker(archive_path, files, store, referenced);
     } else {
-      Invalid(archive_path, "neither index.json (OCI image layout) nor manifest.json (docker save) found");
+      Invalid(archive_path,
+              "neither index.json (OCI image layout) nor manifest.json (docker save) found");
     }
   } catch (...) {
     for (auto& d : files.new_loose)

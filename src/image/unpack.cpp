@@ -177,7 +177,8 @@ void RemoveAt(int dirfd, const std::string& name, const std::string& shown) {
   }
   ::closedir(dir);
   for (auto& n : names) RemoveAt(d.get(), n, shown + "/" + n);
-  if (::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) ThrowErrno("remove " + shown);
+  if (::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT)
+    ThrowErrno("remove " + shown);
 }
 
 class Extractor {
@@ -226,15 +227,17 @@ class Extractor {
       case AE_IFDIR:
         if (!exists && ::mkdirat(parent.get(), base.c_str(), 0700) != 0) Fail("mkdir", errno);
         {
-          Fd d(::openat(parent.get(), base.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+          Fd d(::openat(parent.get(), base.c_str(),
+                        O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
           if (!d.ok()) Fail("open directory", errno);
           MetaFd(d.get(), e);
         }
-        dirs_.push_back({comps, archive_entry_mtime(e), archive_entry_mtime_nsec(e), archive_entry_atime(e),
-                         archive_entry_atime_nsec(e)});
+        dirs_.push_back({comps, archive_entry_mtime(e), archive_entry_mtime_nsec(e),
+                         archive_entry_atime(e), archive_entry_atime_nsec(e)});
         return;
       case AE_IFREG: {
-        Fd f(::openat(parent.get(), base.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+        Fd f(::openat(parent.get(), base.c_str(),
+                      O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
         if (!f.ok()) Fail("create", errno);
         WriteData(a, e, f.get());
         MetaFd(f.get(), e);
@@ -253,7 +256,8 @@ class Extractor {
       case AE_IFCHR:
       case AE_IFBLK:
       case AE_IFIFO: {
-        dev_t dev = type == AE_IFIFO ? 0 : makedev(archive_entry_rdevmajor(e), archive_entry_rdevminor(e));
+        dev_t dev =
+            type == AE_IFIFO ? 0 : makedev(archive_entry_rdevmajor(e), archive_entry_rdevminor(e));
         if (::mknodat(parent.get(), base.c_str(), type | 0600, dev) != 0) Fail("mknod", errno);
         MetaAt(parent.get(), base, e, false);
         SetTimes(parent.get(), base, e);
@@ -283,7 +287,8 @@ class Extractor {
   };
 
   [[noreturn]] void Reject(const std::string& why) const {
-    throw Error(Code::kInvalidArgument, "layer " + blob_ + ": entry \"" + name_.substr(0, 512) + "\": " + why);
+    throw Error(Code::kInvalidArgument,
+                "layer " + blob_ + ": entry \"" + name_.substr(0, 512) + "\": " + why);
   }
   [[noreturn]] void Fail(const std::string& what, int err) const {
     Error e = ErrnoError(what, err);
@@ -300,14 +305,17 @@ class Extractor {
       const std::string& c = comps[i];
       int fd = ::openat(cur.get(), c.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       if (fd < 0 && errno == ENOENT) {
-        if (::mkdirat(cur.get(), c.c_str(), 0755) != 0 && errno != EEXIST) Fail("mkdir " + JoinPath(comps, i + 1), errno);
+        if (::mkdirat(cur.get(), c.c_str(), 0755) != 0 && errno != EEXIST)
+          Fail("mkdir " + JoinPath(comps, i + 1), errno);
         fd = ::openat(cur.get(), c.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       }
       if (fd < 0) {
         if (errno == ELOOP || errno == ENOTDIR) {
           struct stat st;
-          bool link = ::fstatat(cur.get(), c.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode);
-          Reject("parent " + JoinPath(comps, i + 1) + (link ? " is a symlink" : " is not a directory"));
+          bool link =
+              ::fstatat(cur.get(), c.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode);
+          Reject("parent " + JoinPath(comps, i + 1) +
+                 (link ? " is a symlink" : " is not a directory"));
         }
         Fail("open " + JoinPath(comps, i + 1), errno);
       }
@@ -320,13 +328,15 @@ class Extractor {
     std::string t = target_name;
     if (t.size() > 4096) Reject("hard link target longer than 4096 bytes");
     std::vector<std::string> tc;
-    if (!CleanPath(t, tc) || tc.empty()) Reject("hard link target \"" + t.substr(0, 512) + "\" escapes the layer root");
+    if (!CleanPath(t, tc) || tc.empty())
+      Reject("hard link target \"" + t.substr(0, 512) + "\" escapes the layer root");
     Fd tparent = OpenParent(tc, tc.size() - 1);
     struct stat st;
     if (::fstatat(tparent.get(), tc.back().c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
       Reject("hard link target \"" + t.substr(0, 512) + "\" does not exist in the layer");
     if (S_ISDIR(st.st_mode)) Reject("hard link target \"" + t.substr(0, 512) + "\" is a directory");
-    if (::linkat(tparent.get(), tc.back().c_str(), parent, base.c_str(), 0) != 0) Fail("link", errno);
+    if (::linkat(tparent.get(), tc.back().c_str(), parent, base.c_str(), 0) != 0)
+      Fail("link", errno);
   }
 
   void Whiteout(const std::vector<std::string>& comps) {
@@ -335,7 +345,8 @@ class Extractor {
     std::string dir = JoinPath(comps, comps.size() - 1);
     if (base == kOpaqueMarker) {
       if (overlay_) {
-        if (::fsetxattr(parent.get(), "trusted.overlay.opaque", "y", 1, 0) != 0) Fail("set opaque xattr", errno);
+        if (::fsetxattr(parent.get(), "trusted.overlay.opaque", "y", 1, 0) != 0)
+          Fail("set opaque xattr", errno);
       } else {
         // Everything in the directory that this layer did not put there goes.
         int dupfd = ::dup(parent.get());
@@ -352,7 +363,8 @@ class Extractor {
           if (!written_.count(dir.empty() ? n : dir + "/" + n)) names.push_back(n);
         }
         ::closedir(d);
-        for (auto& n : names) RemoveAt(parent.get(), n, dest_ + "/" + (dir.empty() ? n : dir + "/" + n));
+        for (auto& n : names)
+          RemoveAt(parent.get(), n, dest_ + "/" + (dir.empty() ? n : dir + "/" + n));
       }
       return;
     }
@@ -362,7 +374,8 @@ class Extractor {
     std::string shown = dest_ + "/" + (dir.empty() ? target : dir + "/" + target);
     RemoveAt(parent.get(), target, shown);
     if (overlay_) {
-      if (::mknodat(parent.get(), target.c_str(), S_IFCHR | 0, makedev(0, 0)) != 0) Fail("create whiteout", errno);
+      if (::mknodat(parent.get(), target.c_str(), S_IFCHR | 0, makedev(0, 0)) != 0)
+        Fail("create whiteout", errno);
     }
   }
 
@@ -389,7 +402,8 @@ class Extractor {
         off += w;
       }
     }
-    if (archive_entry_size_is_set(e) && ::ftruncate(fd, archive_entry_size(e)) != 0) Fail("truncate", errno);
+    if (archive_entry_size_is_set(e) && ::ftruncate(fd, archive_entry_size(e)) != 0)
+      Fail("truncate", errno);
   }
 
   static bool SkipXattr(const char* name) {
@@ -411,9 +425,11 @@ class Extractor {
   }
 
   void MetaAt(int parent, const std::string& base, archive_entry* e, bool symlink) {
-    if (::fchownat(parent, base.c_str(), archive_entry_uid(e), archive_entry_gid(e), AT_SYMLINK_NOFOLLOW) != 0)
+    if (::fchownat(parent, base.c_str(), archive_entry_uid(e), archive_entry_gid(e),
+                   AT_SYMLINK_NOFOLLOW) != 0)
       Fail("chown", errno);
-    if (!symlink && ::fchmodat(parent, base.c_str(), archive_entry_perm(e) & 07777, 0) != 0) Fail("chmod", errno);
+    if (!symlink && ::fchmodat(parent, base.c_str(), archive_entry_perm(e) & 07777, 0) != 0)
+      Fail("chmod", errno);
     std::string p = "/proc/self/fd/" + std::to_string(parent) + "/" + base;
     const char* xn;
     const void* xv;
@@ -448,10 +464,12 @@ Compression Detect(int fd, const std::string& path) {
   ssize_t n = ::pread(fd, m, sizeof m, 0);
   if (n < 0) ThrowErrno("read layer " + path);
   if (n >= 2 && m[0] == 0x1f && m[1] == 0x8b) return Compression::kGzip;
-  if (n >= 4 && m[0] == 0x28 && m[1] == 0xb5 && m[2] == 0x2f && m[3] == 0xfd) return Compression::kZstd;
+  if (n >= 4 && m[0] == 0x28 && m[1] == 0xb5 && m[2] == 0x2f && m[3] == 0xfd)
+    return Compression::kZstd;
   if (n >= 3 && m[0] == 'B' && m[1] == 'Z' && m[2] == 'h')
     throw Error(Code::kInvalidArgument, "layer " + path + ": bzip2 compression is not supported");
-  if (n >= 6 && m[0] == 0xfd && m[1] == '7' && m[2] == 'z' && m[3] == 'X' && m[4] == 'Z' && m[5] == 0)
+  if (n >= 6 && m[0] == 0xfd && m[1] == '7' && m[2] == 'z' && m[3] == 'X' && m[4] == 'Z' &&
+      m[5] == 0)
     throw Error(Code::kInvalidArgument, "layer " + path + ": xz compression is not supported");
   return Compression::kNone;
 }
@@ -478,14 +496,17 @@ ApplyResult ApplyLayer(const std::string& blob_path, const std::string& dest_dir
     if (comp == Compression::kGzip)
       archive_read_support_filter_gzip(decomp.a);
     else if (archive_read_support_filter_zstd(decomp.a) != ARCHIVE_OK)
-      throw Error(Code::kUnimplemented, "layer " + blob_path + ": zstd is not supported by this libarchive");
+      throw Error(Code::kUnimplemented,
+                  "layer " + blob_path + ": zstd is not supported by this libarchive");
     archive_read_support_format_raw(decomp.a);
     if (archive_read_open_fd(decomp.a, blob.get(), 1 << 17) != ARCHIVE_OK)
-      throw Error(Code::kInvalidArgument, "layer " + blob_path + ": " + archive_error_string(decomp.a));
+      throw Error(Code::kInvalidArgument,
+                  "layer " + blob_path + ": " + archive_error_string(decomp.a));
     archive_entry* raw;
     if (archive_read_next_header(decomp.a, &raw) != ARCHIVE_OK) {
       const char* es = archive_error_string(decomp.a);
-      throw Error(Code::kInvalidArgument, "layer " + blob_path + ": " + (es ? es : "cannot decompress"));
+      throw Error(Code::kInvalidArgument,
+                  "layer " + blob_path + ": " + (es ? es : "cannot decompress"));
     }
     src.decomp = decomp.a;
   }
@@ -494,7 +515,8 @@ ApplyResult ApplyLayer(const std::string& blob_path, const std::string& dest_dir
   archive_read_support_format_tar(tar.a);
   if (archive_read_open(tar.a, &src, nullptr, SourceRead, nullptr) != ARCHIVE_OK) {
     const char* es = archive_error_string(tar.a);
-    throw Error(Code::kInvalidArgument, "layer " + blob_path + ": " + (es ? es : "not a tar archive"));
+    throw Error(Code::kInvalidArgument,
+                "layer " + blob_path + ": " + (es ? es : "not a tar archive"));
   }
   Extractor ex(blob_path, dest_dir, overlay);
   for (;;) {
@@ -503,7 +525,8 @@ ApplyResult ApplyLayer(const std::string& blob_path, const std::string& dest_dir
     if (r == ARCHIVE_EOF) break;
     if (r < ARCHIVE_WARN) {
       const char* es = archive_error_string(tar.a);
-      throw Error(Code::kInvalidArgument, "layer " + blob_path + ": " + (es ? es : "invalid tar archive"));
+      throw Error(Code::kInvalidArgument,
+                  "layer " + blob_path + ": " + (es ? es : "invalid tar archive"));
     }
     ex.Entry(tar.a, e);
   }
@@ -520,15 +543,18 @@ ApplyResult ApplyLayer(const std::string& blob_path, const std::string& dest_dir
 std::string ChainID(const std::vector<std::string>& diff_ids) {
   if (diff_ids.empty()) return "";
   std::string chain = diff_ids[0];
-  for (size_t i = 1; i < diff_ids.size(); ++i) chain = content::Sha256Digest(chain + " " + diff_ids[i]);
+  for (size_t i = 1; i < diff_ids.size(); ++i)
+    chain = content::Sha256Digest(chain + " " + diff_ids[i]);
   return chain;
 }
 
-std::string Unpack(content::Store& store, snapshot::Snapshotter& sn, const std::vector<std::string>& layer_digests,
+std::string Unpack(content::Store& store, snapshot::Snapshotter& sn,
+                   const std::vector<std::string>& layer_digests,
                    const std::vector<std::string>& diff_ids) {
   if (layer_digests.size() != diff_ids.size())
-    throw Error(Code::kInvalidArgument, "unpack: " + std::to_string(layer_digests.size()) + " layers but " +
-                                            std::to_string(diff_ids.size()) + " diff ids");
+    throw Error(Code::kInvalidArgument, "unpack: " + std::to_string(layer_digests.size()) +
+                                            " layers but " + std::to_string(diff_ids.size()) +
+                                            " diff ids");
   if (layer_digests.empty()) throw Error(Code::kInvalidArgument, "unpack: image has no layers");
   bool overlay = sn.Name() == "overlayfs";
   std::string parent;
@@ -547,7 +573,8 @@ std::string Unpack(content::Store& store, snapshot::Snapshotter& sn, const std::
     try {
       ApplyResult r = ApplyLayer(blob, sn.ApplyDir(key), overlay);
       if (r.diff_id != diff_ids[i])
-        throw Error(Code::kInvalidArgument, "layer " + layer_digests[i] + ": diff id mismatch: image config says " +
+        throw Error(Code::kInvalidArgument, "layer " + layer_digests[i] +
+                                                ": diff id mismatch: image config says " +
                                                 diff_ids[i] + ", content is " + r.diff_id);
       try {
         sn.Commit(chain, key);

@@ -19,13 +19,14 @@ struct ApplyResult {
   int64_t size = 0;     // bytes of the uncompressed tar stream
 };
 // Extracts a layer blob (gzip, zstd or uncompressed tar, detected from content) into dest_dir with
-// OCI whiteouts translated for overlayfs when `overlay`, else applied by deleting; hostile-input safe:
-// an entry that would escape dest_dir fails the layer with Error(kInvalidArgument) naming it.
+// OCI whiteouts translated for overlayfs when `overlay`, else applied by deleting; hostile-input
+// safe: an entry that would escape dest_dir fails the layer with Error(kInvalidArgument) naming it.
 ApplyResult ApplyLayer(const std::string& blob_path, const std::string& dest_dir, bool overlay);
 std::string ChainID(const std::vector<std::string>& diff_ids);  // OCI chain id of the whole list
 // Unpacks every layer of an image into committed snapshots named by chain id, skipping ones that
 // exist; returns the top chain id. Verifies each diff_id.
-std::string Unpack(content::Store&, snapshot::Snapshotter&, const std::vector<std::string>& layer_digests,
+std::string Unpack(content::Store&, snapshot::Snapshotter&,
+                   const std::vector<std::string>& layer_digests,
                    const std::vector<std::string>& diff_ids);
 // Loads an OCI image layout tarball or a `docker save` archive into the content store; returns the
 // images found: {name (may be empty), manifest digest, manifest media type}.

@@ -99,14 +99,17 @@ void CopyFileData(const std::string& src, const std::string& dst, mode_t mode) {
 void ApplyMeta(const std::string& src, const std::string& dst, const struct stat& st) {
   CopyXattrs(src, dst);
   if (::lchown(dst.c_str(), st.st_uid, st.st_gid) != 0) ThrowErrno("chown " + dst);
-  if (!S_ISLNK(st.st_mode) && ::chmod(dst.c_str(), st.st_mode & 07777) != 0) ThrowErrno("chmod " + dst);
+  if (!S_ISLNK(st.st_mode) && ::chmod(dst.c_str(), st.st_mode & 07777) != 0)
+    ThrowErrno("chmod " + dst);
   // chown drops file capabilities: copy xattrs again after it so security.capability survives.
   if (!S_ISLNK(st.st_mode) && !S_ISDIR(st.st_mode)) CopyXattrs(src, dst);
   struct timespec ts[2] = {st.st_atim, st.st_mtim};
-  if (::utimensat(AT_FDCWD, dst.c_str(), ts, AT_SYMLINK_NOFOLLOW) != 0) ThrowErrno("set times of " + dst);
+  if (::utimensat(AT_FDCWD, dst.c_str(), ts, AT_SYMLINK_NOFOLLOW) != 0)
+    ThrowErrno("set times of " + dst);
 }
 
-void Copy(const std::string& src, const std::string& dst, std::map<InodeKey, std::string>& links, bool top) {
+void Copy(const std::string& src, const std::string& dst, std::map<InodeKey, std::string>& links,
+          bool top) {
   struct stat st;
   if (::lstat(src.c_str(), &st) != 0) ThrowErrno("stat " + src);
   if (S_ISDIR(st.st_mode)) {
@@ -126,7 +129,8 @@ void Copy(const std::string& src, const std::string& dst, std::map<InodeKey, std
   if (st.st_nlink > 1) {
     auto it = links.find({st.st_dev, st.st_ino});
     if (it != links.end()) {
-      if (::link(it->second.c_str(), dst.c_str()) != 0) ThrowErrno("link " + dst + " to " + it->second);
+      if (::link(it->second.c_str(), dst.c_str()) != 0)
+        ThrowErrno("link " + dst + " to " + it->second);
       return;
     }
     links[{st.st_dev, st.st_ino}] = dst;
@@ -137,8 +141,10 @@ void Copy(const std::string& src, const std::string& dst, std::map<InodeKey, std
     std::vector<char> buf(static_cast<size_t>(st.st_size > 0 ? st.st_size : 4096) + 1);
     ssize_t n = ::readlink(src.c_str(), buf.data(), buf.size());
     if (n < 0) ThrowErrno("readlink " + src);
-    if (::symlink(std::string(buf.data(), static_cast<size_t>(n)).c_str(), dst.c_str()) != 0) ThrowErrno("symlink " + dst);
-  } else if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) || S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) {
+    if (::symlink(std::string(buf.data(), static_cast<size_t>(n)).c_str(), dst.c_str()) != 0)
+      ThrowErrno("symlink " + dst);
+  } else if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) || S_ISFIFO(st.st_mode) ||
+             S_ISSOCK(st.st_mode)) {
     if (::mknod(dst.c_str(), st.st_mode, st.st_rdev) != 0) ThrowErrno("mknod " + dst);
   } else {
     throw Error(Code::kInternal, "copy " + src + ": unsupported file type");

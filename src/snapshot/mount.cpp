@@ -22,16 +22,27 @@ struct Parsed {
 
 Parsed ParseOptions(const std::vector<std::string>& options) {
   static const std::map<std::string, std::pair<bool, unsigned long>> kFlags = {
-      {"ro", {true, MS_RDONLY}},      {"rw", {false, MS_RDONLY}},       {"bind", {true, MS_BIND}},
-      {"rbind", {true, MS_BIND | MS_REC}}, {"nosuid", {true, MS_NOSUID}}, {"suid", {false, MS_NOSUID}},
-      {"nodev", {true, MS_NODEV}},    {"dev", {false, MS_NODEV}},       {"noexec", {true, MS_NOEXEC}},
-      {"exec", {false, MS_NOEXEC}},   {"noatime", {true, MS_NOATIME}},  {"relatime", {true, MS_RELATIME}},
-      {"strictatime", {true, MS_STRICTATIME}}, {"sync", {true, MS_SYNCHRONOUS}}, {"async", {false, MS_SYNCHRONOUS}},
+      {"ro", {true, MS_RDONLY}},
+      {"rw", {false, MS_RDONLY}},
+      {"bind", {true, MS_BIND}},
+      {"rbind", {true, MS_BIND | MS_REC}},
+      {"nosuid", {true, MS_NOSUID}},
+      {"suid", {false, MS_NOSUID}},
+      {"nodev", {true, MS_NODEV}},
+      {"dev", {false, MS_NODEV}},
+      {"noexec", {true, MS_NOEXEC}},
+      {"exec", {false, MS_NOEXEC}},
+      {"noatime", {true, MS_NOATIME}},
+      {"relatime", {true, MS_RELATIME}},
+      {"strictatime", {true, MS_STRICTATIME}},
+      {"sync", {true, MS_SYNCHRONOUS}},
+      {"async", {false, MS_SYNCHRONOUS}},
       {"remount", {true, MS_REMOUNT}},
   };
   static const std::map<std::string, unsigned long> kPropagation = {
-      {"private", MS_PRIVATE},   {"rprivate", MS_PRIVATE | MS_REC}, {"shared", MS_SHARED},
-      {"rshared", MS_SHARED | MS_REC}, {"slave", MS_SLAVE},         {"rslave", MS_SLAVE | MS_REC},
+      {"private", MS_PRIVATE}, {"rprivate", MS_PRIVATE | MS_REC},
+      {"shared", MS_SHARED},   {"rshared", MS_SHARED | MS_REC},
+      {"slave", MS_SLAVE},     {"rslave", MS_SLAVE | MS_REC},
   };
   Parsed p;
   for (const auto& o : options) {
@@ -71,12 +82,15 @@ void MountOverlayLong(const Mount& m, const std::string& target, const Parsed& p
       }
     }
   }
-  if (paths.empty()) throw Error(Code::kInvalidArgument, "mount overlay on " + target + ": options too long");
+  if (paths.empty())
+    throw Error(Code::kInvalidArgument, "mount overlay on " + target + ": options too long");
   std::string common = paths[0].substr(0, paths[0].rfind('/'));
   for (auto& path : paths) {
-    while (!common.empty() && path.rfind(common + "/", 0) != 0) common = common.substr(0, common.rfind('/'));
+    while (!common.empty() && path.rfind(common + "/", 0) != 0)
+      common = common.substr(0, common.rfind('/'));
   }
-  if (common.empty()) throw Error(Code::kInvalidArgument, "mount overlay on " + target + ": options too long");
+  if (common.empty())
+    throw Error(Code::kInvalidArgument, "mount overlay on " + target + ": options too long");
   std::string data;
   for (auto& o : opts) {
     std::string out = o;
@@ -101,7 +115,8 @@ void MountOverlayLong(const Mount& m, const std::string& target, const Parsed& p
     data += out;
   }
   if (data.size() >= static_cast<size_t>(::getpagesize()))
-    throw Error(Code::kInvalidArgument, "mount overlay on " + target + ": too many layers for one mount");
+    throw Error(Code::kInvalidArgument,
+                "mount overlay on " + target + ": too many layers for one mount");
   std::string abs_target = target;
   if (abs_target.empty() || abs_target[0] != '/') {
     char cwd[4096];
@@ -112,14 +127,16 @@ void MountOverlayLong(const Mount& m, const std::string& target, const Parsed& p
   if (pid < 0) ThrowErrno("fork to mount overlay on " + target);
   if (pid == 0) {
     if (::chdir(common.c_str()) != 0) ::_exit(100 + errno % 100);
-    if (::mount("overlay", abs_target.c_str(), "overlay", p.flags, data.c_str()) != 0) ::_exit(errno % 100);
+    if (::mount("overlay", abs_target.c_str(), "overlay", p.flags, data.c_str()) != 0)
+      ::_exit(errno % 100);
     ::_exit(0);
   }
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR) ThrowErrno("wait for overlay mount helper");
   }
-  if (!WIFEXITED(status)) throw Error(Code::kInternal, "mount overlay on " + target + ": helper died");
+  if (!WIFEXITED(status))
+    throw Error(Code::kInternal, "mount overlay on " + target + ": helper died");
   int code = WEXITSTATUS(status);
   if (code >= 100) ThrowErrno("mount overlay on " + target + ": chdir " + common, code - 100);
   if (code != 0) ThrowErrno("mount overlay on " + target, code);
@@ -143,8 +160,10 @@ void MountOne(const Mount& m, const std::string& target) {
   } else {
     if (m.type == "overlay" && p.data.size() >= static_cast<size_t>(::getpagesize())) {
       MountOverlayLong(m, target, p);
-    } else if (::mount(m.source.c_str(), target.c_str(), m.type.c_str(), p.flags, p.data.c_str()) != 0) {
-      ThrowErrno("mount " + m.type + " " + m.source + " on " + target + " (" + p.data.substr(0, 200) + ")");
+    } else if (::mount(m.source.c_str(), target.c_str(), m.type.c_str(), p.flags, p.data.c_str()) !=
+               0) {
+      ThrowErrno("mount " + m.type + " " + m.source + " on " + target + " (" +
+                 p.data.substr(0, 200) + ")");
     }
   }
   if (p.propagation != 0 && ::mount(nullptr, target.c_str(), nullptr, p.propagation, nullptr) != 0)
@@ -183,8 +202,10 @@ bool OverlaySupported(const std::string& root) {
     fs::MkdirAll(root, 0700);
     dir = root + "/overlay-probe-XXXXXX";
     if (!::mkdtemp(dir.data())) return false;
-    for (const char* d : {"lower1", "lower2", "upper", "work", "merged"}) fs::MkdirAll(dir + "/" + d, 0700);
-    std::string data = "lowerdir=" + dir + "/lower2:" + dir + "/lower1,upperdir=" + dir + "/upper,workdir=" + dir + "/work";
+    for (const char* d : {"lower1", "lower2", "upper", "work", "merged"})
+      fs::MkdirAll(dir + "/" + d, 0700);
+    std::string data = "lowerdir=" + dir + "/lower2:" + dir + "/lower1,upperdir=" + dir +
+                       "/upper,workdir=" + dir + "/work";
     bool ok = ::mount("overlay", (dir + "/merged").c_str(), "overlay", 0, data.c_str()) == 0;
     if (ok) ::umount2((dir + "/merged").c_str(), MNT_DETACH);
     fs::RemoveAll(dir);

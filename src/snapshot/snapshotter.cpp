@@ -73,7 +73,8 @@ class FileSnapshotter : public Snapshotter {
     std::lock_guard<std::mutex> l(mu_);
     const Record& r = Get(key);
     if (r.kind != Kind::kActive)
-      throw Error(Code::kFailedPrecondition, "snapshot " + key + " is " + KindName(r.kind) + ", not active");
+      throw Error(Code::kFailedPrecondition,
+                  "snapshot " + key + " is " + KindName(r.kind) + ", not active");
     return FsDir(r.id);
   }
 
@@ -82,11 +83,14 @@ class FileSnapshotter : public Snapshotter {
     std::lock_guard<std::mutex> l(mu_);
     Record r = Get(key);
     if (r.kind != Kind::kActive)
-      throw Error(Code::kFailedPrecondition, "commit " + key + ": snapshot is " + KindName(r.kind) + ", not active");
-    if (snaps_.count(name)) throw Error(Code::kAlreadyExists, "commit " + key + ": snapshot " + name + " already exists");
+      throw Error(Code::kFailedPrecondition,
+                  "commit " + key + ": snapshot is " + KindName(r.kind) + ", not active");
+    if (snaps_.count(name))
+      throw Error(Code::kAlreadyExists, "commit " + key + ": snapshot " + name + " already exists");
     for (auto& [k, s] : snaps_)
       if (s.parent == key)
-        throw Error(Code::kFailedPrecondition, "commit " + key + ": snapshot " + k + " is based on it");
+        throw Error(Code::kFailedPrecondition,
+                    "commit " + key + ": snapshot " + k + " is based on it");
     if (overlay_) fs::RemoveAll(Dir(r.id) + "/work");
     r.kind = Kind::kCommitted;
     auto saved = snaps_;
@@ -105,7 +109,8 @@ class FileSnapshotter : public Snapshotter {
     Record r = Get(key);
     for (auto& [k, s] : snaps_)
       if (s.parent == key)
-        throw Error(Code::kFailedPrecondition, "remove snapshot " + key + ": snapshot " + k + " is based on it");
+        throw Error(Code::kFailedPrecondition,
+                    "remove snapshot " + key + ": snapshot " + k + " is based on it");
     auto saved = snaps_;
     snaps_.erase(key);
     try {
@@ -146,7 +151,9 @@ class FileSnapshotter : public Snapshotter {
     if (key.empty() || key.size() > 4096 || key.find('\0') != std::string::npos)
       throw Error(Code::kInvalidArgument, "invalid snapshot key \"" + key.substr(0, 100) + "\"");
   }
-  static Info ToInfo(const std::string& name, const Record& r) { return Info{name, r.parent, r.kind, r.created}; }
+  static Info ToInfo(const std::string& name, const Record& r) {
+    return Info{name, r.parent, r.kind, r.created};
+  }
   std::string Dir(int64_t id) const { return root_ + "/snapshots/" + std::to_string(id); }
   std::string FsDir(int64_t id) const { return Dir(id) + "/fs"; }
 
@@ -164,7 +171,8 @@ class FileSnapshotter : public Snapshotter {
       const Record& r = Get(k);
       ids.push_back(r.id);
       k = r.parent;
-      if (ids.size() > 100000) throw Error(Code::kInternal, "snapshot " + key + ": parent chain loops");
+      if (ids.size() > 100000)
+        throw Error(Code::kInternal, "snapshot " + key + ": parent chain loops");
     }
     return ids;
   }
@@ -176,8 +184,8 @@ class FileSnapshotter : public Snapshotter {
     if (!parent.empty()) {
       const Record& p = Get(parent);
       if (p.kind != Kind::kCommitted)
-        throw Error(Code::kFailedPrecondition,
-                    "snapshot " + key + ": parent " + parent + " is " + KindName(p.kind) + ", not committed");
+        throw Error(Code::kFailedPrecondition, "snapshot " + key + ": parent " + parent + " is " +
+                                                   KindName(p.kind) + ", not committed");
     }
     Record r;
     r.id = next_id_++;
@@ -223,8 +231,9 @@ class FileSnapshotter : public Snapshotter {
       return {Mount{"overlay", "overlay", opts}};
     }
     // Read-only: a view (or committed snapshot) with a single layer is a read-only bind mount.
-    std::vector<int64_t> ids = r.kind == Kind::kView ? (r.parent.empty() ? std::vector<int64_t>{r.id} : Chain(r.parent))
-                                                     : Chain(key);
+    std::vector<int64_t> ids =
+        r.kind == Kind::kView ? (r.parent.empty() ? std::vector<int64_t>{r.id} : Chain(r.parent))
+                              : Chain(key);
     if (ids.size() == 1) return {Mount{"bind", FsDir(ids[0]), {"ro", "rbind"}}};
     std::string lower;
     for (int64_t id : ids) lower += (lower.empty() ? "" : ":") + FsDir(id);
@@ -251,7 +260,8 @@ class FileSnapshotter : public Snapshotter {
     std::string path = root_ + "/metadata.json";
     if (!fs::Exists(path)) return;
     auto j = nlohmann::json::parse(fs::ReadFile(path), nullptr, false);
-    if (!j.is_object()) throw Error(Code::kInternal, "snapshot metadata " + path + ": not valid JSON");
+    if (!j.is_object())
+      throw Error(Code::kInternal, "snapshot metadata " + path + ": not valid JSON");
     try {
       next_id_ = j.value("next_id", int64_t{1});
       for (auto& [k, v] : j.at("snapshots").items()) {
@@ -273,7 +283,8 @@ class FileSnapshotter : public Snapshotter {
     j["next_id"] = next_id_;
     j["snapshots"] = nlohmann::json::object();
     for (auto& [k, r] : snaps_) {
-      j["snapshots"][k] = {{"id", r.id}, {"kind", KindName(r.kind)}, {"parent", r.parent}, {"created", r.created}};
+      j["snapshots"][k] = {
+          {"id", r.id}, {"kind", KindName(r.kind)}, {"parent", r.parent}, {"created", r.created}};
     }
     fs::WriteFileAtomic(root_ + "/metadata.json", j.dump(), 0600);
   }
@@ -287,7 +298,8 @@ class FileSnapshotter : public Snapshotter {
     std::vector<int64_t> orphans;
     while (dirent* e = ::readdir(d)) {
       std::string n = e->d_name;
-      if (n.empty() || n.find_first_not_of("0123456789") != std::string::npos || n.size() > 18) continue;
+      if (n.empty() || n.find_first_not_of("0123456789") != std::string::npos || n.size() > 18)
+        continue;
       int64_t id = std::stoll(n);
       if (!known.count(id)) orphans.push_back(id);
     }
@@ -309,7 +321,11 @@ class FileSnapshotter : public Snapshotter {
 
 }  // namespace
 
-std::unique_ptr<Snapshotter> NewOverlay(const std::string& root) { return std::make_unique<FileSnapshotter>(root, true); }
-std::unique_ptr<Snapshotter> NewNative(const std::string& root) { return std::make_unique<FileSnapshotter>(root, false); }
+std::unique_ptr<Snapshotter> NewOverlay(const std::string& root) {
+  return std::make_unique<FileSnapshotter>(root, true);
+}
+std::unique_ptr<Snapshotter> NewNative(const std::string& root) {
+  return std::make_unique<FileSnapshotter>(root, false);
+}
 
 }  // namespace berth::snapshot

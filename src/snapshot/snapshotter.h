@@ -31,12 +31,16 @@ class Snapshotter {
   virtual std::string Name() const = 0;  // "overlayfs" | "native"
   // Errors: key exists -> kAlreadyExists; parent missing or not committed -> kNotFound /
   // kFailedPrecondition; empty parent means a snapshot with no parent.
-  virtual std::vector<Mount> Prepare(const std::string& key, const std::string& parent) = 0;  // writable
-  virtual std::vector<Mount> View(const std::string& key, const std::string& parent) = 0;     // read-only
+  virtual std::vector<Mount> Prepare(const std::string& key,
+                                     const std::string& parent) = 0;  // writable
+  virtual std::vector<Mount> View(const std::string& key,
+                                  const std::string& parent) = 0;  // read-only
   virtual std::vector<Mount> Mounts(const std::string& key) = 0;
-  virtual std::string ApplyDir(const std::string& active_key) = 0;  // dir a layer is extracted into (overlay upperdir)
+  virtual std::string ApplyDir(
+      const std::string& active_key) = 0;  // dir a layer is extracted into (overlay upperdir)
   virtual void Commit(const std::string& name, const std::string& key) = 0;  // key must be active
-  virtual void Remove(const std::string& key) = 0;  // committed with children -> Error(kFailedPrecondition)
+  virtual void Remove(
+      const std::string& key) = 0;  // committed with children -> Error(kFailedPrecondition)
   virtual std::optional<Info> Stat(const std::string& key) = 0;
   virtual Usage GetUsage(const std::string& key) = 0;
   virtual std::vector<Info> List() = 0;
@@ -44,7 +48,7 @@ class Snapshotter {
 
 std::unique_ptr<Snapshotter> NewOverlay(const std::string& root);
 std::unique_ptr<Snapshotter> NewNative(const std::string& root);  // plain copying snapshotter
-bool OverlaySupported(const std::string& root);                    // real probe mount
+bool OverlaySupported(const std::string& root);                   // real probe mount
 void MountAll(const std::vector<Mount>& mounts, const std::string& target);  // mount(2) the result
 void UnmountAll(const std::string& target);
 

@@ -31,16 +31,21 @@ Code CodeFor(int rc) {
   throw Error(CodeFor(rc), "database: " + what + ": " + msg);
 }
 
-std::string Short(const std::string& sql) { return sql.size() > 120 ? sql.substr(0, 120) + "..." : sql; }
+std::string Short(const std::string& sql) {
+  return sql.size() > 120 ? sql.substr(0, 120) + "..." : sql;
+}
 
 }  // namespace
 
 Statement::Statement(Database& db, const std::string& sql) : db_(&db), sql_(sql) {
-  int rc = sqlite3_prepare_v2(db.handle(), sql.c_str(), static_cast<int>(sql.size()), &stmt_, nullptr);
+  int rc =
+      sqlite3_prepare_v2(db.handle(), sql.c_str(), static_cast<int>(sql.size()), &stmt_, nullptr);
   if (rc != SQLITE_OK) Fail(db.handle(), rc, "prepare \"" + Short(sql) + "\"");
 }
 
-Statement::Statement(Statement&& o) noexcept : db_(o.db_), stmt_(o.stmt_), sql_(std::move(o.sql_)) { o.stmt_ = nullptr; }
+Statement::Statement(Statement&& o) noexcept : db_(o.db_), stmt_(o.stmt_), sql_(std::move(o.sql_)) {
+  o.stmt_ = nullptr;
+}
 
 Statement::~Statement() {
   if (stmt_) sqlite3_finalize(stmt_);
@@ -48,25 +53,29 @@ Statement::~Statement() {
 
 Statement& Statement::Bind(int i, int64_t v) {
   int rc = sqlite3_bind_int64(stmt_, i, v);
-  if (rc != SQLITE_OK) Fail(db_->handle(), rc, "bind parameter " + std::to_string(i) + " of \"" + Short(sql_) + "\"");
+  if (rc != SQLITE_OK)
+    Fail(db_->handle(), rc, "bind parameter " + std::to_string(i) + " of \"" + Short(sql_) + "\"");
   return *this;
 }
 
 Statement& Statement::Bind(int i, const std::string& v) {
   int rc = sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-  if (rc != SQLITE_OK) Fail(db_->handle(), rc, "bind parameter " + std::to_string(i) + " of \"" + Short(sql_) + "\"");
+  if (rc != SQLITE_OK)
+    Fail(db_->handle(), rc, "bind parameter " + std::to_string(i) + " of \"" + Short(sql_) + "\"");
   return *this;
 }
 
 Statement& Statement::BindBlob(int i, const std::string& v) {
   int rc = sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-  if (rc != SQLITE_OK) Fail(db_->handle(), rc, "bind parameter " + std::to_string(i) + " of \"" + Short(sql_) + "\"");
+  if (rc != SQLITE_OK)
+    Fail(db_->handle(), rc, "bind parameter " + std::to_string(i) + " of \"" + Short(sql_) + "\"");
   return *this;
 }
 
 Statement& Statement::BindNull(int i) {
   int rc = sqlite3_bind_null(stmt_, i);
-  if (rc != SQLITE_OK) Fail(db_->handle(), rc, "bind parameter " + std::to_string(i) + " of \"" + Short(sql_) + "\"");
+  if (rc != SQLITE_OK)
+    Fail(db_->handle(), rc, "bind parameter " + std::to_string(i) + " of \"" + Short(sql_) + "\"");
   return *this;
 }
 
@@ -100,8 +109,10 @@ std::shared_ptr<Database> Database::Open(const std::string& path) {
   auto slash = path.rfind('/');
   if (slash != std::string::npos && slash > 0) fs::MkdirAll(path.substr(0, slash), 0700);
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW, nullptr);
+  int rc = sqlite3_open_v2(
+      path.c_str(), &db,
+      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW,
+      nullptr);
   if (rc != SQLITE_OK) {
     std::string msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     sqlite3_close(db);
@@ -111,7 +122,9 @@ std::shared_ptr<Database> Database::Open(const std::string& path) {
   sqlite3_busy_timeout(db, 10000);
   sqlite3_extended_result_codes(db, 1);
   d->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;");
-  d->Exec("CREATE TABLE IF NOT EXISTS schema_versions (component TEXT PRIMARY KEY, version INTEGER NOT NULL)");
+  d->Exec(
+      "CREATE TABLE IF NOT EXISTS schema_versions (component TEXT PRIMARY KEY, version INTEGER NOT "
+      "NULL)");
   return d;
 }
 
@@ -143,15 +156,17 @@ int Database::Migrate(const std::string& component, const std::vector<std::strin
   std::lock_guard<std::recursive_mutex> l(mu_);
   int version = SchemaVersion(component);
   if (version > static_cast<int>(steps.size()))
-    throw Error(Code::kFailedPrecondition, "database " + path_ + ": schema of " + component + " is at version " +
-                                               std::to_string(version) + ", newer than this program knows (" +
+    throw Error(Code::kFailedPrecondition, "database " + path_ + ": schema of " + component +
+                                               " is at version " + std::to_string(version) +
+                                               ", newer than this program knows (" +
                                                std::to_string(steps.size()) + ")");
   for (size_t i = static_cast<size_t>(version); i < steps.size(); ++i) {
     Transaction tx(*this);
     try {
       Exec(steps[i]);
     } catch (const Error& e) {
-      throw Error(e.code(), "migrate " + component + " to version " + std::to_string(i + 1) + ": " + e.what());
+      throw Error(e.code(), "migrate " + component + " to version " + std::to_string(i + 1) + ": " +
+                                e.what());
     }
     auto st = Prepare(
         "INSERT INTO schema_versions(component, version) VALUES(?1, ?2) "
@@ -188,7 +203,9 @@ Transaction::~Transaction() {
 }
 
 void Transaction::Commit() {
-  if (done_) throw Error(Code::kFailedPrecondition, "database " + db_.path() + ": transaction already finished");
+  if (done_)
+    throw Error(Code::kFailedPrecondition,
+                "database " + db_.path() + ": transaction already finished");
   db_.Exec(savepoint_.empty() ? std::string("COMMIT") : "RELEASE " + savepoint_);
   done_ = true;
 }

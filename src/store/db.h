@@ -39,7 +39,8 @@ class Statement {
   Statement& Bind(int index, const char* value) { return Bind(index, std::string(value)); }
   Statement& BindBlob(int index, const std::string& value);
   Statement& BindNull(int index);
-  // Runs one step: true when a row is available, false when done. Errors throw Error naming the SQL.
+  // Runs one step: true when a row is available, false when done. Errors throw Error naming the
+  // SQL.
   bool Step();
   // Runs to completion (for INSERT/UPDATE/DELETE); returns sqlite3_changes().
   int Run();

@@ -22,7 +22,8 @@ const std::vector<std::string> kImageMigrations = {
 };
 
 constexpr const char* kColumns =
-    "SELECT name, target_digest, target_media_type, config_digest, chain_id, size, labels, created_unix FROM images ";
+    "SELECT name, target_digest, target_media_type, config_digest, chain_id, size, labels, "
+    "created_unix FROM images ";
 
 ImageRecord Row(const Statement& st) {
   ImageRecord r;
@@ -43,7 +44,9 @@ ImageRecord Row(const Statement& st) {
 
 }  // namespace
 
-ImageStore::ImageStore(std::shared_ptr<Database> db) : db_(std::move(db)) { db_->Migrate("images", kImageMigrations); }
+ImageStore::ImageStore(std::shared_ptr<Database> db) : db_(std::move(db)) {
+  db_->Migrate("images", kImageMigrations);
+}
 
 void ImageStore::Put(const ImageRecord& r) {
   if (r.name.empty()) throw Error(Code::kInvalidArgument, "image record: empty name");
@@ -51,7 +54,8 @@ void ImageStore::Put(const ImageRecord& r) {
   for (auto& [k, v] : r.labels) labels[k] = v;
   Transaction tx(*db_);
   auto st = db_->Prepare(
-      "INSERT OR REPLACE INTO images(name, target_digest, target_media_type, config_digest, chain_id, size, labels, "
+      "INSERT OR REPLACE INTO images(name, target_digest, target_media_type, config_digest, "
+      "chain_id, size, labels, "
       "created_unix) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
   st.Bind(1, r.name).Bind(2, r.target_digest).Bind(3, r.target_media_type).Bind(4, r.config_digest);
   st.Bind(5, r.chain_id).Bind(6, r.size).Bind(7, labels.dump()).Bind(8, r.created_unix);

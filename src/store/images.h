@@ -23,10 +23,10 @@ struct ImageRecord {
 class ImageStore {
  public:
   explicit ImageStore(std::shared_ptr<Database>);  // applies the "images" migrations
-  void Put(const ImageRecord&);                     // insert or replace by name
+  void Put(const ImageRecord&);                    // insert or replace by name
   std::optional<ImageRecord> Get(const std::string& name);
-  void Delete(const std::string& name);             // missing -> Error(kNotFound)
-  std::vector<ImageRecord> List();                  // sorted by name
+  void Delete(const std::string& name);  // missing -> Error(kNotFound)
+  std::vector<ImageRecord> List();       // sorted by name
   std::vector<ImageRecord> ByConfig(const std::string& config_digest);
 
  private:

@@ -27,7 +27,8 @@ Code CodeOf(const std::function<void()>& f) {
 }
 
 TEST(ContentStore, DigestOfKnownData) {
-  EXPECT_EQ(Sha256Digest(""), "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(Sha256Digest(""),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 }
 
 TEST(ContentStore, WriteReadListDelete) {
@@ -49,9 +50,10 @@ TEST(ContentStore, WriteReadListDelete) {
 TEST(ContentStore, InvalidDigests) {
   berth::testing::TempDir dir;
   Store s(dir.path());
-  for (std::string bad : {"", "sha256:", "sha256:../../etc/passwd", "md5:abc",
-                          "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
-                          "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85"}) {
+  for (std::string bad :
+       {"", "sha256:", "sha256:../../etc/passwd", "md5:abc",
+        "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
+        "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85"}) {
     EXPECT_EQ(CodeOf([&] { s.Has(bad); }), Code::kInvalidArgument) << bad;
     EXPECT_EQ(CodeOf([&] { s.OpenWriter(bad); }), Code::kInvalidArgument) << bad;
   }
@@ -114,8 +116,9 @@ TEST(ContentStore, MismatchDiscardsPartial) {
       FAIL() << "commit of wrong content succeeded";
     } catch (const Error& e) {
       EXPECT_EQ(e.code(), Code::kInternal);
-      EXPECT_NE(std::string(e.what()).find("digest mismatch for " + d + ": got " + Sha256Digest("evil")),
-                std::string::npos)
+      EXPECT_NE(
+          std::string(e.what()).find("digest mismatch for " + d + ": got " + Sha256Digest("evil")),
+          std::string::npos)
           << e.what();
     }
   }

@@ -1,7 +1,7 @@
 #include "snapshot/snapshotter.h"
 
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -59,8 +59,9 @@ void CommonLifecycle(Snapshotter& s) {
   EXPECT_EQ(CodeOf([&] { s.Prepare("l2", ""); }), Code::kAlreadyExists);
   EXPECT_EQ(CodeOf([&] { s.Prepare("x", "missing"); }), Code::kNotFound);
   s.Prepare("c1", "l2");
-  EXPECT_EQ(CodeOf([&] { s.Prepare("x", "c1"); }), Code::kFailedPrecondition);  // parent not committed
-  EXPECT_EQ(CodeOf([&] { s.Remove("l1"); }), Code::kFailedPrecondition);        // has children
+  EXPECT_EQ(CodeOf([&] { s.Prepare("x", "c1"); }),
+            Code::kFailedPrecondition);                                   // parent not committed
+  EXPECT_EQ(CodeOf([&] { s.Remove("l1"); }), Code::kFailedPrecondition);  // has children
   EXPECT_EQ(CodeOf([&] { s.Commit("l3", "l2"); }), Code::kFailedPrecondition);  // not active
   EXPECT_EQ(CodeOf([&] { s.ApplyDir("l2"); }), Code::kFailedPrecondition);
   EXPECT_EQ(s.List().size(), 3u);
@@ -91,11 +92,15 @@ TEST(Snapshot, OverlayMountsShape) {
   m = s->Prepare("c", "B");
   ASSERT_EQ(m.size(), 1u);
   EXPECT_EQ(m[0].type, "overlay");
-  EXPECT_EQ(WithoutIndex(m[0].options),
-            (std::vector<std::string>{"workdir=" + dir / "root/snapshots/4/work", "upperdir=" + dir / "root/snapshots/4/fs",
-                                      "lowerdir=" + dir / "root/snapshots/3/fs:" + dir / "root/snapshots/1/fs"}));
+  EXPECT_EQ(
+      WithoutIndex(m[0].options),
+      (std::vector<std::string>{
+          "workdir=" + dir / "root/snapshots/4/work", "upperdir=" + dir / "root/snapshots/4/fs",
+          "lowerdir=" + dir / "root/snapshots/3/fs:" + dir / "root/snapshots/1/fs"}));
   m = s->View("v2", "B");
-  EXPECT_EQ(WithoutIndex(m[0].options), (std::vector<std::string>{"lowerdir=" + dir / "root/snapshots/3/fs:" + dir / "root/snapshots/1/fs"}));
+  EXPECT_EQ(WithoutIndex(m[0].options),
+            (std::vector<std::string>{
+                "lowerdir=" + dir / "root/snapshots/3/fs:" + dir / "root/snapshots/1/fs"}));
   EXPECT_EQ(s->Mounts("c")[0].type, "overlay");
 }
 
@@ -199,7 +204,8 @@ TEST(Snapshot, NativeCopyPreservesMetadata) {
 TEST(Snapshot, OverlayMountsShowLayers) {
   if (!berth::testing::IsRoot()) GTEST_SKIP() << "needs root to mount";
   TempDir dir;
-  if (!OverlaySupported(dir / "root")) GTEST_SKIP() << "overlayfs is not supported under " << dir.path();
+  if (!OverlaySupported(dir / "root"))
+    GTEST_SKIP() << "overlayfs is not supported under " << dir.path();
   auto s = NewOverlay(dir / "root");
   s->Prepare("a", "");
   berth::testing::WriteFile(s->ApplyDir("a") + "/one", "1");

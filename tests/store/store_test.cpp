@@ -94,7 +94,8 @@ TEST(Store, TransactionRollbackAndCommit) {
 TEST(Store, MigrationsRunOnceAndRefuseNewer) {
   berth::testing::TempDir dir;
   auto db = Database::Open(dir / "m.db");
-  std::vector<std::string> steps = {"CREATE TABLE x (a INTEGER)", "ALTER TABLE x ADD COLUMN b TEXT"};
+  std::vector<std::string> steps = {"CREATE TABLE x (a INTEGER)",
+                                    "ALTER TABLE x ADD COLUMN b TEXT"};
   EXPECT_EQ(db->Migrate("x", {steps[0]}), 1);
   EXPECT_EQ(db->Migrate("x", steps), 2);
   EXPECT_EQ(db->Migrate("x", steps), 2);  // no re-run
@@ -131,7 +132,8 @@ TEST(Store, ConcurrentPuts) {
   std::vector<std::thread> ts;
   for (int t = 0; t < 4; ++t)
     ts.emplace_back([&, t] {
-      for (int i = 0; i < 25; ++i) images.Put(Sample("img-" + std::to_string(t) + "-" + std::to_string(i)));
+      for (int i = 0; i < 25; ++i)
+        images.Put(Sample("img-" + std::to_string(t) + "-" + std::to_string(i)));
     });
   for (auto& t : ts) t.join();
   EXPECT_EQ(images.List().size(), 100u);

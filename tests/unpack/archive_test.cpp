@@ -89,7 +89,8 @@ TEST(Archive, ImportOciLayoutAndUnpack) {
   EXPECT_EQ(store.List().size(), 3u);
 
   auto sn = berth::snapshot::NewNative(dir / "snap");
-  std::string top = berth::image::Unpack(store, *sn, {Sha256Digest(img.layer)}, {Sha256Digest(img.layer_tar)});
+  std::string top =
+      berth::image::Unpack(store, *sn, {Sha256Digest(img.layer)}, {Sha256Digest(img.layer_tar)});
   auto m = sn->View("v", top);
   std::ifstream f(m[0].source + "/etc/motd");
   std::string line;
@@ -97,7 +98,9 @@ TEST(Archive, ImportOciLayoutAndUnpack) {
   EXPECT_EQ(line, "hello from oci");
 
   // Compressed archive with only the short ref name; importing again is fine.
-  WriteFile(dir / "oci.tar.gz", BuildTar(OciLayout(img, {{"org.opencontainers.image.ref.name", "latest"}}), TarCompression::kGzip));
+  WriteFile(dir / "oci.tar.gz",
+            BuildTar(OciLayout(img, {{"org.opencontainers.image.ref.name", "latest"}}),
+                     TarCompression::kGzip));
   images = berth::image::ImportArchive(dir / "oci.tar.gz", store);
   ASSERT_EQ(images.size(), 1u);
   EXPECT_EQ(images[0].name, "latest");
@@ -108,19 +111,23 @@ TEST(Archive, ImportDockerSave) {
   berth::content::Store store(dir / "content");
   std::string l1 = BuildTar({File("bin/a", "a")});
   std::string l2 = BuildTar({File("bin/b", "b")});
-  std::string config = json{{"architecture", "amd64"},
-                            {"os", "linux"},
-                            {"rootfs", {{"type", "layers"}, {"diff_ids", {Sha256Digest(l1), Sha256Digest(l2), Sha256Digest(l1)}}}}}
-                           .dump();
+  std::string config =
+      json{{"architecture", "amd64"},
+           {"os", "linux"},
+           {"rootfs",
+            {{"type", "layers"},
+             {"diff_ids", {Sha256Digest(l1), Sha256Digest(l2), Sha256Digest(l1)}}}}}
+          .dump();
   std::string config_name = Hex(Sha256Digest(config)) + ".json";
   json manifest = json::array({{{"Config", config_name},
                                 {"RepoTags", {"busybox:latest", "example.com/x/busybox:1"}},
                                 {"Layers", {"aaa/layer.tar", "bbb/layer.tar", "ccc/layer.tar"}}}});
   std::string stray = "{\"id\":\"aaa\"}";
-  WriteFile(dir / "save.tar", BuildTar({Dir("aaa"), File("aaa/VERSION", "1.0"), File("aaa/json", stray),
-                                        File("aaa/layer.tar", l1), Dir("bbb"), File("bbb/layer.tar", l2), Dir("ccc"),
-                                        Symlink("ccc/layer.tar", "../aaa/layer.tar"), File(config_name, config),
-                                        File("repositories", "{}"), File("manifest.json", manifest.dump())}));
+  WriteFile(dir / "save.tar",
+            BuildTar({Dir("aaa"), File("aaa/VERSION", "1.0"), File("aaa/json", stray),
+                      File("aaa/layer.tar", l1), Dir("bbb"), File("bbb/layer.tar", l2), Dir("ccc"),
+                      Symlink("ccc/layer.tar", "../aaa/layer.tar"), File(config_name, config),
+                      File("repositories", "{}"), File("manifest.json", manifest.dump())}));
   auto images = berth::image::ImportArchive(dir / "save.tar", store);
   ASSERT_EQ(images.size(), 2u);
   EXPECT_EQ(images[0].name, "busybox:latest");
@@ -143,8 +150,9 @@ TEST(Archive, ImportDockerSave) {
   EXPECT_EQ(store.List().size(), 4u);  // config, 2 layers, manifest
 
   auto sn = berth::snapshot::NewNative(dir / "snap");
-  std::string top = berth::image::Unpack(store, *sn, {Sha256Digest(l1), Sha256Digest(l2), Sha256Digest(l1)},
-                                         {Sha256Digest(l1), Sha256Digest(l2), Sha256Digest(l1)});
+  std::string top =
+      berth::image::Unpack(store, *sn, {Sha256Digest(l1), Sha256Digest(l2), Sha256Digest(l1)},
+                           {Sha256Digest(l1), Sha256Digest(l2), Sha256Digest(l1)});
   EXPECT_EQ(sn->List().size(), 3u);
   EXPECT_FALSE(top.empty());
 }
@@ -171,26 +179,31 @@ TEST(Archive, HostileArchivesAreRejected) {
   std::string bad_hex = std::string(64, 'a');
   std::vector<Case> cases = {
       {"dotdot entry", BuildTar(with(layout, File("../evil", "x"))), "\"../evil\""},
-      {"wrong blob content", BuildTar(with(without(""), File("blobs/sha256/" + bad_hex, "not matching"))),
+      {"wrong blob content",
+       BuildTar(with(without(""), File("blobs/sha256/" + bad_hex, "not matching"))),
        "blobs/sha256/" + bad_hex},
       {"bad blob name", BuildTar(with(layout, File("blobs/sha256/xyz", "x"))), "blobs/sha256/xyz"},
       {"missing manifest blob",
        BuildTar(without("blobs/sha256/" + Hex(Sha256Digest(img.manifest)))), "not in the archive"},
-      {"missing layer blob", BuildTar(without("blobs/sha256/" + Hex(Sha256Digest(img.layer)))), "not in the archive"},
-      {"index not json", BuildTar(with(without("index.json"), File("index.json", "{nope"))), "index.json"},
+      {"missing layer blob", BuildTar(without("blobs/sha256/" + Hex(Sha256Digest(img.layer)))),
+       "not in the archive"},
+      {"index not json", BuildTar(with(without("index.json"), File("index.json", "{nope"))),
+       "index.json"},
       {"no index or manifest", BuildTar({File("hello", "x")}), "neither"},
       {"docker layer escapes",
        BuildTar({File("c.json", "{}"),
                  File("manifest.json", R"([{"Config":"c.json","Layers":["../../etc/passwd"]}])")}),
        "../../etc/passwd"},
       {"docker missing layer",
-       BuildTar({File("c.json", "{}"), File("manifest.json", R"([{"Config":"c.json","Layers":["nope/layer.tar"]}])")}),
+       BuildTar({File("c.json", "{}"),
+                 File("manifest.json", R"([{"Config":"c.json","Layers":["nope/layer.tar"]}])")}),
        "nope/layer.tar"},
       {"docker link loop",
        BuildTar({File("c.json", "{}"), Symlink("a", "b"), Symlink("b", "a"),
                  File("manifest.json", R"([{"Config":"c.json","Layers":["a"]}])")}),
        "\"a\""},
-      {"docker manifest not a list", BuildTar({File("manifest.json", R"({"Config":"x"})")}), "not a list"},
+      {"docker manifest not a list", BuildTar({File("manifest.json", R"({"Config":"x"})")}),
+       "not a list"},
       {"garbage", std::string(2000, 'g'), "image archive"},
   };
   int i = 0;

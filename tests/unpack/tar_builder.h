@@ -16,8 +16,8 @@ struct TarEntry {
   std::string name;
   unsigned type = AE_IFREG;
   unsigned perm = 0644;
-  std::string data;      // regular files
-  std::string link;      // symlink target, or hard link target when hardlink
+  std::string data;  // regular files
+  std::string link;  // symlink target, or hard link target when hardlink
   bool hardlink = false;
   int64_t uid = 0, gid = 0;
   unsigned rdev_major = 0, rdev_minor = 0;
@@ -32,7 +32,8 @@ inline la_ssize_t TarBuilderWrite(struct archive*, void* ud, const void* buf, si
   return static_cast<la_ssize_t>(n);
 }
 
-inline std::string BuildTar(const std::vector<TarEntry>& entries, TarCompression c = TarCompression::kNone) {
+inline std::string BuildTar(const std::vector<TarEntry>& entries,
+                            TarCompression c = TarCompression::kNone) {
   std::string out;
   struct archive* a = archive_write_new();
   archive_write_set_format_pax_restricted(a);
@@ -64,7 +65,8 @@ inline std::string BuildTar(const std::vector<TarEntry>& entries, TarCompression
     }
     for (auto& [k, v] : t.xattrs) archive_entry_xattr_add_entry(e, k.c_str(), v.data(), v.size());
     if (archive_write_header(a, e) != ARCHIVE_OK) throw std::runtime_error(archive_error_string(a));
-    if (!t.hardlink && t.type == AE_IFREG && !t.data.empty()) archive_write_data(a, t.data.data(), t.data.size());
+    if (!t.hardlink && t.type == AE_IFREG && !t.data.empty())
+      archive_write_data(a, t.data.data(), t.data.size());
     archive_entry_free(e);
   }
   archive_write_close(a);

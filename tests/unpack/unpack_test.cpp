@@ -64,7 +64,8 @@ TEST(Unpack, ChainID) {
 }
 
 TEST(Unpack, DiffIdForEveryCompression) {
-  std::vector<TarEntry> entries = {Dir("etc"), File("etc/hostname", "berth\n"), File("bin/tool", std::string(100000, 'x'), 0755)};
+  std::vector<TarEntry> entries = {Dir("etc"), File("etc/hostname", "berth\n"),
+                                   File("bin/tool", std::string(100000, 'x'), 0755)};
   std::string plain = BuildTar(entries);
   std::string want = Sha256Digest(plain);
   TempDir dir;
@@ -87,8 +88,9 @@ TEST(Unpack, DiffIdForEveryCompression) {
 TEST(Unpack, UnsupportedOrBrokenInput) {
   TempDir dir;
   berth::fs::MkdirAll(dir / "out");
-  for (std::string data : {std::string("BZh91AY&SY"), std::string("\x1f\x8b garbage", 10),
-                           std::string("not a tar at all, just text that goes on and on") + std::string(600, 'z')}) {
+  for (std::string data :
+       {std::string("BZh91AY&SY"), std::string("\x1f\x8b garbage", 10),
+        std::string("not a tar at all, just text that goes on and on") + std::string(600, 'z')}) {
     std::string blob = WriteBlob(dir, "blob", data);
     try {
       ApplyLayer(blob, dir / "out", false);
@@ -110,8 +112,10 @@ TEST(Unpack, PreservesMetadata) {
   f.gid = 1002;
   f.mtime = 1234567890;
   // VFS_CAP_REVISION_2 with CAP_NET_RAW permitted+effective.
-  std::string cap("\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00", 20);
-  f.xattrs = {{"security.capability", cap}, {"user.note", "hello"}, {"trusted.overlay.redirect", "/etc"}};
+  std::string cap(
+      "\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00", 20);
+  f.xattrs = {
+      {"security.capability", cap}, {"user.note", "hello"}, {"trusted.overlay.redirect", "/etc"}};
   TarEntry dev;
   dev.name = "dev/null";
   dev.type = AE_IFCHR;
@@ -125,9 +129,10 @@ TEST(Unpack, PreservesMetadata) {
   TarEntry d = Dir("var/empty", 0711);
   d.mtime = 1000000000;
   d.uid = 7;
-  std::string blob = WriteBlob(dir, "blob",
-                               BuildTar({f, Hardlink("usr/bin/ping6", "usr/bin/ping"), Symlink("bin", "usr/bin"), dev,
-                                         fifo, d, File("var/empty/inner", "x")}));
+  std::string blob =
+      WriteBlob(dir, "blob",
+                BuildTar({f, Hardlink("usr/bin/ping6", "usr/bin/ping"), Symlink("bin", "usr/bin"),
+                          dev, fifo, d, File("var/empty/inner", "x")}));
   std::string out = dir / "out";
   berth::fs::MkdirAll(out);
   ApplyLayer(blob, out, false);
@@ -144,7 +149,8 @@ TEST(Unpack, PreservesMetadata) {
   EXPECT_EQ(std::string(buf, 20), cap);
   n = ::getxattr((out + "/usr/bin/ping").c_str(), "user.note", buf, sizeof buf);
   EXPECT_EQ(std::string(buf, n > 0 ? n : 0), "hello");
-  EXPECT_LT(::getxattr((out + "/usr/bin/ping").c_str(), "trusted.overlay.redirect", buf, sizeof buf), 0);
+  EXPECT_LT(
+      ::getxattr((out + "/usr/bin/ping").c_str(), "trusted.overlay.redirect", buf, sizeof buf), 0);
   struct stat h;
   ASSERT_EQ(::lstat((out + "/usr/bin/ping6").c_str(), &h), 0);
   EXPECT_EQ(h.st_ino, st.st_ino);
@@ -165,9 +171,10 @@ TEST(Unpack, PreservesMetadata) {
 TEST(Unpack, OverlayWhiteouts) {
   if (!IsRoot()) GTEST_SKIP() << "needs root (whiteout device nodes, trusted xattrs)";
   TempDir dir;
-  std::string blob = WriteBlob(dir, "blob",
-                               BuildTar({File(".wh.gone", ""), Dir("opaque"), File("opaque/.wh..wh..opq", ""),
-                                         File("opaque/new", "n"), File("sub/.wh.old", "")}));
+  std::string blob =
+      WriteBlob(dir, "blob",
+                BuildTar({File(".wh.gone", ""), Dir("opaque"), File("opaque/.wh..wh..opq", ""),
+                          File("opaque/new", "n"), File("sub/.wh.old", "")}));
   std::string out = dir / "out";
   berth::fs::MkdirAll(out);
   ApplyLayer(blob, out, true);
@@ -195,9 +202,9 @@ TEST(Unpack, NativeWhiteoutsDelete) {
   WriteFile(out + "/keep", "keep");
   std::string blob =
       WriteBlob(dir, "blob",
-                BuildTar({File(".wh.gone", ""), File(".wh.gonedir", ""), Dir("opaque"), File("opaque/new", "n"),
-                          File("opaque/implicit/deep", "d"), File("opaque/.wh..wh..opq", ""),
-                          File(".wh.never-existed", "")}));
+                BuildTar({File(".wh.gone", ""), File(".wh.gonedir", ""), Dir("opaque"),
+                          File("opaque/new", "n"), File("opaque/implicit/deep", "d"),
+                          File("opaque/.wh..wh..opq", ""), File(".wh.never-existed", "")}));
   ApplyLayer(blob, out, false);
   EXPECT_FALSE(Exists(out + "/gone"));
   EXPECT_FALSE(Exists(out + "/gonedir"));
@@ -216,7 +223,8 @@ TEST(Unpack, ReplacesExistingEntriesWithoutFollowing) {
   WriteFile(outside + "/target", "precious");
   berth::fs::MkdirAll(out);
   // A symlink to a file outside, then a regular file of the same name: the link is replaced.
-  std::string blob = WriteBlob(dir, "blob", BuildTar({Symlink("s", outside + "/target"), File("s", "mine")}));
+  std::string blob =
+      WriteBlob(dir, "blob", BuildTar({Symlink("s", outside + "/target"), File("s", "mine")}));
   ApplyLayer(blob, out, false);
   EXPECT_EQ(Slurp(outside + "/target"), "precious");
   EXPECT_EQ(Slurp(out + "/s"), "mine");
@@ -234,7 +242,8 @@ TEST(Unpack, AbsoluteNamesAreRelativeToTheLayerRoot) {
   std::string out = dir / "out";
   berth::fs::MkdirAll(out);
   std::string name = "/etc/berth-unpack-test-" + std::to_string(::getpid());
-  std::string blob = WriteBlob(dir, "blob", BuildTar({File(name, "inside"), File("/./x/../y", "y")}));
+  std::string blob =
+      WriteBlob(dir, "blob", BuildTar({File(name, "inside"), File("/./x/../y", "y")}));
   ApplyLayer(blob, out, false);
   EXPECT_FALSE(Exists(name));
   EXPECT_EQ(Slurp(out + name), "inside");
@@ -261,7 +270,9 @@ TEST(Unpack, HostileLayersAreRejected) {
       {"hardlink escape", {Hardlink("h", "../../etc/passwd")}, "h"},
       {"hardlink through symlink", {Symlink("a", "/etc"), Hardlink("h", "a/passwd")}, "h"},
       {"whiteout through symlink", {Symlink("a", outside), File("a/.wh.keep", "")}, "a/.wh.keep"},
-      {"opaque through symlink", {Symlink("a", outside), File("a/.wh..wh..opq", "")}, "a/.wh..wh..opq"},
+      {"opaque through symlink",
+       {Symlink("a", outside), File("a/.wh..wh..opq", "")},
+       "a/.wh..wh..opq"},
       {"whiteout dotdot", {File("../outside/.wh.keep", "")}, "../outside/.wh.keep"},
   };
   WriteFile(outside + "/keep", "keep");
@@ -275,7 +286,8 @@ TEST(Unpack, HostileLayersAreRejected) {
       ADD_FAILURE() << c.label << ": accepted";
     } catch (const Error& e) {
       EXPECT_EQ(e.code(), Code::kInvalidArgument) << c.label << ": " << e.what();
-      EXPECT_NE(std::string(e.what()).find("\"" + c.entry + "\""), std::string::npos) << c.label << ": " << e.what();
+      EXPECT_NE(std::string(e.what()).find("\"" + c.entry + "\""), std::string::npos)
+          << c.label << ": " << e.what();
     }
     EXPECT_EQ(ListDir(outside), std::vector<std::string>{"keep"}) << c.label;
     EXPECT_EQ(Slurp(outside + "/keep"), "keep") << c.label;
@@ -288,11 +300,13 @@ TEST(Unpack, UnpackIntoSnapshots) {
   TempDir dir;
   berth::content::Store store(dir / "content");
   bool overlay = IsRoot() && berth::snapshot::OverlaySupported(dir / "snap");
-  auto sn = overlay ? berth::snapshot::NewOverlay(dir / "snap") : berth::snapshot::NewNative(dir / "snap");
+  auto sn = overlay ? berth::snapshot::NewOverlay(dir / "snap")
+                    : berth::snapshot::NewNative(dir / "snap");
   std::string l1 = BuildTar({File("a", "1"), File("shadow", "old")});
   std::string l2 = BuildTar({File("b", "2"), File("shadow", "new")}, TarCompression::kGzip);
   std::string d1 = store.Write(l1), d2 = store.Write(l2);
-  std::string diff1 = Sha256Digest(l1), diff2 = Sha256Digest(BuildTar({File("b", "2"), File("shadow", "new")}));
+  std::string diff1 = Sha256Digest(l1),
+              diff2 = Sha256Digest(BuildTar({File("b", "2"), File("shadow", "new")}));
   std::string top = berth::image::Unpack(store, *sn, {d1, d2}, {diff1, diff2});
   EXPECT_EQ(top, berth::image::ChainID({diff1, diff2}));
   ASSERT_TRUE(sn->Stat(diff1));
