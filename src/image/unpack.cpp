@@ -411,8 +411,15 @@ class Extractor {
     return strncmp(name, "trusted.overlay.", 16) == 0 || strncmp(name, "user.overlay.", 13) == 0;
   }
 
+  // Without root (tests, rootless use) ownership and privileged xattrs are best-effort.
+  static bool Tolerated(int err) {
+    static const bool unprivileged = ::geteuid() != 0;
+    return unprivileged && err == EPERM;
+  }
+
   void MetaFd(int fd, archive_entry* e) {
-    if (::fchown(fd, archive_entry_uid(e), archive_entry_gid(e)) != 0) Fail("chown", errno);
+    if (::fchown(fd, archive_entry_uid(e), archive_entry_gid(e)) != 0 && !Tolerated(errno))
+      Fail("chown", errno);
     if (::fchmod(fd, archive_entry_perm(e) & 07777) != 0) Fail("chmod", errno);
     const char* xn;
     const void* xv;
@@ -420,13 +427,15 @@ class Extractor {
     archive_entry_xattr_reset(e);
     while (archive_entry_xattr_next(e, &xn, &xv, &xs) == ARCHIVE_OK) {
       if (SkipXattr(xn)) continue;
-      if (::fsetxattr(fd, xn, xv, xs, 0) != 0) Fail(std::string("set xattr ") + xn, errno);
+      if (::fsetxattr(fd, xn, xv, xs, 0) != 0 && !Tolerated(errno))
+        Fail(std::string("set xattr ") + xn, errno);
     }
   }
 
   void MetaAt(int parent, const std::string& base, archive_entry* e, bool symlink) {
     if (::fchownat(parent, base.c_str(), archive_entry_uid(e), archive_entry_gid(e),
-                   AT_SYMLINK_NOFOLLOW) != 0)
+                   AT_SYMLINK_NOFOLLOW) != 0 &&
+        !Tolerated(errno))
       Fail("chown", errno);
     if (!symlink && ::fchmodat(parent, base.c_str(), archive_entry_perm(e) & 07777, 0) != 0)
       Fail("chmod", errno);
@@ -438,7 +447,8 @@ class Extractor {
     while (archive_entry_xattr_next(e, &xn, &xv, &xs) == ARCHIVE_OK) {
       if (SkipXattr(xn)) continue;
       if (::lsetxattr(p.c_str(), xn, xv, xs, 0) != 0) {
-        if (symlink && errno == EPERM) continue;  // user.* xattrs are not allowed on symlinks
+        if ((symlink && errno == EPERM) || Tolerated(errno))
+          continue;  // user.* xattrs are not allowed on symlinks
         Fail(std::string("set xattr ") + xn, errno);
       }
     }

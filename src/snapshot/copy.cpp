@@ -98,7 +98,8 @@ void CopyFileData(const std::string& src, const std::string& dst, mode_t mode) {
 
 void ApplyMeta(const std::string& src, const std::string& dst, const struct stat& st) {
   CopyXattrs(src, dst);
-  if (::lchown(dst.c_str(), st.st_uid, st.st_gid) != 0) ThrowErrno("chown " + dst);
+  if (::lchown(dst.c_str(), st.st_uid, st.st_gid) != 0 && !(errno == EPERM && ::geteuid() != 0))
+    ThrowErrno("chown " + dst);
   if (!S_ISLNK(st.st_mode) && ::chmod(dst.c_str(), st.st_mode & 07777) != 0)
     ThrowErrno("chmod " + dst);
   // chown drops file capabilities: copy xattrs again after it so security.capability survives.

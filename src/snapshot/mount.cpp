@@ -1,3 +1,4 @@
+#include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -185,8 +186,20 @@ void MountAll(const std::vector<Mount>& mounts, const std::string& target) {
   }
 }
 
+namespace {
+// True when path is the root of a mount (statx STATX_ATTR_MOUNT_ROOT); unknown counts as true.
+bool IsMountRoot(const std::string& path) {
+  struct statx sx;
+  if (::statx(AT_FDCWD, path.c_str(), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &sx) != 0)
+    return errno != ENOENT;
+  if (!(sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT)) return true;
+  return (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0;
+}
+}  // namespace
+
 void UnmountAll(const std::string& target) {
   for (int i = 0; i < 64; ++i) {
+    if (!IsMountRoot(target)) return;
     if (::umount2(target.c_str(), UMOUNT_NOFOLLOW) == 0) continue;
     if (errno == EBUSY) {
       if (::umount2(target.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW) == 0) continue;
