@@ -417,3 +417,44 @@ TEST_F(PullTest, StalledDownloadIsAbortedByProgressTimeout) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(PullTls, HttpsRegistryWithHostsTomlCA) {
+  if (std::string why = RegistrySkipReason(); !why.empty()) GTEST_SKIP() << why;
+  TempDir tmp("berth-image-tls");
+  if (std::string why = MakeSelfSignedCert(tmp / "tls"); !why.empty()) GTEST_SKIP() << why;
+  LocalRegistry plain;  // pushes go over http; the TLS registry serves the same storage
+  TestImageOptions o;
+  o.id = "tls";
+  TestImage img = BuildTestImage(tmp / "oci", o);
+  PushImage(img, plain.host(), "test/tls:v1");
+  // A second registry process on the same storage, over https.
+  LocalRegistry tls(tmp / "tls/cert.pem", tmp / "tls/key.pem");
+  berth::fs::RemoveAll(tls.dir() + "/storage");
+  ASSERT_EQ(symlink((plain.dir() + "/storage").c_str(), (tls.dir() + "/storage").c_str()), 0);
+
+  // Registry "secure.test" is served by the TLS registry; CA from hosts.toml.
+  std::string certs = tmp / "certs.d";
+  WriteFile(certs + "/secure.test/ca.pem", berth::fs::ReadFile(tmp / "tls/cert.pem"));
+  WriteFile(certs + "/secure.test/hosts.toml", "server = \"https://" + tls.host() + "\"\nca = \"ca.pem\"\n");
+  // Same server without the CA: verification fails; with skip_verify it works.
+  WriteFile(certs + "/untrusted.test/hosts.toml", "server = \"https://" + tls.host() + "\"\n");
+  WriteFile(certs + "/skip.test/hosts.toml", "server = \"https://" + tls.host() + "\"\nskip_verify = true\n");
+
+  ImageService::Options opts;
+  opts.root = tmp / "root";
+  opts.hosts_config_path = certs;
+  ImageService s(opts);
+  EXPECT_EQ(s.Pull("secure.test/test/tls:v1", {}).id, img.config_digest);
+  try {
+    s.Pull("untrusted.test/test/tls:v1", {});
+    ADD_FAILURE() << "an untrusted certificate must be refused";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Code::kUnavailable) << e.what();
+  }
+  EXPECT_EQ(s.Pull("skip.test/test/tls:v1", {}).id, img.config_digest);
+  UnmountAllBelow(tmp.path());
+}
+
+}  // namespace

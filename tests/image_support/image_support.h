@@ -38,6 +38,8 @@ int FreePort();
 class LocalRegistry {
  public:
   LocalRegistry();   // starts and waits until GET /v2/ answers
+  // Serves HTTPS with this certificate and key (PEM files) instead of plain HTTP.
+  LocalRegistry(const std::string& tls_cert, const std::string& tls_key);
   ~LocalRegistry();  // SIGTERM, wait, remove the storage
   LocalRegistry(const LocalRegistry&) = delete;
   LocalRegistry& operator=(const LocalRegistry&) = delete;
@@ -50,6 +52,10 @@ class LocalRegistry {
   int port_ = 0;
   pid_t pid_ = -1;
 };
+
+// Writes a self-signed certificate for 127.0.0.1 (openssl CLI) to <dir>/cert.pem and <dir>/key.pem.
+// Returns "" on success, else why it could not.
+std::string MakeSelfSignedCert(const std::string& dir);
 
 struct TestImageOptions {
   std::string user = "1000";
