@@ -8,6 +8,7 @@
 // Usage:
 //   berth-monitor --id ID --bundle DIR --pid-file FILE --log-path FILE --exit-file FILE
 //                 [--max-line N] [--sync-fd N] [--runtime-log FILE] [--stdin-fifo FILE]
+//                 [--console-socket FILE]
 //                 -- RUNTIME [GLOBAL ARGS...]
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +16,8 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -37,7 +40,7 @@ using berth::monitor::Stream;
 namespace {
 
 struct Options {
-  std::string id, bundle, pid_file, log_path, exit_file, runtime_log, stdin_fifo;
+  std::string id, bundle, pid_file, log_path, exit_file, runtime_log, stdin_fifo, console_socket;
   long max_line = 16 * 1024;
   int sync_fd = -1;
   std::vector<std::string> runtime;  // binary + global args
@@ -230,7 +233,7 @@ bool OomKilled(const OomCounter& oc, int signal) {
   Report(o, "error -1\nberth-monitor: " + msg);
   const char* m = "usage: berth-monitor --id ID --bundle DIR --pid-file FILE --log-path FILE "
                   "--exit-file FILE [--max-line N] [--sync-fd N] [--runtime-log FILE] "
-                  "[--stdin-fifo FILE] -- RUNTIME [ARGS...]\n";
+                  "[--stdin-fifo FILE] [--console-socket FILE] -- RUNTIME [ARGS...]\n";
   WriteAll(2, "berth-monitor: " + msg + "\n");
   WriteAll(2, m);
   ::_exit(2);
@@ -261,6 +264,7 @@ Options ParseArgs(int argc, char** argv) {
     else if (a == "--exit-file") o.exit_file = v;
     else if (a == "--runtime-log") o.runtime_log = v;
     else if (a == "--stdin-fifo") o.stdin_fifo = v;
+    else if (a == "--console-socket") o.console_socket = v;
     else if (a == "--sync-fd") continue;
     else if (a == "--max-line") {
       if (!ParseLong(v, &o.max_line)) Usage(o, "invalid --max-line " + std::string(v));
@@ -290,6 +294,48 @@ void Detach(Options& o) {
       if (fd != o.sync_fd) ::dup2(null, fd);
     if (null > 2) ::close(null);
   }
+}
+
+// A listening unix socket for the runtime's --console-socket (it sends the pty master).
+int ListenConsoleSocket(Options& o) {
+  struct sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  if (o.console_socket.size() >= sizeof addr.sun_path)
+    Fail(o, "berth-monitor: console socket path too long: " + o.console_socket);
+  std::memcpy(addr.sun_path, o.console_socket.c_str(), o.console_socket.size() + 1);
+  ::unlink(o.console_socket.c_str());
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) Fail(o, Errno("berth-monitor: socket"));
+  if (::bind(fd, reinterpret_cast<struct sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd, 1) != 0)
+    Fail(o, Errno("berth-monitor: listen on " + o.console_socket));
+  ::fcntl(fd, F_SETFL, O_NONBLOCK);
+  return fd;
+}
+
+// Accepts the runtime's connection and receives the pty master (SCM_RIGHTS); -1 on failure.
+int ReceiveConsole(int lfd) {
+  int c = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+  if (c < 0) return -1;
+  char data[256];
+  struct iovec iov = {data, sizeof data};
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  struct msghdr msg = {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  int master = -1;
+  ssize_t n;
+  do {
+    n = ::recvmsg(c, &msg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n >= 0) {
+    for (struct cmsghdr* h = CMSG_FIRSTHDR(&msg); h != nullptr; h = CMSG_NXTHDR(&msg, h))
+      if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS)
+        std::memcpy(&master, CMSG_DATA(h), sizeof master);
+  }
+  ::close(c);
+  return master;
 }
 
 struct Reaped {
@@ -333,8 +379,15 @@ int main(int argc, char** argv) {
   }
   if (in < 0) Fail(o, Errno("berth-monitor: open container stdin"));
 
+  bool tty = !o.console_socket.empty();
+  int lfd = tty ? ListenConsoleSocket(o) : -1;
   std::vector<std::string> args = o.runtime;
-  for (const char* a : {"create", "--bundle"}) args.emplace_back(a);
+  args.emplace_back("create");
+  if (tty) {
+    args.emplace_back("--console-socket");
+    args.push_back(o.console_socket);
+  }
+  args.emplace_back("--bundle");
   args.push_back(o.bundle);
   args.emplace_back("--pid-file");
   args.push_back(o.pid_file);
@@ -360,15 +413,23 @@ int main(int argc, char** argv) {
   }
   ::close(out[1]);
   ::close(err[1]);
-  ::close(in);
+  // With a terminal, stdin reaches the container through the pty master: keep the fifo.
+  int tty_in = -1;
+  if (tty && !o.stdin_fifo.empty()) {
+    tty_in = in;
+    ::fcntl(tty_in, F_SETFL, O_NONBLOCK);
+  } else {
+    ::close(in);
+  }
   ::fcntl(out[0], F_SETFL, O_NONBLOCK);
   ::fcntl(err[0], F_SETFL, O_NONBLOCK);
 
   StreamSink sinks[2] = {{&log, Stream::kStdout}, {&log, Stream::kStderr}};
   LineSplitter split_out(o.max_line, EmitEntry, &sinks[0]);
   LineSplitter split_err(o.max_line, EmitEntry, &sinks[1]);
-  LineSplitter* splitters[2] = {&split_out, &split_err};
-  int fds[2] = {out[0], err[0]};
+  LineSplitter split_tty(o.max_line, EmitEntry, &sinks[0]);  // a terminal is one stream: stdout
+  LineSplitter* splitters[3] = {&split_out, &split_err, &split_tty};
+  int fds[3] = {out[0], err[0], -1};
   std::string create_output;  // what the runtime printed before the container existed
 
   pid_t container_pid = 0;
@@ -382,16 +443,24 @@ int main(int argc, char** argv) {
   char buf[16384];
 
   for (;;) {
-    if (exited && fds[0] < 0 && fds[1] < 0) break;
-    struct pollfd p[3];
+    if (exited && fds[0] < 0 && fds[1] < 0 && fds[2] < 0) break;
+    struct pollfd p[6];
     p[0] = {sfd, POLLIN, 0};
     int np = 1;
-    int map[3] = {-1, -1, -1};
-    for (int k = 0; k < 2; ++k)
+    int map[6] = {-1, -1, -1, -1, -1, -1};
+    for (int k = 0; k < 3; ++k)
       if (fds[k] >= 0) {
         p[np] = {fds[k], POLLIN, 0};
         map[np++] = k;
       }
+    if (lfd >= 0) {
+      p[np] = {lfd, POLLIN, 0};
+      map[np++] = 10;
+    }
+    if (tty_in >= 0 && fds[2] >= 0) {
+      p[np] = {tty_in, POLLIN, 0};
+      map[np++] = 11;
+    }
     int timeout = -1;
     if (exited) {
       int64_t left = (drain_deadline - NowNs()) / 1000000;
@@ -404,6 +473,22 @@ int main(int argc, char** argv) {
     for (int k = 1; k < np; ++k) {
       if (!p[k].revents) continue;
       int s = map[k];
+      if (s == 10) {  // the runtime hands over the pty master
+        int master = ReceiveConsole(lfd);
+        if (master >= 0) {
+          ::fcntl(master, F_SETFL, O_NONBLOCK);
+          fds[2] = master;
+          ::close(lfd);
+          lfd = -1;
+          ::unlink(o.console_socket.c_str());
+        }
+        continue;
+      }
+      if (s == 11) {  // stdin fifo -> terminal
+        ssize_t n = ::read(tty_in, buf, sizeof buf);
+        if (n > 0 && fds[2] >= 0) WriteAll(fds[2], std::string_view(buf, static_cast<size_t>(n)));
+        continue;
+      }
       ssize_t n = ::read(fds[s], buf, sizeof buf);
       if (n > 0) {
         if (!created) {
@@ -478,7 +563,7 @@ int main(int argc, char** argv) {
     if (exited && drain_deadline == 0) drain_deadline = NowNs() + 2000000000LL;
   }
 
-  for (int k = 0; k < 2; ++k)
+  for (int k = 0; k < 3; ++k)
     if (fds[k] >= 0) {
       log.now = NowNs();
       splitters[k]->Finish();

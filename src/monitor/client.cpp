@@ -36,7 +36,6 @@ Spawned Spawn(const SpawnOptions& o) {
       o.monitor_path.empty())
     throw Error(Code::kInvalidArgument,
                 "monitor spawn: id, bundle, log path, runtime and monitor path are required");
-  if (o.tty) throw Error(Code::kUnimplemented, what + ": tty containers are not supported yet");
   std::string pid_file = o.pid_file.empty() ? fs::Join(o.bundle, "init.pid") : o.pid_file;
   std::string exit_file = o.exit_file.empty() ? fs::Join(o.bundle, "exit") : o.exit_file;
   ::unlink(exit_file.c_str());
@@ -56,6 +55,10 @@ Spawned Spawn(const SpawnOptions& o) {
   if (!o.stdin_fifo.empty()) {
     argv.push_back("--stdin-fifo");
     argv.push_back(o.stdin_fifo);
+  }
+  if (o.tty) {
+    argv.push_back("--console-socket");
+    argv.push_back(o.console_socket.empty() ? fs::Join(o.bundle, "console.sock") : o.console_socket);
   }
   argv.push_back("--");
   for (const auto& a : o.runtime_argv) argv.push_back(a);

@@ -23,7 +23,11 @@ struct SpawnOptions {
   std::string log_path;                  // CRI log file
   std::string exit_file;                 // default "<bundle>/exit"
   std::string stdin_fifo;                // "" = stdin is /dev/null
-  bool tty = false;                      // not supported yet: refused
+  // Terminal (process.terminal in the spec): the runtime hands the pty master to the monitor
+  // over a unix socket ("" = "<bundle>/console.sock", at most 107 bytes); the terminal's output
+  // is logged as stdout, and stdin_fifo (if any) is copied to it.
+  bool tty = false;
+  std::string console_socket;
   long max_line = 16 * 1024;             // max_container_log_line_size; <= 0 = no limit
   std::chrono::milliseconds timeout{60000};
 };

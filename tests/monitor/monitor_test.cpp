@@ -1,5 +1,6 @@
 // berth-monitor against real runc: CRI log lines, exit codes, OOM kills, log reopen, and a
 // monitor that outlives the process that started it. Needs root and runc; skips otherwise.
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -254,9 +255,31 @@ TEST_F(MonitorTest, RefusesBadArguments) {
   } catch (const berth::Error& e) {
     EXPECT_NE(std::string(e.what()).find("/nonexistent/runtime"), std::string::npos) << e.what();
   }
-  o = Options();
+}
+
+TEST_F(MonitorTest, TerminalOutputAndStdin) {
+  WriteSpec("echo hello from tty; read line; echo got $line; exit 6");
+  auto spec = nlohmann::json::parse(ReadFile(bundle_ + "/config.json"));
+  spec["process"]["terminal"] = true;
+  bt::WriteFile(bundle_ + "/config.json", spec.dump());
+  auto o = Options(1024);
   o.tty = true;
-  EXPECT_THROW(mon::Spawn(o), berth::Error);
+  o.stdin_fifo = bundle_ + "/stdin";
+  auto s = mon::Spawn(o);
+  Start();
+  Until([&] { return ReadFile(o.log_path).find("hello from tty") != std::string::npos; });
+  {
+    int fd = ::open(o.stdin_fifo.c_str(), O_WRONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::write(fd, "ping\n", 5), 5);
+    ::close(fd);
+  }
+  auto info = WaitExit(s);
+  EXPECT_EQ(info.exit_code, 6);
+  std::string log = ReadFile(o.log_path);
+  EXPECT_NE(log.find(" stdout F hello from tty\r\n"), std::string::npos) << log;
+  EXPECT_NE(log.find("got ping"), std::string::npos) << log;
+  EXPECT_EQ(log.find(" stderr "), std::string::npos) << log;
 }
 
 TEST(PauseTest, ExitsZeroOnSigterm) {
