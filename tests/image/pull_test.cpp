@@ -458,3 +458,33 @@ TEST(PullTls, HttpsRegistryWithHostsTomlCA) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(PullTest, BasicAuthChallenge) {
+  TestImage img = Push("basic", "test/basic:v1");
+  TokenProxy::Options po;
+  po.basic_only = true;
+  po.username = "bob";
+  po.password = "pw";
+  TokenProxy proxy(registry_->host(), po);
+  ImageService& s = Service();
+  try {
+    s.Pull(proxy.host() + "/test/basic:v1", {});
+    ADD_FAILURE() << "anonymous pull should be refused";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Code::kPermissionDenied) << e.what();
+  }
+  AuthConfig other_server;
+  other_server.username = "bob";
+  other_server.password = "pw";
+  other_server.server_address = "https://registry.elsewhere.test";
+  EXPECT_THROW(s.Pull(proxy.host() + "/test/basic:v1", other_server), Error);  // credentials not sent
+  AuthConfig auth;
+  auth.username = "bob";
+  auth.password = "pw";
+  auth.server_address = proxy.host();
+  EXPECT_EQ(s.Pull(proxy.host() + "/test/basic:v1", auth).id, img.config_digest);
+}
+
+}  // namespace

@@ -649,7 +649,19 @@ void TokenProxy::Serve(int fd) {
     return;
   }
 
-  if (opts_.require_token) {
+  if (opts_.basic_only) {
+    std::string expect = "Basic " + image::Base64Encode(opts_.username + ":" + opts_.password);
+    if (headers["authorization"] != expect) {
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        ++unauthorized_;
+      }
+      SendAll(fd, Response(401, "Unauthorized",
+                           {"Content-Type: application/json", "WWW-Authenticate: Basic realm=\"berth-test\""},
+                           R"({"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]})"));
+      return;
+    }
+  } else if (opts_.require_token) {
     std::string authz = headers["authorization"];
     bool ok = false;
     if (authz.rfind("Bearer ", 0) == 0) {

@@ -106,6 +106,7 @@ class TokenProxy {
     std::string username, password;  // required at the realm when non-empty
     std::string refresh_token;       // accepted at the realm (POST grant_type=refresh_token)
     bool ignore_range = false;       // answer Range requests with the whole blob (200)
+    bool basic_only = false;         // with username/password: demand Basic auth on /v2/ (no tokens)
     bool stall_blobs = false;        // blob GETs get headers and a few bytes, then nothing (until destruction)
     std::string redirect_blobs_to;   // "127.0.0.1:PORT": blob GETs answered 307 to that host, same path
   };
