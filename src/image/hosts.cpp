@@ -1,5 +1,7 @@
 #include "image/hosts.h"
 
+#include <dirent.h>
+
 #include <algorithm>
 #include <toml++/toml.h>
 
@@ -197,8 +199,27 @@ std::vector<RegistryHost> LoadHosts(const std::string& config_path, const std::s
     for (const std::string& d : dirs) {
       if (!fs::IsDir(d)) continue;
       std::string file = fs::Join(d, "hosts.toml");
-      if (!fs::Exists(file)) break;  // directory without hosts.toml: defaults
-      return ParseHostsToml(fs::ReadFile(file, 1u << 20), registry, d, file);
+      if (fs::Exists(file)) return ParseHostsToml(fs::ReadFile(file, 1u << 20), registry, d, file);
+      // Docker's certs.d layout: *.crt are CAs, <name>.cert + <name>.key client certificates.
+      RegistryHost h = DefaultHost(registry);
+      std::vector<std::string> names;
+      if (DIR* dir = opendir(d.c_str())) {
+        while (dirent* e = readdir(dir)) names.emplace_back(e->d_name);
+        closedir(dir);
+      }
+      std::sort(names.begin(), names.end());
+      auto ends_with = [](const std::string& n, const std::string& suf) {
+        return n.size() > suf.size() && n.compare(n.size() - suf.size(), suf.size(), suf) == 0;
+      };
+      for (const std::string& n : names) {
+        if (ends_with(n, ".crt")) h.ca_files.push_back(fs::Join(d, n));
+        if (ends_with(n, ".cert")) {
+          std::string key = n.substr(0, n.size() - 5) + ".key";
+          if (std::find(names.begin(), names.end(), key) != names.end())
+            h.client_certs.emplace_back(fs::Join(d, n), fs::Join(d, key));
+        }
+      }
+      return {h};
     }
   }
   return {DefaultHost(registry)};

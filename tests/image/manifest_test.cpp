@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "common/error.h"
+#include "common/fs.h"
 #include "image/hosts.h"
 #include "image/registry.h"
 
@@ -146,6 +147,34 @@ server = "https://registry.example.com"
   EXPECT_THROW(ParseHostsToml("[host.\"ftp://x\"]", "x", "/", "f"), Error);
   EXPECT_THROW(ParseHostsToml("[host.\"https://x\"]\ncapabilities=[\"fly\"]", "x", "/", "f"), Error);
   EXPECT_THROW(ParseHostsToml("= broken", "x", "/", "f"), Error);
+}
+
+TEST(Hosts, ConfigPathLookup) {
+  char tmpl[] = "/tmp/berth-hosts-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  std::string root = tmpl;
+  auto write = [](const std::string& path, const std::string& data) {
+    berth::fs::MkdirAll(path.substr(0, path.rfind('/')));
+    berth::fs::WriteFileAtomic(path, data);
+  };
+  write(root + "/reg.example.com_5000_/hosts.toml", "[host.\"http://mirror-port\"]\n");
+  write(root + "/reg.example.com/hosts.toml", "[host.\"http://mirror-noport\"]\n");
+  write(root + "/certs.example.com/ca.crt", "x");
+  write(root + "/certs.example.com/client.cert", "x");
+  write(root + "/certs.example.com/client.key", "x");
+  write(root + "/_default/hosts.toml", "[host.\"http://fallback\"]\n");
+  EXPECT_EQ(LoadHosts(root, "reg.example.com:5000")[0].host, "mirror-port");
+  EXPECT_EQ(LoadHosts(root, "reg.example.com")[0].host, "mirror-noport");
+  auto other = LoadHosts(root, "other.example.com");
+  ASSERT_EQ(other.size(), 2u);
+  EXPECT_EQ(other[0].host, "fallback");
+  EXPECT_EQ(other[1].BaseURL(), "https://other.example.com/v2");
+  auto certs = LoadHosts(root, "certs.example.com");
+  ASSERT_EQ(certs.size(), 1u);
+  EXPECT_EQ(certs[0].ca_files, std::vector<std::string>{root + "/certs.example.com/ca.crt"});
+  ASSERT_EQ(certs[0].client_certs.size(), 1u);
+  EXPECT_EQ(certs[0].client_certs[0].second, root + "/certs.example.com/client.key");
+  berth::fs::RemoveAll(root);
 }
 
 TEST(Auth, ChallengesAndBase64) {
