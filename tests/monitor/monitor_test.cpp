@@ -18,6 +18,7 @@
 #include "common/fs.h"
 #include "monitor/client.h"
 #include "monitor/crilog.h"
+#include "runtime/cli.h"
 #include "support/support.h"
 
 namespace bt = berth::testing;
@@ -280,6 +281,25 @@ TEST_F(MonitorTest, TerminalOutputAndStdin) {
   EXPECT_NE(log.find(" stdout F hello from tty\r\n"), std::string::npos) << log;
   EXPECT_NE(log.find("got ping"), std::string::npos) << log;
   EXPECT_EQ(log.find(" stderr "), std::string::npos) << log;
+}
+
+// crun (through runtime::Cli::Argv, i.e. the hybrid-cgroup wrapper on hybrid hosts).
+TEST_F(MonitorTest, WorksWithCrun) {
+  std::string why = bt::ContainerSkipReason("crun");
+  if (!why.empty()) GTEST_SKIP() << why;
+  WriteSpec("echo via crun; exit 2");
+  berth::runtime::CliOptions co;
+  co.binary = "crun";
+  co.root = *dir_ / "crun-root";
+  berth::runtime::Cli crun(co);
+  auto o = Options();
+  o.runtime_argv = crun.Argv({}, o.runtime_log);
+  auto s = mon::Spawn(o);
+  crun.Start(id_);
+  auto info = WaitExit(s);
+  crun.Delete(id_, true);
+  EXPECT_EQ(info.exit_code, 2);
+  EXPECT_NE(ReadFile(o.log_path).find(" stdout F via crun\n"), std::string::npos);
 }
 
 TEST(PauseTest, ExitsZeroOnSigterm) {
