@@ -2,7 +2,6 @@
  * on SIGINT or SIGTERM. Static, libc only. */
 #include <errno.h>
 #include <signal.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -24,10 +23,14 @@ static void on_child(int sig) {
 
 int main(int argc, char **argv) {
   if (argc > 1 && (strcmp(argv[1], "-v") == 0 || strcmp(argv[1], "--version") == 0)) {
-    printf("berth-pause\n");
-    return 0;
+    static const char v[] = "berth-pause\n";
+    return write(1, v, sizeof v - 1) == (ssize_t)(sizeof v - 1) ? 0 : 1;
   }
-  if (getpid() != 1) fprintf(stderr, "berth-pause: warning: not running as PID 1\n");
+  if (getpid() != 1) {
+    static const char w[] = "berth-pause: warning: not running as PID 1\n";
+    if (write(2, w, sizeof w - 1) < 0) {
+    }
+  }
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_stop;

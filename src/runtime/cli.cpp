@@ -136,7 +136,9 @@ std::vector<std::string> Cli::Argv(const std::vector<std::string>& args,
 
 Cli::Output Cli::Run(const std::vector<std::string>& args, const std::string& what,
                      const std::string& stdin_data) const {
-  const std::string& id = args.empty() ? what : args.back();
+  // `what` is "<command> <id>[ ...]".
+  size_t sp = what.find(' ');
+  std::string id = sp == std::string::npos ? "" : what.substr(sp + 1, what.find(' ', sp + 1) - sp - 1);
   exec::Options eo;
   eo.timeout = opts_.timeout;
   eo.stdin_data = stdin_data;
