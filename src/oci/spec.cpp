@@ -411,10 +411,9 @@ json SandboxSpec(const cri::PodSandboxConfig& config, const SandboxSpecOptions& 
   }
   Linux(spec)["cgroupsPath"] = CgroupsPath(lx.cgroup_parent(), o.id, o.node);
   json& res = Resources(spec);
+  // Pod-level limits (linux.resources/overhead) belong to the pod's cgroup parent, which the
+  // caller manages; the pause process itself only gets a small cpu share.
   res["cpu"] = {{"shares", 2}};
-  if (lx.has_resources()) {
-    // Pod-level limits apply to the pod's cgroup parent, not to the pause process.
-  }
   ApplySysctls(spec, lx.sysctls());
   ApplySeccomp(spec, sc.has_seccomp() ? &sc.seccomp() : nullptr, LegacySeccompPath(sc),
                o.unset_seccomp_profile, sc.privileged(), "linux.security_context.seccomp");
