@@ -1,0 +1,101 @@
+// Internal types of berth_lifecycle: records kept in memory and in SQLite, OCI spec building.
+#pragma once
+
+// The generated CRI header comes first: its enum Signal has values named SIGTERM, SIGKILL...,
+// which <signal.h> defines as macros. Files of this folder include this header (or
+// service_impl.h) before anything else.
+#include "runtime/v1/api.pb.h"
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace berth::store {
+class Database;
+}
+
+namespace berth::lifecycle {
+
+namespace v1 = ::runtime::v1;
+
+// Record states as stored.
+inline constexpr const char* kCreating = "creating";
+inline constexpr const char* kReady = "ready";        // sandbox
+inline constexpr const char* kNotReady = "notready";  // sandbox
+inline constexpr const char* kCreated = "created";    // container
+inline constexpr const char* kRunning = "running";    // container
+inline constexpr const char* kExited = "exited";      // container
+
+struct SandboxRecord {
+  std::string id, name_key, handler, state = kCreating;
+  v1::PodSandboxConfig config;
+  int64_t created_at = 0;
+  int pid = 0, monitor_pid = 0;
+  std::string netns_path;  // "" for host network
+  std::string cgroups_path;
+  std::string dir;         // <state>/sandboxes/<id>
+  std::string image;       // "" = built-in berth-pause
+  bool shm_mounted = false;
+  std::shared_ptr<std::mutex> op = std::make_shared<std::mutex>();
+};
+
+struct ContainerRecord {
+  std::string id, sandbox_id, name_key, state = kCreating;
+  v1::ContainerConfig config;
+  std::string image_id, image_ref;  // resolved id, the name or digest reference
+  int64_t created_at = 0, started_at = 0, finished_at = 0;
+  int exit_code = 0;
+  std::string reason, message;
+  int pid = 0, monitor_pid = 0;
+  std::string dir;        // bundle: <state>/containers/<id>
+  std::string log_path;   // absolute, "" = none
+  std::string cgroups_path;
+  int stop_signal = 15;
+  bool rootfs_mounted = false, snapshot_prepared = false;
+  std::vector<v1::Mount> mounts;  // as applied (recursive_read_only = effective)
+  v1::LinuxContainerResources resources;
+  int64_t uid = 0, gid = 0;
+  std::vector<int64_t> groups;
+  std::shared_ptr<std::mutex> op = std::make_shared<std::mutex>();
+};
+
+// Persistence (one SQLite transaction per change).
+class RecordStore {
+ public:
+  explicit RecordStore(std::shared_ptr<store::Database> db);
+  void Save(const SandboxRecord& s);
+  void Save(const ContainerRecord& c);
+  void DeleteSandbox(const std::string& id);
+  void DeleteContainer(const std::string& id);
+  std::vector<SandboxRecord> LoadSandboxes();
+  std::vector<ContainerRecord> LoadContainers();
+
+ private:
+  std::shared_ptr<store::Database> db_;
+};
+
+// --- OCI specs ---------------------------------------------------------------------------------
+
+// Namespace paths a container joins (empty: host; "new": its own).
+struct PodNamespaces {
+  std::string net, ipc, uts, pid;  // "" host, "new", or a path
+};
+
+nlohmann::json DefaultSpec();
+// Capability name checks: "NET_ADMIN" / "CAP_NET_ADMIN" -> "CAP_NET_ADMIN"; throws InvalidArgument.
+std::string NormalizeCapability(const std::string& name);
+// Signal by name ("SIGTERM", "TERM", "15", "SIGRTMIN+3"); 0 when unknown.
+int ParseSignal(const std::string& name);
+// linux.resources of the runtime spec from CRI resources.
+nlohmann::json OciResources(const v1::LinuxContainerResources& r, bool restrict_oom, int own_oom,
+                            int* oom_out);
+int OwnOomScoreAdj();
+// SIGRTMINPLUS3 -> "SIGRTMIN+3" etc.
+std::string SignalProtoToName(int proto_signal);
+
+}  // namespace berth::lifecycle

@@ -1,0 +1,88 @@
+// ImageProvider over the ImageService, and Options from the CRI runtime plugin.
+#include <cctype>
+#include <cstdlib>
+#include <filesystem>
+
+#include "common/exec.h"
+#include "common/fs.h"
+#include "criplugins/criplugins.h"
+#include "image/service.h"
+#include "lifecycle/service.h"
+
+namespace berth::lifecycle {
+
+namespace {
+
+class ImageServiceProvider : public ImageProvider {
+ public:
+  explicit ImageServiceProvider(image::ImageService& images) : images_(images) {}
+  std::optional<ImageInfo> Resolve(const std::string& ref) override {
+    auto img = images_.Status(ref);
+    if (!img) return std::nullopt;
+    ImageInfo info;
+    info.id = img->id;
+    info.repo_tags = img->repo_tags;
+    info.repo_digests = img->repo_digests;
+    info.chain_id = img->chain_id;
+    info.config_json = img->config_json;
+    info.ref = !img->repo_tags.empty() ? img->repo_tags.front()
+               : !img->repo_digests.empty() ? img->repo_digests.front() : img->id;
+    for (const auto& t : img->repo_tags) {
+      if (t == ref || t.ends_with("/" + ref) || t.ends_with("/" + ref + ":latest")) info.ref = t;
+    }
+    return info;
+  }
+  snapshot::Snapshotter& snapshotter() override { return images_.snapshotter(); }
+
+ private:
+  image::ImageService& images_;
+};
+
+}  // namespace
+
+std::unique_ptr<ImageProvider> NewImageServiceProvider(image::ImageService& images) {
+  return std::make_unique<ImageServiceProvider>(images);
+}
+
+Options OptionsFromRuntimePlugin(const criplugins::CRIRuntimePlugin& plugin) {
+  Options o;
+  o.root_dir = fs::Join(plugin.root_dir, "lifecycle");
+  o.state_dir = plugin.state_dir;
+  o.default_handler = plugin.config.containerd.default_runtime_name;
+  o.restrict_oom_score_adj = plugin.config.restrict_oom_score_adj;
+  o.max_container_log_line_size = plugin.config.max_container_log_line_size;
+  for (const auto& [name, info] : plugin.handlers) {
+    Handler h;
+    h.name = name;
+    const auto& rt = info.runtime;
+    h.binary = !rt.BinaryName().empty() ? rt.BinaryName() : "runc";
+    h.root = rt.Root();
+    h.systemd_cgroup = rt.SystemdCgroup();
+    h.treat_ro_mounts_as_rro = rt.treat_ro_mounts_as_rro;
+    o.handlers[name] = h;
+  }
+  return o;
+}
+
+}  // namespace berth::lifecycle
+
+namespace berth::lifecycle {
+
+std::string FindHelper(const std::string& name) {
+  std::string env = name;
+  if (env.rfind("berth-", 0) == 0) env = env.substr(6);
+  for (auto& ch : env) ch = static_cast<char>(ch == '-' ? '_' : std::toupper(static_cast<unsigned char>(ch)));
+  if (const char* v = std::getenv(("BERTH_" + env + "_PATH").c_str()); v && *v) return v;
+  std::error_code ec;
+  auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    auto dir = self.parent_path();
+    for (const auto& cand : {dir / name, dir.parent_path() / name / name}) {
+      if (std::filesystem::is_regular_file(cand, ec)) return cand.string();
+    }
+  }
+  if (auto p = exec::LookPath(name)) return *p;
+  return "";
+}
+
+}  // namespace berth::lifecycle

@@ -1,0 +1,686 @@
+// Pod sandboxes: berth-pause in its own namespaces, run through berth-monitor and the OCI runtime.
+#include "lifecycle/service_impl.h"  // first: its enum Signal names collide with <signal.h> macros
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <random>
+#include <set>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "monitor/client.h"
+#include "mount/rro.h"
+#include "network/netns.h"
+#include "store/db.h"
+
+namespace berth::lifecycle {
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+namespace {
+
+std::string NewId() {
+  unsigned char buf[32];
+  int fd = ::open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+  bool ok = fd >= 0 && ::read(fd, buf, sizeof buf) == static_cast<ssize_t>(sizeof buf);
+  if (fd >= 0) ::close(fd);
+  if (!ok) {
+    std::random_device rd;
+    for (auto& b : buf) b = static_cast<unsigned char>(rd());
+  }
+  static const char* d = "0123456789abcdef";
+  std::string id;
+  for (unsigned char b : buf) {
+    id.push_back(d[b >> 4]);
+    id.push_back(d[b & 15]);
+  }
+  return id;
+}
+
+std::string SandboxNameKey(const v1::PodSandboxMetadata& m) {
+  return m.name() + "_" + m.namespace_() + "_" + m.uid() + "_" + std::to_string(m.attempt());
+}
+
+bool ValidName(const std::string& s, size_t max) {
+  if (s.size() > max) return false;
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7f || c == '/') return false;
+  }
+  return true;
+}
+
+std::string HostHostname() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "localhost";
+  return buf;
+}
+
+// Checks a cgroup parent and returns it as an absolute cgroupfs path.
+std::string CgroupParent(const std::string& parent) {
+  if (parent.empty()) return "/berth";
+  std::string p = parent[0] == '/' ? parent : "/" + parent;
+  if (p.size() > 1024 || p.find("/../") != std::string::npos || p.find("/./") != std::string::npos ||
+      p.ends_with("/..") || p.ends_with("/.") || p.find('\0') != std::string::npos) {
+    throw Error(Code::kInvalidArgument, "invalid cgroup_parent \"" + parent + "\": must be a plain cgroup path");
+  }
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  return p;
+}
+
+void ValidateSysctl(const std::string& key, const std::string& value) {
+  if (key.empty() || key.size() > 256 || key.find("..") != std::string::npos || key.find('/') == 0 ||
+      key.find('\0') != std::string::npos || key.find('\n') != std::string::npos) {
+    throw Error(Code::kInvalidArgument, "invalid sysctl name \"" + key + "\"");
+  }
+  if (value.size() > 4096 || value.find('\0') != std::string::npos) {
+    throw Error(Code::kInvalidArgument, "invalid value of sysctl " + key);
+  }
+}
+
+std::string ResolvConf(const v1::PodSandboxConfig& cfg) {
+  if (!cfg.has_dns_config() || (cfg.dns_config().servers().empty() && cfg.dns_config().searches().empty() &&
+                                cfg.dns_config().options().empty())) {
+    try {
+      return fs::ReadFile("/etc/resolv.conf", 1 << 20);
+    } catch (const Error&) {
+      return "";
+    }
+  }
+  std::string out;
+  const auto& d = cfg.dns_config();
+  auto check = [](const std::string& v, const char* what) {
+    if (v.empty() || v.size() > 253 || v.find_first_of(" \t\r\n") != std::string::npos) {
+      throw Error(Code::kInvalidArgument, std::string("invalid dns_config ") + what + " \"" + v + "\"");
+    }
+  };
+  if (!d.searches().empty()) {
+    out += "search";
+    for (const auto& s : d.searches()) {
+      check(s, "search");
+      out += " " + s;
+    }
+    out += "\n";
+  }
+  for (const auto& s : d.servers()) {
+    check(s, "server");
+    out += "nameserver " + s + "\n";
+  }
+  if (!d.options().empty()) {
+    out += "options";
+    for (const auto& s : d.options()) {
+      check(s, "option");
+      out += " " + s;
+    }
+    out += "\n";
+  }
+  return out;
+}
+
+const char* kDefaultHosts =
+    "127.0.0.1\tlocalhost\n"
+    "::1\tlocalhost ip6-localhost ip6-loopback\n"
+    "fe00::0\tip6-localnet\n"
+    "fe00::0\tip6-mcastprefix\n"
+    "fe00::1\tip6-allnodes\n"
+    "fe00::2\tip6-allrouters\n";
+
+}  // namespace
+
+std::string NewObjectId() { return NewId(); }
+
+// --- events ------------------------------------------------------------------------------------
+
+bool EventBus::Sub::Next(v1::ContainerEventResponse* ev, std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait_for(lock, timeout, [&] { return closed || !queue.empty(); });
+  if (queue.empty()) return false;
+  *ev = std::move(queue.front());
+  queue.pop_front();
+  return true;
+}
+
+void EventBus::Sub::Close() {
+  std::lock_guard<std::mutex> lock(mu);
+  closed = true;
+  cv.notify_all();
+}
+
+std::unique_ptr<EventSubscription> EventBus::Subscribe() {
+  auto h = std::make_unique<Handle>();
+  h->sub = std::make_shared<Sub>();
+  std::lock_guard<std::mutex> lock(mu_);
+  subs_.push_back(h->sub);
+  return h;
+}
+
+void EventBus::Publish(const v1::ContainerEventResponse& ev) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto it = subs_.begin(); it != subs_.end();) {
+    auto s = it->lock();
+    if (!s) {
+      it = subs_.erase(it);
+      continue;
+    }
+    {
+      std::lock_guard<std::mutex> sl(s->mu);
+      if (!s->closed && s->queue.size() < 4096) {
+        s->queue.push_back(ev);
+        s->cv.notify_one();
+      }
+    }
+    ++it;
+  }
+}
+
+// --- Impl basics -------------------------------------------------------------------------------
+
+RuntimeService::Impl::Impl(Options o) : opts(std::move(o)) {
+  if (opts.state_dir.empty() || opts.root_dir.empty()) {
+    throw Error(Code::kInvalidArgument, "lifecycle: root_dir and state_dir are required");
+  }
+  fs::MkdirAll(opts.root_dir, 0700);
+  fs::MkdirAll(opts.state_dir, 0700);
+  for (const char* d : {"sandboxes", "containers", "netns"}) fs::MkdirAll(fs::Join(opts.state_dir, d), 0711);
+  if (!opts.db) opts.db = store::Database::Open(fs::Join(opts.root_dir, "lifecycle.db"));
+  records = std::make_unique<RecordStore>(opts.db);
+  if (opts.handlers.empty()) {
+    Handler h;
+    h.name = opts.default_handler.empty() ? "runc" : opts.default_handler;
+    opts.handlers[h.name] = h;
+  }
+  if (opts.default_handler.empty()) opts.default_handler = opts.handlers.begin()->first;
+}
+
+const Handler& RuntimeService::Impl::HandlerFor(const std::string& name) const {
+  const std::string& n = name.empty() ? opts.default_handler : name;
+  auto it = opts.handlers.find(n);
+  if (it == opts.handlers.end()) {
+    throw Error(Code::kInvalidArgument, "no runtime for \"" + n + "\" is configured");
+  }
+  return it->second;
+}
+
+runtime::Cli RuntimeService::Impl::CliFor(const std::string& handler) const {
+  const Handler& h = HandlerFor(handler);
+  runtime::CliOptions co;
+  co.binary = h.binary.empty() ? "runc" : h.binary;
+  co.root = h.root.empty() ? fs::Join(opts.state_dir, "runtime/" + h.name) : h.root;
+  co.systemd_cgroup = h.systemd_cgroup;
+  return runtime::Cli(co);
+}
+
+const runtime::HandlerRRO& RuntimeService::Impl::RROFor(const std::string& handler) {
+  const Handler& h = HandlerFor(handler);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = rro_cache.find(h.name);
+    if (it != rro_cache.end()) return it->second;
+  }
+  runtime::DetectOptions d;
+  d.state_dir = fs::Join(opts.state_dir, "rro-probe");
+  auto r = runtime::DetectHandlerRRO(h.name, h.binary.empty() ? "runc" : h.binary, h.treat_ro_mounts_as_rro, d);
+  std::lock_guard<std::mutex> lock(mu);
+  return rro_cache.emplace(h.name, std::move(r)).first->second;
+}
+
+template <typename M>
+static typename M::mapped_type FindByPrefix(M& m, const std::string& key) {
+  if (key.empty()) return nullptr;
+  auto it = m.find(key);
+  if (it != m.end()) return it->second;
+  typename M::mapped_type found;
+  for (auto i = m.lower_bound(key); i != m.end() && i->first.compare(0, key.size(), key) == 0; ++i) {
+    if (found) throw Error(Code::kInvalidArgument, "id prefix \"" + key + "\" is ambiguous");
+    found = i->second;
+  }
+  return found;
+}
+
+std::shared_ptr<SandboxRecord> RuntimeService::Impl::FindSandboxOrNull(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu);
+  return FindByPrefix(sandboxes, id);
+}
+std::shared_ptr<ContainerRecord> RuntimeService::Impl::FindContainerOrNull(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu);
+  return FindByPrefix(containers, id);
+}
+std::shared_ptr<SandboxRecord> RuntimeService::Impl::FindSandbox(const std::string& id) {
+  if (id.empty()) throw Error(Code::kInvalidArgument, "pod sandbox id must not be empty");
+  auto s = FindSandboxOrNull(id);
+  if (!s) throw Error(Code::kNotFound, "pod sandbox \"" + id + "\" not found");
+  return s;
+}
+std::shared_ptr<ContainerRecord> RuntimeService::Impl::FindContainer(const std::string& id) {
+  if (id.empty()) throw Error(Code::kInvalidArgument, "container id must not be empty");
+  auto c = FindContainerOrNull(id);
+  if (!c) throw Error(Code::kNotFound, "container \"" + id + "\" not found");
+  return c;
+}
+
+// --- sandbox lifecycle -------------------------------------------------------------------------
+
+void RuntimeService::Impl::TeardownSandbox(SandboxRecord& sb) {
+  auto cli = CliFor(sb.handler);
+  if (sb.monitor_pid > 0 && monitor::IsMonitorAlive(sb.monitor_pid, sb.id)) {
+    try {
+      cli.Kill(sb.id, SIGKILL, true);
+    } catch (const Error&) {
+    }
+    monitor::WaitMonitor(sb.monitor_pid, sb.id, std::chrono::seconds(30));
+  }
+  try {
+    cli.Delete(sb.id, true);
+  } catch (const Error&) {
+  }
+  if (sb.shm_mounted || fs::Exists(fs::Join(sb.dir, "shm"))) {
+    ::umount2(fs::Join(sb.dir, "shm").c_str(), MNT_DETACH);
+    sb.shm_mounted = false;
+  }
+  if (!sb.netns_path.empty()) network::RemoveNetns(sb.netns_path);
+}
+
+void RuntimeService::Impl::StopSandboxLocked(SandboxRecord& sb) {
+  // Containers first, killed at once (as containerd does).
+  std::vector<std::shared_ptr<ContainerRecord>> ctrs;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    for (auto& [id, c] : containers) {
+      if (c->sandbox_id == sb.id) ctrs.push_back(c);
+    }
+  }
+  for (auto& c : ctrs) {
+    std::lock_guard<std::mutex> op(*c->op);
+    StopContainerLocked(*c, 0);
+  }
+  TeardownSandbox(sb);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    sb.state = kNotReady;
+  }
+  Save(sb);
+}
+
+void RuntimeService::RunPodSandbox(const v1::RunPodSandboxRequest& req, v1::RunPodSandboxResponse* resp) {
+  auto& I = *impl_;
+  const auto& cfg = req.config();
+  if (!req.has_config() || !cfg.has_metadata() || cfg.metadata().name().empty()) {
+    throw Error(Code::kInvalidArgument, "pod sandbox config must include metadata with a name");
+  }
+  const auto& md = cfg.metadata();
+  if (!ValidName(md.name(), 253) || !ValidName(md.namespace_(), 253) || !ValidName(md.uid(), 253)) {
+    throw Error(Code::kInvalidArgument, "invalid pod sandbox metadata: name, namespace and uid must be printable, without '/', at most 253 bytes");
+  }
+  const Handler& handler = I.HandlerFor(req.runtime_handler());
+  if (!ValidName(cfg.hostname(), 64)) {
+    throw Error(Code::kInvalidArgument, "invalid hostname \"" + cfg.hostname() + "\"");
+  }
+  if (!cfg.log_directory().empty() && cfg.log_directory()[0] != '/') {
+    throw Error(Code::kInvalidArgument, "log_directory \"" + cfg.log_directory() + "\" must be an absolute path");
+  }
+  const auto& lsc = cfg.linux().security_context();
+  const auto& ns = lsc.namespace_options();
+  if (ns.network() == v1::TARGET || ns.ipc() == v1::TARGET || ns.pid() == v1::TARGET || ns.network() == v1::CONTAINER ||
+      ns.ipc() == v1::CONTAINER) {
+    throw Error(Code::kInvalidArgument, "invalid pod sandbox namespace options: only POD and NODE modes are allowed for network and ipc, and TARGET is not allowed");
+  }
+  if (ns.has_userns_options() && ns.userns_options().mode() != v1::NODE) {
+    throw Error(Code::kInvalidArgument, "user namespaces are not supported");
+  }
+  for (const auto& [k, v] : cfg.linux().sysctls()) ValidateSysctl(k, v);
+  std::string cgroup_parent = CgroupParent(cfg.linux().cgroup_parent());
+  std::string resolv = ResolvConf(cfg);
+  bool host_net = ns.network() == v1::NODE;
+
+  auto sb = std::make_shared<SandboxRecord>();
+  sb->id = NewId();
+  sb->name_key = SandboxNameKey(md);
+  sb->handler = handler.name;
+  sb->config = cfg;
+  sb->created_at = NowNs();
+  sb->dir = fs::Join(I.opts.state_dir, "sandboxes/" + sb->id);
+  sb->cgroups_path = cgroup_parent + "/" + sb->id;
+  {
+    std::lock_guard<std::mutex> lock(I.mu);
+    auto it = I.sandbox_names.find(sb->name_key);
+    if (it != I.sandbox_names.end()) {
+      throw Error(Code::kAlreadyExists, "pod sandbox name \"" + sb->name_key + "\" is reserved for " + it->second);
+    }
+    I.sandbox_names[sb->name_key] = sb->id;
+    I.sandboxes[sb->id] = sb;
+  }
+  std::lock_guard<std::mutex> op(*sb->op);
+  auto cli = I.CliFor(sb->handler);
+  try {
+    I.Save(*sb);
+    std::string rootfs = fs::Join(sb->dir, "rootfs");
+    fs::MkdirAll(rootfs, 0755);
+    for (const char* d : {"proc", "dev", "sys", "etc", "tmp"}) fs::MkdirAll(fs::Join(rootfs, d), 0755);
+    if (I.opts.pause_path.empty() || !fs::Exists(I.opts.pause_path)) {
+      throw Error(Code::kFailedPrecondition, "berth-pause binary \"" + I.opts.pause_path + "\" not found");
+    }
+    std::filesystem::copy_file(I.opts.pause_path, fs::Join(rootfs, "pause"),
+                               std::filesystem::copy_options::overwrite_existing);
+    ::chmod(fs::Join(rootfs, "pause").c_str(), 0755);
+    std::string hostname = cfg.hostname().empty() || host_net ? HostHostname() : cfg.hostname();
+    fs::WriteFileAtomic(fs::Join(sb->dir, "hostname"), hostname + "\n", 0644);
+    std::string hosts = kDefaultHosts;
+    if (host_net) {
+      try {
+        hosts = fs::ReadFile("/etc/hosts", 1 << 20);
+      } catch (const Error&) {
+      }
+    }
+    fs::WriteFileAtomic(fs::Join(sb->dir, "hosts"), hosts, 0644);
+    fs::WriteFileAtomic(fs::Join(sb->dir, "resolv.conf"), resolv, 0644);
+    if (ns.ipc() != v1::NODE) {
+      std::string shm = fs::Join(sb->dir, "shm");
+      fs::MkdirAll(shm, 0755);
+      if (::mount("shm", shm.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k") != 0) {
+        ThrowErrno("failed to mount /dev/shm of pod sandbox " + sb->id + " at " + shm);
+      }
+      sb->shm_mounted = true;
+    }
+    if (!host_net) {
+      sb->netns_path = fs::Join(I.opts.state_dir, "netns/" + sb->id);
+      I.Save(*sb);
+      network::CreateNetns(sb->netns_path);
+    }
+    I.Save(*sb);
+
+    nlohmann::json spec = DefaultSpec();
+    spec["root"] = {{"path", rootfs}, {"readonly", true}};
+    spec["process"]["args"] = {"/pause"};
+    spec["process"]["env"] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
+    spec["process"]["noNewPrivileges"] = true;
+    auto& lx = spec["linux"];
+    auto& nss = lx["namespaces"];
+    if (!host_net) {
+      nss.push_back({{"type", "network"}, {"path", sb->netns_path}});
+      nss.push_back({{"type", "uts"}});
+      spec["hostname"] = hostname;
+    }
+    if (ns.ipc() != v1::NODE) nss.push_back({{"type", "ipc"}});
+    if (ns.pid() != v1::NODE) nss.push_back({{"type", "pid"}});
+    lx["cgroupsPath"] = sb->cgroups_path;
+    nlohmann::json sysctls = nlohmann::json::object();
+    for (const auto& [k, v] : cfg.linux().sysctls()) sysctls[k] = v;
+    if (!sysctls.empty()) lx["sysctl"] = sysctls;
+    int oom = 0;
+    v1::LinuxContainerResources pause_res;
+    pause_res.set_oom_score_adj(-998);
+    OciResources(pause_res, I.opts.restrict_oom_score_adj, OwnOomScoreAdj(), &oom);
+    spec["process"]["oomScoreAdj"] = oom;
+    if (lsc.privileged()) {
+      lx.erase("maskedPaths");
+      lx.erase("readonlyPaths");
+    }
+    fs::WriteFileAtomic(fs::Join(sb->dir, "config.json"), spec.dump(), 0600);
+
+    monitor::SpawnOptions so;
+    so.monitor_path = I.opts.monitor_path;
+    so.id = sb->id;
+    so.bundle = sb->dir;
+    so.runtime_log = fs::Join(sb->dir, "runtime.log");
+    so.runtime_argv = cli.Argv({}, so.runtime_log);
+    so.log_path = "/dev/null";
+    auto spawned = monitor::Spawn(so);
+    sb->pid = spawned.container_pid;
+    sb->monitor_pid = spawned.monitor_pid;
+    I.Save(*sb);
+    cli.Start(sb->id);
+    {
+      std::lock_guard<std::mutex> lock(I.mu);
+      sb->state = kReady;
+    }
+    I.Save(*sb);
+  } catch (...) {
+    try {
+      I.TeardownSandbox(*sb);
+      fs::RemoveAll(sb->dir);
+      I.records->DeleteSandbox(sb->id);
+    } catch (...) {
+    }
+    std::lock_guard<std::mutex> lock(I.mu);
+    I.sandboxes.erase(sb->id);
+    I.sandbox_names.erase(sb->name_key);
+    throw;
+  }
+  resp->set_pod_sandbox_id(sb->id);
+}
+
+void RuntimeService::StopPodSandbox(const v1::StopPodSandboxRequest& req) {
+  auto sb = impl_->FindSandbox(req.pod_sandbox_id());
+  std::lock_guard<std::mutex> op(*sb->op);
+  impl_->StopSandboxLocked(*sb);
+}
+
+void RuntimeService::RemovePodSandbox(const v1::RemovePodSandboxRequest& req) {
+  auto& I = *impl_;
+  if (req.pod_sandbox_id().empty()) throw Error(Code::kInvalidArgument, "pod sandbox id must not be empty");
+  auto sb = I.FindSandboxOrNull(req.pod_sandbox_id());
+  if (!sb) return;  // already removed
+  std::lock_guard<std::mutex> op(*sb->op);
+  I.StopSandboxLocked(*sb);
+  std::vector<std::shared_ptr<ContainerRecord>> ctrs;
+  {
+    std::lock_guard<std::mutex> lock(I.mu);
+    for (auto& [id, c] : I.containers) {
+      if (c->sandbox_id == sb->id) ctrs.push_back(c);
+    }
+  }
+  for (auto& c : ctrs) I.RemoveContainerLocked(c);
+  fs::RemoveAll(sb->dir);
+  I.records->DeleteSandbox(sb->id);
+  std::lock_guard<std::mutex> lock(I.mu);
+  I.sandboxes.erase(sb->id);
+  I.sandbox_names.erase(sb->name_key);
+}
+
+void RuntimeService::Impl::FillSandboxStatus(const SandboxRecord& sb, v1::PodSandboxStatus* st) {
+  st->set_id(sb.id);
+  *st->mutable_metadata() = sb.config.metadata();
+  st->set_state(sb.state == kReady ? v1::SANDBOX_READY : v1::SANDBOX_NOTREADY);
+  st->set_created_at(sb.created_at);
+  st->mutable_network()->set_ip("");
+  auto* nso = st->mutable_linux()->mutable_namespaces()->mutable_options();
+  const auto& req_ns = sb.config.linux().security_context().namespace_options();
+  nso->set_network(req_ns.network());
+  nso->set_pid(req_ns.pid());
+  nso->set_ipc(req_ns.ipc());
+  *st->mutable_labels() = sb.config.labels();
+  *st->mutable_annotations() = sb.config.annotations();
+  st->set_runtime_handler(sb.handler);
+}
+
+void RuntimeService::PodSandboxStatus(const v1::PodSandboxStatusRequest& req, v1::PodSandboxStatusResponse* resp) {
+  auto& I = *impl_;
+  auto sb = I.FindSandbox(req.pod_sandbox_id());
+  std::lock_guard<std::mutex> lock(I.mu);
+  I.FillSandboxStatus(*sb, resp->mutable_status());
+  resp->set_timestamp(NowNs());
+  if (req.verbose()) {
+    nlohmann::json info = {{"pid", sb->pid},
+                           {"monitorPid", sb->monitor_pid},
+                           {"netNamespacePath", sb->netns_path},
+                           {"cgroupsPath", sb->cgroups_path},
+                           {"runtimeHandler", sb->handler},
+                           {"sandboxDir", sb->dir},
+                           {"image", sb->image.empty() ? "berth-pause (built in)" : sb->image},
+                           {"state", sb->state}};
+    try {
+      info["runtimeSpec"] = nlohmann::json::parse(fs::ReadFile(fs::Join(sb->dir, "config.json"), 1 << 20));
+    } catch (...) {
+    }
+    (*resp->mutable_info())["info"] = info.dump();
+  }
+}
+
+void RuntimeService::ListPodSandbox(const v1::ListPodSandboxRequest& req, v1::ListPodSandboxResponse* resp) {
+  auto& I = *impl_;
+  const auto& f = req.filter();
+  std::lock_guard<std::mutex> lock(I.mu);
+  for (const auto& [id, sb] : I.sandboxes) {
+    if (sb->state == kCreating) continue;
+    if (!f.id().empty() && id.compare(0, f.id().size(), f.id()) != 0) continue;
+    auto state = sb->state == kReady ? v1::SANDBOX_READY : v1::SANDBOX_NOTREADY;
+    if (f.has_state() && f.state().state() != state) continue;
+    bool match = true;
+    for (const auto& [k, v] : f.label_selector()) {
+      auto it = sb->config.labels().find(k);
+      if (it == sb->config.labels().end() || it->second != v) {
+        match = false;
+        break;
+      }
+    }
+    if (!match) continue;
+    auto* item = resp->add_items();
+    item->set_id(id);
+    *item->mutable_metadata() = sb->config.metadata();
+    item->set_state(state);
+    item->set_created_at(sb->created_at);
+    *item->mutable_labels() = sb->config.labels();
+    *item->mutable_annotations() = sb->config.annotations();
+    item->set_runtime_handler(sb->handler);
+  }
+}
+
+// --- recovery and the exit watcher -------------------------------------------------------------
+
+void RuntimeService::Impl::Recover() {
+  nlohmann::json cleaned = nlohmann::json::array();
+  for (auto& s : records->LoadSandboxes()) {
+    auto sb = std::make_shared<SandboxRecord>(std::move(s));
+    if (sb->state == kCreating) {
+      try {
+        TeardownSandbox(*sb);
+        fs::RemoveAll(sb->dir);
+      } catch (...) {
+      }
+      records->DeleteSandbox(sb->id);
+      cleaned.push_back(sb->id);
+      continue;
+    }
+    if (sb->state == kReady && !(sb->monitor_pid > 0 && monitor::IsMonitorAlive(sb->monitor_pid, sb->id))) {
+      sb->state = kNotReady;
+      Save(*sb);
+    }
+    sandbox_names[sb->name_key] = sb->id;
+    sandboxes[sb->id] = sb;
+  }
+  for (auto& r : records->LoadContainers()) {
+    auto c = std::make_shared<ContainerRecord>(std::move(r));
+    if (c->state == kCreating || !sandboxes.count(c->sandbox_id)) {
+      try {
+        CleanupContainer(*c);
+      } catch (...) {
+      }
+      records->DeleteContainer(c->id);
+      cleaned.push_back(c->id);
+      continue;
+    }
+    if (c->state == kRunning || (c->state == kCreated && c->monitor_pid > 0)) {
+      bool alive = c->monitor_pid > 0 && monitor::IsMonitorAlive(c->monitor_pid, c->id);
+      if (!alive) {
+        if (c->state == kCreated) {
+          // berthd stopped during StartContainer: the container never ran.
+          try {
+            CliFor(sandboxes[c->sandbox_id]->handler).Delete(c->id, true);
+          } catch (...) {
+          }
+          c->monitor_pid = c->pid = 0;
+          Save(*c);
+        } else {
+          HandleExit(*c);
+        }
+      } else if (c->state == kCreated) {
+        try {
+          auto st = CliFor(sandboxes[c->sandbox_id]->handler).GetState(c->id);
+          if (st.status == "running") {
+            c->state = kRunning;
+            if (c->started_at == 0) c->started_at = NowNs();
+            Save(*c);
+          }
+        } catch (...) {
+        }
+      }
+    }
+    container_names[c->name_key] = c->id;
+    containers[c->id] = c;
+  }
+  std::set<std::string> live;
+  for (auto& [id, c] : containers) live.insert(id);
+  try {
+    mount::CleanupOrphans(opts.state_dir, live);
+  } catch (...) {
+  }
+  recovery = {{"sandboxes", sandboxes.size()}, {"containers", containers.size()}, {"cleaned", cleaned}};
+}
+
+void RuntimeService::Impl::WatchExits() {
+  while (!stopping) {
+    {
+      std::unique_lock<std::mutex> lock(watcher_mu);
+      watcher_cv.wait_for(lock, opts.poll_interval, [&] { return stopping.load(); });
+    }
+    if (stopping) break;
+    std::vector<std::shared_ptr<ContainerRecord>> running;
+    std::vector<std::shared_ptr<SandboxRecord>> ready;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      for (auto& [id, c] : containers) {
+        if (c->state == kRunning) running.push_back(c);
+      }
+      for (auto& [id, s] : sandboxes) {
+        if (s->state == kReady) ready.push_back(s);
+      }
+    }
+    for (auto& c : running) {
+      if (!fs::Exists(fs::Join(c->dir, "exit"))) {
+        if (c->monitor_pid > 0 && monitor::IsMonitorAlive(c->monitor_pid, c->id)) continue;
+      }
+      std::unique_lock<std::mutex> op(*c->op, std::try_to_lock);
+      if (!op.owns_lock() || c->state != kRunning) continue;
+      // The monitor writes the exit file and then exits.
+      monitor::WaitMonitor(c->monitor_pid, c->id, std::chrono::seconds(5));
+      HandleExit(*c);
+    }
+    for (auto& s : ready) {
+      if (!fs::Exists(fs::Join(s->dir, "exit"))) continue;
+      std::unique_lock<std::mutex> op(*s->op, std::try_to_lock);
+      if (!op.owns_lock() || s->state != kReady) continue;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        s->state = kNotReady;
+      }
+      Save(*s);
+    }
+  }
+}
+
+RuntimeService::RuntimeService(Options opts) : impl_(std::make_unique<Impl>(std::move(opts))) {
+  impl_->Recover();
+  if (impl_->opts.watch_exits) impl_->watcher = std::thread([this] { impl_->WatchExits(); });
+}
+
+RuntimeService::~RuntimeService() { Close(); }
+
+void RuntimeService::Close() {
+  impl_->stopping = true;
+  impl_->watcher_cv.notify_all();
+  if (impl_->watcher.joinable()) impl_->watcher.join();
+}
+
+std::string RuntimeService::RecoveryReport() const { return impl_->recovery.dump(); }
+
+std::unique_ptr<EventSubscription> RuntimeService::SubscribeEvents() { return impl_->events.Subscribe(); }
+
+}  // namespace berth::lifecycle

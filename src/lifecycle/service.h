@@ -1,0 +1,173 @@
+// Pods and containers: the CRI RuntimeService of berth. Pod sandboxes (berth-pause run through
+// berth-monitor and the OCI runtime, network namespace, /dev/shm, hosts/hostname/resolv.conf),
+// containers (snapshot rootfs, OCI spec, volumes with the recursive read-only rules, berth-monitor
+// for stdio, CRI logs and exit codes), ExecSync, stats from cgroup v1, container events, and
+// state kept in SQLite so that berthd recovers everything after a restart.
+//
+// Every method throws berth::Error whose Code is the gRPC status of the answer. Requests are
+// untrusted: bad input gets InvalidArgument/NotFound/AlreadyExists/FailedPrecondition naming the
+// object and the cause, and leaves the service and its state intact. Thread-safe.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace runtime::v1 {
+class RunPodSandboxRequest;
+class RunPodSandboxResponse;
+class StopPodSandboxRequest;
+class RemovePodSandboxRequest;
+class PodSandboxStatusRequest;
+class PodSandboxStatusResponse;
+class ListPodSandboxRequest;
+class ListPodSandboxResponse;
+class CreateContainerRequest;
+class CreateContainerResponse;
+class StartContainerRequest;
+class StopContainerRequest;
+class RemoveContainerRequest;
+class ListContainersRequest;
+class ListContainersResponse;
+class ContainerStatusRequest;
+class ContainerStatusResponse;
+class UpdateContainerResourcesRequest;
+class ReopenContainerLogRequest;
+class ExecSyncRequest;
+class ExecSyncResponse;
+class ContainerStatsRequest;
+class ContainerStatsResponse;
+class ListContainerStatsRequest;
+class ListContainerStatsResponse;
+class PodSandboxStatsRequest;
+class PodSandboxStatsResponse;
+class ListPodSandboxStatsRequest;
+class ListPodSandboxStatsResponse;
+class ContainerEventResponse;
+}  // namespace runtime::v1
+
+namespace berth::snapshot {
+class Snapshotter;
+}
+namespace berth::image {
+class ImageService;
+}
+namespace berth::store {
+class Database;
+}
+namespace berth::criplugins {
+class CRIRuntimePlugin;
+}
+
+namespace berth::lifecycle {
+
+// An image as containers need it.
+struct ImageInfo {
+  std::string id;           // config digest
+  std::string ref;          // the name it was found by, normalized (repo tag or digest)
+  std::vector<std::string> repo_tags, repo_digests;
+  std::string chain_id;     // parent snapshot of container root file systems
+  std::string config_json;  // OCI image config
+};
+
+// Where images and snapshots come from (the ImageService in berthd; a fixture in tests).
+class ImageProvider {
+ public:
+  virtual ~ImageProvider() = default;
+  // nullopt when the image is not present locally.
+  virtual std::optional<ImageInfo> Resolve(const std::string& ref_or_id) = 0;
+  virtual snapshot::Snapshotter& snapshotter() = 0;
+};
+std::unique_ptr<ImageProvider> NewImageServiceProvider(image::ImageService& images);
+
+// One runtime handler.
+struct Handler {
+  std::string name;
+  std::string binary = "runc";          // OCI runtime (path or name)
+  std::string root;                     // --root; "" = <state_dir>/runtime/<name>
+  bool systemd_cgroup = false;
+  std::string treat_ro_mounts_as_rro;   // "", "Enabled", "IfPossible", "Disabled"
+};
+
+struct Options {
+  std::string root_dir;   // persistent: the metadata database
+  std::string state_dir;  // sandboxes/, containers/, netns/, rro/, runtime roots
+  std::string monitor_path;  // berth-monitor
+  std::string pause_path;    // berth-pause (static)
+  std::map<std::string, Handler> handlers;
+  std::string default_handler = "runc";
+  bool restrict_oom_score_adj = false;
+  long max_container_log_line_size = 16 * 1024;
+  std::string sandbox_image;  // pinned_images.sandbox: used when present locally, else berth-pause
+  std::shared_ptr<ImageProvider> images;       // required for containers
+  std::shared_ptr<store::Database> db;         // null: <root_dir>/lifecycle.db
+  std::chrono::milliseconds poll_interval{200};  // exit watcher
+  bool watch_exits = true;
+};
+
+// Options from the CRI runtime plugin's validated configuration (handlers, restrict_oom_score_adj,
+// max_container_log_line_size, root/state dirs). monitor/pause paths and images are left for the
+// caller.
+Options OptionsFromRuntimePlugin(const criplugins::CRIRuntimePlugin& plugin);
+
+// Path of a program shipped with berth ("berth-monitor", "berth-pause"): the environment variable
+// BERTH_MONITOR_PATH / BERTH_PAUSE_PATH when set, else next to the running executable, else in
+// the build tree beside it (../<name>/<name>), else in PATH. "" when not found.
+std::string FindHelper(const std::string& name);
+
+// A subscription to container events (GetContainerEvents).
+class EventSubscription {
+ public:
+  virtual ~EventSubscription() = default;
+  // Waits up to `timeout` for the next event; false when none arrived (or Close() was called).
+  virtual bool Next(runtime::v1::ContainerEventResponse* event, std::chrono::milliseconds timeout) = 0;
+  virtual void Close() = 0;
+};
+
+class RuntimeService {
+ public:
+  // Opens the database and recovers sandboxes and containers (see docs/pods.md).
+  explicit RuntimeService(Options opts);
+  ~RuntimeService();
+  RuntimeService(const RuntimeService&) = delete;
+  RuntimeService& operator=(const RuntimeService&) = delete;
+
+  void RunPodSandbox(const runtime::v1::RunPodSandboxRequest& req, runtime::v1::RunPodSandboxResponse* resp);
+  void StopPodSandbox(const runtime::v1::StopPodSandboxRequest& req);
+  void RemovePodSandbox(const runtime::v1::RemovePodSandboxRequest& req);
+  void PodSandboxStatus(const runtime::v1::PodSandboxStatusRequest& req, runtime::v1::PodSandboxStatusResponse* resp);
+  void ListPodSandbox(const runtime::v1::ListPodSandboxRequest& req, runtime::v1::ListPodSandboxResponse* resp);
+
+  void CreateContainer(const runtime::v1::CreateContainerRequest& req, runtime::v1::CreateContainerResponse* resp);
+  void StartContainer(const runtime::v1::StartContainerRequest& req);
+  void StopContainer(const runtime::v1::StopContainerRequest& req);
+  void RemoveContainer(const runtime::v1::RemoveContainerRequest& req);
+  void ListContainers(const runtime::v1::ListContainersRequest& req, runtime::v1::ListContainersResponse* resp);
+  void ContainerStatus(const runtime::v1::ContainerStatusRequest& req, runtime::v1::ContainerStatusResponse* resp);
+  void UpdateContainerResources(const runtime::v1::UpdateContainerResourcesRequest& req);
+  void ReopenContainerLog(const runtime::v1::ReopenContainerLogRequest& req);
+  void ExecSync(const runtime::v1::ExecSyncRequest& req, runtime::v1::ExecSyncResponse* resp);
+
+  void ContainerStats(const runtime::v1::ContainerStatsRequest& req, runtime::v1::ContainerStatsResponse* resp);
+  void ListContainerStats(const runtime::v1::ListContainerStatsRequest& req, runtime::v1::ListContainerStatsResponse* resp);
+  void PodSandboxStats(const runtime::v1::PodSandboxStatsRequest& req, runtime::v1::PodSandboxStatsResponse* resp);
+  void ListPodSandboxStats(const runtime::v1::ListPodSandboxStatsRequest& req, runtime::v1::ListPodSandboxStatsResponse* resp);
+
+  std::unique_ptr<EventSubscription> SubscribeEvents();
+
+  // What recovery found at startup: {"sandboxes": n, "containers": n, "cleaned": [ids...]}.
+  std::string RecoveryReport() const;
+  // Stops the exit watcher. Containers keep running.
+  void Close();
+
+  struct Impl;  // defined in service_impl.h, for the files of src/lifecycle
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace berth::lifecycle

@@ -1,0 +1,94 @@
+// The implementation object of RuntimeService, shared by the files of this folder.
+#pragma once
+
+#include "lifecycle/internal.h"  // first: see internal.h
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <thread>
+
+#include "lifecycle/service.h"
+#include "runtime/cli.h"
+#include "runtime/rro.h"
+
+namespace berth::lifecycle {
+
+int64_t NowNs();
+
+class EventBus {
+ public:
+  struct Sub : EventSubscription {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<v1::ContainerEventResponse> queue;
+    bool closed = false;
+    bool Next(v1::ContainerEventResponse* ev, std::chrono::milliseconds timeout) override;
+    void Close() override;
+  };
+  std::unique_ptr<EventSubscription> Subscribe();
+  void Publish(const v1::ContainerEventResponse& ev);
+
+ private:
+  struct Handle : EventSubscription {
+    std::shared_ptr<Sub> sub;
+    bool Next(v1::ContainerEventResponse* ev, std::chrono::milliseconds timeout) override {
+      return sub->Next(ev, timeout);
+    }
+    void Close() override { sub->Close(); }
+    ~Handle() override { sub->Close(); }
+  };
+  std::mutex mu_;
+  std::vector<std::weak_ptr<Sub>> subs_;
+};
+
+struct CpuSample {
+  int64_t ts = 0;
+  uint64_t usage = 0;
+};
+
+struct RuntimeService::Impl {
+  Options opts;
+  std::unique_ptr<RecordStore> records;
+  std::mutex mu;  // guards the maps and the records' fields
+  std::map<std::string, std::shared_ptr<SandboxRecord>> sandboxes;
+  std::map<std::string, std::shared_ptr<ContainerRecord>> containers;
+  std::map<std::string, std::string> sandbox_names, container_names;  // name key -> id
+  std::map<std::string, runtime::HandlerRRO> rro_cache;
+  std::map<std::string, CpuSample> cpu_samples;
+  EventBus events;
+  nlohmann::json recovery = nlohmann::json::object();
+  std::atomic<bool> stopping{false};
+  std::thread watcher;
+  std::mutex watcher_mu;
+  std::condition_variable watcher_cv;
+
+  explicit Impl(Options o);
+
+  const Handler& HandlerFor(const std::string& name) const;
+  runtime::Cli CliFor(const std::string& handler) const;
+  const runtime::HandlerRRO& RROFor(const std::string& handler);
+
+  std::shared_ptr<SandboxRecord> FindSandbox(const std::string& id_or_prefix);
+  std::shared_ptr<ContainerRecord> FindContainer(const std::string& id_or_prefix);
+  std::shared_ptr<SandboxRecord> FindSandboxOrNull(const std::string& id_or_prefix);
+  std::shared_ptr<ContainerRecord> FindContainerOrNull(const std::string& id_or_prefix);
+
+  // Sandboxes.
+  void TeardownSandbox(SandboxRecord& sb);  // kill pause, runtime delete, shm, netns (idempotent)
+  void StopSandboxLocked(SandboxRecord& sb);
+  // Containers.
+  void StopContainerLocked(ContainerRecord& c, int64_t timeout_s);
+  void HandleExit(ContainerRecord& c);  // reads the exit file; runtime delete; marks exited
+  void CleanupContainer(ContainerRecord& c);  // runtime, rootfs, snapshot, staging, dirs
+  void RemoveContainerLocked(const std::shared_ptr<ContainerRecord>& c);
+  void Publish(const ContainerRecord& c, v1::ContainerEventType type);
+  void FillStatus(const ContainerRecord& c, v1::ContainerStatus* st);
+  void FillSandboxStatus(const SandboxRecord& sb, v1::PodSandboxStatus* st);
+  void Recover();
+  void WatchExits();
+  void Save(const SandboxRecord& s) { records->Save(s); }
+  void Save(const ContainerRecord& c) { records->Save(c); }
+};
+
+}  // namespace berth::lifecycle
