@@ -1,0 +1,577 @@
+// RuntimeService against real runc, berth-monitor and berth-pause, with a busybox image held by
+// an overlay (or native) snapshotter. Needs root and runc; skips otherwise.
+#include "runtime/v1/api.pb.h"  // first: its enum Signal names collide with <signal.h> macros
+
+#include "lifecycle/service.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <signal.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "network/netns.h"
+#include "snapshot/snapshotter.h"
+#include "store/db.h"
+#include "support/support.h"
+
+namespace v1 = runtime::v1;
+using berth::Code;
+using berth::Error;
+using berth::lifecycle::ImageInfo;
+using berth::lifecycle::ImageProvider;
+using berth::lifecycle::RuntimeService;
+using berth::testing::TempDir;
+
+namespace {
+
+Code CodeOf(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.code();
+  }
+  return Code::kOk;
+}
+
+std::string Slurp(const std::string& p) {
+  std::ifstream f(p);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+class BusyboxImages : public ImageProvider {
+ public:
+  explicit BusyboxImages(const std::string& root) {
+    snap_ = berth::snapshot::OverlaySupported(root) ? berth::snapshot::NewOverlay(root)
+                                                    : berth::snapshot::NewNative(root);
+    snap_->Prepare("busybox-extract", "");
+    berth::testing::MakeBusyboxRootfs(snap_->ApplyDir("busybox-extract"));
+    snap_->Commit("sha256:busybox-chain", "busybox-extract");
+  }
+  std::optional<ImageInfo> Resolve(const std::string& ref) override {
+    if (ref != "busybox" && ref != "docker.io/library/busybox:latest" && ref != "sha256:busybox") return std::nullopt;
+    ImageInfo i;
+    i.id = "sha256:busybox";
+    i.ref = "docker.io/library/busybox:latest";
+    i.repo_tags = {i.ref};
+    i.chain_id = "sha256:busybox-chain";
+    i.config_json = R"({"config":{"Env":["PATH=/bin","IMAGE_ENV=1"],"Cmd":["sh"],"StopSignal":"SIGUSR1"}})";
+    return i;
+  }
+  berth::snapshot::Snapshotter& snapshotter() override { return *snap_; }
+
+ private:
+  std::unique_ptr<berth::snapshot::Snapshotter> snap_;
+};
+
+class LifecycleTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string reason = berth::testing::ContainerSkipReason("runc");
+    if (!reason.empty()) GTEST_SKIP() << reason;
+    if (berth::testing::BusyboxPath().empty()) GTEST_SKIP() << "busybox-static is not installed";
+    dir_ = std::make_unique<TempDir>("berth-lifecycle");
+    images_ = std::make_shared<BusyboxImages>(*dir_ / "snapshots");
+    svc_ = Make();
+  }
+  void TearDown() override {
+    if (svc_) {
+      v1::ListPodSandboxResponse pods;
+      svc_->ListPodSandbox({}, &pods);
+      for (const auto& p : pods.items()) {
+        v1::RemovePodSandboxRequest r;
+        r.set_pod_sandbox_id(p.id());
+        try {
+          svc_->RemovePodSandbox(r);
+        } catch (...) {
+        }
+      }
+      svc_.reset();
+    }
+  }
+
+  std::unique_ptr<RuntimeService> Make(const std::string& rro = "") {
+    berth::lifecycle::Options o;
+    o.root_dir = *dir_ / "root";
+    o.state_dir = *dir_ / "state";
+    o.monitor_path = BERTH_MONITOR_PATH;
+    o.pause_path = BERTH_PAUSE_PATH;
+    berth::lifecycle::Handler h;
+    h.name = "runc";
+    h.binary = "runc";
+    h.treat_ro_mounts_as_rro = rro;
+    o.handlers["runc"] = h;
+    o.restrict_oom_score_adj = true;
+    o.images = images_;
+    o.poll_interval = std::chrono::milliseconds(50);
+    return std::make_unique<RuntimeService>(o);
+  }
+
+  v1::PodSandboxConfig PodConfig(const std::string& name) {
+    v1::PodSandboxConfig c;
+    c.mutable_metadata()->set_name(name);
+    c.mutable_metadata()->set_namespace_("default");
+    c.mutable_metadata()->set_uid("uid-" + name);
+    c.set_hostname(name + "-host");
+    c.set_log_directory(*dir_ / ("logs/" + name));
+    (*c.mutable_labels())["app"] = name;
+    c.mutable_dns_config()->add_servers("10.0.0.10");
+    c.mutable_dns_config()->add_searches("svc.cluster.local");
+    c.mutable_dns_config()->add_options("ndots:5");
+    return c;
+  }
+
+  std::string RunPod(const v1::PodSandboxConfig& cfg) {
+    v1::RunPodSandboxRequest req;
+    *req.mutable_config() = cfg;
+    v1::RunPodSandboxResponse resp;
+    svc_->RunPodSandbox(req, &resp);
+    return resp.pod_sandbox_id();
+  }
+
+  v1::ContainerConfig CtrConfig(const std::string& name, const std::string& script) {
+    v1::ContainerConfig c;
+    c.mutable_metadata()->set_name(name);
+    c.mutable_image()->set_image("busybox");
+    c.add_command("sh");
+    c.add_command("-c");
+    c.add_command(script);
+    c.set_log_path(name + ".log");
+    return c;
+  }
+
+  std::string Create(const std::string& pod, const v1::PodSandboxConfig& pcfg, const v1::ContainerConfig& c) {
+    v1::CreateContainerRequest req;
+    req.set_pod_sandbox_id(pod);
+    *req.mutable_config() = c;
+    *req.mutable_sandbox_config() = pcfg;
+    v1::CreateContainerResponse resp;
+    svc_->CreateContainer(req, &resp);
+    return resp.container_id();
+  }
+
+  void Start(const std::string& id) {
+    v1::StartContainerRequest r;
+    r.set_container_id(id);
+    svc_->StartContainer(r);
+  }
+
+  v1::ContainerStatus Status(const std::string& id) {
+    v1::ContainerStatusRequest r;
+    r.set_container_id(id);
+    v1::ContainerStatusResponse resp;
+    svc_->ContainerStatus(r, &resp);
+    return resp.status();
+  }
+
+  v1::ContainerStatus WaitExited(const std::string& id) {
+    for (int i = 0; i < 6000; ++i) {
+      auto st = Status(id);
+      if (st.state() == v1::CONTAINER_EXITED) return st;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ADD_FAILURE() << "container " << id << " did not exit";
+    return Status(id);
+  }
+
+  v1::ExecSyncResponse Exec(const std::string& id, std::vector<std::string> cmd, int64_t timeout = 0) {
+    v1::ExecSyncRequest r;
+    r.set_container_id(id);
+    for (auto& c : cmd) r.add_cmd(c);
+    r.set_timeout(timeout);
+    v1::ExecSyncResponse resp;
+    svc_->ExecSync(r, &resp);
+    return resp;
+  }
+
+  std::unique_ptr<TempDir> dir_;
+  std::shared_ptr<BusyboxImages> images_;
+  std::unique_ptr<RuntimeService> svc_;
+};
+
+TEST_F(LifecycleTest, FullLifecycleWithLogsAndEvents) {
+  auto events = svc_->SubscribeEvents();
+  auto pcfg = PodConfig("web");
+  std::string pod = RunPod(pcfg);
+
+  v1::PodSandboxStatusRequest sreq;
+  sreq.set_pod_sandbox_id(pod);
+  sreq.set_verbose(true);
+  v1::PodSandboxStatusResponse sresp;
+  svc_->PodSandboxStatus(sreq, &sresp);
+  EXPECT_EQ(sresp.status().state(), v1::SANDBOX_READY);
+  EXPECT_EQ(sresp.status().metadata().name(), "web");
+  EXPECT_EQ(sresp.status().runtime_handler(), "runc");
+  EXPECT_EQ(sresp.status().network().ip(), "");
+  EXPECT_EQ(sresp.status().labels().at("app"), "web");
+  EXPECT_NE(sresp.info().at("info").find("netNamespacePath"), std::string::npos);
+
+  auto c = CtrConfig("hello",
+                     "echo hello; printf partial; sleep 0.2; echo ' line'; echo err >&2; "
+                     "cat /etc/hostname; grep nameserver /etc/resolv.conf; echo $IMAGE_ENV; "
+                     "ls /dev/shm >/dev/null && echo shm-ok");
+  (*c.mutable_labels())["tier"] = "front";
+  std::string id = Create(pod, pcfg, c);
+  EXPECT_EQ(Status(id).state(), v1::CONTAINER_CREATED);
+  Start(id);
+  auto st = WaitExited(id);
+  EXPECT_EQ(st.exit_code(), 0);
+  EXPECT_EQ(st.reason(), "Completed");
+  EXPECT_GT(st.started_at(), 0);
+  EXPECT_GE(st.finished_at(), st.started_at());
+  EXPECT_EQ(st.image().image(), "docker.io/library/busybox:latest");
+  EXPECT_EQ(st.image_ref(), "sha256:busybox");
+  EXPECT_EQ(st.log_path(), *dir_ / "logs/web/hello.log");
+  std::string log = Slurp(st.log_path());
+  EXPECT_NE(log.find(" stdout F hello\n"), std::string::npos) << log;
+  EXPECT_NE(log.find(" stdout F partial line\n"), std::string::npos) << log;
+  EXPECT_NE(log.find(" stderr F err\n"), std::string::npos) << log;
+  EXPECT_NE(log.find("web-host"), std::string::npos) << log;
+  EXPECT_NE(log.find("nameserver 10.0.0.10"), std::string::npos) << log;
+  EXPECT_NE(log.find(" stdout F 1\n"), std::string::npos) << log;
+  EXPECT_NE(log.find("shm-ok"), std::string::npos) << log;
+
+  v1::ListContainersRequest lreq;
+  (*lreq.mutable_filter()->mutable_label_selector())["tier"] = "front";
+  v1::ListContainersResponse lresp;
+  svc_->ListContainers(lreq, &lresp);
+  ASSERT_EQ(lresp.containers_size(), 1);
+  EXPECT_EQ(lresp.containers(0).state(), v1::CONTAINER_EXITED);
+  lreq.mutable_filter()->mutable_state()->set_state(v1::CONTAINER_RUNNING);
+  lresp.Clear();
+  svc_->ListContainers(lreq, &lresp);
+  EXPECT_EQ(lresp.containers_size(), 0);
+
+  v1::RemoveContainerRequest rreq;
+  rreq.set_container_id(id);
+  svc_->RemoveContainer(rreq);
+  svc_->RemoveContainer(rreq);  // idempotent
+  EXPECT_EQ(CodeOf([&] { Status(id); }), Code::kNotFound);
+  EXPECT_FALSE(berth::fs::Exists(*dir_ / ("state/containers/" + id)));
+
+  std::vector<v1::ContainerEventType> types;
+  v1::ContainerEventResponse ev;
+  while (events->Next(&ev, std::chrono::milliseconds(100))) {
+    if (ev.container_id() == id) types.push_back(ev.container_event_type());
+  }
+  EXPECT_EQ(types, (std::vector<v1::ContainerEventType>{v1::CONTAINER_CREATED_EVENT, v1::CONTAINER_STARTED_EVENT,
+                                                         v1::CONTAINER_STOPPED_EVENT, v1::CONTAINER_DELETED_EVENT}));
+
+  v1::StopPodSandboxRequest stop;
+  stop.set_pod_sandbox_id(pod);
+  svc_->StopPodSandbox(stop);
+  svc_->StopPodSandbox(stop);  // idempotent
+  sresp.Clear();
+  svc_->PodSandboxStatus(sreq, &sresp);
+  EXPECT_EQ(sresp.status().state(), v1::SANDBOX_NOTREADY);
+  EXPECT_FALSE(berth::fs::Exists(*dir_ / ("state/netns/" + pod)));
+  v1::RemovePodSandboxRequest rm;
+  rm.set_pod_sandbox_id(pod);
+  svc_->RemovePodSandbox(rm);
+  svc_->RemovePodSandbox(rm);
+  v1::ListPodSandboxResponse pods;
+  svc_->ListPodSandbox({}, &pods);
+  EXPECT_EQ(pods.items_size(), 0);
+}
+
+TEST_F(LifecycleTest, TwoContainersShareTheNetworkNamespaceAndExec) {
+  auto pcfg = PodConfig("pair");
+  std::string pod = RunPod(pcfg);
+  std::string a = Create(pod, pcfg, CtrConfig("a", "sleep 1000"));
+  std::string b = Create(pod, pcfg, CtrConfig("b", "sleep 1000"));
+  Start(a);
+  Start(b);
+  auto na = Exec(a, {"readlink", "/proc/self/ns/net"});
+  auto nb = Exec(b, {"readlink", "/proc/self/ns/net"});
+  EXPECT_EQ(na.exit_code(), 0);
+  EXPECT_FALSE(na.stdout().empty());
+  EXPECT_EQ(na.stdout(), nb.stdout());
+  char host[64] = {};
+  ssize_t n = readlink("/proc/self/ns/net", host, sizeof host - 1);
+  ASSERT_GT(n, 0);
+  EXPECT_NE(na.stdout(), std::string(host) + "\n");
+  // Loopback is up in the pod's namespace.
+  auto lo = Exec(a, {"cat", "/sys/class/net/lo/operstate"});
+  EXPECT_NE(lo.stdout().find("unknown"), std::string::npos) << lo.stdout();
+  auto ex = Exec(a, {"sh", "-c", "echo out; echo err >&2; exit 7"});
+  EXPECT_EQ(ex.exit_code(), 7);
+  EXPECT_EQ(ex.stdout(), "out\n");
+  EXPECT_EQ(ex.stderr(), "err\n");
+  EXPECT_EQ(CodeOf([&] { Exec(a, {"sleep", "30"}, 1); }), Code::kDeadlineExceeded);
+  // Stats of running containers.
+  v1::ContainerStatsRequest sr;
+  sr.set_container_id(a);
+  v1::ContainerStatsResponse sresp;
+  svc_->ContainerStats(sr, &sresp);
+  EXPECT_TRUE(sresp.stats().cpu().has_usage_core_nano_seconds());
+  EXPECT_TRUE(sresp.stats().memory().has_working_set_bytes());
+  v1::PodSandboxStatsRequest pr;
+  pr.set_pod_sandbox_id(pod);
+  v1::PodSandboxStatsResponse presp;
+  svc_->PodSandboxStats(pr, &presp);
+  EXPECT_EQ(presp.stats().linux().containers_size(), 2);
+  // Reopen the log of a running container.
+  v1::ReopenContainerLogRequest rl;
+  rl.set_container_id(a);
+  svc_->ReopenContainerLog(rl);
+  // Update resources of a running container.
+  v1::UpdateContainerResourcesRequest ur;
+  ur.set_container_id(a);
+  ur.mutable_linux()->set_memory_limit_in_bytes(64 << 20);
+  svc_->UpdateContainerResources(ur);
+  EXPECT_EQ(Status(a).resources().linux().memory_limit_in_bytes(), 64 << 20);
+  // Stopping the pod stops both containers.
+  v1::StopPodSandboxRequest stop;
+  stop.set_pod_sandbox_id(pod);
+  svc_->StopPodSandbox(stop);
+  EXPECT_EQ(Status(a).state(), v1::CONTAINER_EXITED);
+  EXPECT_EQ(Status(b).state(), v1::CONTAINER_EXITED);
+}
+
+TEST_F(LifecycleTest, StopUsesTheImageStopSignal) {
+  auto pcfg = PodConfig("sig");
+  std::string pod = RunPod(pcfg);
+  std::string id = Create(pod, pcfg, CtrConfig("trap", "trap 'echo got-usr1; exit 3' USR1; echo ready; while true; do sleep 0.05; done"));
+  Start(id);
+  for (int i = 0; i < 1000 && Slurp(Status(id).log_path()).find("ready") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  v1::StopContainerRequest r;
+  r.set_container_id(id);
+  r.set_timeout(60);
+  svc_->StopContainer(r);
+  auto st = Status(id);
+  EXPECT_EQ(st.state(), v1::CONTAINER_EXITED);
+  EXPECT_EQ(st.exit_code(), 3);
+  EXPECT_EQ(st.reason(), "Error");
+  EXPECT_NE(Slurp(st.log_path()).find("got-usr1"), std::string::npos);
+  svc_->StopContainer(r);  // idempotent
+}
+
+TEST_F(LifecycleTest, OomKilledContainer) {
+  auto pcfg = PodConfig("oom");
+  std::string pod = RunPod(pcfg);
+  auto c = CtrConfig("hog", "dd if=/dev/zero of=/dev/null bs=128M count=1");
+  c.mutable_linux()->mutable_resources()->set_memory_limit_in_bytes(32 << 20);
+  std::string id = Create(pod, pcfg, c);
+  Start(id);
+  auto st = WaitExited(id);
+  EXPECT_EQ(st.exit_code(), 137);
+  EXPECT_EQ(st.reason(), "OOMKilled");
+}
+
+class RroTest : public LifecycleTest {
+ protected:
+  // A read-only volume whose source has a tmpfs submount; returns the exit code of writing into
+  // the submount from inside the container.
+  int WriteIntoSubmount(bool* reported_rro) {
+    std::string vol = *dir_ / "vol";
+    berth::fs::MkdirAll(vol + "/sub");
+    if (mount("tmpfs", (vol + "/sub").c_str(), "tmpfs", 0, "size=1m") != 0) {
+      ADD_FAILURE() << "tmpfs mount failed";
+      return -1;
+    }
+    auto pcfg = PodConfig("rro");
+    std::string pod = RunPod(pcfg);
+    auto c = CtrConfig("vol", "sleep 1000");
+    auto* m = c.add_mounts();
+    m->set_container_path("/mnt");
+    m->set_host_path(vol);
+    m->set_readonly(true);
+    std::string id = Create(pod, pcfg, c);
+    Start(id);
+    auto top = Exec(id, {"touch", "/mnt/top"});
+    EXPECT_NE(top.exit_code(), 0);
+    auto sub = Exec(id, {"touch", "/mnt/sub/file"});
+    auto st = Status(id);
+    *reported_rro = st.mounts_size() == 1 && st.mounts(0).recursive_read_only();
+    v1::RemovePodSandboxRequest rm;
+    rm.set_pod_sandbox_id(pod);
+    svc_->RemovePodSandbox(rm);
+    umount2((vol + "/sub").c_str(), MNT_DETACH);
+    return sub.exit_code();
+  }
+};
+
+TEST_F(RroTest, ReadOnlyVolumesAreRecursiveByDefault) {
+  bool rro = false;
+  EXPECT_NE(WriteIntoSubmount(&rro), 0);
+  EXPECT_TRUE(rro);
+}
+
+TEST_F(RroTest, DisabledKeepsSubmountsWritable) {
+  svc_.reset();
+  svc_ = Make("Disabled");
+  bool rro = true;
+  EXPECT_EQ(WriteIntoSubmount(&rro), 0);
+  EXPECT_FALSE(rro);
+}
+
+TEST_F(LifecycleTest, PerMountRecursiveReadOnlyValidation) {
+  auto pcfg = PodConfig("kep");
+  std::string pod = RunPod(pcfg);
+  auto c = CtrConfig("bad", "true");
+  auto* m = c.add_mounts();
+  m->set_container_path("/mnt");
+  m->set_host_path(*dir_ / "kepvol");
+  m->set_recursive_read_only(true);
+  EXPECT_EQ(CodeOf([&] { Create(pod, pcfg, c); }), Code::kInvalidArgument);  // not readonly
+  m->set_readonly(true);
+  m->set_propagation(v1::PROPAGATION_HOST_TO_CONTAINER);
+  EXPECT_EQ(CodeOf([&] { Create(pod, pcfg, c); }), Code::kInvalidArgument);  // not private
+  m->set_propagation(v1::PROPAGATION_PRIVATE);
+  std::string id = Create(pod, pcfg, c);
+  EXPECT_TRUE(Status(id).mounts(0).recursive_read_only());
+}
+
+TEST_F(LifecycleTest, BadRequestsGetTheRightCodes) {
+  auto pcfg = PodConfig("bad");
+  std::string pod = RunPod(pcfg);
+  v1::RunPodSandboxRequest dup;
+  *dup.mutable_config() = pcfg;
+  v1::RunPodSandboxResponse dresp;
+  try {
+    svc_->RunPodSandbox(dup, &dresp);
+    ADD_FAILURE() << "duplicate pod accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Code::kAlreadyExists);
+    EXPECT_NE(std::string(e.what()).find(pod), std::string::npos) << e.what();
+  }
+  v1::RunPodSandboxRequest handler;
+  *handler.mutable_config() = PodConfig("other");
+  handler.set_runtime_handler("kata");
+  try {
+    svc_->RunPodSandbox(handler, &dresp);
+    ADD_FAILURE() << "unknown handler accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Code::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("kata"), std::string::npos);
+  }
+  v1::RunPodSandboxRequest nometa;
+  EXPECT_EQ(CodeOf([&] { svc_->RunPodSandbox(nometa, &dresp); }), Code::kInvalidArgument);
+
+  std::string ok = Create(pod, pcfg, CtrConfig("c", "sleep 1000"));
+  EXPECT_EQ(CodeOf([&] { Create(pod, pcfg, CtrConfig("c", "true")); }), Code::kAlreadyExists);
+  EXPECT_EQ(CodeOf([&] { Create("nope", pcfg, CtrConfig("d", "true")); }), Code::kNotFound);
+  auto img = CtrConfig("img", "true");
+  img.mutable_image()->set_image("missing:latest");
+  EXPECT_EQ(CodeOf([&] { Create(pod, pcfg, img); }), Code::kNotFound);
+  auto grp = CtrConfig("grp", "true");
+  grp.mutable_linux()->mutable_security_context()->mutable_run_as_group()->set_value(5);
+  EXPECT_EQ(CodeOf([&] { Create(pod, pcfg, grp); }), Code::kInvalidArgument);
+  auto cap = CtrConfig("cap", "true");
+  cap.mutable_linux()->mutable_security_context()->mutable_capabilities()->add_add_capabilities("NOT_A_CAP");
+  EXPECT_EQ(CodeOf([&] { Create(pod, pcfg, cap); }), Code::kInvalidArgument);
+  auto priv = CtrConfig("priv", "true");
+  priv.mutable_linux()->mutable_security_context()->set_privileged(true);
+  EXPECT_EQ(CodeOf([&] { Create(pod, pcfg, priv); }), Code::kInvalidArgument);
+  auto badpath = CtrConfig("path", "true");
+  badpath.set_log_path("../../escape.log");
+  EXPECT_EQ(CodeOf([&] { Create(pod, pcfg, badpath); }), Code::kInvalidArgument);
+
+  v1::StartContainerRequest s;
+  s.set_container_id("0123456789abcdef-unknown");
+  EXPECT_EQ(CodeOf([&] { svc_->StartContainer(s); }), Code::kNotFound);
+  EXPECT_EQ(CodeOf([&] { Status("unknown"); }), Code::kNotFound);
+  v1::StopPodSandboxRequest sp;
+  sp.set_pod_sandbox_id("unknown");
+  EXPECT_EQ(CodeOf([&] { svc_->StopPodSandbox(sp); }), Code::kNotFound);
+  EXPECT_EQ(CodeOf([&] { Exec(ok, {"true"}); }), Code::kFailedPrecondition);  // not running
+
+  // Everything else still works.
+  Start(ok);
+  EXPECT_EQ(Exec(ok, {"true"}).exit_code(), 0);
+  EXPECT_EQ(CodeOf([&] { Start(ok); }), Code::kFailedPrecondition);
+  v1::ListContainersResponse l;
+  svc_->ListContainers({}, &l);
+  EXPECT_EQ(l.containers_size(), 1);
+}
+
+TEST_F(LifecycleTest, RecoversAfterRestart) {
+  auto pcfg = PodConfig("survive");
+  std::string pod = RunPod(pcfg);
+  std::string run = Create(pod, pcfg, CtrConfig("runner", "sleep 1000"));
+  std::string quit = Create(pod, pcfg, CtrConfig("quitter", "read x < /dev/null; sleep 0.5; exit 42"));
+  std::string created = Create(pod, pcfg, CtrConfig("idle", "true"));
+  Start(run);
+  Start(quit);
+  int run_pid = 0;
+  {
+    v1::ContainerStatusRequest r;
+    r.set_container_id(run);
+    r.set_verbose(true);
+    v1::ContainerStatusResponse resp;
+    svc_->ContainerStatus(r, &resp);
+    run_pid = nlohmann::json::parse(resp.info().at("info"))["pid"].get<int>();
+  }
+  ASSERT_GT(run_pid, 0);
+  // "berthd" goes away without cleaning anything up.
+  svc_->Close();
+  svc_.release();  // leaked on purpose: a killed daemon runs no destructors
+
+  // A half-created container left by a crash during CreateContainer.
+  {
+    auto db = berth::store::Database::Open(*dir_ / "root/lifecycle.db");
+    berth::store::Transaction tx(db);
+    db->Prepare("INSERT INTO lifecycle_containers (id, sandbox_id, meta, config) VALUES (?, ?, ?, ?)")
+        .Bind(1, "halfcreated")
+        .Bind(2, pod)
+        .Bind(3, R"({"state":"creating","dir":")" + (*dir_ / "state/containers/halfcreated") + R"(","name_key":"half"})")
+        .BindBlob(4, "")
+        .Run();
+    tx.Commit();
+  }
+  berth::fs::MkdirAll(*dir_ / "state/containers/halfcreated/rootfs");
+  // Wait for the quitter to exit while nobody watches.
+  for (int i = 0; i < 3000 && !berth::fs::Exists(*dir_ / ("state/containers/" + quit + "/exit")); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+
+  svc_ = Make();
+  EXPECT_NE(svc_->RecoveryReport().find("halfcreated"), std::string::npos) << svc_->RecoveryReport();
+  EXPECT_FALSE(berth::fs::Exists(*dir_ / "state/containers/halfcreated"));
+  v1::ListPodSandboxResponse pods;
+  svc_->ListPodSandbox({}, &pods);
+  ASSERT_EQ(pods.items_size(), 1);
+  EXPECT_EQ(pods.items(0).state(), v1::SANDBOX_READY);
+  EXPECT_EQ(Status(run).state(), v1::CONTAINER_RUNNING);
+  EXPECT_EQ(kill(run_pid, 0), 0);
+  auto q = Status(quit);
+  EXPECT_EQ(q.state(), v1::CONTAINER_EXITED);
+  EXPECT_EQ(q.exit_code(), 42);
+  EXPECT_EQ(Status(created).state(), v1::CONTAINER_CREATED);
+  EXPECT_EQ(Exec(run, {"echo", "still here"}).stdout(), "still here\n");
+  v1::ListContainersResponse l;
+  svc_->ListContainers({}, &l);
+  EXPECT_EQ(l.containers_size(), 3);
+  // The recovered container can be stopped and the created one started.
+  v1::StopContainerRequest stop;
+  stop.set_container_id(run);
+  svc_->StopContainer(stop);
+  EXPECT_EQ(Status(run).state(), v1::CONTAINER_EXITED);
+  Start(created);
+  EXPECT_EQ(WaitExited(created).exit_code(), 0);
+}
+
+TEST(Netns, CreateAndRemove) {
+  if (!berth::testing::IsRoot()) GTEST_SKIP() << "needs root";
+  TempDir d("berth-netns");
+  std::string p = d / "ns";
+  berth::network::CreateNetns(p);
+  EXPECT_TRUE(berth::network::IsNetns(p));
+  EXPECT_EQ(CodeOf([&] { berth::network::CreateNetns(p); }), Code::kAlreadyExists);
+  berth::network::RemoveNetns(p);
+  EXPECT_FALSE(berth::fs::Exists(p));
+  berth::network::RemoveNetns(p);
+}
+
+}  // namespace
