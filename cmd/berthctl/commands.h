@@ -45,5 +45,7 @@ void AddConfigCommands(CLI::App& app, Globals& g);  // config dump
 void AddWarningCommands(CLI::App& app, Globals& g); // warnings
 void AddFeaturesCommands(CLI::App& app, Globals& g);  // features [HANDLER] (cmd_features.cpp)
 void AddMountsCommands(CLI::App& app, Globals& g);    // mounts audit (cmd_mounts.cpp)
+void AddCRICommands(CLI::App& app, Globals& g);  // version, info (cmd_cri.cpp)
+void AddImageCommands(CLI::App& app, Globals& g);  // images [import], pull, rmi, inspecti, imagefsinfo (cmd_images.cpp)
 
 }  // namespace berth::berthctl

@@ -24,6 +24,8 @@ int main(int argc, char** argv) {
   AddWarningCommands(app, g);
   AddFeaturesCommands(app, g);
   AddMountsCommands(app, g);
+  AddCRICommands(app, g);
+  AddImageCommands(app, g);
 
   try {
     app.parse(argc, argv);
