@@ -8,6 +8,7 @@ if ! command -v clang++ >/dev/null; then
   echo "fuzz: SKIPPED: clang++ not installed"
   exit 0
 fi
+export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
 GEN=()
 command -v ninja >/dev/null && GEN=(-G Ninja)
 if [[ ! -f build-fuzz/CMakeCache.txt ]]; then
