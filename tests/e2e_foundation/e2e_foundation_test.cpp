@@ -147,7 +147,9 @@ TEST_F(Foundation, ServesPluginsAndStopsCleanly) {
   EXPECT_EQ(status["io.containerd.cri.v1.runtime"], "ok") << r.out;
   EXPECT_EQ(status["io.containerd.grpc.v1.berth-admin"], "ok");
   for (const auto& p : plugins) {
-    if (p["id"] == "runtime") EXPECT_EQ(p["exports"]["CRIVersion"], "v1");
+    if (p["id"] == "runtime") {
+      EXPECT_EQ(p["exports"]["CRIVersion"], "v1");
+    }
   }
 
   auto table = Berthctl({"plugins"});
@@ -231,9 +233,27 @@ TEST_F(Foundation, ConfigCheck) {
   EXPECT_EQ(type.exit_code, 1) << type.out << type.err;
   EXPECT_NE(type.out.find("enable_selinux"), std::string::npos) << type.out;
 
-  // Serving with an invalid config fails at start.
+  // Serving with an invalid plugin config: that plugin fails (as in containerd), berthd serves
+  // and reports it.
   Berthd d({"-c", dir / "bad.toml", "--address", sock, "--root", root, "--state", state}, dir / "bad.log");
-  EXPECT_NE(d.Wait(), 0);
+  ASSERT_TRUE(d.WaitServing(sock)) << d.Log();
+  auto r = Berthctl({"plugins", "-o", "json"});
+  ASSERT_TRUE(r.ok()) << r.err;
+  bool found = false;
+  for (const auto& p : nlohmann::json::parse(r.out)) {
+    if (p["id"] != "runtime") continue;
+    found = true;
+    EXPECT_EQ(p["status"], "error");
+    EXPECT_NE(p["error"].get<std::string>().find("default_runtime_name"), std::string::npos) << p.dump();
+  }
+  EXPECT_TRUE(found);
+  d.Signal(SIGTERM);
+  EXPECT_EQ(d.Wait(), 0);
+
+  // A type error in a plugin table stops berthd at start.
+  Berthd t({"-c", dir / "type.toml", "--address", sock, "--root", root, "--state", state}, dir / "type.log");
+  EXPECT_NE(t.Wait(), 0);
+  EXPECT_NE(t.Log().find("enable_selinux"), std::string::npos) << t.Log();
   EXPECT_FALSE(berth::fs::Exists(sock));
 }
 
