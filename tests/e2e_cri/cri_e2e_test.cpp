@@ -1,0 +1,438 @@
+// End-to-end: starts the real berthd on a temporary socket, root and state with a test config,
+// and talks CRI to it through a real gRPC client (and berthctl when it is built).
+// The generated CRI header comes first: its Signal enum values (SIGABRT...) collide with
+// <signal.h> macros when that header is included before it.
+#include "runtime/v1/api.grpc.pb.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "berth/images/v1/images.grpc.pb.h"
+#include "common/exec.h"
+#include "image_support.h"
+#include "support/support.h"
+
+namespace {
+
+namespace v1 = runtime::v1;
+using berth::testing::TempDir;
+
+constexpr int64_t kMaxRecv = 1 << 20;  // the test config's [grpc] max_recv_message_size
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+class Berthd {
+ public:
+  explicit Berthd(const std::string& dir) : dir_(dir) {
+    socket_ = dir + "/berth.sock";
+    config_ = dir + "/config.toml";
+    log_ = dir + "/berthd.log";
+    std::ostringstream c;
+    c << "version = 3\n"
+      << "root = \"" << dir << "/root\"\n"
+      << "state = \"" << dir << "/state\"\n"
+      << "[grpc]\n"
+      << "address = \"" << socket_ << "\"\n"
+      << "max_recv_message_size = " << kMaxRecv << "\n"
+      << "[plugins.\"io.containerd.cri.v1.runtime\"]\n"
+      << "restrict_oom_score_adj = true\n"
+      << "[plugins.\"io.containerd.cri.v1.runtime\".containerd]\n"
+      << "default_runtime_name = \"runc\"\n"
+      << "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.runc]\n"
+      << "runtime_type = \"io.containerd.runc.v2\"\n"
+      << "[plugins.\"io.containerd.cri.v1.images\"]\n"
+      << "max_concurrent_downloads = 2\n";
+    berth::testing::WriteFile(config_, c.str());
+  }
+
+  // Starts berthd and waits until Version answers. Returns "" or what went wrong.
+  std::string Start() {
+    pid_ = fork();
+    if (pid_ < 0) return "fork failed";
+    if (pid_ == 0) {
+      int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (fd >= 0) {
+        dup2(fd, 1);
+        dup2(fd, 2);
+      }
+      execl(BERTHD_PATH, BERTHD_PATH, "--config", config_.c_str(), "--log-level", "debug", nullptr);
+      _exit(127);
+    }
+    grpc::ChannelArguments args;
+    args.SetMaxSendMessageSize(-1);
+    args.SetMaxReceiveMessageSize(-1);
+    channel_ = grpc::CreateCustomChannel("unix:" + socket_, grpc::InsecureChannelCredentials(), args);
+    runtime_ = v1::RuntimeService::NewStub(channel_);
+    images_ = v1::ImageService::NewStub(channel_);
+    berth_images_ = berth::images::v1::Images::NewStub(channel_);
+    for (int i = 0; i < 600; ++i) {
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return "berthd exited during startup:\n" + ReadAll(log_);
+      }
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+      v1::VersionRequest req;
+      v1::VersionResponse resp;
+      if (access(socket_.c_str(), F_OK) == 0 && runtime_->Version(&ctx, req, &resp).ok()) return "";
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return "berthd did not answer on " + socket_ + ":\n" + ReadAll(log_);
+  }
+
+  ~Berthd() {
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      int status = 0;
+      for (int i = 0; i < 300 && waitpid(pid_, &status, WNOHANG) == 0; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      if (waitpid(pid_, &status, WNOHANG) == 0) {
+        kill(pid_, SIGKILL);
+        waitpid(pid_, &status, 0);
+      }
+    }
+  }
+
+  bool Alive() { return pid_ > 0 && waitpid(pid_, nullptr, WNOHANG) == 0; }
+  std::string Log() { return ReadAll(log_); }
+  const std::string& socket() const { return socket_; }
+  v1::RuntimeService::Stub& runtime() { return *runtime_; }
+  v1::ImageService::Stub& images() { return *images_; }
+  berth::images::v1::Images::Stub& berth_images() { return *berth_images_; }
+
+ private:
+  std::string dir_, socket_, config_, log_;
+  pid_t pid_ = -1;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::RuntimeService::Stub> runtime_;
+  std::unique_ptr<v1::ImageService::Stub> images_;
+  std::unique_ptr<berth::images::v1::Images::Stub> berth_images_;
+};
+
+class CriE2E : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!berth::testing::IsRoot()) {
+      skip_ = "berthd's CRI plugins need root";
+      return;
+    }
+    dir_ = new TempDir("berth-e2e-cri");
+    daemon_ = new Berthd(dir_->path());
+    start_error_ = daemon_->Start();
+  }
+  static void TearDownTestSuite() {
+    delete daemon_;
+    daemon_ = nullptr;
+    delete dir_;
+    dir_ = nullptr;
+  }
+  void SetUp() override {
+    if (!skip_.empty()) GTEST_SKIP() << skip_;
+    ASSERT_EQ(start_error_, "");
+  }
+  void TearDown() override {
+    if (daemon_ && skip_.empty()) EXPECT_TRUE(daemon_->Alive()) << daemon_->Log();
+  }
+
+  static std::unique_ptr<grpc::ClientContext> Ctx() {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+    return ctx;
+  }
+
+  static berth::exec::Result Berthctl(std::vector<std::string> args) {
+#ifdef BERTHCTL_PATH
+    std::vector<std::string> argv = {BERTHCTL_PATH, "--runtime-endpoint", "unix://" + daemon_->socket()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    berth::exec::Options o;
+    o.timeout = std::chrono::seconds(120);
+    return berth::exec::Run(argv, o);
+#else
+    (void)args;
+    return {};
+#endif
+  }
+
+  static inline std::string skip_;
+  static inline std::string start_error_;
+  static inline TempDir* dir_ = nullptr;
+  static inline Berthd* daemon_ = nullptr;
+};
+
+TEST_F(CriE2E, Version) {
+  v1::VersionRequest req;
+  v1::VersionResponse resp;
+  auto st = daemon_->runtime().Version(Ctx().get(), req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(resp.version(), "0.1.0");
+  EXPECT_EQ(resp.runtime_name(), "berth");
+  EXPECT_FALSE(resp.runtime_version().empty());
+  EXPECT_EQ(resp.runtime_api_version(), "v1");
+}
+
+TEST_F(CriE2E, StatusReportsHandlersAndConfig) {
+  v1::StatusRequest req;
+  req.set_verbose(true);
+  v1::StatusResponse resp;
+  auto st = daemon_->runtime().Status(Ctx().get(), req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  bool runtime_ready = false, network_seen = false;
+  for (const auto& c : resp.status().conditions()) {
+    if (c.type() == "RuntimeReady") runtime_ready = c.status();
+    if (c.type() == "NetworkReady") {
+      network_seen = true;
+      EXPECT_FALSE(c.status());
+      EXPECT_EQ(c.reason(), "NetworkPluginNotReady");
+    }
+  }
+  EXPECT_TRUE(runtime_ready);
+  EXPECT_TRUE(network_seen);
+  bool has_default = false, has_runc = false;
+  for (const auto& h : resp.runtime_handlers()) {
+    if (h.name().empty()) has_default = true;
+    if (h.name() == "runc") has_runc = true;
+  }
+  EXPECT_TRUE(has_default);
+  EXPECT_TRUE(has_runc);
+  ASSERT_TRUE(resp.info().contains("config"));
+  auto cfg = nlohmann::json::parse(resp.info().at("config"));
+  EXPECT_EQ(cfg["restrict_oom_score_adj"], true);
+  EXPECT_EQ(cfg["containerd"]["default_runtime_name"], "runc");
+  EXPECT_EQ(cfg["max_concurrent_downloads"], 2);
+}
+
+TEST_F(CriE2E, UpdateRuntimeConfig) {
+  v1::UpdateRuntimeConfigRequest req;
+  req.mutable_runtime_config()->mutable_network_config()->set_pod_cidr("10.88.0.0/16");
+  v1::UpdateRuntimeConfigResponse resp;
+  auto st = daemon_->runtime().UpdateRuntimeConfig(Ctx().get(), req, &resp);
+  EXPECT_TRUE(st.ok()) << st.error_message();
+}
+
+TEST_F(CriE2E, RunPodSandboxIsUnimplemented) {
+  v1::RunPodSandboxRequest req;
+  v1::RunPodSandboxResponse resp;
+  auto st = daemon_->runtime().RunPodSandbox(Ctx().get(), req, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_NE(st.error_message().find("RunPodSandbox"), std::string::npos) << st.error_message();
+}
+
+TEST_F(CriE2E, MalformedRequestsGetErrorsAndTheDaemonCarriesOn) {
+  {
+    v1::PullImageRequest req;
+    v1::PullImageResponse resp;
+    auto st = daemon_->images().PullImage(Ctx().get(), req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(st.error_message(), "image.image is required");
+  }
+  {
+    v1::PullImageRequest req;
+    req.mutable_image()->set_image("NOT A/valid:ref");
+    v1::PullImageResponse resp;
+    auto st = daemon_->images().PullImage(Ctx().get(), req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  {
+    v1::ImageStatusRequest req;
+    v1::ImageStatusResponse resp;
+    auto st = daemon_->images().ImageStatus(Ctx().get(), req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  {
+    // Larger than [grpc] max_recv_message_size.
+    v1::PullImageRequest req;
+    req.mutable_image()->set_image(std::string(kMaxRecv + 1024, 'a'));
+    v1::PullImageResponse resp;
+    auto st = daemon_->images().PullImage(Ctx().get(), req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << st.error_message();
+  }
+  {
+    berth::images::v1::ImportRequest req;
+    req.set_path("relative/path.tar");
+    berth::images::v1::ImportResponse resp;
+    auto st = daemon_->berth_images().Import(Ctx().get(), req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  {
+    // Absent images: RemoveImage succeeds, ImageStatus answers without an image.
+    v1::RemoveImageRequest rm;
+    rm.mutable_image()->set_image("docker.io/library/never-pulled:1");
+    v1::RemoveImageResponse rmresp;
+    auto st = daemon_->images().RemoveImage(Ctx().get(), rm, &rmresp);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    v1::ImageStatusRequest is;
+    is.mutable_image()->set_image("docker.io/library/never-pulled:1");
+    v1::ImageStatusResponse isresp;
+    st = daemon_->images().ImageStatus(Ctx().get(), is, &isresp);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    EXPECT_FALSE(isresp.has_image());
+  }
+  v1::VersionRequest req;
+  v1::VersionResponse resp;
+  auto st = daemon_->runtime().Version(Ctx().get(), req, &resp);
+  EXPECT_TRUE(st.ok()) << st.error_message();
+}
+
+TEST_F(CriE2E, ImagesPullListInspectRemoveImport) {
+  std::string why = berth::testing::RegistrySkipReason();
+  if (!why.empty()) GTEST_SKIP() << why;
+  berth::testing::LocalRegistry reg;
+  TempDir work("berth-e2e-cri-img");
+  berth::testing::TestImageOptions opts;
+  opts.user = "1000:1000";
+  auto img = berth::testing::BuildTestImage(work / "oci", opts);
+  berth::testing::PushImage(img, reg.host(), "test/busybox:v1");
+  const std::string ref = reg.host() + "/test/busybox:v1";
+
+  v1::PullImageRequest pull;
+  pull.mutable_image()->set_image(ref);
+  v1::PullImageResponse pulled;
+  auto st = daemon_->images().PullImage(Ctx().get(), pull, &pulled);
+  ASSERT_TRUE(st.ok()) << st.error_message() << "\n" << daemon_->Log();
+  EXPECT_EQ(pulled.image_ref(), img.config_digest);
+
+  v1::ListImagesRequest list;
+  v1::ListImagesResponse listed;
+  st = daemon_->images().ListImages(Ctx().get(), list, &listed);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  bool found = false;
+  for (const auto& i : listed.images()) {
+    if (i.id() == img.config_digest) {
+      found = true;
+      EXPECT_EQ(i.repo_tags_size(), 1);
+      if (i.repo_tags_size() == 1) EXPECT_EQ(i.repo_tags(0), ref);
+      EXPECT_GT(i.size(), 0u);
+    }
+  }
+  EXPECT_TRUE(found);
+
+  v1::ImageStatusRequest status;
+  status.mutable_image()->set_image(ref);
+  status.set_verbose(true);
+  v1::ImageStatusResponse sresp;
+  st = daemon_->images().ImageStatus(Ctx().get(), status, &sresp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_TRUE(sresp.has_image());
+  EXPECT_EQ(sresp.image().id(), img.config_digest);
+  ASSERT_TRUE(sresp.image().has_uid());
+  EXPECT_EQ(sresp.image().uid().value(), 1000);
+  EXPECT_EQ(sresp.image().username(), "");
+  ASSERT_EQ(sresp.image().repo_digests_size(), 1);
+  EXPECT_EQ(sresp.image().repo_digests(0), reg.host() + "/test/busybox@" + img.manifest_digest);
+  ASSERT_TRUE(sresp.info().contains("info"));
+  auto info = nlohmann::json::parse(sresp.info().at("info"));
+  EXPECT_EQ(info["imageSpec"]["config"]["User"], "1000:1000");
+
+  v1::ImageFsInfoRequest fsreq;
+  v1::ImageFsInfoResponse fsresp;
+  st = daemon_->images().ImageFsInfo(Ctx().get(), fsreq, &fsresp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(fsresp.image_filesystems_size(), 1);
+  EXPECT_GT(fsresp.image_filesystems(0).timestamp(), 0);
+  EXPECT_FALSE(fsresp.image_filesystems(0).fs_id().mountpoint().empty());
+  EXPECT_GT(fsresp.image_filesystems(0).used_bytes().value(), 0u);
+
+  v1::RemoveImageRequest rm;
+  rm.mutable_image()->set_image(ref);
+  v1::RemoveImageResponse rmresp;
+  st = daemon_->images().RemoveImage(Ctx().get(), rm, &rmresp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  v1::ImageStatusResponse gone;
+  status.set_verbose(false);
+  st = daemon_->images().ImageStatus(Ctx().get(), status, &gone);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_FALSE(gone.has_image());
+
+  // Re-pull after removal.
+  v1::PullImageResponse again;
+  st = daemon_->images().PullImage(Ctx().get(), pull, &again);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(again.image_ref(), img.config_digest);
+
+  // Import an archive of another image.
+  berth::testing::TestImageOptions opts2;
+  opts2.id = "imported";
+  opts2.user = "nobody";
+  auto img2 = berth::testing::BuildTestImage(work / "oci2", opts2);
+  berth::testing::WriteOciArchive(img2, work / "img2.tar", "docker.io/test/imported:v2");
+  berth::images::v1::ImportRequest imp;
+  imp.set_path(work / "img2.tar");
+  berth::images::v1::ImportResponse impresp;
+  st = daemon_->berth_images().Import(Ctx().get(), imp, &impresp);
+  ASSERT_TRUE(st.ok()) << st.error_message() << "\n" << daemon_->Log();
+  ASSERT_EQ(impresp.images_size(), 1);
+  EXPECT_EQ(impresp.images(0).id(), img2.config_digest);
+  v1::ImageStatusRequest s2;
+  s2.mutable_image()->set_image(img2.config_digest);
+  v1::ImageStatusResponse s2resp;
+  st = daemon_->images().ImageStatus(Ctx().get(), s2, &s2resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_TRUE(s2resp.has_image());
+  EXPECT_FALSE(s2resp.image().has_uid());
+  EXPECT_EQ(s2resp.image().username(), "nobody");
+
+  // Missing archive: NOT_FOUND, daemon alive.
+  imp.set_path(work / "missing.tar");
+  berth::images::v1::ImportResponse missing;
+  st = daemon_->berth_images().Import(Ctx().get(), imp, &missing);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::NOT_FOUND) << st.error_message();
+
+#ifdef BERTHCTL_PATH
+  auto r = Berthctl({"images", "-q"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find(img.config_digest), std::string::npos) << r.out;
+  r = Berthctl({"inspecti", "-o", "json", ref});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("1000"), std::string::npos) << r.out;
+  r = Berthctl({"rmi", ref});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  r = Berthctl({"pull", ref});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find(img.config_digest), std::string::npos) << r.out;
+  r = Berthctl({"imagefsinfo", "-o", "json"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  r = Berthctl({"images", "import", work / "img2.tar"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find(img2.config_digest), std::string::npos) << r.out;
+#endif
+}
+
+#ifdef BERTHCTL_PATH
+TEST_F(CriE2E, BerthctlVersionAndInfo) {
+  auto r = Berthctl({"version"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("RuntimeName:  berth"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("RuntimeApiVersion:  v1"), std::string::npos) << r.out;
+  r = Berthctl({"info"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_TRUE(j.contains("status"));
+  EXPECT_TRUE(j.contains("config"));
+  r = Berthctl({"rmi"});
+  EXPECT_NE(r.exit_code, 0);
+  r = Berthctl({"inspecti", "docker.io/library/never-pulled:1"});
+  EXPECT_NE(r.exit_code, 0);
+}
+#endif
+
+}  // namespace
