@@ -8,6 +8,7 @@
 #include "cri/server.h"
 #include "criplugins/criplugins.h"
 #include "image/service.h"
+#include "lifecycle/service.h"
 #include "plugin/registry.h"
 #include "plugin/services.h"
 
@@ -72,6 +73,18 @@ void RegisterCRIServerPlugin(plugin::Registry& registry) {
       }
     }
     deps.handlers = ResolveHandlerFeatures(*deps.runtime);
+    try {
+      auto o = lifecycle::OptionsFromRuntimePlugin(*deps.runtime);
+      o.monitor_path = lifecycle::FindHelper("berth-monitor");
+      o.pause_path = lifecycle::FindHelper("berth-pause");
+      if (deps.images) o.sandbox_image = deps.images->config.pinned_images.count("sandbox") ? deps.images->config.pinned_images.at("sandbox") : "";
+      if (deps.image_service) o.images = lifecycle::NewImageServiceProvider(*deps.image_service);
+      deps.pods = std::make_shared<lifecycle::RuntimeService>(std::move(o));
+      spdlog::info("CRI: pods and containers recovered: {}", deps.pods->RecoveryReport());
+    } catch (const std::exception& e) {
+      deps.pods_error = e.what();
+      spdlog::error("CRI: pods and containers are not available: {}", e.what());
+    }
     for (const auto& h : deps.handlers) {
       spdlog::info("CRI: runtime handler \"{}\": recursive_read_only_mounts={} user_namespaces={}", h.name,
                    h.recursive_read_only_mounts, h.user_namespaces);

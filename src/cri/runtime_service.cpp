@@ -6,10 +6,23 @@
 #include "cri/server.h"
 #include "cri/validate.h"
 #include "criplugins/criplugins.h"
+#include "lifecycle/service.h"
 
 namespace berth::cri {
 
 namespace v1 = runtime::v1;
+
+namespace {
+
+// The pods and containers service, or Error(kUnavailable) naming why it is absent.
+lifecycle::RuntimeService& Pods(const CRIServer& server) {
+  if (!server.deps().pods) {
+    throw Error(Code::kUnavailable, "pods and containers are not available: " + server.deps().pods_error);
+  }
+  return *server.deps().pods;
+}
+
+}  // namespace
 
 grpc::Status RuntimeServiceImpl::Version(grpc::ServerContext*, const v1::VersionRequest*,
                                          v1::VersionResponse* resp) {
@@ -73,24 +86,24 @@ grpc::Status RuntimeServiceImpl::RuntimeConfig(grpc::ServerContext*, const v1::R
   });
 }
 
-grpc::Status RuntimeServiceImpl::RunPodSandbox(grpc::ServerContext*, const v1::RunPodSandboxRequest*, v1::RunPodSandboxResponse*) {
-  return Unimplemented("RunPodSandbox");
+grpc::Status RuntimeServiceImpl::RunPodSandbox(grpc::ServerContext*, const v1::RunPodSandboxRequest* req, v1::RunPodSandboxResponse* resp) {
+  return Guard("RunPodSandbox", [&] { Pods(server_).RunPodSandbox(*req, resp); });
 }
 
-grpc::Status RuntimeServiceImpl::StopPodSandbox(grpc::ServerContext*, const v1::StopPodSandboxRequest*, v1::StopPodSandboxResponse*) {
-  return Unimplemented("StopPodSandbox");
+grpc::Status RuntimeServiceImpl::StopPodSandbox(grpc::ServerContext*, const v1::StopPodSandboxRequest* req, v1::StopPodSandboxResponse*) {
+  return Guard("StopPodSandbox", [&] { Pods(server_).StopPodSandbox(*req); });
 }
 
-grpc::Status RuntimeServiceImpl::RemovePodSandbox(grpc::ServerContext*, const v1::RemovePodSandboxRequest*, v1::RemovePodSandboxResponse*) {
-  return Unimplemented("RemovePodSandbox");
+grpc::Status RuntimeServiceImpl::RemovePodSandbox(grpc::ServerContext*, const v1::RemovePodSandboxRequest* req, v1::RemovePodSandboxResponse*) {
+  return Guard("RemovePodSandbox", [&] { Pods(server_).RemovePodSandbox(*req); });
 }
 
-grpc::Status RuntimeServiceImpl::PodSandboxStatus(grpc::ServerContext*, const v1::PodSandboxStatusRequest*, v1::PodSandboxStatusResponse*) {
-  return Unimplemented("PodSandboxStatus");
+grpc::Status RuntimeServiceImpl::PodSandboxStatus(grpc::ServerContext*, const v1::PodSandboxStatusRequest* req, v1::PodSandboxStatusResponse* resp) {
+  return Guard("PodSandboxStatus", [&] { Pods(server_).PodSandboxStatus(*req, resp); });
 }
 
-grpc::Status RuntimeServiceImpl::ListPodSandbox(grpc::ServerContext*, const v1::ListPodSandboxRequest*, v1::ListPodSandboxResponse*) {
-  return Unimplemented("ListPodSandbox");
+grpc::Status RuntimeServiceImpl::ListPodSandbox(grpc::ServerContext*, const v1::ListPodSandboxRequest* req, v1::ListPodSandboxResponse* resp) {
+  return Guard("ListPodSandbox", [&] { Pods(server_).ListPodSandbox(*req, resp); });
 }
 
 grpc::Status RuntimeServiceImpl::StreamPodSandboxes(grpc::ServerContext*, const v1::StreamPodSandboxesRequest*,
@@ -98,24 +111,24 @@ grpc::Status RuntimeServiceImpl::StreamPodSandboxes(grpc::ServerContext*, const 
   return Unimplemented("StreamPodSandboxes");
 }
 
-grpc::Status RuntimeServiceImpl::CreateContainer(grpc::ServerContext*, const v1::CreateContainerRequest*, v1::CreateContainerResponse*) {
-  return Unimplemented("CreateContainer");
+grpc::Status RuntimeServiceImpl::CreateContainer(grpc::ServerContext*, const v1::CreateContainerRequest* req, v1::CreateContainerResponse* resp) {
+  return Guard("CreateContainer", [&] { Pods(server_).CreateContainer(*req, resp); });
 }
 
-grpc::Status RuntimeServiceImpl::StartContainer(grpc::ServerContext*, const v1::StartContainerRequest*, v1::StartContainerResponse*) {
-  return Unimplemented("StartContainer");
+grpc::Status RuntimeServiceImpl::StartContainer(grpc::ServerContext*, const v1::StartContainerRequest* req, v1::StartContainerResponse*) {
+  return Guard("StartContainer", [&] { Pods(server_).StartContainer(*req); });
 }
 
-grpc::Status RuntimeServiceImpl::StopContainer(grpc::ServerContext*, const v1::StopContainerRequest*, v1::StopContainerResponse*) {
-  return Unimplemented("StopContainer");
+grpc::Status RuntimeServiceImpl::StopContainer(grpc::ServerContext*, const v1::StopContainerRequest* req, v1::StopContainerResponse*) {
+  return Guard("StopContainer", [&] { Pods(server_).StopContainer(*req); });
 }
 
-grpc::Status RuntimeServiceImpl::RemoveContainer(grpc::ServerContext*, const v1::RemoveContainerRequest*, v1::RemoveContainerResponse*) {
-  return Unimplemented("RemoveContainer");
+grpc::Status RuntimeServiceImpl::RemoveContainer(grpc::ServerContext*, const v1::RemoveContainerRequest* req, v1::RemoveContainerResponse*) {
+  return Guard("RemoveContainer", [&] { Pods(server_).RemoveContainer(*req); });
 }
 
-grpc::Status RuntimeServiceImpl::ListContainers(grpc::ServerContext*, const v1::ListContainersRequest*, v1::ListContainersResponse*) {
-  return Unimplemented("ListContainers");
+grpc::Status RuntimeServiceImpl::ListContainers(grpc::ServerContext*, const v1::ListContainersRequest* req, v1::ListContainersResponse* resp) {
+  return Guard("ListContainers", [&] { Pods(server_).ListContainers(*req, resp); });
 }
 
 grpc::Status RuntimeServiceImpl::StreamContainers(grpc::ServerContext*, const v1::StreamContainersRequest*,
@@ -123,20 +136,20 @@ grpc::Status RuntimeServiceImpl::StreamContainers(grpc::ServerContext*, const v1
   return Unimplemented("StreamContainers");
 }
 
-grpc::Status RuntimeServiceImpl::ContainerStatus(grpc::ServerContext*, const v1::ContainerStatusRequest*, v1::ContainerStatusResponse*) {
-  return Unimplemented("ContainerStatus");
+grpc::Status RuntimeServiceImpl::ContainerStatus(grpc::ServerContext*, const v1::ContainerStatusRequest* req, v1::ContainerStatusResponse* resp) {
+  return Guard("ContainerStatus", [&] { Pods(server_).ContainerStatus(*req, resp); });
 }
 
-grpc::Status RuntimeServiceImpl::UpdateContainerResources(grpc::ServerContext*, const v1::UpdateContainerResourcesRequest*, v1::UpdateContainerResourcesResponse*) {
-  return Unimplemented("UpdateContainerResources");
+grpc::Status RuntimeServiceImpl::UpdateContainerResources(grpc::ServerContext*, const v1::UpdateContainerResourcesRequest* req, v1::UpdateContainerResourcesResponse*) {
+  return Guard("UpdateContainerResources", [&] { Pods(server_).UpdateContainerResources(*req); });
 }
 
-grpc::Status RuntimeServiceImpl::ReopenContainerLog(grpc::ServerContext*, const v1::ReopenContainerLogRequest*, v1::ReopenContainerLogResponse*) {
-  return Unimplemented("ReopenContainerLog");
+grpc::Status RuntimeServiceImpl::ReopenContainerLog(grpc::ServerContext*, const v1::ReopenContainerLogRequest* req, v1::ReopenContainerLogResponse*) {
+  return Guard("ReopenContainerLog", [&] { Pods(server_).ReopenContainerLog(*req); });
 }
 
-grpc::Status RuntimeServiceImpl::ExecSync(grpc::ServerContext*, const v1::ExecSyncRequest*, v1::ExecSyncResponse*) {
-  return Unimplemented("ExecSync");
+grpc::Status RuntimeServiceImpl::ExecSync(grpc::ServerContext*, const v1::ExecSyncRequest* req, v1::ExecSyncResponse* resp) {
+  return Guard("ExecSync", [&] { Pods(server_).ExecSync(*req, resp); });
 }
 
 grpc::Status RuntimeServiceImpl::Exec(grpc::ServerContext*, const v1::ExecRequest*, v1::ExecResponse*) {
@@ -151,12 +164,12 @@ grpc::Status RuntimeServiceImpl::PortForward(grpc::ServerContext*, const v1::Por
   return Unimplemented("PortForward");
 }
 
-grpc::Status RuntimeServiceImpl::ContainerStats(grpc::ServerContext*, const v1::ContainerStatsRequest*, v1::ContainerStatsResponse*) {
-  return Unimplemented("ContainerStats");
+grpc::Status RuntimeServiceImpl::ContainerStats(grpc::ServerContext*, const v1::ContainerStatsRequest* req, v1::ContainerStatsResponse* resp) {
+  return Guard("ContainerStats", [&] { Pods(server_).ContainerStats(*req, resp); });
 }
 
-grpc::Status RuntimeServiceImpl::ListContainerStats(grpc::ServerContext*, const v1::ListContainerStatsRequest*, v1::ListContainerStatsResponse*) {
-  return Unimplemented("ListContainerStats");
+grpc::Status RuntimeServiceImpl::ListContainerStats(grpc::ServerContext*, const v1::ListContainerStatsRequest* req, v1::ListContainerStatsResponse* resp) {
+  return Guard("ListContainerStats", [&] { Pods(server_).ListContainerStats(*req, resp); });
 }
 
 grpc::Status RuntimeServiceImpl::StreamContainerStats(grpc::ServerContext*, const v1::StreamContainerStatsRequest*,
@@ -164,12 +177,12 @@ grpc::Status RuntimeServiceImpl::StreamContainerStats(grpc::ServerContext*, cons
   return Unimplemented("StreamContainerStats");
 }
 
-grpc::Status RuntimeServiceImpl::PodSandboxStats(grpc::ServerContext*, const v1::PodSandboxStatsRequest*, v1::PodSandboxStatsResponse*) {
-  return Unimplemented("PodSandboxStats");
+grpc::Status RuntimeServiceImpl::PodSandboxStats(grpc::ServerContext*, const v1::PodSandboxStatsRequest* req, v1::PodSandboxStatsResponse* resp) {
+  return Guard("PodSandboxStats", [&] { Pods(server_).PodSandboxStats(*req, resp); });
 }
 
-grpc::Status RuntimeServiceImpl::ListPodSandboxStats(grpc::ServerContext*, const v1::ListPodSandboxStatsRequest*, v1::ListPodSandboxStatsResponse*) {
-  return Unimplemented("ListPodSandboxStats");
+grpc::Status RuntimeServiceImpl::ListPodSandboxStats(grpc::ServerContext*, const v1::ListPodSandboxStatsRequest* req, v1::ListPodSandboxStatsResponse* resp) {
+  return Guard("ListPodSandboxStats", [&] { Pods(server_).ListPodSandboxStats(*req, resp); });
 }
 
 grpc::Status RuntimeServiceImpl::StreamPodSandboxStats(grpc::ServerContext*, const v1::StreamPodSandboxStatsRequest*,
@@ -181,9 +194,15 @@ grpc::Status RuntimeServiceImpl::CheckpointContainer(grpc::ServerContext*, const
   return Unimplemented("CheckpointContainer");
 }
 
-grpc::Status RuntimeServiceImpl::GetContainerEvents(grpc::ServerContext*, const v1::GetEventsRequest*,
-                                    grpc::ServerWriter<v1::ContainerEventResponse>*) {
-  return Unimplemented("GetContainerEvents");
+grpc::Status RuntimeServiceImpl::GetContainerEvents(grpc::ServerContext* ctx, const v1::GetEventsRequest*,
+                                    grpc::ServerWriter<v1::ContainerEventResponse>* writer) {
+  return Guard("GetContainerEvents", [&] {
+    auto sub = Pods(server_).SubscribeEvents();
+    v1::ContainerEventResponse ev;
+    while (!ctx->IsCancelled()) {
+      if (sub->Next(&ev, std::chrono::milliseconds(500)) && !writer->Write(ev)) break;
+    }
+  });
 }
 
 grpc::Status RuntimeServiceImpl::ListMetricDescriptors(grpc::ServerContext*, const v1::ListMetricDescriptorsRequest*, v1::ListMetricDescriptorsResponse*) {

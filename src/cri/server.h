@@ -21,6 +21,9 @@ class WarningService;
 namespace berth::image {
 class ImageService;
 }
+namespace berth::lifecycle {
+class RuntimeService;
+}
 
 namespace berth::cri {
 
@@ -43,6 +46,9 @@ struct ServerDeps {
   // Per handler, the default handler once more as "" (see ResolveHandlerFeatures).
   std::vector<HandlerFeatures> handlers;
   std::string image_service_error;  // why image_service is null, for messages
+  // Pods and containers (src/lifecycle); null: those calls answer UNAVAILABLE with pods_error.
+  std::shared_ptr<lifecycle::RuntimeService> pods;
+  std::string pods_error;
 };
 
 // The runtime handlers of the runtime plugin as Status reports them: "" (the default handler)
