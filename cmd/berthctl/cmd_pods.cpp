@@ -1,5 +1,7 @@
 // Pods and containers, crictl style: runp, create, start, stop, rm, stopp, rmp, ps, pods,
 // inspect, inspectp, exec, logs, stats, run.
+#include "runtime/v1/api.grpc.pb.h"  // first: its enum Signal names collide with <signal.h> macros
+
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
@@ -17,7 +19,6 @@
 #include <nlohmann/json.hpp>
 
 #include "cmd/berthctl/commands.h"
-#include "runtime/v1/api.grpc.pb.h"
 
 namespace berth::berthctl {
 

@@ -45,6 +45,7 @@ void AddConfigCommands(CLI::App& app, Globals& g);  // config dump
 void AddWarningCommands(CLI::App& app, Globals& g); // warnings
 void AddFeaturesCommands(CLI::App& app, Globals& g);  // features [HANDLER] (cmd_features.cpp)
 void AddMountsCommands(CLI::App& app, Globals& g);    // mounts audit (cmd_mounts.cpp)
+void AddPodCommands(CLI::App& app, Globals& g);  // runp, create, start, stop, rm, stopp, rmp, ps, pods, inspect[p], exec, logs, stats, run (cmd_pods.cpp)
 void AddCRICommands(CLI::App& app, Globals& g);  // version, info (cmd_cri.cpp)
 void AddImageCommands(CLI::App& app, Globals& g);  // images [import], pull, rmi, inspecti, imagefsinfo (cmd_images.cpp)
 

@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   AddWarningCommands(app, g);
   AddFeaturesCommands(app, g);
   AddMountsCommands(app, g);
+  AddPodCommands(app, g);
   AddCRICommands(app, g);
   AddImageCommands(app, g);
 
