@@ -1,0 +1,395 @@
+// End-to-end pods and containers: the real berthd (runc, berth-monitor, berth-pause) on a
+// temporary socket, root and state, an image imported from an OCI archive built in the test,
+// and a real gRPC client. Needs root, runc and busybox-static; skips otherwise.
+#include "runtime/v1/api.grpc.pb.h"  // first: its enum Signal names collide with <signal.h> macros
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "berth/images/v1/images.grpc.pb.h"
+#include "common/exec.h"
+#include "common/fs.h"
+#include "image_support.h"
+#include "support/support.h"
+
+namespace {
+
+namespace v1 = runtime::v1;
+using berth::testing::TempDir;
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::unique_ptr<grpc::ClientContext> Ctx(int seconds = 60) {
+  auto c = std::make_unique<grpc::ClientContext>();
+  c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
+  return c;
+}
+
+class Berthd {
+ public:
+  explicit Berthd(const std::string& dir) : dir_(dir) {
+    socket_ = dir + "/berth.sock";
+    config_ = dir + "/config.toml";
+    std::ostringstream c;
+    c << "version = 3\n"
+      << "root = \"" << dir << "/root\"\n"
+      << "state = \"" << dir << "/state\"\n"
+      << "[grpc]\n"
+      << "address = \"" << socket_ << "\"\n"
+      << "[plugins.\"io.containerd.cri.v1.runtime\"]\n"
+      << "restrict_oom_score_adj = true\n"
+      << "[plugins.\"io.containerd.cri.v1.runtime\".containerd]\n"
+      << "default_runtime_name = \"runc\"\n"
+      << "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.runc]\n"
+      << "runtime_type = \"io.containerd.runc.v2\"\n";
+    berth::testing::WriteFile(config_, c.str());
+  }
+  ~Berthd() { Stop(SIGTERM); }
+
+  std::string Start() {
+    log_ = dir_ + "/berthd." + std::to_string(++starts_) + ".log";
+    pid_ = fork();
+    if (pid_ < 0) return "fork failed";
+    if (pid_ == 0) {
+      int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (fd >= 0) {
+        dup2(fd, 1);
+        dup2(fd, 2);
+      }
+      setenv("BERTH_MONITOR_PATH", BERTH_MONITOR_PATH, 1);
+      setenv("BERTH_PAUSE_PATH", BERTH_PAUSE_PATH, 1);
+      execl(BERTHD_PATH, BERTHD_PATH, "--config", config_.c_str(), "--log-level", "debug", nullptr);
+      _exit(127);
+    }
+    channel_ = grpc::CreateChannel("unix:" + socket_, grpc::InsecureChannelCredentials());
+    runtime_ = v1::RuntimeService::NewStub(channel_);
+    images_ = berth::images::v1::Images::NewStub(channel_);
+    for (int i = 0; i < 1200; ++i) {
+      if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
+        pid_ = -1;
+        return "berthd exited during startup:\n" + ReadAll(log_);
+      }
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+      v1::VersionResponse resp;
+      if (access(socket_.c_str(), F_OK) == 0 && runtime_->Version(&ctx, {}, &resp).ok()) return "";
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return "berthd did not answer on " + socket_ + ":\n" + ReadAll(log_);
+  }
+
+  void Stop(int sig) {
+    if (pid_ <= 0) return;
+    kill(pid_, sig);
+    int status = 0;
+    for (int i = 0; i < 300 && waitpid(pid_, &status, WNOHANG) == 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    if (waitpid(pid_, &status, WNOHANG) == 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, &status, 0);
+    }
+    pid_ = -1;
+  }
+
+  std::string Log() { return ReadAll(log_); }
+  const std::string& socket() const { return socket_; }
+  v1::RuntimeService::Stub& rt() { return *runtime_; }
+  berth::images::v1::Images::Stub& images() { return *images_; }
+
+ private:
+  std::string dir_, socket_, config_, log_;
+  int starts_ = 0;
+  pid_t pid_ = -1;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::RuntimeService::Stub> runtime_;
+  std::unique_ptr<berth::images::v1::Images::Stub> images_;
+};
+
+class PodsE2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string reason = berth::testing::ContainerSkipReason("runc");
+    if (!reason.empty()) GTEST_SKIP() << reason;
+    if (berth::testing::BusyboxPath().empty()) GTEST_SKIP() << "busybox-static is not installed";
+    dir_ = std::make_unique<TempDir>("berth-e2e-pods");
+    d_ = std::make_unique<Berthd>(dir_->path());
+    std::string err = d_->Start();
+    ASSERT_EQ(err, "");
+    berth::testing::TestImageOptions opts;
+    opts.user = "";
+    opts.entrypoint = {};
+    opts.cmd = {"sh"};
+    auto img = berth::testing::BuildTestImage(*dir_ / "oci", opts);
+    berth::testing::WriteOciArchive(img, *dir_ / "busybox.tar", "docker.io/test/busybox:e2e");
+    berth::images::v1::ImportRequest req;
+    req.set_path(*dir_ / "busybox.tar");
+    berth::images::v1::ImportResponse resp;
+    auto st = d_->images().Import(Ctx().get(), req, &resp);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+  }
+  void TearDown() override {
+    if (!d_) return;
+    v1::ListPodSandboxResponse pods;
+    if (d_->rt().ListPodSandbox(Ctx().get(), {}, &pods).ok()) {
+      for (const auto& p : pods.items()) {
+        v1::RemovePodSandboxRequest r;
+        r.set_pod_sandbox_id(p.id());
+        v1::RemovePodSandboxResponse rr;
+        d_->rt().RemovePodSandbox(Ctx().get(), r, &rr);
+      }
+    }
+    d_.reset();
+  }
+
+  v1::PodSandboxConfig Pod(const std::string& name) {
+    v1::PodSandboxConfig c;
+    c.mutable_metadata()->set_name(name);
+    c.mutable_metadata()->set_namespace_("e2e");
+    c.mutable_metadata()->set_uid("uid-" + name);
+    c.set_hostname(name);
+    c.set_log_directory(*dir_ / ("logs/" + name));
+    return c;
+  }
+  std::string RunPod(const v1::PodSandboxConfig& c) {
+    v1::RunPodSandboxRequest req;
+    *req.mutable_config() = c;
+    v1::RunPodSandboxResponse resp;
+    auto st = d_->rt().RunPodSandbox(Ctx().get(), req, &resp);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    return resp.pod_sandbox_id();
+  }
+  grpc::Status Create(const std::string& pod, const v1::PodSandboxConfig& pc, const std::string& name,
+                      const std::string& script, std::string* id) {
+    v1::CreateContainerRequest req;
+    req.set_pod_sandbox_id(pod);
+    *req.mutable_sandbox_config() = pc;
+    auto* c = req.mutable_config();
+    c->mutable_metadata()->set_name(name);
+    c->mutable_image()->set_image("docker.io/test/busybox:e2e");
+    c->add_command("sh");
+    c->add_command("-c");
+    c->add_command(script);
+    c->set_log_path(name + ".log");
+    v1::CreateContainerResponse resp;
+    auto st = d_->rt().CreateContainer(Ctx().get(), req, &resp);
+    if (id) *id = resp.container_id();
+    return st;
+  }
+  void Start(const std::string& id) {
+    v1::StartContainerRequest r;
+    r.set_container_id(id);
+    v1::StartContainerResponse rr;
+    auto st = d_->rt().StartContainer(Ctx().get(), r, &rr);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+  }
+  v1::ContainerStatus Status(const std::string& id, grpc::StatusCode* code = nullptr) {
+    v1::ContainerStatusRequest r;
+    r.set_container_id(id);
+    r.set_verbose(true);
+    v1::ContainerStatusResponse rr;
+    auto st = d_->rt().ContainerStatus(Ctx().get(), r, &rr);
+    if (code) *code = st.error_code();
+    return rr.status();
+  }
+  v1::ContainerStatus WaitExited(const std::string& id) {
+    for (int i = 0; i < 3000; ++i) {
+      auto s = Status(id);
+      if (s.state() == v1::CONTAINER_EXITED) return s;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ADD_FAILURE() << "container did not exit";
+    return Status(id);
+  }
+
+  std::unique_ptr<TempDir> dir_;
+  std::unique_ptr<Berthd> d_;
+};
+
+TEST_F(PodsE2E, LifecycleExecLogsEventsAndBadRequests) {
+  grpc::ClientContext ev_ctx;
+  v1::GetEventsRequest ev_req;
+  auto reader = d_->rt().GetContainerEvents(&ev_ctx, ev_req);
+  std::vector<std::pair<std::string, v1::ContainerEventType>> events;
+  std::mutex ev_mu;
+  std::thread ev_thread([&] {
+    v1::ContainerEventResponse ev;
+    while (reader->Read(&ev)) {
+      std::lock_guard<std::mutex> l(ev_mu);
+      events.emplace_back(ev.container_id(), ev.container_event_type());
+    }
+  });
+
+  auto pc = Pod("web");
+  std::string pod = RunPod(pc);
+  std::string a, b;
+  ASSERT_TRUE(Create(pod, pc, "a", "printf 'part'; sleep 0.1; echo ial; head -c 20000 /dev/zero | tr '\\0' x; echo end; sleep 1000", &a).ok());
+  ASSERT_TRUE(Create(pod, pc, "b", "sleep 1000", &b).ok());
+  Start(a);
+  Start(b);
+  // Shared network namespace.
+  auto exec = [&](const std::string& id, std::vector<std::string> cmd, int64_t timeout, v1::ExecSyncResponse* out) {
+    v1::ExecSyncRequest r;
+    r.set_container_id(id);
+    for (auto& c : cmd) r.add_cmd(c);
+    r.set_timeout(timeout);
+    return d_->rt().ExecSync(Ctx().get(), r, out);
+  };
+  v1::ExecSyncResponse na, nb;
+  ASSERT_TRUE(exec(a, {"readlink", "/proc/self/ns/net"}, 10, &na).ok());
+  ASSERT_TRUE(exec(b, {"readlink", "/proc/self/ns/net"}, 10, &nb).ok());
+  EXPECT_EQ(na.stdout(), nb.stdout());
+  v1::ExecSyncResponse slow;
+  EXPECT_EQ(exec(a, {"sleep", "30"}, 1, &slow).error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  // Logs: a write without a newline is joined with the rest of its line; a line longer than
+  // max_container_log_line_size (16 KiB) is split into P(artial) entries and a F(ull) one.
+  std::string log;
+  for (int i = 0; i < 500 && log.find("end\n") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    log = ReadAll(Status(a).log_path());
+  }
+  EXPECT_NE(log.find(" stdout F partial\n"), std::string::npos) << log;
+  EXPECT_NE(log.find(" stdout P xxxx"), std::string::npos) << log.substr(0, 200);
+  EXPECT_NE(log.find("xend\n"), std::string::npos);
+
+  // Bad requests get the right codes and leave the daemon working.
+  grpc::StatusCode code;
+  Status("does-not-exist", &code);
+  EXPECT_EQ(code, grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(Create(pod, pc, "a", "true", nullptr).error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  {
+    v1::RunPodSandboxRequest dup;
+    *dup.mutable_config() = pc;
+    v1::RunPodSandboxResponse r;
+    auto st = d_->rt().RunPodSandbox(Ctx().get(), dup, &r);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+    EXPECT_NE(st.error_message().find(pod), std::string::npos);
+  }
+  {
+    v1::CreateContainerRequest req;
+    req.set_pod_sandbox_id(pod);
+    auto* c = req.mutable_config();
+    c->mutable_metadata()->set_name("evil");
+    c->mutable_image()->set_image("docker.io/test/busybox:e2e");
+    c->add_command("true");
+    c->mutable_linux()->mutable_security_context()->mutable_capabilities()->add_add_capabilities("CAP_NOPE");
+    v1::CreateContainerResponse r;
+    EXPECT_EQ(d_->rt().CreateContainer(Ctx().get(), req, &r).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  {
+    v1::ExecRequest er;
+    er.set_container_id(a);
+    v1::ExecResponse r;
+    auto st = d_->rt().Exec(Ctx().get(), er, &r);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+    EXPECT_NE(st.error_message().find("Exec"), std::string::npos);
+  }
+  EXPECT_EQ(Status(a).state(), v1::CONTAINER_RUNNING);
+
+  // Stop, remove, stop and remove the pod.
+  v1::StopContainerRequest sr;
+  sr.set_container_id(a);
+  sr.set_timeout(10);
+  v1::StopContainerResponse srr;
+  ASSERT_TRUE(d_->rt().StopContainer(Ctx().get(), sr, &srr).ok());
+  EXPECT_EQ(Status(a).state(), v1::CONTAINER_EXITED);
+  v1::RemoveContainerRequest rr;
+  rr.set_container_id(a);
+  v1::RemoveContainerResponse rrr;
+  ASSERT_TRUE(d_->rt().RemoveContainer(Ctx().get(), rr, &rrr).ok());
+  v1::StopPodSandboxRequest sp;
+  sp.set_pod_sandbox_id(pod);
+  v1::StopPodSandboxResponse spr;
+  ASSERT_TRUE(d_->rt().StopPodSandbox(Ctx().get(), sp, &spr).ok());
+  EXPECT_EQ(Status(b).state(), v1::CONTAINER_EXITED);
+  v1::RemovePodSandboxRequest rp;
+  rp.set_pod_sandbox_id(pod);
+  v1::RemovePodSandboxResponse rpr;
+  ASSERT_TRUE(d_->rt().RemovePodSandbox(Ctx().get(), rp, &rpr).ok());
+  v1::ListContainersResponse lc;
+  ASSERT_TRUE(d_->rt().ListContainers(Ctx().get(), {}, &lc).ok());
+  EXPECT_EQ(lc.containers_size(), 0);
+
+  ev_ctx.TryCancel();
+  ev_thread.join();
+  std::vector<v1::ContainerEventType> of_a;
+  for (const auto& [id, t] : events) {
+    if (id == a) of_a.push_back(t);
+  }
+  EXPECT_EQ(of_a, (std::vector<v1::ContainerEventType>{v1::CONTAINER_CREATED_EVENT, v1::CONTAINER_STARTED_EVENT,
+                                                        v1::CONTAINER_STOPPED_EVENT, v1::CONTAINER_DELETED_EVENT}));
+
+#ifdef BERTHCTL_PATH
+  auto r = berth::exec::Run({BERTHCTL_PATH, "--address", d_->socket(), "pods"});
+  EXPECT_TRUE(r.ok()) << r.err;
+  EXPECT_NE(r.out.find("POD ID"), std::string::npos) << r.out;
+#endif
+}
+
+TEST_F(PodsE2E, SurvivesSigkillOfBerthd) {
+  auto pc = Pod("survivor");
+  std::string pod = RunPod(pc);
+  std::string run, quit;
+  ASSERT_TRUE(Create(pod, pc, "runner", "sleep 1000", &run).ok());
+  ASSERT_TRUE(Create(pod, pc, "quitter", "sleep 1; exit 42", &quit).ok());
+  Start(run);
+  Start(quit);
+  // A create in flight when berthd is killed.
+  std::thread creator([&] { Create(pod, pc, "inflight", "true", nullptr); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  d_->Stop(SIGKILL);
+  creator.join();
+  // The quitter exits while berthd is down.
+  std::string exit_file = *dir_ / ("state/io.containerd.grpc.v1.cri/containers/" + quit + "/exit");
+  for (int i = 0; i < 3000 && !berth::fs::Exists(exit_file); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ(d_->Start(), "");
+  EXPECT_EQ(Status(run).state(), v1::CONTAINER_RUNNING);
+  auto q = Status(quit);
+  EXPECT_EQ(q.state(), v1::CONTAINER_EXITED);
+  EXPECT_EQ(q.exit_code(), 42);
+  v1::ListPodSandboxResponse pods;
+  ASSERT_TRUE(d_->rt().ListPodSandbox(Ctx().get(), {}, &pods).ok());
+  ASSERT_EQ(pods.items_size(), 1);
+  EXPECT_EQ(pods.items(0).state(), v1::SANDBOX_READY);
+  // No half-created leftovers: every container directory belongs to a listed container.
+  v1::ListContainersResponse lc;
+  ASSERT_TRUE(d_->rt().ListContainers(Ctx().get(), {}, &lc).ok());
+  std::set<std::string> listed;
+  for (const auto& c : lc.containers()) listed.insert(c.id());
+  std::string cdir = *dir_ / "state/io.containerd.grpc.v1.cri/containers";
+  if (std::filesystem::exists(cdir)) {
+    for (const auto& e : std::filesystem::directory_iterator(cdir)) {
+      EXPECT_TRUE(listed.count(e.path().filename().string())) << "leftover " << e.path();
+    }
+  }
+  v1::ExecSyncRequest er;
+  er.set_container_id(run);
+  er.add_cmd("echo");
+  er.add_cmd("alive");
+  v1::ExecSyncResponse eresp;
+  ASSERT_TRUE(d_->rt().ExecSync(Ctx().get(), er, &eresp).ok());
+  EXPECT_EQ(eresp.stdout(), "alive\n");
+}
+
+}  // namespace
