@@ -6,6 +6,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -198,6 +199,57 @@ const KernelSupport& ProbeKernel() {
   static KernelSupport result;
   std::call_once(once, [] { result = ProbeKernelUncached(); });
   return result;
+}
+
+KernelCacheKey CurrentKernelCacheKey() {
+  KernelCacheKey k;
+  struct utsname u;
+  if (::uname(&u) == 0) k.release = u.release;
+  try {
+    std::string id = fs::ReadFile("/proc/sys/kernel/random/boot_id", 256);
+    while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
+    k.boot_id = id;
+  } catch (const Error&) {
+  }
+  return k;
+}
+
+KernelSupport ProbeKernelCached(const std::string& cache_file, bool* cached) {
+  if (cached) *cached = false;
+  if (cache_file.empty()) return ProbeKernel();
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lock(mu);
+  const KernelCacheKey key = CurrentKernelCacheKey();
+  const bool keyed = !key.release.empty() && !key.boot_id.empty();
+  if (keyed) {
+    try {
+      auto j = nlohmann::json::parse(fs::ReadFile(cache_file, 1u << 16), nullptr, false);
+      if (j.is_object() && j.value("version", 0) == 1 && j.value("release", "") == key.release &&
+          j.value("boot_id", "") == key.boot_id && j.contains("supported") &&
+          j["supported"].is_boolean() && j.contains("reason") && j["reason"].is_string()) {
+        if (cached) *cached = true;
+        return {j["supported"].get<bool>(), j["reason"].get<std::string>()};
+      }
+    } catch (const std::exception&) {
+      // Missing or unreadable: probe and rewrite.
+    }
+  }
+  KernelSupport k = ProbeKernel();
+  if (keyed && CanStage()) {
+    try {
+      if (auto slash = cache_file.rfind('/'); slash != std::string::npos && slash > 0)
+        fs::MkdirAll(cache_file.substr(0, slash), 0700);
+      nlohmann::json j{{"version", 1},
+                       {"release", key.release},
+                       {"boot_id", key.boot_id},
+                       {"supported", k.supported},
+                       {"reason", k.reason}};
+      fs::WriteFileAtomic(cache_file, j.dump() + "\n", 0600);
+    } catch (const std::exception&) {
+      // A cache that cannot be written costs a probe at the next start, nothing else.
+    }
+  }
+  return k;
 }
 
 RoMethod MakeRecursiveReadOnly(const std::string& path, RoMethod method) {

@@ -23,6 +23,21 @@ KernelSupport ProbeKernelUncached(const std::string& scratch_parent = "");
 // Same, computed once per process.
 const KernelSupport& ProbeKernel();
 
+// ProbeKernel with its answer kept on disk in `cache_file` (e.g.
+// <state>/io.containerd.grpc.v1.cri/probes/kernel.json), keyed by the kernel release and
+// /proc/sys/kernel/random/boot_id: a reboot or another kernel invalidates it, so the first start
+// after boot still probes. Only answers proven with CAP_SYS_ADMIN are written (an unprivileged
+// "unsupported" says nothing about the kernel). A missing, unreadable, damaged or stale file is
+// ignored and rewritten atomically. Empty `cache_file`: ProbeKernel(). `cached` (optional) tells
+// whether the answer came from the file. Never throws.
+KernelSupport ProbeKernelCached(const std::string& cache_file, bool* cached = nullptr);
+// The key the kernel cache is written under: {"release": uname -r, "boot_id": ...}; empty
+// strings when they cannot be read (then nothing is cached).
+struct KernelCacheKey {
+  std::string release, boot_id;
+};
+KernelCacheKey CurrentKernelCacheKey();
+
 enum class RoMethod { kAuto, kMountSetattr, kRemount };
 const char* RoMethodName(RoMethod m);  // "auto", "mount_setattr", "remount"
 

@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "common/exec.h"
+#include "common/fs.h"
 
 namespace berth::runtime {
 
@@ -56,10 +57,61 @@ struct CacheKey {
   std::string path;
   long long mtime_ns;
   long long size;
+  unsigned long long dev, ino;
   bool operator<(const CacheKey& o) const {
-    return std::tie(path, mtime_ns, size) < std::tie(o.path, o.mtime_ns, o.size);
+    return std::tie(path, mtime_ns, size, dev, ino) < std::tie(o.path, o.mtime_ns, o.size, o.dev, o.ino);
+  }
+  nlohmann::json ToJson() const {
+    return {{"path", path}, {"mtime_ns", mtime_ns}, {"size", size}, {"dev", dev}, {"ino", ino}};
   }
 };
+
+std::string DiskCachePath(const std::string& cache_dir, const std::string& binary) {
+  std::string name;
+  for (char c : binary) name += (isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-') ? c : '_';
+  return fs::Join(cache_dir, "features" + name + ".json");
+}
+
+// The cached answer for `key`, or nullopt when the file is missing, damaged or for another key.
+std::optional<FeaturesQuery> LoadDisk(const std::string& file, const CacheKey& key) {
+  try {
+    auto j = nlohmann::json::parse(fs::ReadFile(file, 4u << 20), nullptr, false);
+    if (!j.is_object() || j.value("version", 0) != 1 || !j.contains("key") || j["key"] != key.ToJson())
+      return std::nullopt;
+    FeaturesQuery q;
+    q.binary = key.path;
+    q.cached = true;
+    q.has_features_command = j.at("has_features_command").get<bool>();
+    if (q.has_features_command) {
+      try {
+        q.features = ParseFeatures(j.at("output").get<std::string>());
+      } catch (const Error& e) {
+        q.error = "\"" + key.path + " features\": " + e.what();
+      }
+    } else {
+      q.error = j.at("error").get<std::string>();
+    }
+    return q;
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+void StoreDisk(const std::string& file, const CacheKey& key, const FeaturesQuery& q, const exec::Result& r) {
+  nlohmann::json j{{"version", 1}, {"key", key.ToJson()}, {"has_features_command", q.has_features_command}};
+  if (q.has_features_command) {
+    j["output"] = r.out;
+  } else {
+    j["error"] = q.error;
+  }
+  try {
+    if (auto slash = file.rfind('/'); slash != std::string::npos && slash > 0)
+      fs::MkdirAll(file.substr(0, slash), 0700);
+    fs::WriteFileAtomic(file, j.dump() + "\n", 0600);
+  } catch (const std::exception&) {
+    // Not cached: the next start runs `features` again.
+  }
+}
 std::mutex g_mu;
 std::map<CacheKey, FeaturesQuery> g_cache;
 
@@ -116,15 +168,25 @@ std::string ResolveRuntimeBinary(const std::string& binary_name, const std::stri
   return *p;
 }
 
-FeaturesQuery QueryFeatures(const std::string& binary, std::chrono::milliseconds timeout) {
+FeaturesQuery QueryFeatures(const std::string& binary, std::chrono::milliseconds timeout,
+                            const std::string& cache_dir) {
   struct stat st{};
   if (::stat(binary.c_str(), &st) != 0) ThrowErrno("OCI runtime binary " + binary);
   CacheKey key{binary, static_cast<long long>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec,
-               static_cast<long long>(st.st_size)};
+               static_cast<long long>(st.st_size), static_cast<unsigned long long>(st.st_dev),
+               static_cast<unsigned long long>(st.st_ino)};
   {
     std::lock_guard<std::mutex> lock(g_mu);
     auto it = g_cache.find(key);
     if (it != g_cache.end()) return it->second;
+  }
+  const std::string disk = cache_dir.empty() ? "" : DiskCachePath(cache_dir, binary);
+  if (!disk.empty()) {
+    if (auto q = LoadDisk(disk, key)) {
+      std::lock_guard<std::mutex> lock(g_mu);
+      g_cache[key] = *q;
+      return *q;
+    }
   }
   FeaturesQuery q;
   q.binary = binary;
@@ -143,6 +205,8 @@ FeaturesQuery QueryFeatures(const std::string& binary, std::chrono::milliseconds
       q.error = "\"" + binary + " features\": " + e.what();
     }
   }
+  // A timeout or a signal may be passing trouble: not worth remembering across restarts.
+  if (!disk.empty() && !r.timed_out && r.exit_code >= 0 && r.exit_code < 128) StoreDisk(disk, key, q, r);
   std::lock_guard<std::mutex> lock(g_mu);
   g_cache[key] = q;
   return q;

@@ -53,15 +53,21 @@ struct FeaturesQuery {
   bool has_features_command = false;   // exited 0
   std::optional<Features> features;    // set when the output parsed
   std::string error;                   // why there are no features
+  bool cached = false;                 // answered from the on-disk cache
 };
 
 // Runs `<binary> features` with a timeout. A non-zero exit (crun 1.8 prints "unknown command
 // features" and exits 1) gives has_features_command=false and the runtime's message in `error`;
 // exit 0 with output that does not parse gives has_features_command=true and the parse error.
-// Results are cached per binary path and modification time. Throws only when `binary` cannot be
-// executed at all.
+// Results are cached in memory per binary path, modification time, size and inode. With a
+// `cache_dir`, they are also kept on disk in <cache_dir>/features-<path>.json under the same key,
+// so that a restart of the daemon does not exec the runtime again; a replaced or updated binary
+// changes the key. Only definite answers are written (exit 0, or a plain non-zero exit: not a
+// timeout or a signal). A damaged or stale file is ignored and rewritten atomically. Throws only
+// when `binary` cannot be executed at all.
 FeaturesQuery QueryFeatures(const std::string& binary,
-                            std::chrono::milliseconds timeout = std::chrono::seconds(10));
+                            std::chrono::milliseconds timeout = std::chrono::seconds(10),
+                            const std::string& cache_dir = "");
 // Drops the cache (tests).
 void ClearFeaturesCache();
 

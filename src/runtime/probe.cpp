@@ -175,7 +175,8 @@ ProbeResult ProbeRuntimeRRO(const std::string& runtime_binary, const ProbeOption
   }
   const std::string key = runtime_binary + "|" + std::to_string(st.st_mtim.tv_sec) + "." +
                           std::to_string(st.st_mtim.tv_nsec) + "|" + std::to_string(st.st_size) +
-                          "|" + KernelRelease();
+                          "|" + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + "|" +
+                          KernelRelease();
   const std::string disk =
       opts.state_dir.empty() ? "" : fs::Join(fs::Join(opts.state_dir, "rro-probe"), EscapeKey(key) + ".json");
   if (opts.use_cache) {

@@ -13,7 +13,7 @@ struct ProbeOptions {
   // The berth-rro-probe binary; empty: FindProbeBinary().
   std::string probe_binary;
   // Bundles are created below <state_dir>/rro-probe and results cached on disk there (keyed by
-  // runtime path, mtime, size and kernel release). Empty: bundles under $TMPDIR or /tmp, no disk
+  // runtime path, mtime, size, device and inode, and kernel release). Empty: bundles under $TMPDIR or /tmp, no disk
   // cache.
   std::string state_dir;
   std::chrono::milliseconds timeout{std::chrono::seconds(30)};

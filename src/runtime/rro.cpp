@@ -24,6 +24,14 @@ std::string RuntimeWhy(const RuntimeRRO& r) {
 
 }  // namespace
 
+namespace {
+
+std::string ProbeCacheDir(const DetectOptions& opts) {
+  return opts.use_disk_cache && !opts.state_dir.empty() ? opts.state_dir + "/probes" : "";
+}
+
+}  // namespace
+
 const char* SupportName(Support s) {
   switch (s) {
     case Support::kNo: return "no";
@@ -82,7 +90,7 @@ RuntimeRRO DetectRuntimeRRO(const std::string& binary, const DetectOptions& opts
   RuntimeRRO out;
   FeaturesQuery q;
   try {
-    q = QueryFeatures(binary, opts.features_timeout);
+    q = QueryFeatures(binary, opts.features_timeout, ProbeCacheDir(opts));
   } catch (const Error& e) {
     q.error = e.what();
   }
@@ -103,6 +111,7 @@ RuntimeRRO DetectRuntimeRRO(const std::string& binary, const DetectOptions& opts
   po.probe_binary = opts.probe_binary;
   po.state_dir = opts.state_dir;
   po.timeout = opts.probe_timeout;
+  po.use_cache = opts.use_disk_cache;
   auto p = ProbeRuntimeRRO(binary, po);
   if (p.ran) {
     out.method = "probe";
@@ -132,7 +141,8 @@ HandlerRRO DetectHandlerRRO(const std::string& handler, const std::string& binar
   h.handler = handler;
   h.binary = binary;
   h.config_value = config_value;
-  h.kernel = mount::ProbeKernel();
+  const std::string cache_dir = ProbeCacheDir(opts);
+  h.kernel = cache_dir.empty() ? mount::ProbeKernel() : mount::ProbeKernelCached(cache_dir + "/kernel.json");
   h.runtime = DetectRuntimeRRO(binary, opts, &h.features, &h.features_error);
   if (!opts.allow_fallback || !FallbackAllowedByEnv()) {
     h.fallback_detail = "switched off (BERTH_RRO_FALLBACK or the caller)";

@@ -55,7 +55,11 @@ RROResolution ResolveRRO(std::string_view config_value, const mount::KernelSuppo
                          const RuntimeRRO& runtime, bool fallback_possible);
 
 struct DetectOptions {
-  std::string state_dir;     // probe bundles and the on-disk probe cache (see ProbeOptions)
+  // Probe bundles and the on-disk probe cache (see ProbeOptions); with use_disk_cache, also the
+  // kernel probe (<state_dir>/probes/kernel.json, see mount::ProbeKernelCached) and the runtime's
+  // `features` output (<state_dir>/probes/features-*.json, see QueryFeatures).
+  std::string state_dir;
+  bool use_disk_cache = true;
   std::string probe_binary;  // "" = FindProbeBinary()
   bool allow_probe = true;   // run the probe container when there is no `features` command
   bool allow_fallback = true;
@@ -94,7 +98,9 @@ struct HandlerRRO {
   std::string DeterminedBy() const;
 };
 
-// Probes (kernel: mount::ProbeKernel, cached; runtime: DetectRuntimeRRO, cached) and resolves.
+// Probes (kernel: mount::ProbeKernelCached; runtime: DetectRuntimeRRO; both cached in memory and,
+// with a state_dir, on disk) and resolves. The caches hold proven answers only and are keyed so
+// that a reboot, another kernel or another runtime binary makes them stale.
 // Never throws for probe failures; they end up in the reasons. Throws Error(kNotFound) only when
 // the binary cannot be resolved.
 HandlerRRO DetectHandlerRRO(const std::string& handler, const std::string& binary,
