@@ -12,6 +12,8 @@
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "common/error.h"
 #include "common/fs.h"
 #include "mount/audit.h"
@@ -59,6 +61,70 @@ TEST(KernelProbe, ReportsAnAnswerWithReason) {
   }
   EXPECT_TRUE(k.supported) << k.reason;  // the test host runs Linux 6.x
   EXPECT_EQ(ProbeKernel().supported, k.supported);
+}
+
+std::string KernelCacheJson(const std::string& release, const std::string& boot_id, bool supported,
+                            const std::string& reason) {
+  return nlohmann::json{{"version", 1}, {"release", release}, {"boot_id", boot_id},
+                        {"supported", supported}, {"reason", reason}}
+      .dump();
+}
+
+TEST(KernelProbeCache, AnswersFromAFileForThisBootAndKernel) {
+  testing::TempDir tmp;
+  auto key = CurrentKernelCacheKey();
+  ASSERT_FALSE(key.release.empty());
+  ASSERT_FALSE(key.boot_id.empty());
+  const std::string file = tmp / "probes/kernel.json";
+  testing::WriteFile(file, KernelCacheJson(key.release, key.boot_id, false, "from the cache"));
+  bool cached = false;
+  auto k = ProbeKernelCached(file, &cached);
+  EXPECT_TRUE(cached);
+  EXPECT_FALSE(k.supported);
+  EXPECT_EQ(k.reason, "from the cache");
+}
+
+TEST(KernelProbeCache, IgnoresStaleOrDamagedFiles) {
+  testing::TempDir tmp;
+  auto key = CurrentKernelCacheKey();
+  const std::string file = tmp / "probes/kernel.json";
+  for (const std::string& text :
+       {KernelCacheJson(key.release, "00000000-0000-0000-0000-000000000000", true, "another boot"),
+        KernelCacheJson("1.0.0-other", key.boot_id, true, "another kernel"),
+        std::string("{\"version\": 1, \"release\": "), std::string("[]"),
+        std::string("{\"version\": 1, \"release\": \"") + key.release + "\", \"boot_id\": \"" +
+            key.boot_id + "\", \"supported\": \"yes\", \"reason\": \"x\"}"}) {
+    testing::WriteFile(file, text);
+    bool cached = true;
+    auto k = ProbeKernelCached(file, &cached);
+    EXPECT_FALSE(cached) << text;
+    EXPECT_EQ(k.supported, ProbeKernel().supported) << text;
+    EXPECT_EQ(k.reason, ProbeKernel().reason) << text;
+    if (CanStage()) {
+      // Rewritten with the proven answer for this boot.
+      auto j = nlohmann::json::parse(fs::ReadFile(file));
+      EXPECT_EQ(j["boot_id"], key.boot_id);
+      EXPECT_EQ(j["release"], key.release);
+      EXPECT_EQ(j["supported"], ProbeKernel().supported);
+      bool again = false;
+      ProbeKernelCached(file, &again);
+      EXPECT_TRUE(again);
+    } else {
+      // Without CAP_SYS_ADMIN the answer proves nothing about the kernel: not written.
+      EXPECT_EQ(fs::ReadFile(file), text);
+    }
+  }
+}
+
+TEST(KernelProbeCache, WritesOnlyProvenAnswers) {
+  testing::TempDir tmp;
+  const std::string file = tmp / "probes/kernel.json";
+  bool cached = true;
+  ProbeKernelCached(file, &cached);
+  EXPECT_FALSE(cached);
+  EXPECT_EQ(fs::Exists(file), CanStage());
+  EXPECT_EQ(ProbeKernelCached("", &cached).supported, ProbeKernel().supported);
+  EXPECT_FALSE(cached);
 }
 
 TEST(MakeRecursiveReadOnly, RefusesNonMountPoint) {
