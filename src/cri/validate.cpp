@@ -51,11 +51,13 @@ bool DecodeBase64(const std::string& in, std::string* out) {
   for (; i < in.size() && in[i] != '='; ++i) {
     int v = val(in[i]);
     if (v < 0) return false;
-    acc = (acc << 6) | v;
+    // Only the bits not yet emitted are kept (fewer than 8), so acc never overflows.
+    acc = ((acc << 6) | v) & 0x3fff;
     bits += 6;
     if (bits >= 8) {
       bits -= 8;
       out->push_back(static_cast<char>((acc >> bits) & 0xff));
+      acc &= (1 << bits) - 1;
     }
   }
   for (; i < in.size(); ++i) {

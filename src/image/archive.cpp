@@ -5,6 +5,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 
+#include <cerrno>
 #include <cstring>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -78,7 +79,12 @@ ArchiveFiles ReadArchive(const std::string& path, content::Store& store) {
   archive_read_support_filter_zstd(a);
   archive_read_support_format_tar(a);
   if (archive_read_open_filename(a, path.c_str(), 1 << 17) != ARCHIVE_OK) {
+    const int err = archive_errno(a);
     const char* es = archive_error_string(a);
+    // A missing archive is NOT_FOUND (the CRI maps it so), not a malformed one.
+    if (err == ENOENT || err == ENOTDIR) {
+      throw Error(Code::kNotFound, "image archive " + path + ": " + std::strerror(err));
+    }
     Invalid(path, es ? es : "cannot open");
   }
   size_t count = 0;

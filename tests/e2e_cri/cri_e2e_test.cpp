@@ -60,6 +60,7 @@ class Berthd {
       << "runtime_type = \"io.containerd.runc.v2\"\n"
       << "[plugins.\"io.containerd.cri.v1.images\"]\n"
       << "max_concurrent_downloads = 2\n";
+    images_root_ = dir + "/root/io.containerd.cri.v1.images";
     berth::testing::WriteFile(config_, c.str());
   }
 
@@ -116,12 +117,13 @@ class Berthd {
   bool Alive() { return pid_ > 0 && waitpid(pid_, nullptr, WNOHANG) == 0; }
   std::string Log() { return ReadAll(log_); }
   const std::string& socket() const { return socket_; }
+  const std::string& images_root() const { return images_root_; }
   v1::RuntimeService::Stub& runtime() { return *runtime_; }
   v1::ImageService::Stub& images() { return *images_; }
   berth::images::v1::Images::Stub& berth_images() { return *berth_images_; }
 
  private:
-  std::string dir_, socket_, config_, log_;
+  std::string dir_, socket_, config_, log_, images_root_;
   pid_t pid_ = -1;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::RuntimeService::Stub> runtime_;
@@ -151,7 +153,9 @@ class CriE2E : public ::testing::Test {
     ASSERT_EQ(start_error_, "");
   }
   void TearDown() override {
-    if (daemon_ && skip_.empty()) EXPECT_TRUE(daemon_->Alive()) << daemon_->Log();
+    if (daemon_ && skip_.empty()) {
+      EXPECT_TRUE(daemon_->Alive()) << daemon_->Log();
+    }
   }
 
   static std::unique_ptr<grpc::ClientContext> Ctx() {
@@ -229,14 +233,6 @@ TEST_F(CriE2E, UpdateRuntimeConfig) {
   EXPECT_TRUE(st.ok()) << st.error_message();
 }
 
-TEST_F(CriE2E, RunPodSandboxIsUnimplemented) {
-  v1::RunPodSandboxRequest req;
-  v1::RunPodSandboxResponse resp;
-  auto st = daemon_->runtime().RunPodSandbox(Ctx().get(), req, &resp);
-  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-  EXPECT_NE(st.error_message().find("RunPodSandbox"), std::string::npos) << st.error_message();
-}
-
 TEST_F(CriE2E, MalformedRequestsGetErrorsAndTheDaemonCarriesOn) {
   {
     v1::PullImageRequest req;
@@ -251,12 +247,48 @@ TEST_F(CriE2E, MalformedRequestsGetErrorsAndTheDaemonCarriesOn) {
     v1::PullImageResponse resp;
     auto st = daemon_->images().PullImage(Ctx().get(), req, &resp);
     EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(st.error_message().find("image.image"), std::string::npos) << st.error_message();
+  }
+  {
+    v1::PullImageRequest req;
+    req.mutable_image()->set_image("library/Busybox:1");
+    v1::PullImageResponse resp;
+    auto st = daemon_->images().PullImage(Ctx().get(), req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(st.error_message().find("image.image: invalid image reference"), std::string::npos)
+        << st.error_message();
+  }
+  {
+    v1::PullImageRequest req;
+    req.mutable_image()->set_image("busybox");
+    req.mutable_auth()->set_auth("not base64!");
+    v1::PullImageResponse resp;
+    auto st = daemon_->images().PullImage(Ctx().get(), req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(st.error_message(), "auth.auth is not valid base64");
+  }
+  {
+    v1::UpdateRuntimeConfigRequest req;
+    req.mutable_runtime_config()->mutable_network_config()->set_pod_cidr("10.88.0.0/99");
+    v1::UpdateRuntimeConfigResponse resp;
+    auto st = daemon_->runtime().UpdateRuntimeConfig(Ctx().get(), req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(st.error_message().find("runtime_config.network_config.pod_cidr"), std::string::npos)
+        << st.error_message();
   }
   {
     v1::ImageStatusRequest req;
     v1::ImageStatusResponse resp;
     auto st = daemon_->images().ImageStatus(Ctx().get(), req, &resp);
     EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(st.error_message(), "image.image is required");
+  }
+  {
+    v1::RemoveImageRequest req;
+    v1::RemoveImageResponse resp;
+    auto st = daemon_->images().RemoveImage(Ctx().get(), req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(st.error_message(), "image.image is required");
   }
   {
     // Larger than [grpc] max_recv_message_size.
@@ -265,6 +297,20 @@ TEST_F(CriE2E, MalformedRequestsGetErrorsAndTheDaemonCarriesOn) {
     v1::PullImageResponse resp;
     auto st = daemon_->images().PullImage(Ctx().get(), req, &resp);
     EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << st.error_message();
+    // The daemon still answers after the oversized message.
+    v1::VersionRequest vreq;
+    v1::VersionResponse vresp;
+    auto vst = daemon_->runtime().Version(Ctx().get(), vreq, &vresp);
+    EXPECT_TRUE(vst.ok()) << vst.error_message();
+  }
+  {
+    // Within the message limit but over the reference bound.
+    v1::PullImageRequest req;
+    req.mutable_image()->set_image(std::string(8192, 'a'));
+    v1::PullImageResponse resp;
+    auto st = daemon_->images().PullImage(Ctx().get(), req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(st.error_message().find("image.image is too long"), std::string::npos) << st.error_message();
   }
   {
     berth::images::v1::ImportRequest req;
@@ -272,6 +318,7 @@ TEST_F(CriE2E, MalformedRequestsGetErrorsAndTheDaemonCarriesOn) {
     berth::images::v1::ImportResponse resp;
     auto st = daemon_->berth_images().Import(Ctx().get(), req, &resp);
     EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(st.error_message().find("must be absolute"), std::string::npos) << st.error_message();
   }
   {
     // Absent images: RemoveImage succeeds, ImageStatus answers without an image.
@@ -303,7 +350,9 @@ TEST_F(CriE2E, ImagesPullListInspectRemoveImport) {
   auto img = berth::testing::BuildTestImage(work / "oci", opts);
   berth::testing::PushImage(img, reg.host(), "test/busybox:v1");
   const std::string ref = reg.host() + "/test/busybox:v1";
+  const std::string digest_ref = reg.host() + "/test/busybox@" + img.manifest_digest;
 
+  // Pull by tag.
   v1::PullImageRequest pull;
   pull.mutable_image()->set_image(ref);
   v1::PullImageResponse pulled;
@@ -311,37 +360,64 @@ TEST_F(CriE2E, ImagesPullListInspectRemoveImport) {
   ASSERT_TRUE(st.ok()) << st.error_message() << "\n" << daemon_->Log();
   EXPECT_EQ(pulled.image_ref(), img.config_digest);
 
+  // Pull by digest: the same image.
+  v1::PullImageRequest pull_digest;
+  pull_digest.mutable_image()->set_image(digest_ref);
+  v1::PullImageResponse pulled_digest;
+  st = daemon_->images().PullImage(Ctx().get(), pull_digest, &pulled_digest);
+  ASSERT_TRUE(st.ok()) << st.error_message() << "\n" << daemon_->Log();
+  EXPECT_EQ(pulled_digest.image_ref(), img.config_digest);
+
   v1::ListImagesRequest list;
   v1::ListImagesResponse listed;
   st = daemon_->images().ListImages(Ctx().get(), list, &listed);
   ASSERT_TRUE(st.ok()) << st.error_message();
-  bool found = false;
+  int found = 0;
   for (const auto& i : listed.images()) {
-    if (i.id() == img.config_digest) {
-      found = true;
-      EXPECT_EQ(i.repo_tags_size(), 1);
-      if (i.repo_tags_size() == 1) EXPECT_EQ(i.repo_tags(0), ref);
-      EXPECT_GT(i.size(), 0u);
-    }
+    if (i.id() != img.config_digest) continue;
+    ++found;
+    ASSERT_EQ(i.repo_tags_size(), 1);
+    EXPECT_EQ(i.repo_tags(0), ref);
+    ASSERT_EQ(i.repo_digests_size(), 1);
+    EXPECT_EQ(i.repo_digests(0), digest_ref);
+    EXPECT_GT(i.size(), 0u);
+    ASSERT_TRUE(i.has_uid());
+    EXPECT_EQ(i.uid().value(), 1000);
   }
-  EXPECT_TRUE(found);
-
-  v1::ImageStatusRequest status;
-  status.mutable_image()->set_image(ref);
-  status.set_verbose(true);
-  v1::ImageStatusResponse sresp;
-  st = daemon_->images().ImageStatus(Ctx().get(), status, &sresp);
+  EXPECT_EQ(found, 1);
+  // Filtered by reference.
+  v1::ListImagesRequest filtered;
+  filtered.mutable_filter()->mutable_image()->set_image(ref);
+  v1::ListImagesResponse filtered_resp;
+  st = daemon_->images().ListImages(Ctx().get(), filtered, &filtered_resp);
   ASSERT_TRUE(st.ok()) << st.error_message();
-  ASSERT_TRUE(sresp.has_image());
-  EXPECT_EQ(sresp.image().id(), img.config_digest);
-  ASSERT_TRUE(sresp.image().has_uid());
-  EXPECT_EQ(sresp.image().uid().value(), 1000);
-  EXPECT_EQ(sresp.image().username(), "");
-  ASSERT_EQ(sresp.image().repo_digests_size(), 1);
-  EXPECT_EQ(sresp.image().repo_digests(0), reg.host() + "/test/busybox@" + img.manifest_digest);
-  ASSERT_TRUE(sresp.info().contains("info"));
-  auto info = nlohmann::json::parse(sresp.info().at("info"));
-  EXPECT_EQ(info["imageSpec"]["config"]["User"], "1000:1000");
+  ASSERT_EQ(filtered_resp.images_size(), 1);
+  EXPECT_EQ(filtered_resp.images(0).id(), img.config_digest);
+
+  // ImageStatus by tag, by digest and by id.
+  for (const std::string& r : {ref, digest_ref, img.config_digest}) {
+    v1::ImageStatusRequest status;
+    status.mutable_image()->set_image(r);
+    status.set_verbose(true);
+    v1::ImageStatusResponse sresp;
+    st = daemon_->images().ImageStatus(Ctx().get(), status, &sresp);
+    ASSERT_TRUE(st.ok()) << r << ": " << st.error_message();
+    ASSERT_TRUE(sresp.has_image()) << r;
+    EXPECT_EQ(sresp.image().id(), img.config_digest) << r;
+    ASSERT_TRUE(sresp.image().has_uid()) << r;
+    EXPECT_EQ(sresp.image().uid().value(), 1000) << r;
+    EXPECT_EQ(sresp.image().username(), "") << r;
+    ASSERT_EQ(sresp.image().repo_tags_size(), 1) << r;
+    EXPECT_EQ(sresp.image().repo_tags(0), ref);
+    ASSERT_EQ(sresp.image().repo_digests_size(), 1) << r;
+    EXPECT_EQ(sresp.image().repo_digests(0), digest_ref);
+    EXPECT_GT(sresp.image().size(), 0u) << r;
+    ASSERT_TRUE(sresp.info().contains("info")) << r;
+    auto info = nlohmann::json::parse(sresp.info().at("info"));
+    EXPECT_EQ(info["imageSpec"]["config"]["User"], "1000:1000");
+    EXPECT_EQ(info["manifestDigest"], img.manifest_digest);
+    EXPECT_FALSE(info["chainID"].get<std::string>().empty());
+  }
 
   v1::ImageFsInfoRequest fsreq;
   v1::ImageFsInfoResponse fsresp;
@@ -349,24 +425,32 @@ TEST_F(CriE2E, ImagesPullListInspectRemoveImport) {
   ASSERT_TRUE(st.ok()) << st.error_message();
   ASSERT_EQ(fsresp.image_filesystems_size(), 1);
   EXPECT_GT(fsresp.image_filesystems(0).timestamp(), 0);
-  EXPECT_FALSE(fsresp.image_filesystems(0).fs_id().mountpoint().empty());
+  EXPECT_EQ(fsresp.image_filesystems(0).fs_id().mountpoint().rfind(daemon_->images_root(), 0), 0u)
+      << fsresp.image_filesystems(0).fs_id().mountpoint();
   EXPECT_GT(fsresp.image_filesystems(0).used_bytes().value(), 0u);
+  EXPECT_GT(fsresp.image_filesystems(0).inodes_used().value(), 0u);
 
+  // Remove: the image and all its names are gone; removing it again is not an error.
   v1::RemoveImageRequest rm;
   rm.mutable_image()->set_image(ref);
   v1::RemoveImageResponse rmresp;
   st = daemon_->images().RemoveImage(Ctx().get(), rm, &rmresp);
   ASSERT_TRUE(st.ok()) << st.error_message();
-  v1::ImageStatusResponse gone;
-  status.set_verbose(false);
-  st = daemon_->images().ImageStatus(Ctx().get(), status, &gone);
-  ASSERT_TRUE(st.ok()) << st.error_message();
-  EXPECT_FALSE(gone.has_image());
+  for (const std::string& r : {ref, digest_ref, img.config_digest}) {
+    v1::ImageStatusRequest status;
+    status.mutable_image()->set_image(r);
+    v1::ImageStatusResponse gone;
+    st = daemon_->images().ImageStatus(Ctx().get(), status, &gone);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    EXPECT_FALSE(gone.has_image()) << r;
+  }
+  st = daemon_->images().RemoveImage(Ctx().get(), rm, &rmresp);
+  EXPECT_TRUE(st.ok()) << st.error_message();
 
   // Re-pull after removal.
   v1::PullImageResponse again;
   st = daemon_->images().PullImage(Ctx().get(), pull, &again);
-  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_TRUE(st.ok()) << st.error_message() << "\n" << daemon_->Log();
   EXPECT_EQ(again.image_ref(), img.config_digest);
 
   // Import an archive of another image.
@@ -397,24 +481,14 @@ TEST_F(CriE2E, ImagesPullListInspectRemoveImport) {
   st = daemon_->berth_images().Import(Ctx().get(), imp, &missing);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::NOT_FOUND) << st.error_message();
 
-#ifdef BERTHCTL_PATH
-  auto r = Berthctl({"images", "-q"});
-  EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.out.find(img.config_digest), std::string::npos) << r.out;
-  r = Berthctl({"inspecti", "-o", "json", ref});
-  EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.out.find("1000"), std::string::npos) << r.out;
-  r = Berthctl({"rmi", ref});
-  EXPECT_EQ(r.exit_code, 0) << r.err;
-  r = Berthctl({"pull", ref});
-  EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.out.find(img.config_digest), std::string::npos) << r.out;
-  r = Berthctl({"imagefsinfo", "-o", "json"});
-  EXPECT_EQ(r.exit_code, 0) << r.err;
-  r = Berthctl({"images", "import", work / "img2.tar"});
-  EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.out.find(img2.config_digest), std::string::npos) << r.out;
-#endif
+  // Clean up for the berthctl test.
+  for (const std::string& r : {img.config_digest, img2.config_digest}) {
+    v1::RemoveImageRequest req;
+    req.mutable_image()->set_image(r);
+    v1::RemoveImageResponse resp;
+    st = daemon_->images().RemoveImage(Ctx().get(), req, &resp);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+  }
 }
 
 #ifdef BERTHCTL_PATH
@@ -427,11 +501,104 @@ TEST_F(CriE2E, BerthctlVersionAndInfo) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto j = nlohmann::json::parse(r.out);
   EXPECT_TRUE(j.contains("status"));
-  EXPECT_TRUE(j.contains("config"));
+  ASSERT_TRUE(j.contains("config"));
+  EXPECT_EQ(j["config"]["restrict_oom_score_adj"], true);
   r = Berthctl({"rmi"});
   EXPECT_NE(r.exit_code, 0);
   r = Berthctl({"inspecti", "docker.io/library/never-pulled:1"});
   EXPECT_NE(r.exit_code, 0);
+  r = Berthctl({"pull", ""});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("image.image is required"), std::string::npos) << r.err;
+}
+
+TEST_F(CriE2E, BerthctlImages) {
+  std::string why = berth::testing::RegistrySkipReason();
+  if (!why.empty()) GTEST_SKIP() << why;
+  berth::testing::LocalRegistry reg;
+  TempDir work("berth-e2e-cri-ctl");
+  berth::testing::TestImageOptions opts;
+  opts.id = "berthctl";
+  opts.user = "1000";
+  auto img = berth::testing::BuildTestImage(work / "oci", opts);
+  berth::testing::PushImage(img, reg.host(), "test/ctl:v1");
+  const std::string ref = reg.host() + "/test/ctl:v1";
+  const std::string digest_ref = reg.host() + "/test/ctl@" + img.manifest_digest;
+
+  auto r = Berthctl({"pull", ref});
+  ASSERT_EQ(r.exit_code, 0) << r.err << "\n" << daemon_->Log();
+  EXPECT_EQ(r.out, "Image is up to date for " + img.config_digest + "\n");
+  r = Berthctl({"pull", digest_ref});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find(img.config_digest), std::string::npos) << r.out;
+
+  r = Berthctl({"images", "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find(img.config_digest), std::string::npos) << r.out;
+  r = Berthctl({"images"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("IMAGE ID"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(reg.host() + "/test/ctl"), std::string::npos) << r.out;
+  r = Berthctl({"images", "-o", "json", ref});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  {
+    auto j = nlohmann::json::parse(r.out);
+    ASSERT_EQ(j["images"].size(), 1u) << r.out;
+    EXPECT_EQ(j["images"][0]["id"], img.config_digest);
+    EXPECT_EQ(j["images"][0]["repoTags"][0], ref);
+    EXPECT_EQ(j["images"][0]["repoDigests"][0], digest_ref);
+  }
+
+  r = Berthctl({"inspecti", "-o", "json", ref});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  {
+    auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j["status"]["id"], img.config_digest);
+    EXPECT_EQ(j["status"]["uid"]["value"], "1000") << r.out;
+    EXPECT_EQ(j["info"]["imageSpec"]["config"]["User"], "1000");
+    EXPECT_EQ(j["info"]["manifestDigest"], img.manifest_digest);
+  }
+
+  r = Berthctl({"imagefsinfo", "-o", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  {
+    auto j = nlohmann::json::parse(r.out);
+    ASSERT_EQ(j["imageFilesystems"].size(), 1u) << r.out;
+    EXPECT_EQ(j["imageFilesystems"][0]["fsId"]["mountpoint"].get<std::string>().rfind(daemon_->images_root(), 0),
+              0u)
+        << r.out;
+  }
+
+  r = Berthctl({"rmi", ref});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "Deleted: " + ref + "\n");
+  r = Berthctl({"images", "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.find(img.config_digest), std::string::npos) << r.out;
+  r = Berthctl({"inspecti", ref});
+  EXPECT_NE(r.exit_code, 0);
+  r = Berthctl({"rmi", ref});  // absent: not an error
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  r = Berthctl({"pull", ref});  // re-pull
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find(img.config_digest), std::string::npos) << r.out;
+
+  // images import of an OCI archive.
+  berth::testing::TestImageOptions opts2;
+  opts2.id = "berthctl-imported";
+  auto img2 = berth::testing::BuildTestImage(work / "oci2", opts2);
+  berth::testing::WriteOciArchive(img2, work / "img2.tar", "docker.io/test/ctl-imported:v2");
+  r = Berthctl({"images", "import", work / "img2.tar"});
+  ASSERT_EQ(r.exit_code, 0) << r.err << "\n" << daemon_->Log();
+  EXPECT_NE(r.out.find("Imported " + img2.config_digest), std::string::npos) << r.out;
+  r = Berthctl({"inspecti", "-o", "json", img2.config_digest});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["status"]["id"], img2.config_digest);
+  r = Berthctl({"images", "import", work / "missing.tar"});
+  EXPECT_NE(r.exit_code, 0);
+
+  r = Berthctl({"rmi", ref, img2.config_digest});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 #endif
 
