@@ -1,10 +1,13 @@
 #include <sys/stat.h>
 
+#include <filesystem>
+
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/fs.h"
 #include "runtime/features.h"
 #include "runtime/hostcompat.h"
 #include "support/support.h"
@@ -115,6 +118,79 @@ TEST(Features, QueryRunsTheCommand) {
   EXPECT_TRUE(q.has_features_command);
   EXPECT_FALSE(q.features.has_value());
   EXPECT_NE(q.error.find("missing ociVersionMin"), std::string::npos) << q.error;
+}
+
+TEST(Features, DiskCacheSurvivesTheProcessAndFollowsTheBinary) {
+  testing::TempDir tmp;
+  const std::string cache = tmp / "probes";
+  const std::string counter = tmp / "runs";
+  std::string rt = tmp / "runtime";
+  // Counts its runs so that the test can tell an exec from a cache answer.
+  auto script = [&](const std::string& doc) {
+    return "#!/bin/sh\necho x >> " + counter + "\n[ \"$1\" = features ] && cat <<'X'\n" + doc + "\nX\n";
+  };
+  auto runs = [&] { return fs::Exists(counter) ? fs::ReadFile(counter).size() / 2 : 0; };
+  testing::WriteFile(rt, script(kRunc));
+  ASSERT_EQ(::chmod(rt.c_str(), 0755), 0);
+
+  auto q = QueryFeatures(rt, std::chrono::seconds(10), cache);
+  ASSERT_TRUE(q.features.has_value()) << q.error;
+  EXPECT_FALSE(q.cached);
+  EXPECT_EQ(runs(), 1u);
+  ClearFeaturesCache();  // as after a restart
+  q = QueryFeatures(rt, std::chrono::seconds(10), cache);
+  ASSERT_TRUE(q.features.has_value()) << q.error;
+  EXPECT_TRUE(q.cached);
+  EXPECT_TRUE(q.features->SupportsRRO());
+  EXPECT_EQ(q.features->document()["annotations"]["io.github.seccomp.libseccomp.version"], "2.5.4");
+  EXPECT_EQ(runs(), 1u);
+
+  // A damaged cache file is ignored and rewritten.
+  std::string file;
+  for (const auto& e : std::filesystem::directory_iterator(cache)) file = e.path();
+  ASSERT_FALSE(file.empty());
+  testing::WriteFile(file, "{\"version\": 1, \"key\": ");
+  ClearFeaturesCache();
+  q = QueryFeatures(rt, std::chrono::seconds(10), cache);
+  EXPECT_FALSE(q.cached);
+  EXPECT_EQ(runs(), 2u);
+  ClearFeaturesCache();
+  q = QueryFeatures(rt, std::chrono::seconds(10), cache);
+  EXPECT_TRUE(q.cached);
+  EXPECT_EQ(runs(), 2u);
+
+  // A replaced binary (new inode, size, mtime) is asked again.
+  std::string doc = kRunc;
+  doc.replace(doc.find("\"rro\", "), 7, "");
+  std::string next = tmp / "runtime.new";
+  testing::WriteFile(next, script(doc));
+  ASSERT_EQ(::chmod(next.c_str(), 0755), 0);
+  ASSERT_EQ(::rename(next.c_str(), rt.c_str()), 0);
+  ClearFeaturesCache();
+  q = QueryFeatures(rt, std::chrono::seconds(10), cache);
+  ASSERT_TRUE(q.features.has_value()) << q.error;
+  EXPECT_FALSE(q.cached);
+  EXPECT_FALSE(q.features->SupportsRRO());
+  EXPECT_EQ(runs(), 3u);
+
+  // A runtime without `features` is remembered as such; a timeout is not remembered.
+  std::string old = tmp / "old-runtime";
+  testing::WriteFile(old, "#!/bin/sh\necho 'unknown command features' >&2\nexit 1\n");
+  std::string slow = tmp / "slow-runtime";
+  testing::WriteFile(slow, "#!/bin/sh\nexec sleep 5\n");
+  for (const auto& p : {old, slow}) ASSERT_EQ(::chmod(p.c_str(), 0755), 0);
+  QueryFeatures(old, std::chrono::seconds(10), cache);
+  auto t = QueryFeatures(slow, std::chrono::milliseconds(100), cache);
+  EXPECT_FALSE(t.features.has_value());
+  ClearFeaturesCache();
+  q = QueryFeatures(old, std::chrono::seconds(10), cache);
+  EXPECT_TRUE(q.cached);
+  EXPECT_FALSE(q.has_features_command);
+  EXPECT_NE(q.error.find("unknown command features"), std::string::npos) << q.error;
+  size_t files = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(cache)) ++files;
+  EXPECT_EQ(files, 2u);  // runtime and old-runtime
+  ClearFeaturesCache();
 }
 
 TEST(HostCompat, WrapsArgv) {
