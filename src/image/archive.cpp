@@ -14,6 +14,7 @@
 #include "common/error.h"
 #include "content/store.h"
 #include "image/archive.h"
+#include "image/entry_path.h"
 
 namespace berth::image {
 namespace {
@@ -38,20 +39,7 @@ constexpr const char* kDockerConfig = "application/vnd.docker.container.image.v1
 // Cleans an archive path ("./a/../b" -> "b"); false when it climbs above the archive root.
 bool CleanName(const std::string& name, std::string& out) {
   std::vector<std::string> comps;
-  size_t i = 0;
-  while (i <= name.size()) {
-    size_t j = name.find('/', i);
-    if (j == std::string::npos) j = name.size();
-    std::string c = name.substr(i, j - i);
-    i = j + 1;
-    if (c.empty() || c == ".") continue;
-    if (c == "..") {
-      if (comps.empty()) return false;
-      comps.pop_back();
-      continue;
-    }
-    comps.push_back(std::move(c));
-  }
+  if (!CleanEntryPath(name, comps)) return false;
   out.clear();
   for (auto& c : comps) out += (out.empty() ? "" : "/") + c;
   return true;

@@ -1,6 +1,7 @@
 // Layer extraction with libarchive into a directory, walking every path below one directory file
 // descriptor with openat(O_NOFOLLOW), so that no entry of a hostile layer can reach outside it.
 #include "image/unpack.h"
+#include "image/entry_path.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -123,28 +124,6 @@ struct ArchiveReader {
   ~ArchiveReader() { archive_read_free(a); }
 };
 
-// Splits an entry name into clean components. Leading '/' is dropped (absolute names are taken
-// relative to the layer root, as tar and containerd do); "." and empty components are dropped;
-// ".." removes the previous component. Returns false when ".." would climb above the root.
-bool CleanPath(const std::string& name, std::vector<std::string>& out) {
-  out.clear();
-  size_t i = 0;
-  while (i <= name.size()) {
-    size_t j = name.find('/', i);
-    if (j == std::string::npos) j = name.size();
-    std::string c = name.substr(i, j - i);
-    i = j + 1;
-    if (c.empty() || c == ".") continue;
-    if (c == "..") {
-      if (out.empty()) return false;
-      out.pop_back();
-      continue;
-    }
-    out.push_back(std::move(c));
-  }
-  return true;
-}
-
 std::string JoinPath(const std::vector<std::string>& comps, size_t n) {
   std::string s;
   for (size_t i = 0; i < n && i < comps.size(); ++i) {
@@ -195,7 +174,7 @@ class Extractor {
     if (name_.empty()) Reject("empty name");
     if (name_.size() > 4096) Reject("name longer than 4096 bytes");
     std::vector<std::string> comps;
-    if (!CleanPath(name_, comps)) Reject("path escapes the layer root");
+    if (!CleanEntryPath(name_, comps)) Reject("path escapes the layer root");
     if (comps.empty()) return;  // the root itself: its metadata belongs to the snapshot
     for (auto& c : comps)
       if (c.size() > 255) Reject("path component longer than 255 bytes");
@@ -328,7 +307,7 @@ class Extractor {
     std::string t = target_name;
     if (t.size() > 4096) Reject("hard link target longer than 4096 bytes");
     std::vector<std::string> tc;
-    if (!CleanPath(t, tc) || tc.empty())
+    if (!CleanEntryPath(t, tc) || tc.empty())
       Reject("hard link target \"" + t.substr(0, 512) + "\" escapes the layer root");
     Fd tparent = OpenParent(tc, tc.size() - 1);
     struct stat st;
@@ -493,6 +472,27 @@ std::string RandomHex(size_t n) {
 }
 
 }  // namespace
+
+// Leading '/' is dropped: absolute names are taken relative to the layer root, as tar and
+// containerd do.
+bool CleanEntryPath(const std::string& name, std::vector<std::string>& out) {
+  out.clear();
+  size_t i = 0;
+  while (i <= name.size()) {
+    size_t j = name.find('/', i);
+    if (j == std::string::npos) j = name.size();
+    std::string c = name.substr(i, j - i);
+    i = j + 1;
+    if (c.empty() || c == ".") continue;
+    if (c == "..") {
+      if (out.empty()) return false;
+      out.pop_back();
+      continue;
+    }
+    out.push_back(std::move(c));
+  }
+  return true;
+}
 
 ApplyResult ApplyLayer(const std::string& blob_path, const std::string& dest_dir, bool overlay) {
   Fd blob(::open(blob_path.c_str(), O_RDONLY | O_CLOEXEC));
