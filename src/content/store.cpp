@@ -72,15 +72,31 @@ class FileWriter : public Store::Writer {
  public:
   FileWriter(std::string digest, std::string dir, std::string blob_path)
       : digest_(std::move(digest)), dir_(std::move(dir)), blob_path_(std::move(blob_path)) {
-    fs::MkdirAll(dir_, 0700);
-    lock_fd_ = ::open((dir_ + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (lock_fd_ < 0) ThrowErrno("open ingest lock for " + digest_);
-    if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
-      int err = errno;
-      ::close(lock_fd_);
-      if (err == EWOULDBLOCK)
-        throw Error(Code::kUnavailable, "ingest of " + digest_ + " is already in progress");
-      ThrowErrno("lock ingest of " + digest_, err);
+    // Another writer may finish and remove the ingest directory between our
+    // mkdir and our lock; only a lock on the file that is still at dir/lock counts.
+    for (int attempt = 0;; ++attempt) {
+      if (attempt == 100) throw Error(Code::kUnavailable, "ingest of " + digest_ + " keeps changing; retry");
+      fs::MkdirAll(dir_.substr(0, dir_.rfind('/')), 0700);
+      if (::mkdir(dir_.c_str(), 0700) != 0 && errno != EEXIST) ThrowErrno("create " + dir_);
+      lock_fd_ = ::open((dir_ + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+      if (lock_fd_ < 0) {
+        if (errno == ENOENT) continue;  // directory removed under us
+        ThrowErrno("open ingest lock for " + digest_);
+      }
+      if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+        int err = errno;
+        ::close(lock_fd_);
+        lock_fd_ = -1;
+        if (err == EWOULDBLOCK)
+          throw Error(Code::kUnavailable, "ingest of " + digest_ + " is already in progress");
+        ThrowErrno("lock ingest of " + digest_, err);
+      }
+      struct stat held, now;
+      if (::fstat(lock_fd_, &held) == 0 && ::stat((dir_ + "/lock").c_str(), &now) == 0 &&
+          held.st_ino == now.st_ino && held.st_dev == now.st_dev)
+        break;
+      ::close(lock_fd_);  // the file we locked was removed by a finishing writer
+      lock_fd_ = -1;
     }
     data_path_ = dir_ + "/data";
     fd_ = ::open(data_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
