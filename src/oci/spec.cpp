@@ -111,30 +111,16 @@ int ClampOom(int64_t v, const std::string& field, bool restrict, int own) {
   return static_cast<int>(v);
 }
 
-std::string CgroupsPath(const std::string& parent, const std::string& id, const NodeInfo& node) {
-  if (node.systemd_cgroup) {
-    // "slice:prefix:name"; the parent must be a slice.
-    std::string slice = parent.empty() ? "system.slice" : parent;
-    if (slice.find('/') != std::string::npos || slice.size() < 7 ||
-        slice.substr(slice.size() - 6) != ".slice")
-      Invalid("linux.cgroup_parent: \"" + parent + "\" is not a systemd slice");
-    return slice + ":berth:" + id;
-  }
-  std::string p = parent.empty() ? "/berth" : parent;
-  if (p[0] != '/') Invalid("linux.cgroup_parent: \"" + parent + "\" is not an absolute cgroup path");
-  if (p.find("..") != std::string::npos)
-    Invalid("linux.cgroup_parent: \"" + parent + "\" must not contain \"..\"");
-  while (p.size() > 1 && p.back() == '/') p.pop_back();
-  return (p == "/" ? "" : p) + "/berth-" + id;
-}
-
 void ApplySysctls(json& spec, const google::protobuf::Map<std::string, std::string>& sysctls) {
   if (sysctls.empty()) return;
   json& l = Linux(spec);
   if (!l.contains("sysctl") || !l["sysctl"].is_object()) l["sysctl"] = json::object();
   for (const auto& [k, v] : sysctls) {
-    if (k.empty() || k.find('/') != std::string::npos || k.find("..") != std::string::npos)
+    if (k.empty() || k.size() > 256 || k.find('/') != std::string::npos || k.find("..") != std::string::npos ||
+        k.find_first_of(std::string("\0\n", 2)) != std::string::npos)
       Invalid("linux.sysctls: invalid name \"" + k + "\"");
+    if (v.size() > 4096 || v.find_first_of(std::string("\0\n", 2)) != std::string::npos)
+      Invalid("linux.sysctls: invalid value for \"" + k + "\"");
     l["sysctl"][k] = v;
   }
 }
@@ -204,62 +190,23 @@ std::vector<std::string> CurrentCaps(const json& spec) {
 
 void ApplyResources(json& spec, const cri::LinuxContainerResources& r, bool restrict_oom,
                     const NodeInfo& node, const std::string& field) {
+  LinuxResources lr = ResourcesFromCri(r, restrict_oom, node, field);
   json& res = Resources(spec);
-  if (r.cpu_shares() < 0) Invalid(field + ".cpu_shares: negative value " + std::to_string(r.cpu_shares()));
-  if (r.cpu_period() < 0) Invalid(field + ".cpu_period: negative value " + std::to_string(r.cpu_period()));
-  if (r.cpu_quota() < -1) Invalid(field + ".cpu_quota: invalid value " + std::to_string(r.cpu_quota()));
-  if (r.memory_limit_in_bytes() < 0)
-    Invalid(field + ".memory_limit_in_bytes: negative value " + std::to_string(r.memory_limit_in_bytes()));
-  if (r.memory_swap_limit_in_bytes() < -1)
-    Invalid(field + ".memory_swap_limit_in_bytes: invalid value " + std::to_string(r.memory_swap_limit_in_bytes()));
-  json cpu = res.contains("cpu") && res["cpu"].is_object() ? res["cpu"] : json::object();
-  if (r.cpu_shares() > 0) cpu["shares"] = r.cpu_shares();
-  if (r.cpu_quota() != 0) cpu["quota"] = r.cpu_quota();
-  if (r.cpu_period() > 0) cpu["period"] = r.cpu_period();
-  auto cpuset = [&](const std::string& v, const char* key, const char* name) {
-    if (v.empty()) return;
-    for (char c : v)
-      if (!(c >= '0' && c <= '9') && c != ',' && c != '-')
-        Invalid(field + "." + name + ": invalid cpuset \"" + v + "\"");
-    cpu[key] = v;
-  };
-  cpuset(r.cpuset_cpus(), "cpus", "cpuset_cpus");
-  cpuset(r.cpuset_mems(), "mems", "cpuset_mems");
-  if (!cpu.empty()) res["cpu"] = cpu;
-  if (r.memory_limit_in_bytes() > 0) {
-    json mem = res.contains("memory") && res["memory"].is_object() ? res["memory"] : json::object();
-    mem["limit"] = r.memory_limit_in_bytes();
-    if (node.swap_accounting) {
-      if (r.memory_swap_limit_in_bytes() != 0) mem["swap"] = r.memory_swap_limit_in_bytes();
-      else mem["swap"] = r.memory_limit_in_bytes();  // no swap beyond the limit
-    }
-    res["memory"] = mem;
+  for (auto& [k, v] : lr.resources.items()) {
+    if (v.is_object() && res.contains(k) && res[k].is_object()) res[k].update(v);
+    else res[k] = v;
   }
-  if (r.hugepage_limits_size() > 0) {
-    json hp = json::array();
-    for (int i = 0; i < r.hugepage_limits_size(); ++i) {
-      const auto& h = r.hugepage_limits(i);
-      const std::string& ps = h.page_size();
-      if (ps.size() < 3 || !(ps.back() == 'B') || !std::isdigit(static_cast<unsigned char>(ps[0])))
-        Invalid(field + ".hugepage_limits[" + std::to_string(i) + "].page_size: invalid \"" + ps + "\"");
-      hp.push_back({{"pageSize", ps}, {"limit", h.limit()}});
-    }
-    res["hugepageLimits"] = hp;
-  }
-  if (!r.unified().empty()) {
-    json u = json::object();
-    for (const auto& [k, v] : r.unified()) {
-      if (k.empty() || k.find('/') != std::string::npos || k.find("..") != std::string::npos)
-        Invalid(field + ".unified: invalid key \"" + k + "\"");
-      u[k] = v;
-    }
-    res["unified"] = u;
-  }
-  if (r.oom_score_adj() != 0)
-    Process(spec)["oomScoreAdj"] = ClampOom(r.oom_score_adj(), field + ".oom_score_adj", restrict_oom,
-                                            node.own_oom_score_adj);
-  else if (restrict_oom && node.own_oom_score_adj > 0)
-    Process(spec)["oomScoreAdj"] = node.own_oom_score_adj;
+  if (lr.oom_score_adj) Process(spec)["oomScoreAdj"] = *lr.oom_score_adj;
+}
+
+// The capabilities that may be granted: `caps` within berthd's bounding set.
+std::vector<std::string> Bounded(const std::vector<std::string>& caps, const NodeInfo& node) {
+  if (node.bounding_caps.empty()) return caps;
+  std::vector<std::string> out;
+  for (const auto& c : caps)
+    if (std::find(node.bounding_caps.begin(), node.bounding_caps.end(), c) != node.bounding_caps.end())
+      out.push_back(c);
+  return out;
 }
 
 // Every char/block device under /dev (as containerd's HostDevices), for privileged containers.
@@ -339,6 +286,103 @@ std::string NsPath(int pid, const char* ns) {
 
 }  // namespace
 
+std::string CgroupsPath(const std::string& parent, const std::string& id, const NodeInfo& node) {
+  if (node.systemd_cgroup) {
+    // "slice:prefix:name"; the parent must be a slice.
+    std::string slice = parent.empty() ? "system.slice" : parent;
+    if (slice.find('/') != std::string::npos || slice.size() < 7 ||
+        slice.substr(slice.size() - 6) != ".slice")
+      Invalid("linux.cgroup_parent: \"" + parent + "\" is not a systemd slice");
+    return slice + ":berth:" + id;
+  }
+  std::string p = parent.empty() ? "/berth" : parent;
+  if (p[0] != '/') Invalid("linux.cgroup_parent: \"" + parent + "\" is not an absolute cgroup path");
+  if (p.find("..") != std::string::npos)
+    Invalid("linux.cgroup_parent: \"" + parent + "\" must not contain \"..\"");
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  return (p == "/" ? "" : p) + "/berth-" + id;
+}
+
+LinuxResources ResourcesFromCri(const cri::LinuxContainerResources& r, bool restrict_oom,
+                                const NodeInfo& node, const std::string& field) {
+  LinuxResources out;
+  out.resources = json::object();
+  json& res = out.resources;
+  if (r.cpu_shares() < 0) Invalid(field + ".cpu_shares: negative value " + std::to_string(r.cpu_shares()));
+  if (r.cpu_period() < 0) Invalid(field + ".cpu_period: negative value " + std::to_string(r.cpu_period()));
+  if (r.cpu_quota() < -1) Invalid(field + ".cpu_quota: invalid value " + std::to_string(r.cpu_quota()));
+  if (r.memory_limit_in_bytes() < 0)
+    Invalid(field + ".memory_limit_in_bytes: negative value " + std::to_string(r.memory_limit_in_bytes()));
+  if (r.memory_swap_limit_in_bytes() < -1)
+    Invalid(field + ".memory_swap_limit_in_bytes: invalid value " + std::to_string(r.memory_swap_limit_in_bytes()));
+  json cpu = json::object();
+  if (r.cpu_shares() > 0) cpu["shares"] = r.cpu_shares();
+  if (r.cpu_quota() != 0) cpu["quota"] = r.cpu_quota();
+  if (r.cpu_period() > 0) cpu["period"] = r.cpu_period();
+  auto cpuset = [&](const std::string& v, const char* key, const char* name) {
+    if (v.empty()) return;
+    for (char c : v)
+      if (!(c >= '0' && c <= '9') && c != ',' && c != '-')
+        Invalid(field + "." + name + ": invalid cpuset \"" + v + "\"");
+    cpu[key] = v;
+  };
+  cpuset(r.cpuset_cpus(), "cpus", "cpuset_cpus");
+  cpuset(r.cpuset_mems(), "mems", "cpuset_mems");
+  if (!cpu.empty()) res["cpu"] = cpu;
+  if (r.memory_limit_in_bytes() > 0) {
+    json mem = json::object();
+    mem["limit"] = r.memory_limit_in_bytes();
+    if (node.swap_accounting) {
+      if (r.memory_swap_limit_in_bytes() != 0) mem["swap"] = r.memory_swap_limit_in_bytes();
+      else mem["swap"] = r.memory_limit_in_bytes();  // no swap beyond the limit
+    }
+    res["memory"] = mem;
+  }
+  if (r.hugepage_limits_size() > 0) {
+    json hp = json::array();
+    for (int i = 0; i < r.hugepage_limits_size(); ++i) {
+      const auto& h = r.hugepage_limits(i);
+      const std::string& ps = h.page_size();
+      if (ps.size() < 3 || !(ps.back() == 'B') || !std::isdigit(static_cast<unsigned char>(ps[0])))
+        Invalid(field + ".hugepage_limits[" + std::to_string(i) + "].page_size: invalid \"" + ps + "\"");
+      hp.push_back({{"pageSize", ps}, {"limit", h.limit()}});
+    }
+    res["hugepageLimits"] = hp;
+  }
+  if (!r.unified().empty()) {
+    json u = json::object();
+    for (const auto& [k, v] : r.unified()) {
+      if (k.empty() || k.find('/') != std::string::npos || k.find("..") != std::string::npos)
+        Invalid(field + ".unified: invalid key \"" + k + "\"");
+      u[k] = v;
+    }
+    res["unified"] = u;
+  }
+  if (r.oom_score_adj() != 0)
+    out.oom_score_adj = ClampOom(r.oom_score_adj(), field + ".oom_score_adj", restrict_oom, node.own_oom_score_adj);
+  else if (restrict_oom && node.own_oom_score_adj > 0)
+    out.oom_score_adj = node.own_oom_score_adj;
+  return out;
+}
+
+int StopSignal(int cri_stop_signal, const std::string& image_stop_signal) {
+  if (cri_stop_signal != 0) {
+    if (!cri::Signal_IsValid(cri_stop_signal))
+      Invalid("stop_signal: invalid value " + std::to_string(cri_stop_signal));
+    // The enum names the signal: SIGRTMINPLUS3 -> SIGRTMIN+3, SIGRTMAXMINUS1 -> SIGRTMAX-1.
+    std::string name = cri::Signal_Name(static_cast<cri::Signal>(cri_stop_signal));
+    if (auto p = name.find("PLUS"); p != std::string::npos) name = name.substr(0, p) + "+" + name.substr(p + 4);
+    if (auto p = name.find("MINUS"); p != std::string::npos) name = name.substr(0, p) + "-" + name.substr(p + 5);
+    int s = ParseSignal(name);
+    if (s < 0) Invalid("stop_signal: unsupported signal " + name);
+    return s;
+  }
+  if (image_stop_signal.empty()) return ParseSignal("TERM");
+  int s = ParseSignal(image_stop_signal);
+  if (s < 0) Invalid("image config StopSignal: unknown signal \"" + image_stop_signal + "\"");
+  return s;
+}
+
 // --- sandbox ---------------------------------------------------------------------------------
 
 json SandboxSpec(const cri::PodSandboxConfig& config, const SandboxSpecOptions& o) {
@@ -346,15 +390,25 @@ json SandboxSpec(const cri::PodSandboxConfig& config, const SandboxSpecOptions& 
   if (o.pause_rootfs.empty()) Invalid("sandbox " + o.id + ": no pause rootfs");
   if (!config.has_metadata() || config.metadata().name().empty())
     Invalid("metadata.name: required");
-  json spec = LoadBaseSpec(o.base_spec_path);
+  json spec = BaseSpec(o.base_spec, o.base_spec_path);
   const auto& lx = config.linux();
   const auto& sc = lx.security_context();
   const auto& ns = sc.namespace_options();
 
   spec["root"] = {{"path", o.pause_rootfs}, {"readonly", true}};
   json& proc = Process(spec);
+  if (o.pause_args.empty()) Invalid("sandbox " + o.id + ": no pause command");
   proc["args"] = o.pause_args;
-  proc["cwd"] = "/";
+  if (o.pause_cwd.empty() || o.pause_cwd[0] != '/') Invalid("sandbox " + o.id + ": pause working dir \"" + o.pause_cwd + "\" is not absolute");
+  proc["cwd"] = o.pause_cwd;
+  if (!o.pause_env.empty()) {
+    std::vector<std::string> env;
+    if (proc.contains("env") && proc["env"].is_array())
+      for (const auto& e : proc["env"])
+        if (e.is_string()) env.push_back(e);
+    for (const auto& e : o.pause_env) MergeEnv(env, e);
+    proc["env"] = env;
+  }
   proc["terminal"] = false;
   proc["user"] = {{"uid", 0}, {"gid", 0}};
   if (sc.has_run_as_user()) {
@@ -403,7 +457,7 @@ json SandboxSpec(const cri::PodSandboxConfig& config, const SandboxSpecOptions& 
   else if (!o.shm_path.empty()) AddMount(spec, BindMount("/dev/shm", o.shm_path, false));
 
   if (sc.privileged()) {
-    SetCapabilities(spec, AllCapabilities(), {});
+    SetCapabilities(spec, Bounded(AllCapabilities(), o.node), {});
     Linux(spec).erase("maskedPaths");
     Linux(spec).erase("readonlyPaths");
     SetMountOption(spec, "/sys", "ro", "rw");
@@ -439,7 +493,7 @@ json ContainerSpec(const cri::ContainerConfig& config, const cri::PodSandboxConf
   if (o.id.empty()) Invalid("container id is empty");
   if (o.rootfs.empty()) Invalid("container " + o.id + ": no rootfs");
   if (!config.has_metadata() || config.metadata().name().empty()) Invalid("metadata.name: required");
-  json spec = LoadBaseSpec(o.base_spec_path);
+  json spec = BaseSpec(o.base_spec, o.base_spec_path);
   const auto& lx = config.linux();
   const auto& sc = lx.security_context();
   const auto& psc = sandbox.linux().security_context();
@@ -472,7 +526,8 @@ json ContainerSpec(const cri::ContainerConfig& config, const cri::PodSandboxConf
   if (proc.contains("env") && proc["env"].is_array())
     for (const auto& e : proc["env"])
       if (e.is_string()) env.push_back(e);
-  if (!sandbox.hostname().empty()) MergeEnv(env, "HOSTNAME=" + sandbox.hostname());
+  const std::string& hostname = !o.hostname.empty() ? o.hostname : sandbox.hostname();
+  if (!hostname.empty()) MergeEnv(env, "HOSTNAME=" + hostname);
   for (const auto& e : o.image.env) MergeEnv(env, e);
   for (int i = 0; i < config.envs_size(); ++i) {
     const auto& kv = config.envs(i);
@@ -489,12 +544,14 @@ json ContainerSpec(const cri::ContainerConfig& config, const cri::PodSandboxConf
   std::vector<std::string> caps = CurrentCaps(spec);
   std::vector<std::string> ambient;
   if (sc.privileged()) {
-    caps = AllCapabilities();
+    caps = Bounded(AllCapabilities(), o.node);
   } else if (sc.has_capabilities()) {
     const auto& c = sc.capabilities();
     auto norm = [&](const std::string& name, const char* list) {
       std::string n = NormalizeCapability(name);
       if (n.empty()) Invalid(scf + ".capabilities." + list + ": unknown capability \"" + name + "\"");
+      if (std::string(list) != "drop_capabilities" && Bounded({n}, o.node).empty())
+        Invalid(scf + ".capabilities." + list + ": " + n + " is not in berthd's bounding set and cannot be granted");
       return n;
     };
     auto has_all = [](const auto& list) {
@@ -502,7 +559,7 @@ json ContainerSpec(const cri::ContainerConfig& config, const cri::PodSandboxConf
         if (s == "ALL" || s == "all") return true;
       return false;
     };
-    if (has_all(c.add_capabilities())) caps = AllCapabilities();
+    if (has_all(c.add_capabilities())) caps = Bounded(AllCapabilities(), o.node);
     if (has_all(c.drop_capabilities())) caps.clear();
     for (const auto& a : c.add_capabilities()) {
       if (a == "ALL" || a == "all") continue;
@@ -525,6 +582,8 @@ json ContainerSpec(const cri::ContainerConfig& config, const cri::PodSandboxConf
 
   // User.
   ResolvedUser user;
+  if (sc.has_run_as_user() && !sc.run_as_username().empty())
+    Invalid(scf + ".run_as_username: mutually exclusive with run_as_user");
   if (sc.has_run_as_user()) {
     int64_t uid = sc.run_as_user().value();
     if (uid < 0 || uid > 0xFFFFFFFFLL) Invalid(scf + ".run_as_user: invalid uid " + std::to_string(uid));
@@ -558,7 +617,7 @@ json ContainerSpec(const cri::ContainerConfig& config, const cri::PodSandboxConf
     SetNamespace(spec, "uts", "", true);
   } else {
     if (o.sandbox_pid <= 0) Invalid("container " + o.id + ": sandbox pid unknown");
-    SetNamespace(spec, "network", NsPath(o.sandbox_pid, "net"));
+    SetNamespace(spec, "network", !o.netns_path.empty() ? o.netns_path : NsPath(o.sandbox_pid, "net"));
     SetNamespace(spec, "uts", NsPath(o.sandbox_pid, "uts"));
   }
   if (ns.ipc() == cri::NODE) {

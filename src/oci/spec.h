@@ -6,16 +6,19 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json_fwd.hpp>
+#include <nlohmann/json.hpp>
 
 #include "oci/mounts.h"
 
 namespace runtime::v1 {
 class PodSandboxConfig;
 class ContainerConfig;
+class LinuxContainerResources;
 }  // namespace runtime::v1
 
 namespace berth::oci {
@@ -39,8 +42,10 @@ struct ImageConfig {
 // "config" key); missing fields stay empty, wrong types throw kInvalidArgument.
 ImageConfig ParseImageConfig(const nlohmann::json& image_config);
 
-// The signal to stop a container with: the CRI stop_signal when set, else the image's
-// StopSignal ("SIGQUIT", "QUIT", "3", "SIGRTMIN+3"), else SIGTERM. Throws for unknown names.
+// The signal to stop a container with: the CRI stop_signal when set (a runtime.v1.Signal enum
+// value, e.g. SIGRTMINPLUS3; not a Linux signal number), else the image's StopSignal
+// ("SIGQUIT", "QUIT", "3", "SIGRTMIN+3"), else SIGTERM. Throws kInvalidArgument for unknown
+// values, naming "stop_signal" or "image config StopSignal".
 int StopSignal(int cri_stop_signal, const std::string& image_stop_signal);
 // "SIGTERM"/"TERM"/"15" -> 15; -1 when unknown.
 int ParseSignal(const std::string& name);
@@ -51,6 +56,9 @@ int ParseSignal(const std::string& name);
 nlohmann::json DefaultSpec();
 // The handler's base_runtime_spec file when given, else DefaultSpec(). Throws naming the file.
 nlohmann::json LoadBaseSpec(const std::string& base_runtime_spec_path);
+// A copy of the parsed base spec when given (the CRI runtime plugin reads each base_runtime_spec
+// file once at init), else LoadBaseSpec(path).
+nlohmann::json BaseSpec(const std::shared_ptr<const nlohmann::json>& base, const std::string& path);
 
 // Capabilities in the default set ("CAP_CHOWN", ...).
 const std::vector<std::string>& DefaultCapabilities();
@@ -64,16 +72,38 @@ struct NodeInfo {
   int own_oom_score_adj = 0;           // berthd's /proc/self/oom_score_adj
   bool swap_accounting = true;         // memory.memsw (v1) / memory.swap.max (v2) exists
   bool systemd_cgroup = false;         // cgroupsPath as "slice:prefix:name"
+  // berthd's capability bounding set ("CAP_..."); empty = every capability berth knows. "ALL"
+  // and privileged give this set; an explicit add outside it is refused.
+  std::vector<std::string> bounding_caps;
 };
 // Reads the values above from the host.
 NodeInfo HostNodeInfo();
+
+// linux.resources (cpu, memory, hugepageLimits, unified) and process.oomScoreAdj from CRI
+// resources, for CreateContainer and UpdateContainerResources. With restrict_oom_score_adj, an
+// oom_score_adj below berthd's own is raised to it (and berthd's own is used when the CRI gives
+// none and it is positive). `field` prefixes error messages ("linux.resources").
+struct LinuxResources {
+  nlohmann::json resources;               // object; only the keys the CRI set
+  std::optional<int> oom_score_adj;       // unset: the container inherits berthd's
+};
+LinuxResources ResourcesFromCri(const ::runtime::v1::LinuxContainerResources& r, bool restrict_oom_score_adj,
+                                const NodeInfo& node, const std::string& field = "linux.resources");
+
+// linux.cgroupsPath of a sandbox or container: "<parent>/berth-<id>" (cgroupfs; parent default
+// "/berth", absolute, no "..") or "<slice>:berth:<id>" (systemd). Throws naming
+// linux.cgroup_parent.
+std::string CgroupsPath(const std::string& cgroup_parent, const std::string& id, const NodeInfo& node);
 
 struct SandboxSpecOptions {
   std::string id;
   std::string pause_rootfs;          // root.path (read-only); holds the pause binary
   std::vector<std::string> pause_args = {"/pause"};
+  std::vector<std::string> pause_env;  // merged over the base spec's env (a sandbox image's Env)
+  std::string pause_cwd = "/";
   std::string netns_path;            // network namespace to join ("" = new one, unless NODE)
   std::string shm_path;              // host dir with the sandbox's /dev/shm tmpfs ("" = tmpfs)
+  std::shared_ptr<const nlohmann::json> base_spec;  // parsed base_runtime_spec (wins over the path)
   std::string base_spec_path;        // handler's base_runtime_spec ("" = DefaultSpec())
   bool restrict_oom_score_adj = false;
   std::string unset_seccomp_profile; // profile when the CRI gives none ("" = unconfined)
@@ -87,10 +117,13 @@ struct ContainerSpecOptions {
   std::string id;
   std::string sandbox_id;
   int sandbox_pid = 0;                // for /proc/<pid>/ns/{net,ipc,uts,pid}
+  std::string netns_path;             // the pod's network namespace ("" = /proc/<sandbox_pid>/ns/net)
+  std::string hostname;               // HOSTNAME in the env ("" = the sandbox config's hostname)
   int target_pid = 0;                 // namespace_options.pid == TARGET
   std::string rootfs;                 // root.path (the container's rootfs on the host)
   std::string image_name;             // io.kubernetes.cri.image-name
   ImageConfig image;
+  std::shared_ptr<const nlohmann::json> base_spec;  // parsed base_runtime_spec (wins over the path)
   std::string base_spec_path;         // handler's base_runtime_spec ("" = DefaultSpec())
   std::string hosts_path, hostname_path, resolv_conf_path;  // sandbox files ("" = none)
   std::string shm_path;               // the sandbox's /dev/shm on the host ("" = tmpfs)

@@ -99,6 +99,14 @@ nlohmann::json LoadBaseSpec(const std::string& path) {
   return j;
 }
 
+nlohmann::json BaseSpec(const std::shared_ptr<const nlohmann::json>& base, const std::string& path) {
+  if (base) {
+    if (!base->is_object()) throw Error(Code::kInvalidArgument, "base OCI spec is not a JSON object");
+    return *base;
+  }
+  return LoadBaseSpec(path);
+}
+
 namespace {
 struct SigName {
   const char* name;
@@ -109,7 +117,7 @@ const SigName kSignals[] = {
     {"TRAP", SIGTRAP}, {"ABRT", SIGABRT},     {"IOT", SIGIOT},     {"BUS", SIGBUS},
     {"FPE", SIGFPE},   {"KILL", SIGKILL},     {"USR1", SIGUSR1},   {"SEGV", SIGSEGV},
     {"USR2", SIGUSR2}, {"PIPE", SIGPIPE},     {"ALRM", SIGALRM},   {"TERM", SIGTERM},
-    {"STKFLT", SIGSTKFLT}, {"CHLD", SIGCHLD}, {"CONT", SIGCONT},   {"STOP", SIGSTOP},
+    {"STKFLT", SIGSTKFLT}, {"CHLD", SIGCHLD}, {"CLD", SIGCHLD}, {"CONT", SIGCONT},   {"STOP", SIGSTOP},
     {"TSTP", SIGTSTP}, {"TTIN", SIGTTIN},     {"TTOU", SIGTTOU},   {"URG", SIGURG},
     {"XCPU", SIGXCPU}, {"XFSZ", SIGXFSZ},     {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF},
     {"WINCH", SIGWINCH}, {"IO", SIGIO},       {"POLL", SIGPOLL},   {"PWR", SIGPWR},
@@ -144,20 +152,6 @@ int ParseSignal(const std::string& in) {
   if (int v = rt("RTMIN", 34, 1); v != 0) return v;
   if (int v = rt("RTMAX", 64, -1); v != 0) return v;
   return -1;
-}
-
-int StopSignal(int cri_stop_signal, const std::string& image_stop_signal) {
-  // CRI Signal enum values are the Linux numbers of the signals they name (0 = runtime default).
-  if (cri_stop_signal > 0) {
-    if (cri_stop_signal > 64)
-      throw Error(Code::kInvalidArgument, "stop_signal: invalid signal " + std::to_string(cri_stop_signal));
-    return cri_stop_signal;
-  }
-  if (image_stop_signal.empty()) return SIGTERM;
-  int s = ParseSignal(image_stop_signal);
-  if (s < 0)
-    throw Error(Code::kInvalidArgument, "image config StopSignal: unknown signal \"" + image_stop_signal + "\"");
-  return s;
 }
 
 ImageConfig ParseImageConfig(const nlohmann::json& doc) {
@@ -201,6 +195,19 @@ NodeInfo HostNodeInfo() {
   n.swap_accounting = fs::Exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes") ||
                       fs::Exists("/sys/fs/cgroup/memory.swap.max") ||
                       fs::Exists("/sys/fs/cgroup/unified/memory.swap.max");
+  // CapBnd of /proc/self/status: bit i is capability i, in the kernel's order (AllCapabilities).
+  try {
+    std::string status = fs::ReadFile("/proc/self/status", 1 << 20);
+    auto p = status.find("CapBnd:");
+    if (p != std::string::npos) {
+      uint64_t bnd = std::stoull(status.substr(p + 7), nullptr, 16);
+      const auto& all = AllCapabilities();
+      for (size_t i = 0; i < all.size() && i < 64; ++i)
+        if (bnd & (1ull << i)) n.bounding_caps.push_back(all[i]);
+    }
+  } catch (...) {
+    n.bounding_caps.clear();
+  }
   return n;
 }
 

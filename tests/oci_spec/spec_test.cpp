@@ -416,6 +416,92 @@ TEST_F(SpecTest, BaseSpecFromFile) {
   EXPECT_NE(ErrorOf(berth::Code::kNotFound).find("failed to open base OCI spec: "), std::string::npos);
 }
 
+TEST_F(SpecTest, ParsedBaseSpecWinsOverThePath) {
+  auto base = std::make_shared<const json>(json::parse(R"({"ociVersion":"1.0.2","process":{"env":["BASE=1"],
+      "rlimits":[{"type":"RLIMIT_NOFILE","hard":4096,"soft":2048}]},"linux":{"resources":{"cpu":{"realtimeRuntime":5}}}})"));
+  opts_.base_spec = base;
+  opts_.base_spec_path = dir_ / "never-read.json";
+  config_.mutable_linux()->mutable_resources()->set_cpu_shares(100);
+  json s = Spec();
+  EXPECT_EQ(s["ociVersion"], "1.0.2");
+  EXPECT_EQ(s["process"]["env"][0], "BASE=1");
+  EXPECT_EQ(s["process"]["rlimits"][0]["soft"], 2048);
+  EXPECT_EQ(s["linux"]["resources"]["cpu"], json::parse(R"({"realtimeRuntime":5,"shares":100})"));
+  EXPECT_EQ((*base)["process"]["env"].size(), 1u);  // the shared spec is never changed
+  opts_.base_spec = std::make_shared<const json>(json::array());
+  EXPECT_EQ(ErrorOf(), "base OCI spec is not a JSON object");
+}
+
+TEST_F(SpecTest, BoundingSetLimitsGrantedCapabilities) {
+  opts_.node.bounding_caps = {"CAP_CHOWN", "CAP_KILL", "CAP_NET_ADMIN"};
+  auto* caps = config_.mutable_linux()->mutable_security_context()->mutable_capabilities();
+  caps->add_add_capabilities("ALL");
+  EXPECT_EQ(Spec()["process"]["capabilities"]["bounding"], json({"CAP_CHOWN", "CAP_KILL", "CAP_NET_ADMIN"}));
+  caps->Clear();
+  caps->add_add_capabilities("SYS_RESOURCE");
+  EXPECT_EQ(ErrorOf(),
+            "linux.security_context.capabilities.add_capabilities: CAP_SYS_RESOURCE is not in berthd's bounding "
+            "set and cannot be granted");
+  caps->Clear();
+  caps->add_drop_capabilities("SYS_RESOURCE");  // dropping what is not there is fine
+  EXPECT_NO_THROW(Spec());
+  caps->Clear();
+  config_.mutable_linux()->mutable_security_context()->set_privileged(true);
+  sandbox_.mutable_linux()->mutable_security_context()->set_privileged(true);
+  EXPECT_EQ(Spec()["process"]["capabilities"]["permitted"].size(), 3u);
+}
+
+TEST_F(SpecTest, NetnsPathHostnameAndRunAsExclusivity) {
+  opts_.netns_path = "/run/berth/netns/sb1";
+  opts_.hostname = "real-host";
+  json s = Spec();
+  EXPECT_EQ(Ns(s, "network")["path"], "/run/berth/netns/sb1");
+  EXPECT_EQ(Ns(s, "uts")["path"], "/proc/4242/ns/uts");
+  auto env = s["process"]["env"];
+  EXPECT_NE(std::find(env.begin(), env.end(), "HOSTNAME=real-host"), env.end());
+  auto* sc = config_.mutable_linux()->mutable_security_context();
+  sc->mutable_run_as_user()->set_value(1000);
+  sc->set_run_as_username("app");
+  EXPECT_EQ(ErrorOf(), "linux.security_context.run_as_username: mutually exclusive with run_as_user");
+}
+
+TEST(ResourcesFromCriTest, UpdatesAndOomClamping) {
+  cri::LinuxContainerResources r;
+  oci::NodeInfo node;
+  node.own_oom_score_adj = 200;
+  auto lr = oci::ResourcesFromCri(r, false, node);
+  EXPECT_EQ(lr.resources, json::object());
+  EXPECT_FALSE(lr.oom_score_adj.has_value());
+  EXPECT_EQ(oci::ResourcesFromCri(r, true, node).oom_score_adj, 200);  // restricted: never below berthd
+  r.set_memory_limit_in_bytes(32 << 20);
+  r.set_cpu_quota(-1);
+  r.set_oom_score_adj(-5);
+  lr = oci::ResourcesFromCri(r, true, node);
+  EXPECT_EQ(lr.resources, json::parse(R"({"cpu":{"quota":-1},"memory":{"limit":33554432,"swap":33554432}})"));
+  EXPECT_EQ(lr.oom_score_adj, 200);
+  EXPECT_EQ(oci::ResourcesFromCri(r, false, node).oom_score_adj, -5);
+  auto* hp = r.add_hugepage_limits();
+  hp->set_page_size("huge");
+  try {
+    oci::ResourcesFromCri(r, false, node, "linux");
+    ADD_FAILURE() << "bad page size accepted";
+  } catch (const berth::Error& e) {
+    EXPECT_EQ(std::string(e.what()), "linux.hugepage_limits[0].page_size: invalid \"huge\"");
+    EXPECT_EQ(e.code(), berth::Code::kInvalidArgument);
+  }
+}
+
+TEST(CgroupsPathTest, CgroupfsAndSystemd) {
+  oci::NodeInfo node;
+  EXPECT_EQ(oci::CgroupsPath("", "x", node), "/berth/berth-x");
+  EXPECT_EQ(oci::CgroupsPath("/kubepods/", "x", node), "/kubepods/berth-x");
+  EXPECT_EQ(oci::CgroupsPath("/", "x", node), "/berth-x");
+  EXPECT_THROW(oci::CgroupsPath("/a/../b", "x", node), berth::Error);
+  node.systemd_cgroup = true;
+  EXPECT_EQ(oci::CgroupsPath("", "x", node), "system.slice:berth:x");
+  EXPECT_THROW(oci::CgroupsPath("/kubepods", "x", node), berth::Error);
+}
+
 TEST_F(SpecTest, MissingMetadataAndIds) {
   config_.clear_metadata();
   EXPECT_EQ(ErrorOf(), "metadata.name: required");
@@ -458,6 +544,23 @@ TEST(SandboxSpecTest, Basics) {
   o.restrict_oom_score_adj = true;
   EXPECT_EQ(oci::SandboxSpec(c, o)["process"]["oomScoreAdj"], -100);
 
+  // A sandbox image: its entrypoint, env and working dir; a parsed base spec.
+  o.pause_args = {"/bin/sleep", "1000"};
+  o.pause_env = {"PATH=/bin", "PAUSE=1"};
+  o.pause_cwd = "/tmp";
+  o.base_spec = std::make_shared<const json>(json::parse(R"({"process":{"env":["PATH=/x","BASE=1"]}})"));
+  s = oci::SandboxSpec(c, o);
+  EXPECT_EQ(s["process"]["args"], json({"/bin/sleep", "1000"}));
+  EXPECT_EQ(s["process"]["env"], json({"PATH=/bin", "BASE=1", "PAUSE=1"}));
+  EXPECT_EQ(s["process"]["cwd"], "/tmp");
+  o.pause_cwd = "tmp";
+  EXPECT_THROW(oci::SandboxSpec(c, o), berth::Error);
+  o.pause_cwd = "/";
+  o.pause_args.clear();
+  EXPECT_THROW(oci::SandboxSpec(c, o), berth::Error);
+  o.pause_args = {"/pause"};
+  o.base_spec = nullptr;
+
   c.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_network(cri::NODE);
   s = oci::SandboxSpec(c, o);
   EXPECT_FALSE(s.contains("hostname"));
@@ -465,6 +568,14 @@ TEST(SandboxSpecTest, Basics) {
     EXPECT_NE(n["type"], "network");
     EXPECT_NE(n["type"], "uts");
   }
+  (*c.mutable_linux()->mutable_sysctls())["kernel.msgmax"] = std::string("1\n2", 3);
+  try {
+    oci::SandboxSpec(c, o);
+    ADD_FAILURE() << "a sysctl value with a newline accepted";
+  } catch (const berth::Error& e) {
+    EXPECT_EQ(std::string(e.what()), "linux.sysctls: invalid value for \"kernel.msgmax\"");
+  }
+  c.mutable_linux()->mutable_sysctls()->erase("kernel.msgmax");
   (*c.mutable_linux()->mutable_sysctls())["../../etc"] = "1";
   EXPECT_THROW(oci::SandboxSpec(c, o), berth::Error);
   c.clear_metadata();
@@ -481,7 +592,12 @@ TEST(ImageConfigTest, ParsesAndStopSignal) {
   EXPECT_EQ(ic.user, "app");
   EXPECT_EQ(oci::StopSignal(0, ic.stop_signal), SIGQUIT);
   EXPECT_EQ(oci::StopSignal(0, ""), SIGTERM);
-  EXPECT_EQ(oci::StopSignal(9, "SIGQUIT"), 9);
+  // The CRI stop_signal is a runtime.v1.Signal enum value, not a Linux signal number.
+  EXPECT_EQ(oci::StopSignal(cri::Signal_descriptor()->FindValueByName("SIGKILL")->number(), "SIGQUIT"), SIGKILL);
+  EXPECT_EQ(oci::StopSignal(cri::Signal_descriptor()->FindValueByName("SIGUSR1")->number(), ""), SIGUSR1);
+  EXPECT_EQ(oci::StopSignal(cri::Signal_descriptor()->FindValueByName("SIGRTMINPLUS3")->number(), ""), 37);
+  EXPECT_EQ(oci::StopSignal(cri::Signal_descriptor()->FindValueByName("SIGCLD")->number(), ""), SIGCHLD);
+  EXPECT_THROW(oci::StopSignal(1000, ""), berth::Error);
   EXPECT_EQ(oci::StopSignal(0, "RTMIN+3"), 37);
   EXPECT_EQ(oci::StopSignal(0, "2"), 2);
   EXPECT_THROW(oci::StopSignal(0, "SIGNOPE"), berth::Error);
