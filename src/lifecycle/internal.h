@@ -1,4 +1,4 @@
-// Internal types of berth_lifecycle: records kept in memory and in SQLite, OCI spec building.
+// Internal types of berth_lifecycle: records kept in memory and in SQLite.
 #pragma once
 
 // The generated CRI header comes first: its enum Signal has values named SIGTERM, SIGKILL...,
@@ -78,24 +78,5 @@ class RecordStore {
  private:
   std::shared_ptr<store::Database> db_;
 };
-
-// --- OCI specs ---------------------------------------------------------------------------------
-
-// Namespace paths a container joins (empty: host; "new": its own).
-struct PodNamespaces {
-  std::string net, ipc, uts, pid;  // "" host, "new", or a path
-};
-
-nlohmann::json DefaultSpec();
-// Capability name checks: "NET_ADMIN" / "CAP_NET_ADMIN" -> "CAP_NET_ADMIN"; throws InvalidArgument.
-std::string NormalizeCapability(const std::string& name);
-// Signal by name ("SIGTERM", "TERM", "15", "SIGRTMIN+3"); 0 when unknown.
-int ParseSignal(const std::string& name);
-// linux.resources of the runtime spec from CRI resources.
-nlohmann::json OciResources(const v1::LinuxContainerResources& r, bool restrict_oom, int own_oom,
-                            int* oom_out);
-int OwnOomScoreAdj();
-// SIGRTMINPLUS3 -> "SIGRTMIN+3" etc.
-std::string SignalProtoToName(int proto_signal);
 
 }  // namespace berth::lifecycle

@@ -51,6 +51,7 @@ Options OptionsFromRuntimePlugin(const criplugins::CRIRuntimePlugin& plugin) {
   o.default_handler = plugin.config.containerd.default_runtime_name;
   o.restrict_oom_score_adj = plugin.config.restrict_oom_score_adj;
   o.max_container_log_line_size = plugin.config.max_container_log_line_size;
+  o.unset_seccomp_profile = plugin.config.unset_seccomp_profile;
   for (const auto& [name, info] : plugin.handlers) {
     Handler h;
     h.name = name;
@@ -59,6 +60,11 @@ Options OptionsFromRuntimePlugin(const criplugins::CRIRuntimePlugin& plugin) {
     h.root = rt.Root();
     h.systemd_cgroup = rt.SystemdCgroup();
     h.treat_ro_mounts_as_rro = rt.treat_ro_mounts_as_rro;
+    h.rro = info.rro;  // resolved once at plugin init (rro_resolver.cpp)
+    h.base_spec = info.base_spec;
+    h.privileged_without_host_devices = rt.privileged_without_host_devices;
+    h.pod_annotations = rt.pod_annotations;
+    h.container_annotations = rt.container_annotations;
     o.handlers[name] = h;
   }
   return o;

@@ -16,6 +16,8 @@
 #include "monitor/client.h"
 #include "mount/rro.h"
 #include "network/netns.h"
+#include "runtime/rro.h"
+#include "snapshot/snapshotter.h"
 #include "store/db.h"
 
 namespace berth::lifecycle {
@@ -62,28 +64,6 @@ std::string HostHostname() {
   char buf[256] = {};
   if (::gethostname(buf, sizeof buf - 1) != 0) return "localhost";
   return buf;
-}
-
-// Checks a cgroup parent and returns it as an absolute cgroupfs path.
-std::string CgroupParent(const std::string& parent) {
-  if (parent.empty()) return "/berth";
-  std::string p = parent[0] == '/' ? parent : "/" + parent;
-  if (p.size() > 1024 || p.find("/../") != std::string::npos || p.find("/./") != std::string::npos ||
-      p.ends_with("/..") || p.ends_with("/.") || p.find('\0') != std::string::npos) {
-    throw Error(Code::kInvalidArgument, "invalid cgroup_parent \"" + parent + "\": must be a plain cgroup path");
-  }
-  while (p.size() > 1 && p.back() == '/') p.pop_back();
-  return p;
-}
-
-void ValidateSysctl(const std::string& key, const std::string& value) {
-  if (key.empty() || key.size() > 256 || key.find("..") != std::string::npos || key.find('/') == 0 ||
-      key.find('\0') != std::string::npos || key.find('\n') != std::string::npos) {
-    throw Error(Code::kInvalidArgument, "invalid sysctl name \"" + key + "\"");
-  }
-  if (value.size() > 4096 || value.find('\0') != std::string::npos) {
-    throw Error(Code::kInvalidArgument, "invalid value of sysctl " + key);
-  }
 }
 
 std::string ResolvConf(const v1::PodSandboxConfig& cfg) {
@@ -198,6 +178,10 @@ RuntimeService::Impl::Impl(Options o) : opts(std::move(o)) {
     opts.handlers[h.name] = h;
   }
   if (opts.default_handler.empty()) opts.default_handler = opts.handlers.begin()->first;
+  for (auto& [name, h] : opts.handlers)
+    if (h.name.empty()) h.name = name;
+  node = oci::HostNodeInfo();
+  ResolveHandlerRRO();
 }
 
 const Handler& RuntimeService::Impl::HandlerFor(const std::string& name) const {
@@ -218,18 +202,23 @@ runtime::Cli RuntimeService::Impl::CliFor(const std::string& handler) const {
   return runtime::Cli(co);
 }
 
-const runtime::HandlerRRO& RuntimeService::Impl::RROFor(const std::string& handler) {
-  const Handler& h = HandlerFor(handler);
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    auto it = rro_cache.find(h.name);
-    if (it != rro_cache.end()) return it->second;
+void RuntimeService::Impl::ResolveHandlerRRO() {
+  for (auto& [name, h] : opts.handlers) {
+    if (h.rro) continue;
+    runtime::DetectOptions d;
+    d.state_dir = fs::Join(opts.state_dir, "rro-probe");
+    auto r = runtime::DetectHandlerRRO(h.name, h.binary.empty() ? "runc" : h.binary, h.treat_ro_mounts_as_rro, d);
+    if (!r.resolution.ok()) {
+      throw Error(Code::kFailedPrecondition, "runtime handler \"" + name + "\": " + r.resolution.error);
+    }
+    h.rro = oci::HandlerRRO{r.resolution.enabled, r.resolution.via_fallback, r.SupportedForKEP(), r.KEPViaFallback()};
   }
-  runtime::DetectOptions d;
-  d.state_dir = fs::Join(opts.state_dir, "rro-probe");
-  auto r = runtime::DetectHandlerRRO(h.name, h.binary.empty() ? "runc" : h.binary, h.treat_ro_mounts_as_rro, d);
-  std::lock_guard<std::mutex> lock(mu);
-  return rro_cache.emplace(h.name, std::move(r)).first->second;
+}
+
+oci::NodeInfo RuntimeService::Impl::NodeFor(const Handler& h) const {
+  oci::NodeInfo n = node;
+  n.systemd_cgroup = h.systemd_cgroup;
+  return n;
 }
 
 template <typename M>
@@ -288,6 +277,19 @@ void RuntimeService::Impl::TeardownSandbox(SandboxRecord& sb) {
   if (!sb.netns_path.empty()) network::RemoveNetns(sb.netns_path);
 }
 
+void RuntimeService::Impl::RemoveSandboxRootfs(SandboxRecord& sb) {
+  if (sb.image.empty()) return;
+  std::string rootfs = fs::Join(sb.dir, "rootfs");
+  if (fs::Exists(rootfs)) snapshot::UnmountAll(rootfs);
+  if (opts.images) {
+    try {
+      opts.images->snapshotter().Remove(sb.id);
+    } catch (const Error& e) {
+      if (e.code() != Code::kNotFound) throw;
+    }
+  }
+}
+
 void RuntimeService::Impl::StopSandboxLocked(SandboxRecord& sb) {
   // Containers first, killed at once (as containerd does).
   std::vector<std::shared_ptr<ContainerRecord>> ctrs;
@@ -335,10 +337,12 @@ void RuntimeService::RunPodSandbox(const v1::RunPodSandboxRequest& req, v1::RunP
   if (ns.has_userns_options() && ns.userns_options().mode() != v1::NODE) {
     throw Error(Code::kInvalidArgument, "user namespaces are not supported");
   }
-  for (const auto& [k, v] : cfg.linux().sysctls()) ValidateSysctl(k, v);
-  std::string cgroup_parent = CgroupParent(cfg.linux().cgroup_parent());
   std::string resolv = ResolvConf(cfg);
   bool host_net = ns.network() == v1::NODE;
+
+  // The pause process: the pinned sandbox image when it is present locally, else berth-pause.
+  std::optional<ImageInfo> pause_image;
+  if (!I.opts.sandbox_image.empty() && I.opts.images) pause_image = I.opts.images->Resolve(I.opts.sandbox_image);
 
   auto sb = std::make_shared<SandboxRecord>();
   sb->id = NewId();
@@ -347,7 +351,40 @@ void RuntimeService::RunPodSandbox(const v1::RunPodSandboxRequest& req, v1::RunP
   sb->config = cfg;
   sb->created_at = NowNs();
   sb->dir = fs::Join(I.opts.state_dir, "sandboxes/" + sb->id);
-  sb->cgroups_path = cgroup_parent + "/" + sb->id;
+  if (pause_image) sb->image = pause_image->ref;
+  std::string rootfs = fs::Join(sb->dir, "rootfs");
+
+  // The spec first: bad requests are refused before anything is created.
+  oci::SandboxSpecOptions so_spec;
+  so_spec.id = sb->id;
+  so_spec.pause_rootfs = rootfs;
+  if (pause_image) {
+    auto doc = nlohmann::json::parse(pause_image->config_json, nullptr, false);
+    if (doc.is_discarded()) {
+      throw Error(Code::kFailedPrecondition, "sandbox image " + pause_image->ref + ": the image config is not JSON");
+    }
+    oci::ImageConfig ic = oci::ParseImageConfig(doc);
+    std::vector<std::string> argv = ic.entrypoint;
+    argv.insert(argv.end(), ic.cmd.begin(), ic.cmd.end());
+    if (argv.empty()) {
+      throw Error(Code::kFailedPrecondition, "sandbox image " + pause_image->ref + " has neither Entrypoint nor Cmd");
+    }
+    so_spec.pause_args = argv;
+    so_spec.pause_env = ic.env;
+    if (!ic.working_dir.empty()) so_spec.pause_cwd = ic.working_dir;
+  }
+  if (!host_net) so_spec.netns_path = fs::Join(I.opts.state_dir, "netns/" + sb->id);
+  if (ns.ipc() != v1::NODE) so_spec.shm_path = fs::Join(sb->dir, "shm");
+  so_spec.base_spec = handler.base_spec;
+  so_spec.restrict_oom_score_adj = I.opts.restrict_oom_score_adj;
+  so_spec.unset_seccomp_profile = I.opts.unset_seccomp_profile;
+  so_spec.pod_annotation_patterns = handler.pod_annotations;
+  so_spec.node = I.NodeFor(handler);
+  nlohmann::json spec = oci::SandboxSpec(cfg, so_spec);
+  sb->cgroups_path = spec["linux"].value("cgroupsPath", "");
+  std::string hostname = cfg.hostname().empty() || host_net ? HostHostname() : cfg.hostname();
+  if (!host_net) spec["hostname"] = hostname;
+
   {
     std::lock_guard<std::mutex> lock(I.mu);
     auto it = I.sandbox_names.find(sb->name_key);
@@ -361,16 +398,19 @@ void RuntimeService::RunPodSandbox(const v1::RunPodSandboxRequest& req, v1::RunP
   auto cli = I.CliFor(sb->handler);
   try {
     I.Save(*sb);
-    std::string rootfs = fs::Join(sb->dir, "rootfs");
     fs::MkdirAll(rootfs, 0755);
-    for (const char* d : {"proc", "dev", "sys", "etc", "tmp"}) fs::MkdirAll(fs::Join(rootfs, d), 0755);
-    if (I.opts.pause_path.empty() || !fs::Exists(I.opts.pause_path)) {
-      throw Error(Code::kFailedPrecondition, "berth-pause binary \"" + I.opts.pause_path + "\" not found");
+    if (pause_image) {
+      auto mounts = I.opts.images->snapshotter().Prepare(sb->id, pause_image->chain_id);
+      snapshot::MountAll(mounts, rootfs);
+    } else {
+      for (const char* d : {"proc", "dev", "sys", "etc", "tmp"}) fs::MkdirAll(fs::Join(rootfs, d), 0755);
+      if (I.opts.pause_path.empty() || !fs::Exists(I.opts.pause_path)) {
+        throw Error(Code::kFailedPrecondition, "berth-pause binary \"" + I.opts.pause_path + "\" not found");
+      }
+      std::filesystem::copy_file(I.opts.pause_path, fs::Join(rootfs, "pause"),
+                                 std::filesystem::copy_options::overwrite_existing);
+      ::chmod(fs::Join(rootfs, "pause").c_str(), 0755);
     }
-    std::filesystem::copy_file(I.opts.pause_path, fs::Join(rootfs, "pause"),
-                               std::filesystem::copy_options::overwrite_existing);
-    ::chmod(fs::Join(rootfs, "pause").c_str(), 0755);
-    std::string hostname = cfg.hostname().empty() || host_net ? HostHostname() : cfg.hostname();
     fs::WriteFileAtomic(fs::Join(sb->dir, "hostname"), hostname + "\n", 0644);
     std::string hosts = kDefaultHosts;
     if (host_net) {
@@ -381,48 +421,19 @@ void RuntimeService::RunPodSandbox(const v1::RunPodSandboxRequest& req, v1::RunP
     }
     fs::WriteFileAtomic(fs::Join(sb->dir, "hosts"), hosts, 0644);
     fs::WriteFileAtomic(fs::Join(sb->dir, "resolv.conf"), resolv, 0644);
-    if (ns.ipc() != v1::NODE) {
-      std::string shm = fs::Join(sb->dir, "shm");
-      fs::MkdirAll(shm, 0755);
-      if (::mount("shm", shm.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k") != 0) {
-        ThrowErrno("failed to mount /dev/shm of pod sandbox " + sb->id + " at " + shm);
+    if (!so_spec.shm_path.empty()) {
+      fs::MkdirAll(so_spec.shm_path, 0755);
+      if (::mount("shm", so_spec.shm_path.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k") != 0) {
+        ThrowErrno("failed to mount /dev/shm of pod sandbox " + sb->id + " at " + so_spec.shm_path);
       }
       sb->shm_mounted = true;
     }
     if (!host_net) {
-      sb->netns_path = fs::Join(I.opts.state_dir, "netns/" + sb->id);
+      sb->netns_path = so_spec.netns_path;
       I.Save(*sb);
       network::CreateNetns(sb->netns_path);
     }
     I.Save(*sb);
-
-    nlohmann::json spec = DefaultSpec();
-    spec["root"] = {{"path", rootfs}, {"readonly", true}};
-    spec["process"]["args"] = {"/pause"};
-    spec["process"]["env"] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
-    spec["process"]["noNewPrivileges"] = true;
-    auto& lx = spec["linux"];
-    auto& nss = lx["namespaces"];
-    if (!host_net) {
-      nss.push_back({{"type", "network"}, {"path", sb->netns_path}});
-      nss.push_back({{"type", "uts"}});
-      spec["hostname"] = hostname;
-    }
-    if (ns.ipc() != v1::NODE) nss.push_back({{"type", "ipc"}});
-    if (ns.pid() != v1::NODE) nss.push_back({{"type", "pid"}});
-    lx["cgroupsPath"] = sb->cgroups_path;
-    nlohmann::json sysctls = nlohmann::json::object();
-    for (const auto& [k, v] : cfg.linux().sysctls()) sysctls[k] = v;
-    if (!sysctls.empty()) lx["sysctl"] = sysctls;
-    int oom = 0;
-    v1::LinuxContainerResources pause_res;
-    pause_res.set_oom_score_adj(-998);
-    OciResources(pause_res, I.opts.restrict_oom_score_adj, OwnOomScoreAdj(), &oom);
-    spec["process"]["oomScoreAdj"] = oom;
-    if (lsc.privileged()) {
-      lx.erase("maskedPaths");
-      lx.erase("readonlyPaths");
-    }
     fs::WriteFileAtomic(fs::Join(sb->dir, "config.json"), spec.dump(), 0600);
 
     monitor::SpawnOptions so;
@@ -445,6 +456,7 @@ void RuntimeService::RunPodSandbox(const v1::RunPodSandboxRequest& req, v1::RunP
   } catch (...) {
     try {
       I.TeardownSandbox(*sb);
+      I.RemoveSandboxRootfs(*sb);
       fs::RemoveAll(sb->dir);
       I.records->DeleteSandbox(sb->id);
     } catch (...) {
@@ -478,6 +490,7 @@ void RuntimeService::RemovePodSandbox(const v1::RemovePodSandboxRequest& req) {
     }
   }
   for (auto& c : ctrs) I.RemoveContainerLocked(c);
+  I.RemoveSandboxRootfs(*sb);
   fs::RemoveAll(sb->dir);
   I.records->DeleteSandbox(sb->id);
   std::lock_guard<std::mutex> lock(I.mu);
@@ -562,6 +575,7 @@ void RuntimeService::Impl::Recover() {
     if (sb->state == kCreating) {
       try {
         TeardownSandbox(*sb);
+        RemoveSandboxRootfs(*sb);
         fs::RemoveAll(sb->dir);
       } catch (...) {
       }

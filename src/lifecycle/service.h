@@ -17,6 +17,10 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
+#include "oci/mounts.h"
+
 namespace runtime::v1 {
 class RunPodSandboxRequest;
 class RunPodSandboxResponse;
@@ -91,6 +95,14 @@ struct Handler {
   std::string root;                     // --root; "" = <state_dir>/runtime/<name>
   bool systemd_cgroup = false;
   std::string treat_ro_mounts_as_rro;   // "", "Enabled", "IfPossible", "Disabled"
+  // Recursive read-only behaviour as the CRI runtime plugin resolved it at init. Unset: the
+  // RuntimeService resolves it once at construction (kernel probe, runtime features) from
+  // treat_ro_mounts_as_rro, and refuses to start when the value cannot be honoured.
+  std::optional<oci::HandlerRRO> rro;
+  // The parsed base_runtime_spec (read once by the plugin); null = oci::DefaultSpec().
+  std::shared_ptr<const nlohmann::json> base_spec;
+  bool privileged_without_host_devices = false;
+  std::vector<std::string> pod_annotations, container_annotations;  // globs passed to the spec
 };
 
 struct Options {
@@ -101,17 +113,21 @@ struct Options {
   std::map<std::string, Handler> handlers;
   std::string default_handler = "runc";
   bool restrict_oom_score_adj = false;
+  std::string unset_seccomp_profile;  // seccomp profile when the CRI gives none ("" = unconfined)
   long max_container_log_line_size = 16 * 1024;
-  std::string sandbox_image;  // pinned_images.sandbox: used when present locally, else berth-pause
+  // pinned_images.sandbox: when this image is present locally, sandboxes run its entrypoint (and
+  // cmd) as the pause process on a snapshot of it; otherwise the built-in berth-pause.
+  std::string sandbox_image;
   std::shared_ptr<ImageProvider> images;       // required for containers
   std::shared_ptr<store::Database> db;         // null: <root_dir>/lifecycle.db
   std::chrono::milliseconds poll_interval{200};  // exit watcher
   bool watch_exits = true;
 };
 
-// Options from the CRI runtime plugin's validated configuration (handlers, restrict_oom_score_adj,
-// max_container_log_line_size, root/state dirs). monitor/pause paths and images are left for the
-// caller.
+// Options from the CRI runtime plugin's validated configuration (handlers with their resolved
+// recursive read-only behaviour and parsed base specs, restrict_oom_score_adj,
+// unset_seccomp_profile, max_container_log_line_size, root/state dirs). monitor/pause paths,
+// sandbox_image and images are left for the caller.
 Options OptionsFromRuntimePlugin(const criplugins::CRIRuntimePlugin& plugin);
 
 // Path of a program shipped with berth ("berth-monitor", "berth-pause"): the environment variable

@@ -9,8 +9,8 @@
 #include <thread>
 
 #include "lifecycle/service.h"
+#include "oci/spec.h"
 #include "runtime/cli.h"
-#include "runtime/rro.h"
 
 namespace berth::lifecycle {
 
@@ -54,7 +54,7 @@ struct RuntimeService::Impl {
   std::map<std::string, std::shared_ptr<SandboxRecord>> sandboxes;
   std::map<std::string, std::shared_ptr<ContainerRecord>> containers;
   std::map<std::string, std::string> sandbox_names, container_names;  // name key -> id
-  std::map<std::string, runtime::HandlerRRO> rro_cache;
+  oci::NodeInfo node;  // berthd's oom_score_adj, swap accounting, bounding set (read once)
   std::map<std::string, CpuSample> cpu_samples;
   EventBus events;
   nlohmann::json recovery = nlohmann::json::object();
@@ -67,7 +67,11 @@ struct RuntimeService::Impl {
 
   const Handler& HandlerFor(const std::string& name) const;
   runtime::Cli CliFor(const std::string& handler) const;
-  const runtime::HandlerRRO& RROFor(const std::string& handler);
+  // Node facts for spec generation with the handler's cgroup driver.
+  oci::NodeInfo NodeFor(const Handler& h) const;
+  // Handlers whose recursive read-only behaviour the caller did not resolve (Options built by
+  // hand rather than by OptionsFromRuntimePlugin): resolved here, once, at construction.
+  void ResolveHandlerRRO();
 
   std::shared_ptr<SandboxRecord> FindSandbox(const std::string& id_or_prefix);
   std::shared_ptr<ContainerRecord> FindContainer(const std::string& id_or_prefix);
@@ -76,6 +80,7 @@ struct RuntimeService::Impl {
 
   // Sandboxes.
   void TeardownSandbox(SandboxRecord& sb);  // kill pause, runtime delete, shm, netns (idempotent)
+  void RemoveSandboxRootfs(SandboxRecord& sb);  // a sandbox image's snapshot (idempotent)
   void StopSandboxLocked(SandboxRecord& sb);
   // Containers.
   void StopContainerLocked(ContainerRecord& c, int64_t timeout_s);

@@ -18,6 +18,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "network/netns.h"
+#include "oci/spec.h"
 #include "snapshot/snapshotter.h"
 #include "store/db.h"
 #include "support/support.h"
@@ -58,6 +59,17 @@ class BusyboxImages : public ImageProvider {
     snap_->Commit("sha256:busybox-chain", "busybox-extract");
   }
   std::optional<ImageInfo> Resolve(const std::string& ref) override {
+    if (ref == "berth.test/pause:1" || ref == "sha256:pause") {
+      // A sandbox image on the same layers whose entrypoint is a long-running busybox command.
+      ImageInfo i;
+      i.id = "sha256:pause";
+      i.ref = "berth.test/pause:1";
+      i.repo_tags = {i.ref};
+      i.chain_id = "sha256:busybox-chain";
+      i.config_json = R"({"config":{"Env":["PATH=/bin","PAUSE_IMAGE=yes"],"Entrypoint":["/bin/sleep"],)"
+                      R"("Cmd":["100000"],"WorkingDir":"/tmp"}})";
+      return i;
+    }
     if (ref != "busybox" && ref != "docker.io/library/busybox:latest" && ref != "sha256:busybox") return std::nullopt;
     ImageInfo i;
     i.id = "sha256:busybox";
@@ -99,7 +111,8 @@ class LifecycleTest : public ::testing::Test {
     }
   }
 
-  std::unique_ptr<RuntimeService> Make(const std::string& rro = "") {
+  std::unique_ptr<RuntimeService> Make(const std::string& rro = "",
+                                       const std::function<void(berth::lifecycle::Options&)>& edit = {}) {
     berth::lifecycle::Options o;
     o.root_dir = *dir_ / "root";
     o.state_dir = *dir_ / "state";
@@ -113,6 +126,7 @@ class LifecycleTest : public ::testing::Test {
     o.restrict_oom_score_adj = true;
     o.images = images_;
     o.poll_interval = std::chrono::milliseconds(50);
+    if (edit) edit(o);
     return std::make_unique<RuntimeService>(o);
   }
 
@@ -191,6 +205,42 @@ class LifecycleTest : public ::testing::Test {
     v1::ExecSyncResponse resp;
     svc_->ExecSync(r, &resp);
     return resp;
+  }
+
+  // Runs `script` in a new container of a new pod (after `edit` changes its config) to the end;
+  // returns its CRI log.
+  std::string RunToEnd(const std::string& name, const std::string& script,
+                       const std::function<void(v1::ContainerConfig&)>& edit = {}, int* exit_code = nullptr) {
+    auto pcfg = PodConfig(name);
+    std::string pod = RunPod(pcfg);
+    auto c = CtrConfig(name, script);
+    if (edit) edit(c);
+    std::string id = Create(pod, pcfg, c);
+    Start(id);
+    auto st = WaitExited(id);
+    if (exit_code) *exit_code = st.exit_code();
+    return Slurp(st.log_path());
+  }
+
+  // The pause process's pid, once `runc start` has let it exec its command (runc start returns
+  // before the runtime's init process has exec'd).
+  int PausePid(const nlohmann::json& info) {
+    int pid = info["pid"].get<int>();
+    for (int i = 0; i < 500; ++i) {
+      std::string cmd = Slurp("/proc/" + std::to_string(pid) + "/cmdline");
+      if (!cmd.empty() && cmd.find("runc") == std::string::npos && cmd.rfind("/proc/self/exe", 0) != 0) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return pid;
+  }
+
+  nlohmann::json VerboseInfo(const std::string& pod) {
+    v1::PodSandboxStatusRequest r;
+    r.set_pod_sandbox_id(pod);
+    r.set_verbose(true);
+    v1::PodSandboxStatusResponse resp;
+    svc_->PodSandboxStatus(r, &resp);
+    return nlohmann::json::parse(resp.info().at("info"));
   }
 
   std::unique_ptr<TempDir> dir_;
@@ -560,6 +610,181 @@ TEST_F(LifecycleTest, RecoversAfterRestart) {
   EXPECT_EQ(Status(run).state(), v1::CONTAINER_EXITED);
   Start(created);
   EXPECT_EQ(WaitExited(created).exit_code(), 0);
+}
+
+// Seccomp: RuntimeDefault filters (Seccomp: 2 in /proc/self/status), Unconfined does not, a
+// Localhost profile is loaded from its file and enforced.
+TEST_F(LifecycleTest, SeccompProfiles) {
+  auto mode = [&](const std::string& name, const std::function<void(v1::SecurityProfile*)>& set) {
+    std::string log = RunToEnd(name, "grep '^Seccomp:' /proc/self/status; mkdir /tmp/d && echo mkdir-ok",
+                               [&](v1::ContainerConfig& c) {
+                                 set(c.mutable_linux()->mutable_security_context()->mutable_seccomp());
+                               });
+    return log;
+  };
+  std::string def = mode("sec-default", [](v1::SecurityProfile* p) { p->set_profile_type(v1::SecurityProfile::RuntimeDefault); });
+  EXPECT_NE(def.find("Seccomp:\t2"), std::string::npos) << def;
+  EXPECT_NE(def.find("mkdir-ok"), std::string::npos) << def;
+  std::string unconfined = mode("sec-none", [](v1::SecurityProfile* p) { p->set_profile_type(v1::SecurityProfile::Unconfined); });
+  EXPECT_NE(unconfined.find("Seccomp:\t0"), std::string::npos) << unconfined;
+  std::string profile = *dir_ / "no-mkdir.json";
+  berth::testing::WriteFile(profile, R"({"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+      {"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO"}]})");
+  std::string local = mode("sec-local", [&](v1::SecurityProfile* p) {
+    p->set_profile_type(v1::SecurityProfile::Localhost);
+    p->set_localhost_ref(profile);
+  });
+  EXPECT_NE(local.find("Seccomp:\t2"), std::string::npos) << local;
+  EXPECT_EQ(local.find("mkdir-ok"), std::string::npos) << local;
+  // A missing profile file is refused, naming it.
+  auto pcfg = PodConfig("sec-missing");
+  std::string pod = RunPod(pcfg);
+  auto c = CtrConfig("sec-missing", "true");
+  c.mutable_linux()->mutable_security_context()->mutable_seccomp()->set_profile_type(v1::SecurityProfile::Localhost);
+  c.mutable_linux()->mutable_security_context()->mutable_seccomp()->set_localhost_ref(*dir_ / "missing.json");
+  try {
+    Create(pod, pcfg, c);
+    ADD_FAILURE() << "missing seccomp profile accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("missing.json"), std::string::npos) << e.what();
+  }
+}
+
+// CRI devices: the host's /dev/null appears at another path, usable with the given permissions.
+TEST_F(LifecycleTest, DevicesAreMappedIntoTheContainer) {
+  std::string log = RunToEnd("dev", "test -c /dev/mynull && echo is-char; echo data > /dev/mynull && echo write-ok; "
+                                    "stat -c '%t:%T' /dev/mynull",
+                             [](v1::ContainerConfig& c) {
+                               auto* d = c.add_devices();
+                               d->set_host_path("/dev/null");
+                               d->set_container_path("/dev/mynull");
+                               d->set_permissions("rw");
+                             });
+  EXPECT_NE(log.find("stdout F is-char\n"), std::string::npos) << log;
+  EXPECT_NE(log.find("stdout F write-ok\n"), std::string::npos) << log;
+  EXPECT_NE(log.find("stdout F 1:3\n"), std::string::npos) << log;
+  // Bad devices are refused with the field named.
+  auto pcfg = PodConfig("dev-bad");
+  std::string pod = RunPod(pcfg);
+  auto c = CtrConfig("dev-bad", "true");
+  auto* d = c.add_devices();
+  d->set_host_path(*dir_ / "not-a-device");
+  berth::testing::WriteFile(*dir_ / "not-a-device", "x");
+  d->set_container_path("/dev/x");
+  try {
+    Create(pod, pcfg, c);
+    ADD_FAILURE() << "a regular file accepted as a device";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Code::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("devices[0].host_path"), std::string::npos) << e.what();
+  }
+}
+
+// tty: true runs the process on a terminal; its output is logged as stdout.
+TEST_F(LifecycleTest, TtyContainer) {
+  std::string log = RunToEnd("tty", "test -t 0 && test -t 1 && echo on-a-tty; echo to-stderr >&2",
+                             [](v1::ContainerConfig& c) { c.set_tty(true); });
+  EXPECT_NE(log.find(" stdout F on-a-tty\r"), std::string::npos) << log;
+  EXPECT_NE(log.find(" stdout F to-stderr\r"), std::string::npos) << log;
+  EXPECT_EQ(log.find(" stderr "), std::string::npos) << log;
+  std::string plain = RunToEnd("notty", "test -t 1 && echo on-a-tty || echo no-tty");
+  EXPECT_NE(plain.find(" stdout F no-tty\n"), std::string::npos) << plain;
+}
+
+// run_as_username is looked up in the image's /etc/passwd; supplemental groups are added to the
+// image's groups of that user.
+TEST_F(LifecycleTest, RunAsUsernameAndSupplementalGroups) {
+  auto pcfg = PodConfig("user");
+  std::string pod = RunPod(pcfg);
+  auto c = CtrConfig("user", "id -u; id -g; id -G");
+  auto* sc = c.mutable_linux()->mutable_security_context();
+  sc->set_run_as_username("app");
+  sc->add_supplemental_groups(3000);
+  std::string id = Create(pod, pcfg, c);
+  Start(id);
+  auto st = WaitExited(id);
+  EXPECT_EQ(st.exit_code(), 0);
+  std::string log = Slurp(st.log_path());
+  EXPECT_NE(log.find("stdout F 1000\n"), std::string::npos) << log;
+  EXPECT_NE(log.find("stdout F 1000 2000 3000\n"), std::string::npos) << log;
+  EXPECT_EQ(st.user().linux().uid(), 1000);
+  EXPECT_EQ(st.user().linux().gid(), 1000);
+  EXPECT_EQ(std::vector<int64_t>(st.user().linux().supplemental_groups().begin(), st.user().linux().supplemental_groups().end()),
+            (std::vector<int64_t>{2000, 3000}));
+  auto ghost = CtrConfig("ghost", "true");
+  ghost.mutable_linux()->mutable_security_context()->set_run_as_username("ghost");
+  try {
+    Create(pod, pcfg, ghost);
+    ADD_FAILURE() << "unknown user accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Code::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("run_as_username: no user \"ghost\""), std::string::npos) << e.what();
+  }
+}
+
+// The handler's base_runtime_spec (parsed once, shared) is the base of containers and sandboxes.
+TEST_F(LifecycleTest, BaseRuntimeSpecIsHonoured) {
+  auto base = berth::oci::DefaultSpec();
+  base["process"]["env"].push_back("FROM_BASE=yes");
+  base["process"]["rlimits"] = nlohmann::json::parse(R"([{"type":"RLIMIT_NOFILE","hard":4321,"soft":4321}])");
+  auto shared = std::make_shared<const nlohmann::json>(base);
+  svc_.reset();
+  svc_ = Make("", [&](berth::lifecycle::Options& o) { o.handlers["runc"].base_spec = shared; });
+  auto pcfg = PodConfig("base");
+  std::string pod = RunPod(pcfg);
+  auto info = VerboseInfo(pod);
+  int pause_pid = PausePid(info);
+  ASSERT_GT(pause_pid, 0);
+  std::string environ = Slurp("/proc/" + std::to_string(pause_pid) + "/environ");
+  EXPECT_NE(environ.find("FROM_BASE=yes"), std::string::npos);
+  std::string limits = Slurp("/proc/" + std::to_string(pause_pid) + "/limits");
+  EXPECT_NE(limits.find("Max open files            4321"), std::string::npos) << limits;
+  std::string id = Create(pod, pcfg, CtrConfig("base", "echo env=$FROM_BASE; ulimit -n"));
+  Start(id);
+  auto st = WaitExited(id);
+  std::string log = Slurp(st.log_path());
+  EXPECT_NE(log.find("stdout F env=yes\n"), std::string::npos) << log;
+  EXPECT_NE(log.find("stdout F 4321\n"), std::string::npos) << log;
+  EXPECT_EQ((*shared)["process"]["env"].size(), 2u);
+}
+
+// pinned_images.sandbox: a sandbox image present locally runs its entrypoint as the pause process.
+TEST_F(LifecycleTest, SandboxImageRunsAsThePauseProcess) {
+  svc_.reset();
+  svc_ = Make("", [](berth::lifecycle::Options& o) { o.sandbox_image = "berth.test/pause:1"; });
+  auto pcfg = PodConfig("pinned");
+  std::string pod = RunPod(pcfg);
+  auto info = VerboseInfo(pod);
+  EXPECT_EQ(info["image"], "berth.test/pause:1");
+  EXPECT_EQ(info["runtimeSpec"]["process"]["args"], nlohmann::json({"/bin/sleep", "100000"}));
+  int pause_pid = PausePid(info);
+  ASSERT_GT(pause_pid, 0);
+  std::string cmdline = Slurp("/proc/" + std::to_string(pause_pid) + "/cmdline");
+  EXPECT_EQ(cmdline, std::string("/bin/sleep\0" "100000\0", 18));
+  EXPECT_NE(Slurp("/proc/" + std::to_string(pause_pid) + "/environ").find("PAUSE_IMAGE=yes"), std::string::npos);
+  // Containers join it as usual.
+  std::string id = Create(pod, pcfg, CtrConfig("in-pinned", "sleep 1000"));
+  Start(id);
+  auto ns = Exec(id, {"readlink", "/proc/self/ns/net"});
+  char pause_ns[64] = {};
+  ASSERT_GT(readlink(("/proc/" + std::to_string(pause_pid) + "/ns/net").c_str(), pause_ns, sizeof pause_ns - 1), 0);
+  EXPECT_EQ(ns.stdout(), std::string(pause_ns) + "\n");
+  // Removing the pod removes the sandbox's snapshot and unmounts its rootfs.
+  std::string rootfs = *dir_ / ("state/sandboxes/" + pod + "/rootfs");
+  EXPECT_TRUE(berth::fs::Exists(rootfs + "/bin/busybox"));
+  v1::RemovePodSandboxRequest rm;
+  rm.set_pod_sandbox_id(pod);
+  svc_->RemovePodSandbox(rm);
+  EXPECT_FALSE(berth::fs::Exists(rootfs));
+  EXPECT_EQ(Slurp("/proc/self/mountinfo").find(pod), std::string::npos);
+
+  // Without the image locally, the built-in berth-pause runs.
+  svc_.reset();
+  svc_ = Make("", [](berth::lifecycle::Options& o) { o.sandbox_image = "registry.example/absent:1"; });
+  std::string builtin = RunPod(PodConfig("builtin"));
+  auto binfo = VerboseInfo(builtin);
+  EXPECT_EQ(binfo["image"], "berth-pause (built in)");
+  EXPECT_EQ(binfo["runtimeSpec"]["process"]["args"], nlohmann::json({"/pause"}));
 }
 
 TEST(Netns, CreateAndRemove) {
