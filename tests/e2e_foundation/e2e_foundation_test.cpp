@@ -89,6 +89,16 @@ class Berthd {
     return WIFEXITED(status_) ? WEXITSTATUS(status_) : 128 + WTERMSIG(status_);
   }
   void Signal(int sig) { ::kill(pid_, sig); }
+  // The log once it holds `text` (lines written after the socket starts listening may lag a
+  // little), or as it is after 10 s.
+  std::string WaitLog(const std::string& text) const {
+    for (int i = 0; i < 1000; ++i) {
+      std::string log = Log();
+      if (log.find(text) != std::string::npos) return log;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return Log();
+  }
   std::string Log() const {
     try {
       return berth::fs::ReadFile(log_);
@@ -129,7 +139,7 @@ class Foundation : public ::testing::Test {
 TEST_F(Foundation, ServesPluginsAndStopsCleanly) {
   Berthd d(Flags(), dir / "berthd.log");
   ASSERT_TRUE(d.WaitServing(sock)) << d.Log();
-  EXPECT_NE(d.Log().find("berthd serving on " + sock), std::string::npos) << d.Log();
+  EXPECT_NE(d.WaitLog("berthd serving on " + sock).find("berthd serving on " + sock), std::string::npos) << d.Log();
 
   struct stat st {};
   ASSERT_EQ(::stat(sock.c_str(), &st), 0);
