@@ -24,6 +24,7 @@
 #include "common/exec.h"
 #include "common/fs.h"
 #include "image_support.h"
+#include "oci/spec.h"
 #include "support/support.h"
 
 namespace {
@@ -46,7 +47,8 @@ std::unique_ptr<grpc::ClientContext> Ctx(int seconds = 60) {
 
 class Berthd {
  public:
-  explicit Berthd(const std::string& dir) : dir_(dir) {
+  // runc_extra: lines added to the runc handler's table; extra: tables appended to the config.
+  explicit Berthd(const std::string& dir, const std::string& runc_extra = "", const std::string& extra = "") : dir_(dir) {
     socket_ = dir + "/berth.sock";
     config_ = dir + "/config.toml";
     std::ostringstream c;
@@ -60,7 +62,8 @@ class Berthd {
       << "[plugins.\"io.containerd.cri.v1.runtime\".containerd]\n"
       << "default_runtime_name = \"runc\"\n"
       << "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.runc]\n"
-      << "runtime_type = \"io.containerd.runc.v2\"\n";
+      << "runtime_type = \"io.containerd.runc.v2\"\n"
+      << runc_extra << extra;
     berth::testing::WriteFile(config_, c.str());
   }
   ~Berthd() { Stop(SIGTERM); }
@@ -132,7 +135,7 @@ class PodsE2E : public ::testing::Test {
     if (!reason.empty()) GTEST_SKIP() << reason;
     if (berth::testing::BusyboxPath().empty()) GTEST_SKIP() << "busybox-static is not installed";
     dir_ = std::make_unique<TempDir>("berth-e2e-pods");
-    d_ = std::make_unique<Berthd>(dir_->path());
+    d_ = std::make_unique<Berthd>(dir_->path(), RuncExtra(), Extra());
     std::string err = d_->Start();
     ASSERT_EQ(err, "");
     berth::testing::TestImageOptions opts;
@@ -147,6 +150,10 @@ class PodsE2E : public ::testing::Test {
     auto st = d_->images().Import(Ctx().get(), req, &resp);
     ASSERT_TRUE(st.ok()) << st.error_message();
   }
+  // Configuration a test fixture adds (called after dir_ exists, before berthd starts).
+  virtual std::string RuncExtra() { return ""; }
+  virtual std::string Extra() { return ""; }
+
   void TearDown() override {
     if (!d_) return;
     v1::ListPodSandboxResponse pods;
@@ -390,6 +397,80 @@ TEST_F(PodsE2E, SurvivesSigkillOfBerthd) {
   v1::ExecSyncResponse eresp;
   ASSERT_TRUE(d_->rt().ExecSync(Ctx().get(), er, &eresp).ok());
   EXPECT_EQ(eresp.stdout(), "alive\n");
+}
+
+// berthd with a handler base_runtime_spec and a pinned sandbox image: the CRI runtime plugin
+// reads the base spec once at init and the lifecycle uses it for sandboxes and containers; the
+// sandbox image, once imported, runs as the pause process.
+class PodsE2EConfigured : public PodsE2E {
+ protected:
+  std::string RuncExtra() override {
+    auto base = berth::oci::DefaultSpec();
+    base["process"]["env"].push_back("FROM_BASE=e2e");
+    base["process"]["rlimits"] = nlohmann::json::parse(R"([{"type":"RLIMIT_NOFILE","hard":2345,"soft":2345}])");
+    berth::testing::WriteFile(*dir_ / "base.json", base.dump());
+    return "base_runtime_spec = \"" + (*dir_ / "base.json") + "\"\n";
+  }
+  std::string Extra() override {
+    return "[plugins.\"io.containerd.cri.v1.images\".pinned_images]\n"
+           "sandbox = \"docker.io/test/pause:e2e\"\n";
+  }
+  nlohmann::json PodInfo(const std::string& pod) {
+    v1::PodSandboxStatusRequest r;
+    r.set_pod_sandbox_id(pod);
+    r.set_verbose(true);
+    v1::PodSandboxStatusResponse resp;
+    auto st = d_->rt().PodSandboxStatus(Ctx().get(), r, &resp);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    return nlohmann::json::parse(resp.info().at("info"));
+  }
+};
+
+TEST_F(PodsE2EConfigured, BaseRuntimeSpecAndSandboxImage) {
+  // Before the sandbox image is present: berth-pause, with the base spec.
+  auto pc = Pod("builtin");
+  std::string pod = RunPod(pc);
+  auto info = PodInfo(pod);
+  EXPECT_EQ(info["image"], "berth-pause (built in)");
+  auto env = info["runtimeSpec"]["process"]["env"];
+  EXPECT_NE(std::find(env.begin(), env.end(), "FROM_BASE=e2e"), env.end()) << env.dump();
+  std::string id;
+  ASSERT_TRUE(Create(pod, pc, "c", "echo base=$FROM_BASE; ulimit -n", &id).ok());
+  Start(id);
+  auto st = WaitExited(id);
+  std::string log = ReadAll(st.log_path());
+  EXPECT_NE(log.find(" stdout F base=e2e\n"), std::string::npos) << log;
+  EXPECT_NE(log.find(" stdout F 2345\n"), std::string::npos) << log;
+
+  // Import the pinned image: new pods run its entrypoint as their pause process.
+  berth::testing::TestImageOptions opts;
+  opts.user = "";
+  opts.id = "pause";
+  opts.entrypoint = {"/bin/sleep"};
+  opts.cmd = {"100000"};
+  auto img = berth::testing::BuildTestImage(*dir_ / "oci-pause", opts);
+  berth::testing::WriteOciArchive(img, *dir_ / "pause.tar", "docker.io/test/pause:e2e");
+  berth::images::v1::ImportRequest req;
+  req.set_path(*dir_ / "pause.tar");
+  berth::images::v1::ImportResponse resp;
+  auto ist = d_->images().Import(Ctx().get(), req, &resp);
+  ASSERT_TRUE(ist.ok()) << ist.error_message();
+  auto pc2 = Pod("pinned");
+  std::string pod2 = RunPod(pc2);
+  auto info2 = PodInfo(pod2);
+  EXPECT_EQ(info2["image"], "docker.io/test/pause:e2e");
+  EXPECT_EQ(info2["runtimeSpec"]["process"]["args"], nlohmann::json({"/bin/sleep", "100000"}));
+  std::string id2;
+  ASSERT_TRUE(Create(pod2, pc2, "c2", "hostname", &id2).ok());
+  Start(id2);
+  auto st2 = WaitExited(id2);
+  EXPECT_EQ(st2.exit_code(), 0);
+  EXPECT_NE(ReadAll(st2.log_path()).find(" stdout F pinned\n"), std::string::npos) << ReadAll(st2.log_path());
+  v1::RemovePodSandboxRequest rm;
+  rm.set_pod_sandbox_id(pod2);
+  v1::RemovePodSandboxResponse rmr;
+  ASSERT_TRUE(d_->rt().RemovePodSandbox(Ctx().get(), rm, &rmr).ok());
+  EXPECT_EQ(ReadAll("/proc/self/mountinfo").find(pod2), std::string::npos);
 }
 
 }  // namespace

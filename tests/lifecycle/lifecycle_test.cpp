@@ -17,6 +17,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "criplugins/criplugins.h"
 #include "network/netns.h"
 #include "oci/spec.h"
 #include "snapshot/snapshotter.h"
@@ -466,6 +467,16 @@ TEST_F(RroTest, DisabledKeepsSubmountsWritable) {
   EXPECT_FALSE(rro);
 }
 
+// A handler whose rro the CRI runtime plugin resolved keeps that resolution: here "off", although
+// treat_ro_mounts_as_rro "" would resolve to on on this host; nothing is probed again.
+TEST_F(RroTest, ResolutionFromThePluginIsUsedAsGiven) {
+  svc_.reset();
+  svc_ = Make("", [](berth::lifecycle::Options& o) { o.handlers["runc"].rro = berth::oci::HandlerRRO{}; });
+  bool rro = true;
+  EXPECT_EQ(WriteIntoSubmount(&rro), 0);
+  EXPECT_FALSE(rro);
+}
+
 TEST_F(LifecycleTest, PerMountRecursiveReadOnlyValidation) {
   auto pcfg = PodConfig("kep");
   std::string pod = RunPod(pcfg);
@@ -785,6 +796,50 @@ TEST_F(LifecycleTest, SandboxImageRunsAsThePauseProcess) {
   auto binfo = VerboseInfo(builtin);
   EXPECT_EQ(binfo["image"], "berth-pause (built in)");
   EXPECT_EQ(binfo["runtimeSpec"]["process"]["args"], nlohmann::json({"/pause"}));
+}
+
+// OptionsFromRuntimePlugin hands the plugin's resolved rro and its parsed base spec (the same
+// object: the file is not read again) to the lifecycle, with the handler's other settings.
+TEST(OptionsFromRuntimePlugin, CarriesTheResolvedHandlers) {
+  TempDir d("berth-lifecycle-opts");
+  std::string base = d / "base.json";
+  berth::testing::WriteFile(base, R"({"ociVersion":"1.1.0","process":{"env":["A=1"]}})");
+  berth::criplugins::CRIRuntimePlugin p;
+  p.root_dir = d / "root";
+  p.state_dir = d / "state";
+  p.config.restrict_oom_score_adj = true;
+  p.config.unset_seccomp_profile = "runtime/default";
+  p.config.max_container_log_line_size = 1234;
+  p.config.containerd.default_runtime_name = "fast";
+  berth::criplugins::HandlerInfo h;
+  h.name = "fast";
+  h.runtime.options["BinaryName"] = "crun";
+  h.runtime.base_runtime_spec = base;
+  h.runtime.treat_ro_mounts_as_rro = "IfPossible";
+  h.runtime.privileged_without_host_devices = true;
+  h.runtime.pod_annotations = {"io.example/*"};
+  h.runtime.container_annotations = {"io.other/*"};
+  h.base_spec = p.base_specs.Load(base);
+  h.rro = {true, true, true, false};
+  p.handlers["fast"] = h;
+  auto o = berth::lifecycle::OptionsFromRuntimePlugin(p);
+  EXPECT_EQ(o.default_handler, "fast");
+  EXPECT_TRUE(o.restrict_oom_score_adj);
+  EXPECT_EQ(o.unset_seccomp_profile, "runtime/default");
+  EXPECT_EQ(o.max_container_log_line_size, 1234);
+  ASSERT_EQ(o.handlers.count("fast"), 1u);
+  const auto& lh = o.handlers.at("fast");
+  EXPECT_EQ(lh.binary, "crun");
+  EXPECT_EQ(lh.base_spec.get(), h.base_spec.get());
+  EXPECT_EQ((*lh.base_spec)["process"]["env"][0], "A=1");
+  ASSERT_TRUE(lh.rro.has_value());
+  EXPECT_TRUE(lh.rro->enabled);
+  EXPECT_TRUE(lh.rro->via_fallback);
+  EXPECT_TRUE(lh.rro->supported_for_kep);
+  EXPECT_FALSE(lh.rro->kep_via_fallback);
+  EXPECT_TRUE(lh.privileged_without_host_devices);
+  EXPECT_EQ(lh.pod_annotations, std::vector<std::string>{"io.example/*"});
+  EXPECT_EQ(lh.container_annotations, std::vector<std::string>{"io.other/*"});
 }
 
 TEST(Netns, CreateAndRemove) {
