@@ -536,9 +536,11 @@ void RuntimeService::UpdateContainerResources(const v1::UpdateContainerResources
   nlohmann::json res = lr.resources;
   std::string cfg_path = fs::Join(c->dir, "config.json");
   auto spec = nlohmann::json::parse(fs::ReadFile(cfg_path, 4 << 20));
-  auto devices = spec["linux"]["resources"].value("devices", nlohmann::json::array());
-  nlohmann::json merged = res;
-  merged["devices"] = devices;
+  // The CRI's resources replace those it controls; the rest (devices, and what the base spec
+  // set, e.g. pids) stays.
+  nlohmann::json merged = spec["linux"].value("resources", nlohmann::json::object());
+  for (const char* k : {"cpu", "memory", "hugepageLimits", "unified"}) merged.erase(k);
+  merged.update(res);
   spec["linux"]["resources"] = merged;
   if (c->state == kRunning) {
     std::string handler;

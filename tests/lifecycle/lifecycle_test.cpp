@@ -548,6 +548,17 @@ TEST_F(LifecycleTest, BadRequestsGetTheRightCodes) {
   EXPECT_EQ(CodeOf([&] { svc_->StopPodSandbox(sp); }), Code::kNotFound);
   EXPECT_EQ(CodeOf([&] { Exec(ok, {"true"}); }), Code::kFailedPrecondition);  // not running
 
+  v1::UpdateContainerResourcesRequest upd;
+  upd.set_container_id(ok);
+  upd.mutable_linux()->set_cpu_shares(-1);
+  try {
+    svc_->UpdateContainerResources(upd);
+    ADD_FAILURE() << "negative cpu shares accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Code::kInvalidArgument);
+    EXPECT_EQ(std::string(e.what()), "linux.cpu_shares: negative value -1");
+  }
+
   // Everything else still works.
   Start(ok);
   EXPECT_EQ(Exec(ok, {"true"}).exit_code(), 0);
@@ -738,6 +749,7 @@ TEST_F(LifecycleTest, BaseRuntimeSpecIsHonoured) {
   auto base = berth::oci::DefaultSpec();
   base["process"]["env"].push_back("FROM_BASE=yes");
   base["process"]["rlimits"] = nlohmann::json::parse(R"([{"type":"RLIMIT_NOFILE","hard":4321,"soft":4321}])");
+  base["linux"]["resources"]["pids"] = {{"limit", 123}};
   auto shared = std::make_shared<const nlohmann::json>(base);
   svc_.reset();
   svc_ = Make("", [&](berth::lifecycle::Options& o) { o.handlers["runc"].base_spec = shared; });
@@ -757,6 +769,27 @@ TEST_F(LifecycleTest, BaseRuntimeSpecIsHonoured) {
   EXPECT_NE(log.find("stdout F env=yes\n"), std::string::npos) << log;
   EXPECT_NE(log.find("stdout F 4321\n"), std::string::npos) << log;
   EXPECT_EQ((*shared)["process"]["env"].size(), 2u);
+
+  // UpdateContainerResources replaces what the CRI controls and keeps the base spec's pids limit.
+  std::string sleeper = Create(pod, pcfg, CtrConfig("sleeper", "sleep 1000"));
+  Start(sleeper);
+  v1::UpdateContainerResourcesRequest ur;
+  ur.set_container_id(sleeper);
+  ur.mutable_linux()->set_memory_limit_in_bytes(48 << 20);
+  svc_->UpdateContainerResources(ur);
+  v1::ContainerStatusRequest sr;
+  sr.set_container_id(sleeper);
+  sr.set_verbose(true);
+  v1::ContainerStatusResponse sresp;
+  svc_->ContainerStatus(sr, &sresp);
+  auto cinfo = nlohmann::json::parse(sresp.info().at("info"));
+  EXPECT_EQ(cinfo["runtimeSpec"]["linux"]["resources"]["pids"]["limit"], 123);
+  EXPECT_EQ(cinfo["runtimeSpec"]["linux"]["resources"]["memory"]["limit"], 48 << 20);
+  std::string cg = cinfo["cgroupsPath"];
+  if (berth::fs::Exists("/sys/fs/cgroup/pids" + cg)) {
+    EXPECT_EQ(Slurp("/sys/fs/cgroup/pids" + cg + "/pids.max"), "123\n");
+    EXPECT_EQ(Slurp("/sys/fs/cgroup/memory" + cg + "/memory.limit_in_bytes"), std::to_string(48 << 20) + "\n");
+  }
 }
 
 // pinned_images.sandbox: a sandbox image present locally runs its entrypoint as the pause process.
