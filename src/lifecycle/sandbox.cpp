@@ -358,6 +358,7 @@ void RuntimeService::RunPodSandbox(const v1::RunPodSandboxRequest& req, v1::RunP
   oci::SandboxSpecOptions so_spec;
   so_spec.id = sb->id;
   so_spec.pause_rootfs = rootfs;
+  std::string pause_user;  // the sandbox image's User, resolved once its rootfs is mounted
   if (pause_image) {
     auto doc = nlohmann::json::parse(pause_image->config_json, nullptr, false);
     if (doc.is_discarded()) {
@@ -371,6 +372,7 @@ void RuntimeService::RunPodSandbox(const v1::RunPodSandboxRequest& req, v1::RunP
     }
     so_spec.pause_args = argv;
     so_spec.pause_env = ic.env;
+    pause_user = ic.user;
     if (!ic.working_dir.empty()) so_spec.pause_cwd = ic.working_dir;
   }
   if (!host_net) so_spec.netns_path = fs::Join(I.opts.state_dir, "netns/" + sb->id);
@@ -402,6 +404,11 @@ void RuntimeService::RunPodSandbox(const v1::RunPodSandboxRequest& req, v1::RunP
     if (pause_image) {
       auto mounts = I.opts.images->snapshotter().Prepare(sb->id, pause_image->chain_id);
       snapshot::MountAll(mounts, rootfs);
+      if (!pause_user.empty()) {
+        so_spec.pause_user = oci::ResolveUser(rootfs, pause_user, "sandbox image config User");
+        spec = oci::SandboxSpec(cfg, so_spec);
+        if (!host_net) spec["hostname"] = hostname;
+      }
     } else {
       for (const char* d : {"proc", "dev", "sys", "etc", "tmp"}) fs::MkdirAll(fs::Join(rootfs, d), 0755);
       if (I.opts.pause_path.empty() || !fs::Exists(I.opts.pause_path)) {

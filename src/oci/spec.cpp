@@ -411,6 +411,10 @@ json SandboxSpec(const cri::PodSandboxConfig& config, const SandboxSpecOptions& 
   }
   proc["terminal"] = false;
   proc["user"] = {{"uid", 0}, {"gid", 0}};
+  if (o.pause_user) {
+    proc["user"] = {{"uid", o.pause_user->uid}, {"gid", o.pause_user->gid}};
+    if (!o.pause_user->additional_gids.empty()) proc["user"]["additionalGids"] = o.pause_user->additional_gids;
+  }
   if (sc.has_run_as_user()) {
     if (sc.run_as_user().value() < 0 || sc.run_as_user().value() > 0xFFFFFFFFLL)
       Invalid("linux.security_context.run_as_user: invalid uid " + std::to_string(sc.run_as_user().value()));

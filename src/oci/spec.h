@@ -95,12 +95,25 @@ LinuxResources ResourcesFromCri(const ::runtime::v1::LinuxContainerResources& r,
 // linux.cgroup_parent.
 std::string CgroupsPath(const std::string& cgroup_parent, const std::string& id, const NodeInfo& node);
 
+// process.user from an image/CRI user: resolves names against <rootfs>/etc/passwd and
+// /etc/group (without leaving the rootfs), adds the groups that list the user as a member.
+struct ResolvedUser {
+  uint32_t uid = 0, gid = 0;
+  std::vector<uint32_t> additional_gids;
+  std::string username;  // when known
+};
+// user: "name", "uid", "name:group", "uid:gid" (the image's User, or run_as_username).
+ResolvedUser ResolveUser(const std::string& rootfs, const std::string& user, const std::string& field);
+
 struct SandboxSpecOptions {
   std::string id;
   std::string pause_rootfs;          // root.path (read-only); holds the pause binary
   std::vector<std::string> pause_args = {"/pause"};
   std::vector<std::string> pause_env;  // merged over the base spec's env (a sandbox image's Env)
   std::string pause_cwd = "/";
+  // A sandbox image's User, resolved in its rootfs (ResolveUser); the pod's run_as_user and
+  // run_as_group win over it. Unset: root.
+  std::optional<ResolvedUser> pause_user;
   std::string netns_path;            // network namespace to join ("" = new one, unless NODE)
   std::string shm_path;              // host dir with the sandbox's /dev/shm tmpfs ("" = tmpfs)
   std::shared_ptr<const nlohmann::json> base_spec;  // parsed base_runtime_spec (wins over the path)
@@ -141,15 +154,5 @@ struct ContainerSpecOptions {
 nlohmann::json ContainerSpec(const ::runtime::v1::ContainerConfig& config,
                              const ::runtime::v1::PodSandboxConfig& sandbox,
                              const ContainerSpecOptions& o, std::vector<MountPlan>* volumes = nullptr);
-
-// process.user from an image/CRI user: resolves names against <rootfs>/etc/passwd and
-// /etc/group (without leaving the rootfs), adds the groups that list the user as a member.
-struct ResolvedUser {
-  uint32_t uid = 0, gid = 0;
-  std::vector<uint32_t> additional_gids;
-  std::string username;  // when known
-};
-// user: "name", "uid", "name:group", "uid:gid" (the image's User, or run_as_username).
-ResolvedUser ResolveUser(const std::string& rootfs, const std::string& user, const std::string& field);
 
 }  // namespace berth::oci

@@ -68,7 +68,7 @@ class BusyboxImages : public ImageProvider {
       i.repo_tags = {i.ref};
       i.chain_id = "sha256:busybox-chain";
       i.config_json = R"({"config":{"Env":["PATH=/bin","PAUSE_IMAGE=yes"],"Entrypoint":["/bin/sleep"],)"
-                      R"("Cmd":["100000"],"WorkingDir":"/tmp"}})";
+                      R"("Cmd":["100000"],"WorkingDir":"/tmp","User":"nobody"}})";
       return i;
     }
     if (ref != "busybox" && ref != "docker.io/library/busybox:latest" && ref != "sha256:busybox") return std::nullopt;
@@ -806,6 +806,10 @@ TEST_F(LifecycleTest, SandboxImageRunsAsThePauseProcess) {
   std::string cmdline = Slurp("/proc/" + std::to_string(pause_pid) + "/cmdline");
   EXPECT_EQ(cmdline, std::string("/bin/sleep\0" "100000\0", 18));
   EXPECT_NE(Slurp("/proc/" + std::to_string(pause_pid) + "/environ").find("PAUSE_IMAGE=yes"), std::string::npos);
+  // The image's User (a name, looked up in the image's /etc/passwd) runs the pause process.
+  std::string status = Slurp("/proc/" + std::to_string(pause_pid) + "/status");
+  EXPECT_NE(status.find("Uid:\t65534\t"), std::string::npos) << status;
+  EXPECT_NE(status.find("Gid:\t65534\t"), std::string::npos) << status;
   // Containers join it as usual.
   std::string id = Create(pod, pcfg, CtrConfig("in-pinned", "sleep 1000"));
   Start(id);

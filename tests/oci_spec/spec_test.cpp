@@ -553,6 +553,13 @@ TEST(SandboxSpecTest, Basics) {
   EXPECT_EQ(s["process"]["args"], json({"/bin/sleep", "1000"}));
   EXPECT_EQ(s["process"]["env"], json({"PATH=/bin", "BASE=1", "PAUSE=1"}));
   EXPECT_EQ(s["process"]["cwd"], "/tmp");
+  EXPECT_EQ(s["process"]["user"], json::parse(R"({"uid":0,"gid":0})"));
+  o.pause_user = oci::ResolvedUser{65535, 65535, {7}, ""};
+  EXPECT_EQ(oci::SandboxSpec(c, o)["process"]["user"], json::parse(R"({"uid":65535,"gid":65535,"additionalGids":[7]})"));
+  c.mutable_linux()->mutable_security_context()->mutable_run_as_user()->set_value(42);
+  EXPECT_EQ(oci::SandboxSpec(c, o)["process"]["user"]["uid"], 42);  // the pod's wins
+  c.mutable_linux()->mutable_security_context()->clear_run_as_user();
+  o.pause_user.reset();
   o.pause_cwd = "tmp";
   EXPECT_THROW(oci::SandboxSpec(c, o), berth::Error);
   o.pause_cwd = "/";
