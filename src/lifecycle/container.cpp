@@ -2,12 +2,10 @@
 #include "lifecycle/service_impl.h"  // first: its enum Signal names collide with <signal.h> macros
 
 #include <signal.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
-#include <set>
 #include <sstream>
 
 #include "common/error.h"
