@@ -658,6 +658,21 @@ TEST_F(LifecycleTest, SeccompProfiles) {
   });
   EXPECT_NE(local.find("Seccomp:\t2"), std::string::npos) << local;
   EXPECT_EQ(local.find("mkdir-ok"), std::string::npos) << local;
+  // The pod's profile applies to the pause process, which keeps running under it.
+  auto spcfg = PodConfig("sec-pod");
+  spcfg.mutable_linux()->mutable_security_context()->mutable_seccomp()->set_profile_type(
+      v1::SecurityProfile::RuntimeDefault);
+  std::string spod = RunPod(spcfg);
+  int pause_pid = PausePid(VerboseInfo(spod));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::string pstatus = Slurp("/proc/" + std::to_string(pause_pid) + "/status");
+  EXPECT_NE(pstatus.find("Seccomp:\t2"), std::string::npos) << pstatus;
+  v1::PodSandboxStatusRequest sreq;
+  sreq.set_pod_sandbox_id(spod);
+  v1::PodSandboxStatusResponse sresp;
+  svc_->PodSandboxStatus(sreq, &sresp);
+  EXPECT_EQ(sresp.status().state(), v1::SANDBOX_READY);
+
   // A missing profile file is refused, naming it.
   auto pcfg = PodConfig("sec-missing");
   std::string pod = RunPod(pcfg);
