@@ -330,13 +330,6 @@ void RuntimeService::RunPodSandbox(const v1::RunPodSandboxRequest& req, v1::RunP
   }
   const auto& lsc = cfg.linux().security_context();
   const auto& ns = lsc.namespace_options();
-  if (ns.network() == v1::TARGET || ns.ipc() == v1::TARGET || ns.pid() == v1::TARGET || ns.network() == v1::CONTAINER ||
-      ns.ipc() == v1::CONTAINER) {
-    throw Error(Code::kInvalidArgument, "invalid pod sandbox namespace options: only POD and NODE modes are allowed for network and ipc, and TARGET is not allowed");
-  }
-  if (ns.has_userns_options() && ns.userns_options().mode() != v1::NODE) {
-    throw Error(Code::kInvalidArgument, "user namespaces are not supported");
-  }
   std::string resolv = ResolvConf(cfg);
   bool host_net = ns.network() == v1::NODE;
 

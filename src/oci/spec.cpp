@@ -394,6 +394,17 @@ json SandboxSpec(const cri::PodSandboxConfig& config, const SandboxSpecOptions& 
   const auto& lx = config.linux();
   const auto& sc = lx.security_context();
   const auto& ns = sc.namespace_options();
+  const std::string nsf = "linux.security_context.namespace_options";
+  auto pod_mode = [&](int mode, const char* name, bool container_ok) {
+    if (mode == cri::NODE || mode == cri::POD || (container_ok && mode == cri::CONTAINER)) return;
+    Invalid(nsf + "." + name + ": mode " + cri::NamespaceMode_Name(static_cast<cri::NamespaceMode>(mode)) +
+            " is not allowed for a pod sandbox");
+  };
+  pod_mode(ns.network(), "network", false);
+  pod_mode(ns.ipc(), "ipc", false);
+  pod_mode(ns.pid(), "pid", true);
+  if (ns.has_userns_options() && ns.userns_options().mode() != cri::NODE)
+    Invalid(nsf + ".userns_options: user namespaces are not supported");
 
   spec["root"] = {{"path", o.pause_rootfs}, {"readonly", true}};
   json& proc = Process(spec);

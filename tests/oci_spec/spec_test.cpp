@@ -568,6 +568,24 @@ TEST(SandboxSpecTest, Basics) {
   o.pause_args = {"/pause"};
   o.base_spec = nullptr;
 
+  auto* nso = c.mutable_linux()->mutable_security_context()->mutable_namespace_options();
+  nso->set_network(cri::CONTAINER);
+  try {
+    oci::SandboxSpec(c, o);
+    ADD_FAILURE() << "network mode CONTAINER accepted for a sandbox";
+  } catch (const berth::Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "linux.security_context.namespace_options.network: mode CONTAINER is not allowed for a pod sandbox");
+  }
+  nso->set_network(cri::POD);
+  nso->set_pid(cri::TARGET);
+  EXPECT_THROW(oci::SandboxSpec(c, o), berth::Error);
+  nso->set_pid(cri::CONTAINER);
+  EXPECT_NO_THROW(oci::SandboxSpec(c, o));
+  nso->set_pid(cri::POD);
+  nso->mutable_userns_options()->set_mode(cri::POD);
+  EXPECT_THROW(oci::SandboxSpec(c, o), berth::Error);
+  nso->clear_userns_options();
   c.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_network(cri::NODE);
   s = oci::SandboxSpec(c, o);
   EXPECT_FALSE(s.contains("hostname"));
