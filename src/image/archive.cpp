@@ -2,8 +2,6 @@
 // index.json, blobs/sha256/*) and `docker save` archives (manifest.json with Config, RepoTags and
 // Layers, for which a Docker schema2 manifest is written). Archive entries are untrusted: names are
 // cleaned and may not escape, metadata files are size-bounded, every blob is verified.
-#include <archive.h>
-#include <archive_entry.h>
 
 #include <cerrno>
 #include <cstring>
@@ -14,6 +12,7 @@
 #include "common/error.h"
 #include "content/store.h"
 #include "image/archive.h"
+#include "image/dynload.h"
 #include "image/entry_path.h"
 
 namespace berth::image {
@@ -58,17 +57,17 @@ bool IsMetadataName(const std::string& n) {
 
 ArchiveFiles ReadArchive(const std::string& path, content::Store& store) {
   ArchiveFiles files;
-  archive* a = archive_read_new();
+  archive* a = Archive().read_new();
   struct Closer {
     archive* a;
-    ~Closer() { archive_read_free(a); }
+    ~Closer() { Archive().read_free(a); }
   } closer{a};
-  archive_read_support_filter_gzip(a);
-  archive_read_support_filter_zstd(a);
-  archive_read_support_format_tar(a);
-  if (archive_read_open_filename(a, path.c_str(), 1 << 17) != ARCHIVE_OK) {
-    const int err = archive_errno(a);
-    const char* es = archive_error_string(a);
+  Archive().read_support_filter_gzip(a);
+  Archive().read_support_filter_zstd(a);
+  Archive().read_support_format_tar(a);
+  if (Archive().read_open_filename(a, path.c_str(), 1 << 17) != ARCHIVE_OK) {
+    const int err = Archive().last_errno(a);
+    const char* es = Archive().error_string(a);
     // A missing archive is NOT_FOUND (the CRI maps it so), not a malformed one.
     if (err == ENOENT || err == ENOTDIR) {
       throw Error(Code::kNotFound, "image archive " + path + ": " + std::strerror(err));
@@ -78,31 +77,31 @@ ArchiveFiles ReadArchive(const std::string& path, content::Store& store) {
   size_t count = 0;
   for (;;) {
     archive_entry* e;
-    int r = archive_read_next_header(a, &e);
+    int r = Archive().read_next_header(a, &e);
     if (r == ARCHIVE_EOF) break;
     if (r < ARCHIVE_WARN) {
-      const char* es = archive_error_string(a);
+      const char* es = Archive().error_string(a);
       Invalid(path, es ? es : "invalid tar archive");
     }
     if (++count > kMaxEntries)
       Invalid(path, "more than " + std::to_string(kMaxEntries) + " entries");
-    const char* raw = archive_entry_pathname(e);
+    const char* raw = Archive().entry_pathname(e);
     std::string name_raw = raw ? raw : "";
     if (name_raw.size() > kMaxNameLength) Invalid(path, "entry name longer than 4096 bytes");
     std::string name;
     if (!CleanName(name_raw, name))
       Invalid(path, "entry \"" + name_raw + "\": path escapes the archive");
     if (name.empty()) continue;
-    if (const char* hl = archive_entry_hardlink(e)) {
+    if (const char* hl = Archive().entry_hardlink(e)) {
       std::string target;
       if (!CleanName(hl, target))
         Invalid(path, "entry \"" + name_raw + "\": link target escapes the archive");
       files.links[name] = target;
       continue;
     }
-    auto type = archive_entry_filetype(e);
+    auto type = Archive().entry_filetype(e);
     if (type == AE_IFLNK) {
-      const char* t = archive_entry_symlink(e);
+      const char* t = Archive().entry_symlink(e);
       std::string target = t ? t : "";
       if (target.size() > kMaxNameLength || target.empty() || target[0] == '/')
         Invalid(path, "entry \"" + name_raw + "\": unsupported link target");
@@ -116,16 +115,16 @@ ArchiveFiles ReadArchive(const std::string& path, content::Store& store) {
     if (type != AE_IFREG) continue;
 
     auto read = [&](char* buf, size_t n) -> size_t {
-      la_ssize_t got = archive_read_data(a, buf, n);
+      la_ssize_t got = Archive().read_data(a, buf, n);
       if (got < 0) {
-        const char* es = archive_error_string(a);
+        const char* es = Archive().error_string(a);
         Invalid(path, "entry \"" + name_raw + "\": " + (es ? es : "read error"));
       }
       return static_cast<size_t>(got);
     };
 
     if (IsMetadataName(name)) {
-      if (archive_entry_size(e) > static_cast<la_int64_t>(kMaxJsonFile))
+      if (Archive().entry_size(e) > static_cast<la_int64_t>(kMaxJsonFile))
         Invalid(path, "entry \"" + name_raw + "\": larger than " + std::to_string(kMaxJsonFile) +
                           " bytes");
       std::string data;

@@ -1,6 +1,5 @@
 #include "image/registry.h"
 
-#include <curl/curl.h>
 #include <spdlog/spdlog.h>
 
 #include <cstring>
@@ -11,6 +10,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "image/dynload.h"
 
 namespace berth::image {
 
@@ -19,11 +19,6 @@ namespace {
 constexpr size_t kMaxErrorBody = 8192;
 constexpr int kMaxRedirects = 10;
 constexpr const char* kSystemCABundle = "/etc/ssl/certs/ca-certificates.crt";
-
-void GlobalInit() {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
 
 std::string Lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -92,7 +87,7 @@ size_t WriteCallback(char* data, size_t size, size_t n, void* ud) {
   auto* t = static_cast<Transfer*>(ud);
   size_t len = size * n;
   long status = 0;
-  curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
+  Curl().easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
   if (status >= 200 && status < 300) {
     if (t->sink && !(*t->sink)(status, data, len)) {
       t->aborted = true;
@@ -266,7 +261,7 @@ struct RegistryClient::Impl {
   std::vector<CURL*> pool;
 
   ~Impl() {
-    for (CURL* c : pool) curl_easy_cleanup(c);
+    for (CURL* c : pool) Curl().easy_cleanup(c);
   }
   CURL* Acquire() {
     {
@@ -274,18 +269,18 @@ struct RegistryClient::Impl {
       if (!pool.empty()) {
         CURL* c = pool.back();
         pool.pop_back();
-        curl_easy_reset(c);
+        Curl().easy_reset(c);
         return c;
       }
     }
-    CURL* c = curl_easy_init();
+    CURL* c = Curl().easy_init();
     if (!c) throw Error(Code::kInternal, "curl_easy_init failed");
     return c;
   }
   void Release(CURL* c) {
     std::lock_guard<std::mutex> lk(pool_mu);
     if (pool.size() < 16) pool.push_back(c);
-    else curl_easy_cleanup(c);
+    else Curl().easy_cleanup(c);
   }
 
   void Setup() {
@@ -316,8 +311,8 @@ struct RegistryClient::Impl {
 
   void ConfigureTLS(CURL* c, const RegistryHost& h) {
     if (h.skip_verify) {
-      curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
-      curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+      Curl().easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+      Curl().easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
     }
     if (!h.ca_files.empty()) {
       std::string* bundle;
@@ -328,12 +323,12 @@ struct RegistryClient::Impl {
         bundle = &it->second;
       }
       curl_blob blob{bundle->data(), bundle->size(), CURL_BLOB_NOCOPY};
-      curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &blob);
+      Curl().easy_setopt(c, CURLOPT_CAINFO_BLOB, &blob);
     }
     if (!h.client_certs.empty()) {
-      curl_easy_setopt(c, CURLOPT_SSLCERT, h.client_certs.front().first.c_str());
+      Curl().easy_setopt(c, CURLOPT_SSLCERT, h.client_certs.front().first.c_str());
       if (!h.client_certs.front().second.empty())
-        curl_easy_setopt(c, CURLOPT_SSLKEY, h.client_certs.front().second.c_str());
+        Curl().easy_setopt(c, CURLOPT_SSLKEY, h.client_certs.front().second.c_str());
     }
   }
 
@@ -341,7 +336,7 @@ struct RegistryClient::Impl {
   Response Perform(const RegistryHost& h, const std::string& method, const std::string& url_in,
                    const std::vector<std::string>& headers_in, const std::string& authorization,
                    const Sink* sink, const std::string& post_body = "") {
-    GlobalInit();
+    Curl();  // loads libcurl on the first request; throws kUnavailable when it cannot
     std::string url = url_in;
     const std::string origin = Origin(url_in);
     for (int hop = 0;; ++hop) {
@@ -349,44 +344,44 @@ struct RegistryClient::Impl {
       Response resp;
       Transfer t{c, &resp, sink, false};
       curl_slist* hl = nullptr;
-      for (const auto& x : headers_in) hl = curl_slist_append(hl, x.c_str());
-      for (const auto& [k, v] : h.headers) hl = curl_slist_append(hl, (k + ": " + v).c_str());
+      for (const auto& x : headers_in) hl = Curl().slist_append(hl, x.c_str());
+      for (const auto& [k, v] : h.headers) hl = Curl().slist_append(hl, (k + ": " + v).c_str());
       if (!authorization.empty() && Origin(url) == origin)
-        hl = curl_slist_append(hl, ("Authorization: " + authorization).c_str());
+        hl = Curl().slist_append(hl, ("Authorization: " + authorization).c_str());
       char errbuf[CURL_ERROR_SIZE] = {0};
-      curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-      curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
-      curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-      curl_easy_setopt(c, CURLOPT_USERAGENT, "berth/0.1");
-      curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-      curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-      curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, static_cast<long>(opts.connect_timeout.count()));
-      curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-      curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, static_cast<long>(std::max<int64_t>(1, opts.progress_timeout.count())));
-      curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, HeaderCallback);
-      curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
-      curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, WriteCallback);
-      curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
-      curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "identity");
-      if (method == "HEAD") curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+      Curl().easy_setopt(c, CURLOPT_URL, url.c_str());
+      Curl().easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+      Curl().easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+      Curl().easy_setopt(c, CURLOPT_USERAGENT, "berth/0.1");
+      Curl().easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+      Curl().easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+      Curl().easy_setopt(c, CURLOPT_CONNECTTIMEOUT, static_cast<long>(opts.connect_timeout.count()));
+      Curl().easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+      Curl().easy_setopt(c, CURLOPT_LOW_SPEED_TIME, static_cast<long>(std::max<int64_t>(1, opts.progress_timeout.count())));
+      Curl().easy_setopt(c, CURLOPT_HEADERFUNCTION, HeaderCallback);
+      Curl().easy_setopt(c, CURLOPT_HEADERDATA, &t);
+      Curl().easy_setopt(c, CURLOPT_WRITEFUNCTION, WriteCallback);
+      Curl().easy_setopt(c, CURLOPT_WRITEDATA, &t);
+      Curl().easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "identity");
+      if (method == "HEAD") Curl().easy_setopt(c, CURLOPT_NOBODY, 1L);
       if (method == "POST") {
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, post_body.c_str());
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(post_body.size()));
+        Curl().easy_setopt(c, CURLOPT_POSTFIELDS, post_body.c_str());
+        Curl().easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(post_body.size()));
       }
       ConfigureTLS(c, h);
       requests++;
-      CURLcode rc = curl_easy_perform(c);
-      curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp.status);
+      CURLcode rc = Curl().easy_perform(c);
+      Curl().easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp.status);
       char* redirect = nullptr;
       std::string next;
-      if (curl_easy_getinfo(c, CURLINFO_REDIRECT_URL, &redirect) == CURLE_OK && redirect) next = redirect;
-      curl_slist_free_all(hl);
+      if (Curl().easy_getinfo(c, CURLINFO_REDIRECT_URL, &redirect) == CURLE_OK && redirect) next = redirect;
+      Curl().slist_free_all(hl);
       if (rc == CURLE_OK) Release(c);
-      else curl_easy_cleanup(c);
+      else Curl().easy_cleanup(c);
       resp.url = url;
       if (rc != CURLE_OK) {
         if (t.aborted) throw Error(Code::kAborted, "transfer from " + url + " aborted");
-        std::string what = errbuf[0] ? std::string(errbuf) : std::string(curl_easy_strerror(rc));
+        std::string what = errbuf[0] ? std::string(errbuf) : std::string(Curl().easy_strerror(rc));
         if (rc == CURLE_OPERATION_TIMEDOUT)
           throw Error(Code::kDeadlineExceeded, "GET " + url + ": no progress for " +
                                                    std::to_string(opts.progress_timeout.count()) + "s (" + what + ")");

@@ -3,8 +3,6 @@
 #include "image/unpack.h"
 #include "image/entry_path.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -20,6 +18,7 @@
 
 #include "common/error.h"
 #include "content/store.h"
+#include "image/dynload.h"
 #include "snapshot/snapshotter.h"
 
 namespace berth::image {
@@ -87,9 +86,9 @@ struct Source {
   ssize_t Next() {
     ssize_t n;
     if (decomp) {
-      n = archive_read_data(decomp, buf.data(), buf.size());
+      n = Archive().read_data(decomp, buf.data(), buf.size());
       if (n < 0) {
-        const char* e = archive_error_string(decomp);
+        const char* e = Archive().error_string(decomp);
         error = std::string("decompress: ") + (e ? e : "error");
         return -1;
       }
@@ -112,7 +111,7 @@ ssize_t SourceRead(archive* a, void* ud, const void** out) {
   auto* s = static_cast<Source*>(ud);
   ssize_t n = s->Next();
   if (n < 0) {
-    archive_set_error(a, EIO, "%s", s->error.c_str());
+    Archive().set_error(a, EIO, "%s", s->error.c_str());
     return -1;
   }
   *out = s->buf.data();
@@ -120,8 +119,8 @@ ssize_t SourceRead(archive* a, void* ud, const void** out) {
 }
 
 struct ArchiveReader {
-  archive* a = archive_read_new();
-  ~ArchiveReader() { archive_read_free(a); }
+  archive* a = Archive().read_new();
+  ~ArchiveReader() { Archive().read_free(a); }
 };
 
 std::string JoinPath(const std::vector<std::string>& comps, size_t n) {
@@ -169,7 +168,7 @@ class Extractor {
   }
 
   void Entry(archive* a, archive_entry* e) {
-    const char* raw = archive_entry_pathname(e);
+    const char* raw = Archive().entry_pathname(e);
     name_ = raw ? raw : "";
     if (name_.empty()) Reject("empty name");
     if (name_.size() > 4096) Reject("name longer than 4096 bytes");
@@ -187,8 +186,8 @@ class Extractor {
 
     Fd parent = OpenParent(comps, comps.size() - 1);
     std::string path = JoinPath(comps, comps.size());
-    mode_t type = archive_entry_filetype(e);
-    const char* hardlink = archive_entry_hardlink(e);
+    mode_t type = Archive().entry_filetype(e);
+    const char* hardlink = Archive().entry_hardlink(e);
 
     struct stat existing;
     bool exists = ::fstatat(parent.get(), base.c_str(), &existing, AT_SYMLINK_NOFOLLOW) == 0;
@@ -211,8 +210,8 @@ class Extractor {
           if (!d.ok()) Fail("open directory", errno);
           MetaFd(d.get(), e);
         }
-        dirs_.push_back({comps, archive_entry_mtime(e), archive_entry_mtime_nsec(e),
-                         archive_entry_atime(e), archive_entry_atime_nsec(e)});
+        dirs_.push_back({comps, Archive().entry_mtime(e), Archive().entry_mtime_nsec(e),
+                         Archive().entry_atime(e), Archive().entry_atime_nsec(e)});
         return;
       case AE_IFREG: {
         Fd f(::openat(parent.get(), base.c_str(),
@@ -224,7 +223,7 @@ class Extractor {
         return;
       }
       case AE_IFLNK: {
-        const char* target = archive_entry_symlink(e);
+        const char* target = Archive().entry_symlink(e);
         if (!target || !*target) Reject("symlink without a target");
         if (strlen(target) > 4095) Reject("symlink target longer than 4095 bytes");
         if (::symlinkat(target, parent.get(), base.c_str()) != 0) Fail("symlink", errno);
@@ -236,7 +235,7 @@ class Extractor {
       case AE_IFBLK:
       case AE_IFIFO: {
         dev_t dev =
-            type == AE_IFIFO ? 0 : makedev(archive_entry_rdevmajor(e), archive_entry_rdevminor(e));
+            type == AE_IFIFO ? 0 : makedev(Archive().entry_rdevmajor(e), Archive().entry_rdevminor(e));
         if (::mknodat(parent.get(), base.c_str(), type | 0600, dev) != 0) Fail("mknod", errno);
         MetaAt(parent.get(), base, e, false);
         SetTimes(parent.get(), base, e);
@@ -363,10 +362,10 @@ class Extractor {
     size_t n;
     la_int64_t off;
     for (;;) {
-      int r = archive_read_data_block(a, &buf, &n, &off);
+      int r = Archive().read_data_block(a, &buf, &n, &off);
       if (r == ARCHIVE_EOF) break;
       if (r < ARCHIVE_WARN) {
-        const char* es = archive_error_string(a);
+        const char* es = Archive().error_string(a);
         Reject(std::string("reading data: ") + (es ? es : "error"));
       }
       const char* p = static_cast<const char*>(buf);
@@ -381,7 +380,7 @@ class Extractor {
         off += w;
       }
     }
-    if (archive_entry_size_is_set(e) && ::ftruncate(fd, archive_entry_size(e)) != 0)
+    if (Archive().entry_size_is_set(e) && ::ftruncate(fd, Archive().entry_size(e)) != 0)
       Fail("truncate", errno);
   }
 
@@ -397,14 +396,14 @@ class Extractor {
   }
 
   void MetaFd(int fd, archive_entry* e) {
-    if (::fchown(fd, archive_entry_uid(e), archive_entry_gid(e)) != 0 && !Tolerated(errno))
+    if (::fchown(fd, Archive().entry_uid(e), Archive().entry_gid(e)) != 0 && !Tolerated(errno))
       Fail("chown", errno);
-    if (::fchmod(fd, archive_entry_perm(e) & 07777) != 0) Fail("chmod", errno);
+    if (::fchmod(fd, Archive().entry_perm(e) & 07777) != 0) Fail("chmod", errno);
     const char* xn;
     const void* xv;
     size_t xs;
-    archive_entry_xattr_reset(e);
-    while (archive_entry_xattr_next(e, &xn, &xv, &xs) == ARCHIVE_OK) {
+    Archive().entry_xattr_reset(e);
+    while (Archive().entry_xattr_next(e, &xn, &xv, &xs) == ARCHIVE_OK) {
       if (SkipXattr(xn)) continue;
       if (::fsetxattr(fd, xn, xv, xs, 0) != 0 && !Tolerated(errno))
         Fail(std::string("set xattr ") + xn, errno);
@@ -412,18 +411,18 @@ class Extractor {
   }
 
   void MetaAt(int parent, const std::string& base, archive_entry* e, bool symlink) {
-    if (::fchownat(parent, base.c_str(), archive_entry_uid(e), archive_entry_gid(e),
+    if (::fchownat(parent, base.c_str(), Archive().entry_uid(e), Archive().entry_gid(e),
                    AT_SYMLINK_NOFOLLOW) != 0 &&
         !Tolerated(errno))
       Fail("chown", errno);
-    if (!symlink && ::fchmodat(parent, base.c_str(), archive_entry_perm(e) & 07777, 0) != 0)
+    if (!symlink && ::fchmodat(parent, base.c_str(), Archive().entry_perm(e) & 07777, 0) != 0)
       Fail("chmod", errno);
     std::string p = "/proc/self/fd/" + std::to_string(parent) + "/" + base;
     const char* xn;
     const void* xv;
     size_t xs;
-    archive_entry_xattr_reset(e);
-    while (archive_entry_xattr_next(e, &xn, &xv, &xs) == ARCHIVE_OK) {
+    Archive().entry_xattr_reset(e);
+    while (Archive().entry_xattr_next(e, &xn, &xv, &xs) == ARCHIVE_OK) {
       if (SkipXattr(xn)) continue;
       if (::lsetxattr(p.c_str(), xn, xv, xs, 0) != 0) {
         if ((symlink && errno == EPERM) || Tolerated(errno))
@@ -434,9 +433,9 @@ class Extractor {
   }
 
   void SetTimes(int parent, const std::string& base, archive_entry* e) {
-    struct timespec ts[2] = {{archive_entry_atime(e), archive_entry_atime_nsec(e)},
-                             {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}};
-    if (!archive_entry_atime_is_set(e)) ts[0] = ts[1];
+    struct timespec ts[2] = {{Archive().entry_atime(e), Archive().entry_atime_nsec(e)},
+                             {Archive().entry_mtime(e), Archive().entry_mtime_nsec(e)}};
+    if (!Archive().entry_atime_is_set(e)) ts[0] = ts[1];
     ::utimensat(parent, base.c_str(), ts, AT_SYMLINK_NOFOLLOW);
   }
 
@@ -504,17 +503,17 @@ ApplyResult ApplyLayer(const std::string& blob_path, const std::string& dest_dir
   ArchiveReader decomp;
   if (comp != Compression::kNone) {
     if (comp == Compression::kGzip)
-      archive_read_support_filter_gzip(decomp.a);
-    else if (archive_read_support_filter_zstd(decomp.a) != ARCHIVE_OK)
+      Archive().read_support_filter_gzip(decomp.a);
+    else if (Archive().read_support_filter_zstd(decomp.a) != ARCHIVE_OK)
       throw Error(Code::kUnimplemented,
                   "layer " + blob_path + ": zstd is not supported by this libarchive");
-    archive_read_support_format_raw(decomp.a);
-    if (archive_read_open_fd(decomp.a, blob.get(), 1 << 17) != ARCHIVE_OK)
+    Archive().read_support_format_raw(decomp.a);
+    if (Archive().read_open_fd(decomp.a, blob.get(), 1 << 17) != ARCHIVE_OK)
       throw Error(Code::kInvalidArgument,
-                  "layer " + blob_path + ": " + archive_error_string(decomp.a));
+                  "layer " + blob_path + ": " + Archive().error_string(decomp.a));
     archive_entry* raw;
-    if (archive_read_next_header(decomp.a, &raw) != ARCHIVE_OK) {
-      const char* es = archive_error_string(decomp.a);
+    if (Archive().read_next_header(decomp.a, &raw) != ARCHIVE_OK) {
+      const char* es = Archive().error_string(decomp.a);
       throw Error(Code::kInvalidArgument,
                   "layer " + blob_path + ": " + (es ? es : "cannot decompress"));
     }
@@ -522,19 +521,19 @@ ApplyResult ApplyLayer(const std::string& blob_path, const std::string& dest_dir
   }
 
   ArchiveReader tar;
-  archive_read_support_format_tar(tar.a);
-  if (archive_read_open(tar.a, &src, nullptr, SourceRead, nullptr) != ARCHIVE_OK) {
-    const char* es = archive_error_string(tar.a);
+  Archive().read_support_format_tar(tar.a);
+  if (Archive().read_open(tar.a, &src, nullptr, SourceRead, nullptr) != ARCHIVE_OK) {
+    const char* es = Archive().error_string(tar.a);
     throw Error(Code::kInvalidArgument,
                 "layer " + blob_path + ": " + (es ? es : "not a tar archive"));
   }
   Extractor ex(blob_path, dest_dir, overlay);
   for (;;) {
     archive_entry* e;
-    int r = archive_read_next_header(tar.a, &e);
+    int r = Archive().read_next_header(tar.a, &e);
     if (r == ARCHIVE_EOF) break;
     if (r < ARCHIVE_WARN) {
-      const char* es = archive_error_string(tar.a);
+      const char* es = Archive().error_string(tar.a);
       throw Error(Code::kInvalidArgument,
                   "layer " + blob_path + ": " + (es ? es : "invalid tar archive"));
     }
