@@ -34,6 +34,7 @@ std::shared_ptr<image::ImageService> MakeImageService(plugin::InitContext& ic,
   std::filesystem::path root = std::filesystem::path(images.root_dir).parent_path();
   if (root.empty()) root = std::filesystem::path(ic.root_dir).parent_path();
   o.root = (root / "io.containerd.cri.v1.images").string();
+  o.state = images.state_dir;  // <state>/io.containerd.grpc.v1.cri, next to the rro probe caches
   o.snapshotter = images.config.snapshotter;
   o.hosts_config_path = images.config.registry.config_path;
   o.max_concurrent_downloads = images.config.max_concurrent_downloads;

@@ -425,7 +425,14 @@ ImageService::ImageService(Options opts) : impl_(std::make_unique<Impl>()) {
   } else if (im.opts.snapshotter == "overlayfs" || im.opts.snapshotter.empty()) {
     std::string oroot = fs::Join(im.opts.root, "snapshots/overlayfs");
     fs::MkdirAll(oroot, 0700);
-    if (snapshot::OverlaySupported(oroot)) {
+    // The probe mount costs start-up time (its unmount most of it); its answer is kept under
+    // <state>/probes/ for this boot, kernel and file system.
+    const std::string cache = im.opts.state.empty() ? "" : fs::Join(im.opts.state, "probes/overlayfs.json");
+    bool cached = false;
+    const bool overlay = snapshot::OverlaySupportedCached(oroot, cache, &cached);
+    spdlog::debug("overlayfs under {}: {} ({})", oroot, overlay ? "supported" : "not supported",
+                  cached ? "cached" : "probed");
+    if (overlay) {
       im.snap = snapshot::NewOverlay(oroot);
     } else {
       spdlog::warn("overlayfs is not usable under {}; using the native snapshotter", oroot);

@@ -46,6 +46,7 @@ class ImageService {
  public:
   struct Options {
     std::string root;                      // images plugin root dir
+    std::string state;                     // state dir for probe caches (probes/); empty: none
     std::string snapshotter = "overlayfs"; // "overlayfs" (falls back to native) or "native"
     std::string hosts_config_path;         // containerd `config_path` (hosts.toml directories)
     int max_concurrent_downloads = 3;

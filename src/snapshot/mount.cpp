@@ -1,12 +1,15 @@
 #include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <nlohmann/json.hpp>
 
 #include "common/error.h"
 #include "common/fs.h"
@@ -209,7 +212,13 @@ void UnmountAll(const std::string& target) {
   }
 }
 
-bool OverlaySupported(const std::string& root) {
+namespace {
+
+// The real probe: an overlay of two lower directories, an upper and a work directory under root.
+// *mount_errno is the errno of a failed mount(2), 0 when it succeeded or when the probe failed
+// before it (directories could not be made).
+bool ProbeOverlay(const std::string& root, int* mount_errno) {
+  *mount_errno = 0;
   std::string dir;
   try {
     fs::MkdirAll(root, 0700);
@@ -221,6 +230,7 @@ bool OverlaySupported(const std::string& root) {
                        "/upper,workdir=" + dir + "/work";
     bool ok = ::mount("overlay", (dir + "/merged").c_str(), "overlay", 0, data.c_str()) == 0;
     if (ok) ::umount2((dir + "/merged").c_str(), MNT_DETACH);
+    else *mount_errno = errno;
     fs::RemoveAll(dir);
     return ok;
   } catch (const Error&) {
@@ -232,6 +242,85 @@ bool OverlaySupported(const std::string& root) {
     }
     return false;
   }
+}
+
+// What the answer depends on: the running kernel (release, boot) and the file system under root.
+struct OverlayCacheKey {
+  std::string release, boot_id;
+  uint64_t dev = 0;
+  int64_t fs_type = 0;
+  bool ok = false;  // every part was read
+};
+
+OverlayCacheKey CurrentOverlayCacheKey(const std::string& root) {
+  OverlayCacheKey k;
+  struct utsname u;
+  if (::uname(&u) != 0) return k;
+  k.release = u.release;
+  try {
+    k.boot_id = fs::ReadFile("/proc/sys/kernel/random/boot_id", 256);
+  } catch (const Error&) {
+    return k;
+  }
+  while (!k.boot_id.empty() && (k.boot_id.back() == '\n' || k.boot_id.back() == ' ')) k.boot_id.pop_back();
+  struct stat st;
+  struct statfs sfs;
+  if (::stat(root.c_str(), &st) != 0 || ::statfs(root.c_str(), &sfs) != 0) return k;
+  k.dev = static_cast<uint64_t>(st.st_dev);
+  k.fs_type = static_cast<int64_t>(sfs.f_type);
+  k.ok = !k.release.empty() && !k.boot_id.empty();
+  return k;
+}
+
+}  // namespace
+
+bool OverlaySupported(const std::string& root) {
+  int err = 0;
+  return ProbeOverlay(root, &err);
+}
+
+bool OverlaySupportedCached(const std::string& root, const std::string& cache_file, bool* cached) {
+  if (cached) *cached = false;
+  if (cache_file.empty()) return OverlaySupported(root);
+  try {
+    fs::MkdirAll(root, 0700);
+  } catch (const Error&) {
+    return false;
+  }
+  const OverlayCacheKey key = CurrentOverlayCacheKey(root);
+  if (key.ok) {
+    try {
+      auto j = nlohmann::json::parse(fs::ReadFile(cache_file, 1u << 16), nullptr, false);
+      if (j.is_object() && j.value("version", 0) == 1 && j.value("release", "") == key.release &&
+          j.value("boot_id", "") == key.boot_id && j.value("dev", uint64_t{0}) == key.dev &&
+          j.value("fs_type", int64_t{0}) == key.fs_type && j.contains("supported") &&
+          j["supported"].is_boolean()) {
+        if (cached) *cached = true;
+        return j["supported"].get<bool>();
+      }
+    } catch (const std::exception&) {
+      // Missing or unreadable: probe and rewrite.
+    }
+  }
+  int err = 0;
+  const bool ok = ProbeOverlay(root, &err);
+  // Only answers that the kernel and the file system gave are kept: a mount that worked, or one
+  // refused for want of overlayfs (ENODEV) or of an upper file system it supports (EINVAL).
+  // Failures for other reasons (no privilege, a directory that could not be made) are not.
+  const bool decisive = ok || err == ENODEV || err == EINVAL;
+  if (key.ok && decisive) {
+    try {
+      if (auto slash = cache_file.rfind('/'); slash != std::string::npos && slash > 0)
+        fs::MkdirAll(cache_file.substr(0, slash), 0700);
+      nlohmann::json j{{"version", 1},        {"release", key.release}, {"boot_id", key.boot_id},
+                       {"dev", key.dev},      {"fs_type", key.fs_type}, {"supported", ok},
+                       {"errno", err}};
+      fs::WriteFileAtomic(cache_file, j.dump() + "\n", 0600);
+    } catch (const std::exception&) {
+      // A cache that cannot be written costs a probe at the next start, nothing else.
+    }
+  }
+  return ok;
 }
 
 }  // namespace berth::snapshot

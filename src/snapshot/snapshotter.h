@@ -49,6 +49,13 @@ class Snapshotter {
 std::unique_ptr<Snapshotter> NewOverlay(const std::string& root);
 std::unique_ptr<Snapshotter> NewNative(const std::string& root);  // plain copying snapshotter
 bool OverlaySupported(const std::string& root);                   // real probe mount
+// OverlaySupported with its answer kept on disk in cache_file (JSON, written atomically), valid
+// for one boot of one kernel (release and /proc/sys/kernel/random/boot_id) and the file system
+// under root (device and type); anything else, or a damaged file, runs the probe and rewrites it.
+// Only answers the kernel gave are kept (mounted, or refused with ENODEV/EINVAL), never a failure
+// for want of privilege. Empty cache_file: OverlaySupported(root). `cached` (optional) tells
+// whether the answer came from the file.
+bool OverlaySupportedCached(const std::string& root, const std::string& cache_file, bool* cached = nullptr);
 void MountAll(const std::vector<Mount>& mounts, const std::string& target);  // mount(2) the result
 void UnmountAll(const std::string& target);
 

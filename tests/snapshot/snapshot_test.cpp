@@ -7,6 +7,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -289,3 +290,51 @@ TEST(Snapshot, NativeMountIsBind) {
 }
 
 }  // namespace
+
+// The overlay probe's answer is kept for one boot, kernel and file system; anything else probes.
+TEST(Snapshot, OverlayProbeCache) {
+  if (!berth::testing::IsRoot()) GTEST_SKIP() << "needs root to mount";
+  TempDir dir;
+  const std::string root = dir / "root";
+  const std::string cache = dir / "state/probes/overlayfs.json";
+  bool cached = true;
+  const bool supported = OverlaySupportedCached(root, cache, &cached);
+  EXPECT_FALSE(cached);
+  EXPECT_EQ(supported, OverlaySupported(root));
+  // A root where overlayfs mounts or where the kernel refuses it (ENODEV, EINVAL) is remembered.
+  ASSERT_TRUE(berth::fs::Exists(cache));
+  const std::string first = Slurp(cache);
+  EXPECT_NE(first.find("\"supported\":" + std::string(supported ? "true" : "false")), std::string::npos) << first;
+
+  EXPECT_EQ(OverlaySupportedCached(root, cache, &cached), supported);
+  EXPECT_TRUE(cached);
+
+  // Another boot: probed again and rewritten.
+  std::string other_boot = first;
+  auto at = other_boot.find("\"boot_id\":\"");
+  ASSERT_NE(at, std::string::npos);
+  other_boot[at + 11] = other_boot[at + 11] == '0' ? '1' : '0';
+  berth::testing::WriteFile(cache, other_boot);
+  EXPECT_EQ(OverlaySupportedCached(root, cache, &cached), supported);
+  EXPECT_FALSE(cached);
+  EXPECT_EQ(Slurp(cache), first);
+
+  // Another file system under root (the device is part of the key).
+  std::string other_dev = first;
+  at = other_dev.find("\"dev\":");
+  ASSERT_NE(at, std::string::npos);
+  other_dev.insert(at + 6, "1");
+  berth::testing::WriteFile(cache, other_dev);
+  EXPECT_EQ(OverlaySupportedCached(root, cache, &cached), supported);
+  EXPECT_FALSE(cached);
+
+  // A damaged file is ignored and rewritten.
+  berth::testing::WriteFile(cache, "{not json");
+  EXPECT_EQ(OverlaySupportedCached(root, cache, &cached), supported);
+  EXPECT_FALSE(cached);
+  EXPECT_EQ(Slurp(cache), first);
+
+  // No probe directories are left behind.
+  for (const auto& e : std::filesystem::directory_iterator(root))
+    EXPECT_EQ(e.path().filename().string().rfind("overlay-probe-", 0), std::string::npos) << e.path();
+}
