@@ -84,7 +84,10 @@ Stats Summarise(std::vector<double> v) {
   Stats s;
   if (v.empty()) return s;
   std::sort(v.begin(), v.end());
-  auto at = [&](double q) { return v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size() - 1) + 0.5))]; };
+  auto at = [&](double q) {
+    return v[std::min(v.size() - 1,
+                      static_cast<size_t>(q * static_cast<double>(v.size() - 1) + 0.5))];
+  };
   s.n = v.size();
   s.min = v.front();
   s.median = at(0.5);
@@ -105,12 +108,14 @@ long ProcKiB(int pid, const std::string& key, const char* file = "status") {
   std::ifstream in("/proc/" + std::to_string(pid) + "/" + file);
   std::string line;
   while (std::getline(in, line)) {
-    if (line.rfind(key + ":", 0) == 0) return std::strtol(line.c_str() + key.size() + 1, nullptr, 10);
+    if (line.rfind(key + ":", 0) == 0)
+      return std::strtol(line.c_str() + key.size() + 1, nullptr, 10);
   }
   return -1;
 }
 
-// CPU time of a process in ms: its own threads (utime+stime) and its reaped children (cutime+cstime).
+// CPU time of a process in ms: its own threads (utime+stime) and its reaped children
+// (cutime+cstime).
 std::pair<double, double> CpuMs(int pid) {
   std::string st = ReadAll("/proc/" + std::to_string(pid) + "/stat");
   size_t rp = st.rfind(')');
@@ -122,7 +127,8 @@ std::pair<double, double> CpuMs(int pid) {
   if (f.size() < 15) return {0, 0};
   // f[0] is field 3 (state): utime = field 14, stime 15, cutime 16, cstime 17.
   double tick = 1000.0 / static_cast<double>(sysconf(_SC_CLK_TCK));
-  return {(std::stod(f[11]) + std::stod(f[12])) * tick, (std::stod(f[13]) + std::stod(f[14])) * tick};
+  return {(std::stod(f[11]) + std::stod(f[12])) * tick,
+          (std::stod(f[13]) + std::stod(f[14])) * tick};
 }
 
 std::string Cmdline(int pid) {
@@ -188,7 +194,8 @@ std::unique_ptr<grpc::ClientContext> Ctx(int seconds = 120) {
 
 void Check(const grpc::Status& st, const std::string& what) {
   if (!st.ok()) {
-    throw std::runtime_error(what + ": " + std::to_string(st.error_code()) + ": " + st.error_message());
+    throw std::runtime_error(what + ": " + std::to_string(st.error_code()) + ": " +
+                             st.error_message());
   }
 }
 
@@ -245,9 +252,9 @@ class Berthd {
       if (!cfg_.strace_file.empty()) {
         // --seccomp-bpf only works for a tracee started by strace (not with -p): far less overhead.
         execlp("strace", "strace", "-f", "-ttt", "-T", "-s", "256", "--seccomp-bpf", "-e",
-               "trace=execve,clone,clone3,fork,vfork,fsync,fdatasync,mount,umount2,unshare,setns", "-o",
-               cfg_.strace_file.c_str(), cfg_.berthd.c_str(), "--config", config_.c_str(), "--log-level",
-               cfg_.log_level.c_str(), nullptr);
+               "trace=execve,clone,clone3,fork,vfork,fsync,fdatasync,mount,umount2,unshare,setns",
+               "-o", cfg_.strace_file.c_str(), cfg_.berthd.c_str(), "--config", config_.c_str(),
+               "--log-level", cfg_.log_level.c_str(), nullptr);
         _exit(127);
       }
       execl(cfg_.berthd.c_str(), cfg_.berthd.c_str(), "--config", config_.c_str(), "--log-level",
@@ -269,7 +276,8 @@ class Berthd {
       if (access(socket_.c_str(), F_OK) == 0 && rt_->Version(&ctx, {}, &resp).ok()) {
         daemon_pid_ = pid_;
         if (!cfg_.strace_file.empty()) {  // berthd is strace's child
-          std::istringstream kids(ReadAll("/proc/" + std::to_string(pid_) + "/task/" + std::to_string(pid_) + "/children"));
+          std::istringstream kids(ReadAll("/proc/" + std::to_string(pid_) + "/task/" +
+                                          std::to_string(pid_) + "/children"));
           kids >> daemon_pid_;
         }
         return;
@@ -334,7 +342,8 @@ class ExitEvents {
       CheckInterrupted();
       {
         std::unique_lock<std::mutex> l(mu_);
-        if (cv_.wait_for(l, std::chrono::milliseconds(100), [&] { return stopped_.count(id) > 0; })) {
+        if (cv_.wait_for(l, std::chrono::milliseconds(100),
+                         [&] { return stopped_.count(id) > 0; })) {
           return stopped_[id];
         }
       }
@@ -384,7 +393,8 @@ class StraceLog {
     std::map<int, std::pair<double, std::string>> forked;  // child -> fork time, parent's name
     std::map<int, bool> pending_thread;
     std::map<int, int> thread_owner;  // thread id -> the process (pid) it belongs to
-    std::map<int, std::pair<double, std::string>> pending_exec;  // pid -> time, unfinished execve line
+    std::map<int, std::pair<double, std::string>>
+        pending_exec;  // pid -> time, unfinished execve line
     std::pair<double, std::string> last_exec;
     std::vector<ExecSpan> out;
     while (std::getline(in, line)) {
@@ -400,8 +410,10 @@ class StraceLog {
         if (rest.rfind(sc, 0) != 0) continue;
         // berthd's threads and the children it or a monitor forked without exec; not the runtime's.
         std::string who;
-        if (open.count(owner) && open[owner].what == "berthd") who = "berthd";
-        else if (!open.count(owner) && forked.count(owner)) who = forked[owner].second + " child";
+        if (open.count(owner) && open[owner].what == "berthd")
+          who = "berthd";
+        else if (!open.count(owner) && forked.count(owner))
+          who = forked[owner].second + " child";
         if (who.empty() || who.find(runtime) != std::string::npos) continue;
         size_t lt = rest.rfind('<');
         if (lt == std::string::npos || rest.back() != '>') continue;
@@ -409,7 +421,8 @@ class StraceLog {
         std::string name = std::string(sc, strlen(sc) - 1) + " (" + who + ")";
         syscalls->push_back({pid, name, t, t + dur});
       }
-      if (rest.find("execve(") != std::string::npos && rest.find("<unfinished") != std::string::npos) {
+      if (rest.find("execve(") != std::string::npos &&
+          rest.find("<unfinished") != std::string::npos) {
         pending_exec[pid] = {t, rest};
         last_exec = {t, rest};
         continue;
@@ -444,8 +457,9 @@ class StraceLog {
         std::string bin = argv[0].substr(argv[0].rfind('/') + 1);
         std::string what = bin;
         if (bin == runtime || bin == "exe") {
-          static const std::set<std::string> cmds = {"create", "start", "delete", "kill", "state", "run",
-                                                      "init",   "exec",  "update", "features", "list", "ps"};
+          static const std::set<std::string> cmds = {"create", "start",    "delete", "kill",
+                                                     "state",  "run",      "init",   "exec",
+                                                     "update", "features", "list",   "ps"};
           for (size_t i = 1; i < argv.size(); ++i) {
             if (cmds.count(argv[i])) {
               what = runtime + " " + argv[i];
@@ -479,13 +493,14 @@ class StraceLog {
         int child = eq == std::string::npos ? 0 : std::atoi(rest.c_str() + eq + 3);
         if (child > 0 && thread) thread_owner[child] = owner;
         if (child > 0 && !thread) {
-          forked[child] = {t, open.count(owner) ? open[owner].what
+          forked[child] = {t, open.count(owner)     ? open[owner].what
                               : forked.count(owner) ? forked[owner].second + " child"
                                                     : "berthd"};
         }
         continue;
       }
-      if (rest.find("+++ exited with") != std::string::npos || rest.find("+++ killed by") != std::string::npos) {
+      if (rest.find("+++ exited with") != std::string::npos ||
+          rest.find("+++ killed by") != std::string::npos) {
         auto it = open.find(pid);
         if (it != open.end()) {
           it->second.end = t;
@@ -505,10 +520,13 @@ class StraceLog {
 };
 
 // Which processes ran inside each phase of the traced pods: count per pod and time per pod.
-void PrintProfile(const std::vector<Phase>& phases, std::vector<ExecSpan> spans, const std::vector<ExecSpan>& syscalls,
-                  int pods) {
-  std::printf("\nprofile of the `true` pods under strace (%d pods; per pod; processes from exec to exit, syscalls of\n"
-              "berthd's own threads; all inflated by tracing):\n", pods);
+void PrintProfile(const std::vector<Phase>& phases, std::vector<ExecSpan> spans,
+                  const std::vector<ExecSpan>& syscalls, int pods) {
+  std::printf(
+      "\nprofile of the `true` pods under strace (%d pods; per pod; processes from exec to exit, "
+      "syscalls of\n"
+      "berthd's own threads; all inflated by tracing):\n",
+      pods);
   for (const auto& sc : syscalls) spans.push_back({sc.pid, "syscall " + sc.what, sc.start, sc.end});
   std::vector<std::string> order;
   std::map<std::string, std::vector<Phase>> by_name;
@@ -533,8 +551,9 @@ void PrintProfile(const std::vector<Phase>& phases, std::vector<ExecSpan> spans,
     std::printf("  %-22s %8.1f ms\n", name.c_str(), phase_ms / pods);
     for (const auto& [w, cm] : what) {
       auto st = Summarise(each[w]);
-      std::printf("      %-26s %5.2f x  %7.1f ms within the call  (each: median %.1f ms, max %.1f ms)\n",
-                  w.c_str(), static_cast<double>(cm.first) / pods, cm.second / pods, st.median, st.max);
+      std::printf(
+          "      %-26s %5.2f x  %7.1f ms within the call  (each: median %.1f ms, max %.1f ms)\n",
+          w.c_str(), static_cast<double>(cm.first) / pods, cm.second / pods, st.median, st.max);
     }
   }
 }
@@ -551,8 +570,8 @@ class Bench {
  private:
   v1::PodSandboxConfig PodConfig(const std::string& name);
   std::string RunPod(const v1::PodSandboxConfig& pc);
-  std::string CreateCtr(const std::string& pod, const v1::PodSandboxConfig& pc, const std::string& name,
-                        const std::vector<std::string>& cmd);
+  std::string CreateCtr(const std::string& pod, const v1::PodSandboxConfig& pc,
+                        const std::string& name, const std::vector<std::string>& cmd);
   void StartCtr(const std::string& id);
   void StopPod(const std::string& id);
   void RemovePod(const std::string& id);
@@ -587,8 +606,8 @@ std::string Bench::RunPod(const v1::PodSandboxConfig& pc) {
   return resp.pod_sandbox_id();
 }
 
-std::string Bench::CreateCtr(const std::string& pod, const v1::PodSandboxConfig& pc, const std::string& name,
-                             const std::vector<std::string>& cmd) {
+std::string Bench::CreateCtr(const std::string& pod, const v1::PodSandboxConfig& pc,
+                             const std::string& name, const std::vector<std::string>& cmd) {
   v1::CreateContainerRequest req;
   req.set_pod_sandbox_id(pod);
   *req.mutable_sandbox_config() = pc;
@@ -653,8 +672,8 @@ void Bench::PrintRss(const char* when) {
   long threads = ProcKiB(d_->pid(), "Threads");
   rss_[when] = {rss, anon};
   rss_order_.push_back(when);
-  std::printf("  berthd %-40s VmRSS %s (RssAnon %s, RssFile %s), Pss %s, %ld threads\n", when, Mib(rss).c_str(),
-              Mib(anon).c_str(), Mib(file).c_str(), Mib(pss).c_str(), threads);
+  std::printf("  berthd %-40s VmRSS %s (RssAnon %s, RssFile %s), Pss %s, %ld threads\n", when,
+              Mib(rss).c_str(), Mib(anon).c_str(), Mib(file).c_str(), Mib(pss).c_str(), threads);
   std::fflush(stdout);
 }
 
@@ -662,8 +681,9 @@ void Bench::Run() {
   struct utsname u;
   uname(&u);
   auto rv = berth::exec::Run({cfg_.runtime, "--version"});
-  std::printf("pods bench: %s %s, %ld CPUs, %s, load %s\n", u.sysname, u.release, sysconf(_SC_NPROCESSORS_ONLN),
-              FirstLine(rv.out).c_str(), FirstLine(ReadAll("/proc/loadavg")).c_str());
+  std::printf("pods bench: %s %s, %ld CPUs, %s, load %s\n", u.sysname, u.release,
+              sysconf(_SC_NPROCESSORS_ONLN), FirstLine(rv.out).c_str(),
+              FirstLine(ReadAll("/proc/loadavg")).c_str());
   std::printf("  berthd %s\n  dir %s\n", cfg_.berthd.c_str(), dir_.path().c_str());
 
   d_ = std::make_unique<Berthd>(cfg_, dir_.path());
@@ -692,7 +712,8 @@ void Bench::Run() {
   PrintRss("idle with the image imported");
 
   ExitEvents events(d_->rt());
-  std::fprintf(stderr, "[pods_bench] %d+%d `true` pods, alternating with bare %s\n", cfg_.warmup, cfg_.pods, cfg_.runtime.c_str());
+  std::fprintf(stderr, "[pods_bench] %d+%d `true` pods, alternating with bare %s\n", cfg_.warmup,
+               cfg_.pods, cfg_.runtime.c_str());
   std::string bundle_true = MakeBundle("bare-true", {"true"});
   std::string bundle_long = MakeBundle("bare-sleep", {"sleep", "100000"});
   std::filesystem::create_directories(BareRoot());
@@ -746,9 +767,12 @@ void Bench::Run() {
     std::string id = "bare-true-" + std::to_string(i + cfg_.warmup);
     if (i == cfg_.pods - 1) cpu1 = CpuMs(d_->pid());
     auto b0 = Clock::now();
-    int rc = RunQuiet({cfg_.runtime, "--root", BareRoot(), "run", "--bundle", bundle_true, id}, dir_ / "bare.err");
+    int rc = RunQuiet({cfg_.runtime, "--root", BareRoot(), "run", "--bundle", bundle_true, id},
+                      dir_ / "bare.err");
     auto b1 = Clock::now();
-    if (rc != 0) throw std::runtime_error("bare " + cfg_.runtime + " run failed (" + std::to_string(rc) + "): " + ReadAll(dir_ / "bare.err"));
+    if (rc != 0)
+      throw std::runtime_error("bare " + cfg_.runtime + " run failed (" + std::to_string(rc) +
+                               "): " + ReadAll(dir_ / "bare.err"));
     if (measured) bare_true.push_back(Ms(b1 - b0));
     // The same container with the separate commands berthd runs (create, start, delete), and a
     // delete of a container that is already gone (as RemovePodSandbox repeats it).
@@ -761,9 +785,12 @@ void Bench::Run() {
       return a;
     };
     auto s0 = Clock::now();
-    rc = RunQuiet(cmd({"create", "--bundle", bundle_true, "--pid-file", pidf, sid}), dir_ / "bare.err");
+    rc = RunQuiet(cmd({"create", "--bundle", bundle_true, "--pid-file", pidf, sid}),
+                  dir_ / "bare.err");
     auto s1 = Clock::now();
-    if (rc != 0) throw std::runtime_error("bare " + cfg_.runtime + " create failed: " + ReadAll(dir_ / "bare.err"));
+    if (rc != 0)
+      throw std::runtime_error("bare " + cfg_.runtime +
+                               " create failed: " + ReadAll(dir_ / "bare.err"));
     int init = ReadPid(pidf);
     RunQuiet(cmd({"start", sid}));
     auto s2 = Clock::now();
@@ -796,7 +823,8 @@ void Bench::Run() {
     r.set_container_id(cid);
     v1::ContainerStatusResponse s;
     Check(d_->rt().ContainerStatus(Ctx().get(), r, &s), "ContainerStatus");
-    if (s.status().finished_at() > 0) lags.push_back((seen - static_cast<double>(s.status().finished_at()) / 1e9) * 1000);
+    if (s.status().finished_at() > 0)
+      lags.push_back((seen - static_cast<double>(s.status().finished_at()) / 1e9) * 1000);
     RemovePod(pod);
   }
 
@@ -807,30 +835,44 @@ void Bench::Run() {
   };
   auto bt = col(&PodTimes::total);
   auto rt = Summarise(bare_true);
-  std::printf("\n`true` pods (%d measured after %d warm-up, alternating with bare %s; ms, median / p90):\n",
-              cfg_.pods, cfg_.warmup, cfg_.runtime.c_str());
-  std::printf("  RunPodSandbox                        %8.1f / %8.1f\n", col(&PodTimes::run).median, col(&PodTimes::run).p90);
-  std::printf("  CreateContainer                      %8.1f / %8.1f\n", col(&PodTimes::create).median, col(&PodTimes::create).p90);
-  std::printf("  StartContainer                       %8.1f / %8.1f\n", col(&PodTimes::start).median, col(&PodTimes::start).p90);
-  std::printf("  Start returned -> exit reported      %8.1f / %8.1f\n", col(&PodTimes::exit).median, col(&PodTimes::exit).p90);
-  std::printf("  StopPodSandbox                       %8.1f / %8.1f\n", col(&PodTimes::stop).median, col(&PodTimes::stop).p90);
-  std::printf("  RemovePodSandbox                     %8.1f / %8.1f\n", col(&PodTimes::remove).median, col(&PodTimes::remove).p90);
+  std::printf(
+      "\n`true` pods (%d measured after %d warm-up, alternating with bare %s; ms, median / p90):\n",
+      cfg_.pods, cfg_.warmup, cfg_.runtime.c_str());
+  std::printf("  RunPodSandbox                        %8.1f / %8.1f\n", col(&PodTimes::run).median,
+              col(&PodTimes::run).p90);
+  std::printf("  CreateContainer                      %8.1f / %8.1f\n",
+              col(&PodTimes::create).median, col(&PodTimes::create).p90);
+  std::printf("  StartContainer                       %8.1f / %8.1f\n",
+              col(&PodTimes::start).median, col(&PodTimes::start).p90);
+  std::printf("  Start returned -> exit reported      %8.1f / %8.1f\n", col(&PodTimes::exit).median,
+              col(&PodTimes::exit).p90);
+  std::printf("  StopPodSandbox                       %8.1f / %8.1f\n", col(&PodTimes::stop).median,
+              col(&PodTimes::stop).p90);
+  std::printf("  RemovePodSandbox                     %8.1f / %8.1f\n",
+              col(&PodTimes::remove).median, col(&PodTimes::remove).p90);
   std::printf("  whole pod via berthd                 %8.1f / %8.1f\n", bt.median, bt.p90);
-  std::printf("  bare `%s run`                      %8.1f / %8.1f\n", cfg_.runtime.c_str(), rt.median, rt.p90);
+  std::printf("  bare `%s run`                      %8.1f / %8.1f\n", cfg_.runtime.c_str(),
+              rt.median, rt.p90);
   std::printf("  added per pod by berthd              %8.1f ms  (ratio %.2fx)   goal < 15 ms: %s\n",
               bt.median - rt.median, rt.median > 0 ? bt.median / rt.median : 0.0,
               bt.median - rt.median < 15 ? "met" : "NOT met");
-  std::printf("  bare step by step: create %.1f, start %.1f, exit seen %.1f, delete %.1f, delete again %.1f (sum %.1f)\n",
-              Summarise(step_create).median, Summarise(step_start).median, Summarise(step_wait).median,
-              Summarise(step_delete).median, Summarise(step_delete_gone).median,
-              Summarise(step_create).median + Summarise(step_start).median + Summarise(step_wait).median +
-                  Summarise(step_delete).median);
-  std::printf("  berthd CPU per pod: own threads %.1f ms, reaped children (%s start/kill/delete) %.1f ms\n",
-              (cpu1.first - cpu0.first) / cfg_.pods, cfg_.runtime.c_str(), (cpu1.second - cpu0.second) / cfg_.pods);
+  std::printf(
+      "  bare step by step: create %.1f, start %.1f, exit seen %.1f, delete %.1f, delete again "
+      "%.1f (sum %.1f)\n",
+      Summarise(step_create).median, Summarise(step_start).median, Summarise(step_wait).median,
+      Summarise(step_delete).median, Summarise(step_delete_gone).median,
+      Summarise(step_create).median + Summarise(step_start).median + Summarise(step_wait).median +
+          Summarise(step_delete).median);
+  std::printf(
+      "  berthd CPU per pod: own threads %.1f ms, reaped children (%s start/kill/delete) %.1f ms\n",
+      (cpu1.first - cpu0.first) / cfg_.pods, cfg_.runtime.c_str(),
+      (cpu1.second - cpu0.second) / cfg_.pods);
   if (!lags.empty()) {
     auto ls = Summarise(lags);
-    std::printf("  container exit -> exit reported      %8.1f / %8.1f  (%zu pods, monitor's exit time to event)\n",
-                ls.median, ls.p90, ls.n);
+    std::printf(
+        "  container exit -> exit reported      %8.1f / %8.1f  (%zu pods, monitor's exit time to "
+        "event)\n",
+        ls.median, ls.p90, ls.n);
   }
   std::fflush(stdout);
   if (!phases.empty()) {
@@ -862,12 +904,17 @@ void Bench::Run() {
     long_pods.emplace_back(pod, cid);
     std::string id = "bare-sleep-" + std::to_string(i);
     auto b0 = Clock::now();
-    int rc = RunQuiet({cfg_.runtime, "--root", BareRoot(), "run", "-d", "--bundle", bundle_long, id}, dir_ / "bare.err");
+    int rc =
+        RunQuiet({cfg_.runtime, "--root", BareRoot(), "run", "-d", "--bundle", bundle_long, id},
+                 dir_ / "bare.err");
     auto b1 = Clock::now();
-    if (rc != 0) throw std::runtime_error("bare " + cfg_.runtime + " run -d failed: " + ReadAll(dir_ / "bare.err"));
+    if (rc != 0)
+      throw std::runtime_error("bare " + cfg_.runtime +
+                               " run -d failed: " + ReadAll(dir_ / "bare.err"));
     int init = 0;
     {
-      auto st = berth::exec::Run(berth::runtime::RuntimeArgv({cfg_.runtime, "--root", BareRoot(), "state", id}));
+      auto st = berth::exec::Run(
+          berth::runtime::RuntimeArgv({cfg_.runtime, "--root", BareRoot(), "state", id}));
       auto j = nlohmann::json::parse(st.out, nullptr, false);
       if (j.is_object()) init = j.value("pid", 0);
     }
@@ -888,13 +935,17 @@ void Bench::Run() {
   if (!long_pods.empty()) {
     auto bl = Summarise(berth_long), rl = Summarise(bare_long);
     std::printf("\nlong-running pods (%d; ms, median / p90):\n", cfg_.running);
-    std::printf("  RunPodSandbox                        %8.1f / %8.1f\n", Summarise(long_run).median, Summarise(long_run).p90);
-    std::printf("  CreateContainer                      %8.1f / %8.1f\n", Summarise(long_create).median, Summarise(long_create).p90);
-    std::printf("  StartContainer                       %8.1f / %8.1f\n", Summarise(long_start).median, Summarise(long_start).p90);
+    std::printf("  RunPodSandbox                        %8.1f / %8.1f\n",
+                Summarise(long_run).median, Summarise(long_run).p90);
+    std::printf("  CreateContainer                      %8.1f / %8.1f\n",
+                Summarise(long_create).median, Summarise(long_create).p90);
+    std::printf("  StartContainer                       %8.1f / %8.1f\n",
+                Summarise(long_start).median, Summarise(long_start).p90);
     std::printf("  pod + `sleep` to running via berthd  %8.1f / %8.1f\n", bl.median, bl.p90);
-    std::printf("  bare `%s run -d`                   %8.1f / %8.1f\n", cfg_.runtime.c_str(), rl.median, rl.p90);
-    std::printf("  added per pod by berthd              %8.1f ms  (ratio %.2fx)\n", bl.median - rl.median,
-                rl.median > 0 ? bl.median / rl.median : 0.0);
+    std::printf("  bare `%s run -d`                   %8.1f / %8.1f\n", cfg_.runtime.c_str(),
+                rl.median, rl.p90);
+    std::printf("  added per pod by berthd              %8.1f ms  (ratio %.2fx)\n",
+                bl.median - rl.median, rl.median > 0 ? bl.median / rl.median : 0.0);
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
     for (const auto& [pod, cid] : long_pods) {
       v1::ContainerStatusRequest r;
@@ -929,12 +980,17 @@ void Bench::Run() {
       return Summarise(d);
     };
     auto ms = kib(mon_rss), ma = kib(mon_anon), mp = kib(mon_pss);
-    std::printf("  berth-monitor of containers (%zu, %d are the parent of their container's init):\n"
-                "      VmRSS median %.0f KiB (max %.0f), RssAnon median %.0f KiB (max %.0f), Pss median %.0f KiB  goal < 1 MiB RSS: %s\n",
-                ms.n, parent_ok, ms.median, ms.max, ma.median, ma.max, mp.median, ms.max < 1024 ? "met" : "NOT met");
+    std::printf(
+        "  berth-monitor of containers (%zu, %d are the parent of their container's init):\n"
+        "      VmRSS median %.0f KiB (max %.0f), RssAnon median %.0f KiB (max %.0f), Pss median "
+        "%.0f KiB  goal < 1 MiB RSS: %s\n",
+        ms.n, parent_ok, ms.median, ms.max, ma.median, ma.max, mp.median,
+        ms.max < 1024 ? "met" : "NOT met");
     auto ps = kib(pause_rss), pa = kib(pause_anon), pp = kib(pause_pss);
-    std::printf("  berth-monitor of pause containers (%zu): VmRSS median %.0f KiB (max %.0f), RssAnon median %.0f KiB, Pss median %.0f KiB\n",
-                ps.n, ps.median, ps.max, pa.median, pp.median);
+    std::printf(
+        "  berth-monitor of pause containers (%zu): VmRSS median %.0f KiB (max %.0f), RssAnon "
+        "median %.0f KiB, Pss median %.0f KiB\n",
+        ps.n, ps.median, ps.max, pa.median, pp.median);
   }
 
   // 3. List latency: created (not started) containers in pods of per_list_pod, up to `list` in all.
@@ -953,17 +1009,20 @@ void Bench::Run() {
     }
   }
   if (cfg_.list > 0) {
-    std::fprintf(stderr, "[pods_bench] listing %d containers, %d calls each\n", total, cfg_.list_calls);
+    std::fprintf(stderr, "[pods_bench] listing %d containers, %d calls each\n", total,
+                 cfg_.list_calls);
     std::vector<double> lc, lp;
     size_t nc = 0, np = 0, bc = 0, bp = 0;
     for (int i = -3; i < cfg_.list_calls; ++i) {
       CheckInterrupted();
       v1::ListContainersResponse cr;
       auto t0 = Clock::now();
-      Check(d_->rt().ListContainers(Ctx().get(), v1::ListContainersRequest(), &cr), "ListContainers");
+      Check(d_->rt().ListContainers(Ctx().get(), v1::ListContainersRequest(), &cr),
+            "ListContainers");
       auto t1 = Clock::now();
       v1::ListPodSandboxResponse pr;
-      Check(d_->rt().ListPodSandbox(Ctx().get(), v1::ListPodSandboxRequest(), &pr), "ListPodSandbox");
+      Check(d_->rt().ListPodSandbox(Ctx().get(), v1::ListPodSandboxRequest(), &pr),
+            "ListPodSandbox");
       auto t2 = Clock::now();
       if (i < 0) continue;
       lc.push_back(Ms(t1 - t0));
@@ -974,16 +1033,22 @@ void Bench::Run() {
       bp = pr.ByteSizeLong();
     }
     auto c = Summarise(lc), p = Summarise(lp);
-    std::printf("\nlists (%zu containers: %zu running, the rest created; %zu pods; %d calls each, client round trip):\n",
-                nc, long_pods.size(), np, cfg_.list_calls);
+    std::printf(
+        "\nlists (%zu containers: %zu running, the rest created; %zu pods; %d calls each, client "
+        "round trip):\n",
+        nc, long_pods.size(), np, cfg_.list_calls);
     if (!create_only.empty()) {
-      std::printf("  CreateContainer without start      median %.1f ms (%zu containers)\n", Summarise(create_only).median,
-                  create_only.size());
+      std::printf("  CreateContainer without start      median %.1f ms (%zu containers)\n",
+                  Summarise(create_only).median, create_only.size());
     }
-    std::printf("  ListContainers                     median %.3f ms, p90 %.3f ms, min %.3f ms (%zu bytes)  goal < 2 ms: %s\n",
-                c.median, c.p90, c.min, bc, c.median < 2 ? "met" : "NOT met");
-    std::printf("  ListPodSandbox                     median %.3f ms, p90 %.3f ms, min %.3f ms (%zu bytes)\n", p.median,
-                p.p90, p.min, bp);
+    std::printf(
+        "  ListContainers                     median %.3f ms, p90 %.3f ms, min %.3f ms (%zu bytes) "
+        " goal < 2 ms: %s\n",
+        c.median, c.p90, c.min, bc, c.median < 2 ? "met" : "NOT met");
+    std::printf(
+        "  ListPodSandbox                     median %.3f ms, p90 %.3f ms, min %.3f ms (%zu "
+        "bytes)\n",
+        p.median, p.p90, p.min, bp);
     std::printf("\nmemory:\n");
     PrintRss(("with " + std::to_string(nc) + " containers").c_str());
   }
@@ -1006,21 +1071,27 @@ void Bench::Run() {
   double list_down = Ms(Clock::now() - t_list);
   std::printf("\nteardown:\n");
   if (!long_down.empty()) {
-    std::printf("  Stop+RemovePodSandbox of a running pod  median %.1f ms; bare `%s kill --all` + wait + `delete` median %.1f ms"
-                " (kill %.1f, delete %.1f)\n",
-                Summarise(long_down).median, cfg_.runtime.c_str(), Summarise(bare_long_down).median,
-                Summarise(bare_long_kill).median, Summarise(bare_long_del).median);
+    std::printf(
+        "  Stop+RemovePodSandbox of a running pod  median %.1f ms; bare `%s kill --all` + wait + "
+        "`delete` median %.1f ms"
+        " (kill %.1f, delete %.1f)\n",
+        Summarise(long_down).median, cfg_.runtime.c_str(), Summarise(bare_long_down).median,
+        Summarise(bare_long_kill).median, Summarise(bare_long_del).median);
   }
   if (!list_pods.empty()) {
-    std::printf("  RemovePodSandbox of %zu pods with %zu created containers: %.1f s (%.1f ms per container)\n",
-                list_pods.size(), create_only.size(), list_down / 1000, list_down / static_cast<double>(create_only.size()));
+    std::printf(
+        "  RemovePodSandbox of %zu pods with %zu created containers: %.1f s (%.1f ms per "
+        "container)\n",
+        list_pods.size(), create_only.size(), list_down / 1000,
+        list_down / static_cast<double>(create_only.size()));
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   std::printf("\nmemory:\n");
   PrintRss("idle after removing everything");
 
   auto idle = rss_["idle with the image imported"];
-  std::printf("\ngoals: idle VmRSS %s (< 16 MiB: %s)", Mib(idle.first).c_str(), idle.first < 16 * 1024 ? "met" : "NOT met");
+  std::printf("\ngoals: idle VmRSS %s (< 16 MiB: %s)", Mib(idle.first).c_str(),
+              idle.first < 16 * 1024 ? "met" : "NOT met");
   for (const auto& w : rss_order_) {
     if (w.rfind("with ", 0) == 0 && w.find("running") != std::string::npos) {
       std::printf("; %s VmRSS %s (< 24 MiB: %s)", w.c_str(), Mib(rss_[w].first).c_str(),
@@ -1039,7 +1110,9 @@ void Bench::Cleanup() {
         r.set_pod_sandbox_id(p.id());
         v1::RemovePodSandboxResponse rr;
         auto st = d_->rt().RemovePodSandbox(Ctx(600).get(), r, &rr);
-        if (!st.ok()) std::fprintf(stderr, "cleanup: RemovePodSandbox %s: %s\n", p.id().c_str(), st.error_message().c_str());
+        if (!st.ok())
+          std::fprintf(stderr, "cleanup: RemovePodSandbox %s: %s\n", p.id().c_str(),
+                       st.error_message().c_str());
       }
     }
     d_->Stop();
@@ -1056,12 +1129,14 @@ void Bench::Cleanup() {
   }
   for (const auto& root : roots) {
     if (!std::filesystem::exists(root, ec)) continue;
-    auto r = berth::exec::Run(berth::runtime::RuntimeArgv({cfg_.runtime, "--root", root, "list", "-q"}));
+    auto r =
+        berth::exec::Run(berth::runtime::RuntimeArgv({cfg_.runtime, "--root", root, "list", "-q"}));
     std::istringstream ids(r.out);
     std::string id;
     while (std::getline(ids, id)) {
       if (id.empty()) continue;
-      std::fprintf(stderr, "cleanup: deleting leftover container %s in %s\n", id.c_str(), root.c_str());
+      std::fprintf(stderr, "cleanup: deleting leftover container %s in %s\n", id.c_str(),
+                   root.c_str());
       RunQuiet({cfg_.runtime, "--root", root, "delete", "--force", id});
     }
   }
@@ -1086,30 +1161,45 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--pods") cfg.pods = std::max(1, std::atoi(next().c_str()));
-    else if (a == "--running") cfg.running = std::max(0, std::atoi(next().c_str()));
-    else if (a == "--list") cfg.list = std::max(0, std::atoi(next().c_str()));
-    else if (a == "--list-calls") cfg.list_calls = std::max(1, std::atoi(next().c_str()));
-    else if (a == "--warmup") cfg.warmup = std::max(0, std::atoi(next().c_str()));
-    else if (a == "--runtime") cfg.runtime = next();
-    else if (a == "--berthd") cfg.berthd = next();
-    else if (a == "--monitor") cfg.monitor = next();
-    else if (a == "--pause") cfg.pause = next();
-    else if (a == "--log-level") cfg.log_level = next();
-    else if (a == "--strace") cfg.strace_file = next();
-    else if (a == "--keep") cfg.keep = true;
+    if (a == "--pods")
+      cfg.pods = std::max(1, std::atoi(next().c_str()));
+    else if (a == "--running")
+      cfg.running = std::max(0, std::atoi(next().c_str()));
+    else if (a == "--list")
+      cfg.list = std::max(0, std::atoi(next().c_str()));
+    else if (a == "--list-calls")
+      cfg.list_calls = std::max(1, std::atoi(next().c_str()));
+    else if (a == "--warmup")
+      cfg.warmup = std::max(0, std::atoi(next().c_str()));
+    else if (a == "--runtime")
+      cfg.runtime = next();
+    else if (a == "--berthd")
+      cfg.berthd = next();
+    else if (a == "--monitor")
+      cfg.monitor = next();
+    else if (a == "--pause")
+      cfg.pause = next();
+    else if (a == "--log-level")
+      cfg.log_level = next();
+    else if (a == "--strace")
+      cfg.strace_file = next();
+    else if (a == "--keep")
+      cfg.keep = true;
     else {
-      std::fprintf(stderr,
-                   "usage: %s [--pods N] [--running N] [--list N] [--list-calls N] [--warmup N]\n"
-                   "          [--runtime runc|crun] [--berthd PATH] [--monitor PATH] [--pause PATH]\n"
-                   "          [--log-level LEVEL] [--strace FILE] [--keep]\n",
-                   argv[0]);
+      std::fprintf(
+          stderr,
+          "usage: %s [--pods N] [--running N] [--list N] [--list-calls N] [--warmup N]\n"
+          "          [--runtime runc|crun] [--berthd PATH] [--monitor PATH] [--pause PATH]\n"
+          "          [--log-level LEVEL] [--strace FILE] [--keep]\n",
+          argv[0]);
       return 2;
     }
   }
   std::string skip = berth::testing::ContainerSkipReason(cfg.runtime);
-  if (skip.empty() && berth::testing::BusyboxPath().empty()) skip = "busybox-static is not installed";
-  if (skip.empty() && access(cfg.berthd.c_str(), X_OK) != 0) skip = "berthd not found at " + cfg.berthd;
+  if (skip.empty() && berth::testing::BusyboxPath().empty())
+    skip = "busybox-static is not installed";
+  if (skip.empty() && access(cfg.berthd.c_str(), X_OK) != 0)
+    skip = "berthd not found at " + cfg.berthd;
   if (!skip.empty()) {
     std::printf("skipped: %s\n", skip.c_str());
     return 0;
