@@ -127,8 +127,23 @@ grpc::Status RuntimeServiceImpl::RemoveContainer(grpc::ServerContext*, const v1:
   return Guard("RemoveContainer", [&] { Pods(server_).RemoveContainer(*req); });
 }
 
-grpc::Status RuntimeServiceImpl::ListContainers(grpc::ServerContext*, const v1::ListContainersRequest* req, v1::ListContainersResponse* resp) {
-  return Guard("ListContainers", [&] { Pods(server_).ListContainers(*req, resp); });
+grpc::ServerUnaryReactor* RuntimeServiceImpl::ListContainers(grpc::CallbackServerContext* ctx,
+                                                             const grpc::ByteBuffer* req, grpc::ByteBuffer* resp) {
+  grpc::Status st = Guard("ListContainers", [&] {
+    std::vector<grpc::Slice> slices;
+    if (!req->Dump(&slices).ok()) throw Error(Code::kInvalidArgument, "ListContainers: unreadable request");
+    std::string bytes;
+    for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+    v1::ListContainersRequest r;
+    if (!r.ParseFromString(bytes)) throw Error(Code::kInvalidArgument, "ListContainers: malformed ListContainersRequest");
+    std::string wire;
+    Pods(server_).ListContainersWire(r, &wire);
+    grpc::Slice slice(wire);
+    *resp = grpc::ByteBuffer(&slice, 1);
+  });
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(st);
+  return reactor;
 }
 
 grpc::Status RuntimeServiceImpl::StreamContainers(grpc::ServerContext*, const v1::StreamContainersRequest*,

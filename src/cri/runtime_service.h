@@ -9,7 +9,10 @@ namespace berth::cri {
 
 class CRIServer;
 
-class RuntimeServiceImpl final : public runtime::v1::RuntimeService::Service {
+// ListContainers is served as a raw callback method: the lifecycle hands over the reply already
+// in wire format (see lifecycle::RuntimeService::ListContainersWire).
+class RuntimeServiceImpl final
+    : public runtime::v1::RuntimeService::WithRawCallbackMethod_ListContainers<runtime::v1::RuntimeService::Service> {
  public:
   explicit RuntimeServiceImpl(CRIServer& server) : server_(server) {}
 
@@ -24,7 +27,7 @@ class RuntimeServiceImpl final : public runtime::v1::RuntimeService::Service {
   grpc::Status StartContainer(grpc::ServerContext* ctx, const runtime::v1::StartContainerRequest* req, runtime::v1::StartContainerResponse* resp) override;
   grpc::Status StopContainer(grpc::ServerContext* ctx, const runtime::v1::StopContainerRequest* req, runtime::v1::StopContainerResponse* resp) override;
   grpc::Status RemoveContainer(grpc::ServerContext* ctx, const runtime::v1::RemoveContainerRequest* req, runtime::v1::RemoveContainerResponse* resp) override;
-  grpc::Status ListContainers(grpc::ServerContext* ctx, const runtime::v1::ListContainersRequest* req, runtime::v1::ListContainersResponse* resp) override;
+  grpc::ServerUnaryReactor* ListContainers(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req, grpc::ByteBuffer* resp) override;
   grpc::Status StreamContainers(grpc::ServerContext* ctx, const runtime::v1::StreamContainersRequest* req, grpc::ServerWriter<runtime::v1::StreamContainersResponse>* writer) override;
   grpc::Status ContainerStatus(grpc::ServerContext* ctx, const runtime::v1::ContainerStatusRequest* req, runtime::v1::ContainerStatusResponse* resp) override;
   grpc::Status UpdateContainerResources(grpc::ServerContext* ctx, const runtime::v1::UpdateContainerResourcesRequest* req, runtime::v1::UpdateContainerResourcesResponse* resp) override;

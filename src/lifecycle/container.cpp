@@ -489,42 +489,6 @@ void RuntimeService::ContainerStatus(const v1::ContainerStatusRequest& req, v1::
   }
 }
 
-void RuntimeService::ListContainers(const v1::ListContainersRequest& req, v1::ListContainersResponse* resp) {
-  auto& I = *impl_;
-  const auto& f = req.filter();
-  std::lock_guard<std::mutex> lock(I.mu);
-  for (const auto& [id, c] : I.containers) {
-    if (c->state == kCreating) continue;
-    if (!f.id().empty() && id.compare(0, f.id().size(), f.id()) != 0) continue;
-    if (!f.pod_sandbox_id().empty() && c->sandbox_id.compare(0, f.pod_sandbox_id().size(), f.pod_sandbox_id()) != 0) continue;
-    v1::ContainerState state = c->state == kRunning ? v1::CONTAINER_RUNNING
-                               : c->state == kExited ? v1::CONTAINER_EXITED
-                                                     : v1::CONTAINER_CREATED;
-    if (f.has_state() && f.state().state() != state) continue;
-    bool match = true;
-    for (const auto& [k, v] : f.label_selector()) {
-      auto it = c->config.labels().find(k);
-      if (it == c->config.labels().end() || it->second != v) {
-        match = false;
-        break;
-      }
-    }
-    if (!match) continue;
-    auto* item = resp->add_containers();
-    item->set_id(id);
-    item->set_pod_sandbox_id(c->sandbox_id);
-    *item->mutable_metadata() = c->config.metadata();
-    *item->mutable_image() = c->config.image();
-    item->mutable_image()->set_image(c->image_ref.empty() ? c->config.image().image() : c->image_ref);
-    item->set_image_ref(c->image_id);
-    item->set_image_id(c->image_id);
-    item->set_state(state);
-    item->set_created_at(c->created_at);
-    *item->mutable_labels() = c->config.labels();
-    *item->mutable_annotations() = c->config.annotations();
-  }
-}
-
 void RuntimeService::UpdateContainerResources(const v1::UpdateContainerResourcesRequest& req) {
   auto& I = *impl_;
   auto c = I.FindContainer(req.container_id());

@@ -62,6 +62,10 @@ struct ContainerRecord {
   int64_t uid = 0, gid = 0;
   std::vector<int64_t> groups;
   std::shared_ptr<std::mutex> op = std::make_shared<std::mutex>();
+  // The serialized runtime.v1.Container of ListContainers, valid while the state is `wire_state`
+  // (everything else in the entry is fixed at creation). Guarded by RuntimeService::Impl::mu.
+  std::string wire;
+  int wire_state = -1;
 };
 
 // Persistence (one SQLite transaction per change).
