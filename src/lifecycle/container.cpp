@@ -414,6 +414,7 @@ void RuntimeService::StartContainer(const v1::StartContainerRequest& req) {
     c->started_at = NowNs();
   }
   I.Save(*c);
+  I.WakeWatcher();
   I.Publish(*c, v1::CONTAINER_STARTED_EVENT);
 }
 

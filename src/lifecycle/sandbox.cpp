@@ -3,10 +3,14 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/mount.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <random>
 #include <set>
@@ -453,6 +457,7 @@ void RuntimeService::RunPodSandbox(const v1::RunPodSandboxRequest& req, v1::RunP
       sb->state = kReady;
     }
     I.Save(*sb);
+    I.WakeWatcher();
   } catch (...) {
     try {
       I.TeardownSandbox(*sb);
@@ -639,50 +644,168 @@ void RuntimeService::Impl::Recover() {
   recovery = {{"sandboxes", sandboxes.size()}, {"containers", containers.size()}, {"cleaned", cleaned}};
 }
 
+void RuntimeService::Impl::WakeWatcher() {
+  int fd = wake_fd.load();
+  if (fd < 0) return;
+  uint64_t one = 1;
+  (void)!::write(fd, &one, sizeof one);
+}
+
+// One berth-monitor being watched: a container that runs or a sandbox that is ready. Its pidfd
+// becomes readable when the monitor exits (berthd need not be its parent: after a restart it is
+// not), which happens right after the monitor has written the exit file.
+struct RuntimeService::Impl::Watch {
+  std::shared_ptr<ContainerRecord> c;
+  std::shared_ptr<SandboxRecord> s;
+  int monitor_pid = 0;
+  int fd = -1;         // pidfd, -1 once fired
+  bool fired = false;  // the monitor has exited: the exit is to be handled
+};
+
+bool RuntimeService::Impl::HandleWatchedExit(Watch& w) {
+  if (w.c) {
+    auto& c = *w.c;
+    std::unique_lock<std::mutex> op(*c.op, std::try_to_lock);
+    if (!op.owns_lock()) return false;  // an operation runs: retried shortly
+    if (c.state != kRunning || c.monitor_pid != w.monitor_pid) return true;
+    // The monitor writes the exit file and then exits.
+    monitor::WaitMonitor(c.monitor_pid, c.id, std::chrono::seconds(5));
+    HandleExit(c);
+    return true;
+  }
+  auto& s = *w.s;
+  std::unique_lock<std::mutex> op(*s.op, std::try_to_lock);
+  if (!op.owns_lock()) return false;
+  if (s.state != kReady || s.monitor_pid != w.monitor_pid) return true;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    s.state = kNotReady;
+  }
+  Save(s);
+  return true;
+}
+
 void RuntimeService::Impl::WatchExits() {
-  while (!stopping) {
-    {
-      std::unique_lock<std::mutex> lock(watcher_mu);
-      watcher_cv.wait_for(lock, opts.poll_interval, [&] { return stopping.load(); });
-    }
-    if (stopping) break;
-    std::vector<std::shared_ptr<ContainerRecord>> running;
-    std::vector<std::shared_ptr<SandboxRecord>> ready;
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      for (auto& [id, c] : containers) {
-        if (c->state == kRunning) running.push_back(c);
-      }
-      for (auto& [id, s] : sandboxes) {
-        if (s->state == kReady) ready.push_back(s);
-      }
-    }
-    for (auto& c : running) {
-      if (!fs::Exists(fs::Join(c->dir, "exit"))) {
-        if (c->monitor_pid > 0 && monitor::IsMonitorAlive(c->monitor_pid, c->id)) continue;
-      }
-      std::unique_lock<std::mutex> op(*c->op, std::try_to_lock);
-      if (!op.owns_lock() || c->state != kRunning) continue;
-      // The monitor writes the exit file and then exits.
-      monitor::WaitMonitor(c->monitor_pid, c->id, std::chrono::seconds(5));
-      HandleExit(*c);
-    }
-    for (auto& s : ready) {
-      if (!fs::Exists(fs::Join(s->dir, "exit"))) continue;
-      std::unique_lock<std::mutex> op(*s->op, std::try_to_lock);
-      if (!op.owns_lock() || s->state != kReady) continue;
-      {
-        std::lock_guard<std::mutex> lock(mu);
-        s->state = kNotReady;
-      }
-      Save(*s);
+  using Clock = std::chrono::steady_clock;
+  int ep = ::epoll_create1(EPOLL_CLOEXEC);
+  int wfd = wake_fd.load();
+  if (ep >= 0 && wfd >= 0) {
+    struct epoll_event ev = {};
+    ev.events = EPOLLIN;
+    ev.data.ptr = nullptr;
+    if (::epoll_ctl(ep, EPOLL_CTL_ADD, wfd, &ev) != 0) {
+      ::close(ep);
+      ep = -1;
     }
   }
+  std::map<std::string, Watch> watches;  // "c<id>" / "s<id>"
+  auto unwatch = [&](Watch& w) {
+    if (w.fd >= 0) {
+      if (ep >= 0) ::epoll_ctl(ep, EPOLL_CTL_DEL, w.fd, nullptr);
+      ::close(w.fd);
+      w.fd = -1;
+    }
+  };
+  auto fire = [&](Watch& w) {
+    unwatch(w);
+    w.fired = true;
+  };
+  bool rescan = true;
+  auto next_sweep = Clock::now() + opts.poll_interval;
+  while (!stopping) {
+    bool sweep = Clock::now() >= next_sweep;
+    if (sweep) {
+      next_sweep = Clock::now() + opts.poll_interval;
+      rescan = true;
+    }
+    if (rescan) {
+      // Bring the watches in line with the records: running containers, ready sandboxes.
+      rescan = false;
+      std::map<std::string, Watch> want;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        for (auto& [id, c] : containers) {
+          if (c->state == kRunning) want["c" + id] = Watch{c, nullptr, c->monitor_pid};
+        }
+        for (auto& [id, s] : sandboxes) {
+          if (s->state == kReady) want["s" + id] = Watch{nullptr, s, s->monitor_pid};
+        }
+      }
+      for (auto it = watches.begin(); it != watches.end();) {
+        auto w = want.find(it->first);
+        if (w == want.end() || w->second.monitor_pid != it->second.monitor_pid) {
+          unwatch(it->second);
+          it = watches.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      for (auto& [key, nw] : want) {
+        auto [it, added] = watches.emplace(key, nw);
+        Watch& w = it->second;
+        const std::string& id = w.c ? w.c->id : w.s->id;
+        if (added) {
+          w.fd = w.monitor_pid > 0 ? static_cast<int>(::syscall(SYS_pidfd_open, w.monitor_pid, 0)) : -1;
+          // Opened before the check, so a pid reused after it cannot be mistaken for the monitor.
+          if (w.fd < 0 || !monitor::IsMonitorAlive(w.monitor_pid, id)) {
+            fire(w);
+            continue;
+          }
+          struct epoll_event ev = {};
+          ev.events = EPOLLIN;
+          ev.data.ptr = &w;
+          if (ep < 0 || ::epoll_ctl(ep, EPOLL_CTL_ADD, w.fd, &ev) != 0) unwatch(w);  // sweep only
+        } else if (sweep && !w.fired) {
+          // Safety net: an exit the pidfd did not report (or a watch without one).
+          if (fs::Exists(fs::Join(w.c ? w.c->dir : w.s->dir, "exit")) ||
+              !monitor::IsMonitorAlive(w.monitor_pid, id))
+            fire(w);
+        }
+      }
+    }
+    bool pending = false;
+    for (auto it = watches.begin(); it != watches.end();) {
+      if (it->second.fired) {
+        if (HandleWatchedExit(it->second)) {
+          it = watches.erase(it);
+          continue;
+        }
+        pending = true;
+      }
+      ++it;
+    }
+    if (stopping) break;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(next_sweep - Clock::now()).count();
+    int timeout = static_cast<int>(std::clamp<int64_t>(left, 0, 1 << 30));
+    if (pending) timeout = std::min(timeout, 5);
+    if (ep < 0) {
+      std::unique_lock<std::mutex> lock(watcher_mu);
+      watcher_cv.wait_for(lock, std::chrono::milliseconds(std::min(timeout, 50)), [&] { return stopping.load(); });
+      rescan = true;
+      continue;
+    }
+    struct epoll_event evs[64];
+    int n = ::epoll_wait(ep, evs, 64, timeout);
+    for (int i = 0; i < n; ++i) {
+      if (evs[i].data.ptr == nullptr) {
+        uint64_t v;
+        (void)!::read(wfd, &v, sizeof v);
+        rescan = true;
+      } else {
+        fire(*static_cast<Watch*>(evs[i].data.ptr));
+      }
+    }
+  }
+  for (auto& [key, w] : watches) unwatch(w);
+  if (ep >= 0) ::close(ep);
 }
 
 RuntimeService::RuntimeService(Options opts) : impl_(std::make_unique<Impl>(std::move(opts))) {
   impl_->Recover();
-  if (impl_->opts.watch_exits) impl_->watcher = std::thread([this] { impl_->WatchExits(); });
+  if (impl_->opts.watch_exits) {
+    impl_->wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    impl_->watcher = std::thread([this] { impl_->WatchExits(); });
+  }
 }
 
 RuntimeService::~RuntimeService() { Close(); }
@@ -690,7 +813,10 @@ RuntimeService::~RuntimeService() { Close(); }
 void RuntimeService::Close() {
   impl_->stopping = true;
   impl_->watcher_cv.notify_all();
+  impl_->WakeWatcher();
   if (impl_->watcher.joinable()) impl_->watcher.join();
+  int fd = impl_->wake_fd.exchange(-1);
+  if (fd >= 0) ::close(fd);
 }
 
 std::string RuntimeService::RecoveryReport() const { return impl_->recovery.dump(); }

@@ -120,7 +120,8 @@ struct Options {
   std::string sandbox_image;
   std::shared_ptr<ImageProvider> images;       // required for containers
   std::shared_ptr<store::Database> db;         // null: <root_dir>/lifecycle.db
-  std::chrono::milliseconds poll_interval{200};  // exit watcher
+  // Exits are seen through pidfds at once; this is the exit watcher's safety-net sweep.
+  std::chrono::milliseconds poll_interval{2000};
   bool watch_exits = true;
 };
 

@@ -62,6 +62,7 @@ struct RuntimeService::Impl {
   std::thread watcher;
   std::mutex watcher_mu;
   std::condition_variable watcher_cv;
+  std::atomic<int> wake_fd{-1};  // eventfd: the watcher rescans the records (or stops)
 
   explicit Impl(Options o);
 
@@ -91,7 +92,13 @@ struct RuntimeService::Impl {
   void FillStatus(const ContainerRecord& c, v1::ContainerStatus* st);
   void FillSandboxStatus(const SandboxRecord& sb, v1::PodSandboxStatus* st);
   void Recover();
+  // The exit watcher: a pidfd per berth-monitor in an epoll set, so exits are handled as they
+  // happen; a sweep every opts.poll_interval is a safety net. WakeWatcher() makes it pick up a
+  // container that started or a sandbox that became ready (or stop).
+  struct Watch;
   void WatchExits();
+  void WakeWatcher();
+  bool HandleWatchedExit(Watch& w);  // false: the record is busy, retry
   void Save(const SandboxRecord& s) { records->Save(s); }
   void Save(const ContainerRecord& c) { records->Save(c); }
 };
