@@ -98,10 +98,6 @@ void RuntimeService::Impl::HandleExit(ContainerRecord& c) {
     auto it = sandboxes.find(c.sandbox_id);
     if (it != sandboxes.end()) handler = it->second->handler;
   }
-  try {
-    CliFor(handler).Delete(c.id, true);
-  } catch (...) {
-  }
   {
     std::lock_guard<std::mutex> lock(mu);
     c.state = kExited;
@@ -119,6 +115,20 @@ void RuntimeService::Impl::HandleExit(ContainerRecord& c) {
   }
   Save(c);
   Publish(c, v1::CONTAINER_STOPPED_EVENT);
+  // The exit is reported first; the runtime's container goes after (still under the container's
+  // operation lock, so before a RemoveContainer can proceed).
+  DeleteRuntimeContainer(c, handler);
+}
+
+void RuntimeService::Impl::DeleteRuntimeContainer(ContainerRecord& c, const std::string& handler) {
+  if (c.runtime_gone) return;
+  try {
+    CliFor(handler).Delete(c.id, true);
+  } catch (...) {
+    return;
+  }
+  c.runtime_gone = true;
+  Save(c);
 }
 
 void RuntimeService::Impl::CleanupContainer(ContainerRecord& c) {
@@ -135,9 +145,12 @@ void RuntimeService::Impl::CleanupContainer(ContainerRecord& c) {
     }
     monitor::WaitMonitor(c.monitor_pid, c.id, std::chrono::seconds(30));
   }
-  try {
-    CliFor(handler).Delete(c.id, true);
-  } catch (...) {
+  if (!c.runtime_gone) {
+    try {
+      CliFor(handler).Delete(c.id, true);
+      c.runtime_gone = true;
+    } catch (...) {
+    }
   }
   if (!c.dir.empty()) {
     std::string rootfs = fs::Join(c.dir, "rootfs");
@@ -377,6 +390,7 @@ void RuntimeService::StartContainer(const v1::StartContainerRequest& req) {
     }
   }
   ::unlink(fs::Join(c->dir, "exit").c_str());
+  c->runtime_gone = false;  // stored with the monitor's pid below
   try {
     auto spawned = monitor::Spawn(so);
     {
@@ -394,6 +408,7 @@ void RuntimeService::StartContainer(const v1::StartContainerRequest& req) {
     if (c->monitor_pid > 0) monitor::WaitMonitor(c->monitor_pid, c->id, std::chrono::seconds(10));
     try {
       cli.Delete(c->id, true);
+      c->runtime_gone = true;
     } catch (...) {
     }
     {

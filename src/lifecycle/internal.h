@@ -41,6 +41,7 @@ struct SandboxRecord {
   std::string dir;         // <state>/sandboxes/<id>
   std::string image;       // "" = built-in berth-pause
   bool shm_mounted = false;
+  bool runtime_gone = false;  // the runtime's container has been deleted
   std::shared_ptr<std::mutex> op = std::make_shared<std::mutex>();
 };
 
@@ -57,6 +58,9 @@ struct ContainerRecord {
   std::string cgroups_path;
   int stop_signal = 15;
   bool rootfs_mounted = false, snapshot_prepared = false;
+  // The runtime's container does not exist: not created yet (it is created by StartContainer)
+  // or deleted after the exit. Records stored without the flag load as false.
+  bool runtime_gone = true;
   std::vector<v1::Mount> mounts;  // as applied (recursive_read_only = effective)
   v1::LinuxContainerResources resources;
   int64_t uid = 0, gid = 0;

@@ -270,9 +270,12 @@ void RuntimeService::Impl::TeardownSandbox(SandboxRecord& sb) {
     }
     monitor::WaitMonitor(sb.monitor_pid, sb.id, std::chrono::seconds(30));
   }
-  try {
-    cli.Delete(sb.id, true);
-  } catch (const Error&) {
+  if (!sb.runtime_gone) {
+    try {
+      cli.Delete(sb.id, true);
+      sb.runtime_gone = true;
+    } catch (const Error&) {
+    }
   }
   if (sb.shm_mounted || fs::Exists(fs::Join(sb.dir, "shm"))) {
     ::umount2(fs::Join(sb.dir, "shm").c_str(), MNT_DETACH);
@@ -597,6 +600,9 @@ void RuntimeService::Impl::Recover() {
   }
   for (auto& r : records->LoadContainers()) {
     auto c = std::make_shared<ContainerRecord>(std::move(r));
+    // StartContainer stores runtime_gone = false with the monitor's pid: a restart in between
+    // may leave a runtime container behind that the record does not know of.
+    if (c->state == kCreated) c->runtime_gone = false;
     if (c->state == kCreating || !sandboxes.count(c->sandbox_id)) {
       try {
         CleanupContainer(*c);
@@ -613,6 +619,7 @@ void RuntimeService::Impl::Recover() {
           // berthd stopped during StartContainer: the container never ran.
           try {
             CliFor(sandboxes[c->sandbox_id]->handler).Delete(c->id, true);
+            c->runtime_gone = true;
           } catch (...) {
           }
           c->monitor_pid = c->pid = 0;

@@ -86,6 +86,7 @@ struct RuntimeService::Impl {
   // Containers.
   void StopContainerLocked(ContainerRecord& c, int64_t timeout_s);
   void HandleExit(ContainerRecord& c);  // reads the exit file; runtime delete; marks exited
+  void DeleteRuntimeContainer(ContainerRecord& c, const std::string& handler);  // once; saved
   void CleanupContainer(ContainerRecord& c);  // runtime, rootfs, snapshot, staging, dirs
   void RemoveContainerLocked(const std::shared_ptr<ContainerRecord>& c);
   void Publish(const ContainerRecord& c, v1::ContainerEventType type);

@@ -48,7 +48,8 @@ void RecordStore::Save(const SandboxRecord& s) {
   nlohmann::json m = {{"name_key", s.name_key}, {"handler", s.handler}, {"state", s.state},
                       {"created_at", s.created_at}, {"pid", s.pid}, {"monitor_pid", s.monitor_pid},
                       {"netns_path", s.netns_path}, {"cgroups_path", s.cgroups_path}, {"dir", s.dir},
-                      {"image", s.image}, {"shm_mounted", s.shm_mounted}};
+                      {"image", s.image}, {"shm_mounted", s.shm_mounted},
+                      {"runtime_gone", s.runtime_gone}};
   store::Transaction tx(db_);
   db_->Prepare("INSERT OR REPLACE INTO lifecycle_sandboxes (id, meta, config) VALUES (?, ?, ?)")
       .Bind(1, s.id)
@@ -68,7 +69,7 @@ void RecordStore::Save(const ContainerRecord& c) {
                       {"pid", c.pid}, {"monitor_pid", c.monitor_pid}, {"dir", c.dir},
                       {"log_path", c.log_path}, {"cgroups_path", c.cgroups_path},
                       {"stop_signal", c.stop_signal}, {"rootfs_mounted", c.rootfs_mounted},
-                      {"snapshot_prepared", c.snapshot_prepared}, {"mounts", mounts},
+                      {"snapshot_prepared", c.snapshot_prepared}, {"runtime_gone", c.runtime_gone}, {"mounts", mounts},
                       {"resources", Hex(c.resources.SerializeAsString())}, {"uid", c.uid},
                       {"gid", c.gid}, {"groups", c.groups}};
   store::Transaction tx(db_);
@@ -113,6 +114,7 @@ std::vector<SandboxRecord> RecordStore::LoadSandboxes() {
     s.dir = m.value("dir", "");
     s.image = m.value("image", "");
     s.shm_mounted = m.value("shm_mounted", false);
+    s.runtime_gone = m.value("runtime_gone", false);
     out.push_back(std::move(s));
   }
   return out;
@@ -146,6 +148,7 @@ std::vector<ContainerRecord> RecordStore::LoadContainers() {
     c.stop_signal = m.value("stop_signal", 15);
     c.rootfs_mounted = m.value("rootfs_mounted", false);
     c.snapshot_prepared = m.value("snapshot_prepared", false);
+    c.runtime_gone = m.value("runtime_gone", false);
     if (m.contains("mounts") && m["mounts"].is_array()) {
       for (const auto& h : m["mounts"]) {
         v1::Mount mt;
