@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
 #include <filesystem>
 #include <random>
 #include <set>
@@ -261,14 +263,42 @@ std::shared_ptr<ContainerRecord> RuntimeService::Impl::FindContainer(const std::
 
 // --- sandbox lifecycle -------------------------------------------------------------------------
 
+// SIGKILLs the pause process itself rather than through `<runtime> kill`, when that is enough
+// (nothing else of the sandbox can be left: it has its own pid namespace, whose init the pause
+// is, or runs the built-in berth-pause, which starts nothing) and its pid is known to be it: a
+// child of the sandbox's live berth-monitor (a subreaper), checked after a pidfd has pinned the
+// process. False when the runtime has to do it.
+static bool KillPauseDirectly(const SandboxRecord& sb) {
+  bool own_pidns = sb.config.linux().security_context().namespace_options().pid() != v1::NODE;
+  if (sb.pid <= 0 || !(own_pidns || sb.image.empty())) return false;
+  int fd = static_cast<int>(::syscall(SYS_pidfd_open, sb.pid, 0));
+  if (fd < 0) return false;
+  bool ok = false;
+  try {
+    std::string stat = fs::ReadFile("/proc/" + std::to_string(sb.pid) + "/stat", 4096);
+    // pid (comm) state ppid ...: comm may hold anything, so parse after the last ')'.
+    size_t r = stat.rfind(')');
+    int ppid = 0;
+    if (r != std::string::npos && std::sscanf(stat.c_str() + r + 1, " %*c %d", &ppid) == 1 &&
+        ppid == sb.monitor_pid && monitor::IsMonitorAlive(sb.monitor_pid, sb.id)) {
+      ok = ::syscall(SYS_pidfd_send_signal, fd, SIGKILL, nullptr, 0) == 0 || errno == ESRCH;
+    }
+  } catch (const Error&) {
+  }
+  ::close(fd);
+  return ok;
+}
+
 void RuntimeService::Impl::TeardownSandbox(SandboxRecord& sb) {
   auto cli = CliFor(sb.handler);
   if (sb.monitor_pid > 0 && monitor::IsMonitorAlive(sb.monitor_pid, sb.id)) {
-    try {
-      cli.Kill(sb.id, SIGKILL, true);
-    } catch (const Error&) {
+    if (!KillPauseDirectly(sb) || !monitor::WaitMonitor(sb.monitor_pid, sb.id, std::chrono::seconds(5))) {
+      try {
+        cli.Kill(sb.id, SIGKILL, true);
+      } catch (const Error&) {
+      }
+      monitor::WaitMonitor(sb.monitor_pid, sb.id, std::chrono::seconds(30));
     }
-    monitor::WaitMonitor(sb.monitor_pid, sb.id, std::chrono::seconds(30));
   }
   if (!sb.runtime_gone) {
     try {
