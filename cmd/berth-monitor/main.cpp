@@ -1,5 +1,6 @@
 // berth-monitor: one small process per container. It detaches from berthd, creates the container
-// with the OCI runtime (`<runtime> <global args> create --bundle B --pid-file P ID`) with stdio
+// with the OCI runtime (`<runtime> <global args> create --bundle B --pid-file P ID`, or with
+// --action run `run --detach ...`, which also starts it) with stdio
 // pipes it owns, reports "created <pid> <monitor pid>" (or "error <status>\n<details>") through
 // the sync fd, then, as a child subreaper, reaps the container's init, copies its stdout/stderr
 // into the CRI log file, reopens the log on SIGUSR1, and writes the exit file (exit code, time,
@@ -8,7 +9,7 @@
 // Usage:
 //   berth-monitor --id ID --bundle DIR --pid-file FILE --log-path FILE --exit-file FILE
 //                 [--max-line N] [--sync-fd N] [--runtime-log FILE] [--stdin-fifo FILE]
-//                 [--console-socket FILE]
+//                 [--console-socket FILE] [--action create|run]
 //                 -- RUNTIME [GLOBAL ARGS...]
 #include <errno.h>
 #include <fcntl.h>
@@ -43,6 +44,7 @@ struct Options {
   std::string id, bundle, pid_file, log_path, exit_file, runtime_log, stdin_fifo, console_socket;
   long max_line = 16 * 1024;
   int sync_fd = -1;
+  bool run = false;  // --action run: `run --detach` (created and started) instead of `create`
   std::vector<std::string> runtime;  // binary + global args
 };
 
@@ -233,7 +235,8 @@ bool OomKilled(const OomCounter& oc, int signal) {
   Report(o, "error -1\nberth-monitor: " + msg);
   const char* m = "usage: berth-monitor --id ID --bundle DIR --pid-file FILE --log-path FILE "
                   "--exit-file FILE [--max-line N] [--sync-fd N] [--runtime-log FILE] "
-                  "[--stdin-fifo FILE] [--console-socket FILE] -- RUNTIME [ARGS...]\n";
+                  "[--stdin-fifo FILE] [--console-socket FILE] [--action create|run] "
+                  "-- RUNTIME [ARGS...]\n";
   WriteAll(2, "berth-monitor: " + msg + "\n");
   WriteAll(2, m);
   ::_exit(2);
@@ -266,6 +269,11 @@ Options ParseArgs(int argc, char** argv) {
     else if (a == "--stdin-fifo") o.stdin_fifo = v;
     else if (a == "--console-socket") o.console_socket = v;
     else if (a == "--sync-fd") continue;
+    else if (a == "--action") {
+      if (std::strcmp(v, "create") != 0 && std::strcmp(v, "run") != 0)
+        Usage(o, "invalid --action " + std::string(v) + " (create or run)");
+      o.run = std::strcmp(v, "run") == 0;
+    }
     else if (a == "--max-line") {
       if (!ParseLong(v, &o.max_line)) Usage(o, "invalid --max-line " + std::string(v));
     } else {
@@ -382,7 +390,12 @@ int main(int argc, char** argv) {
   bool tty = !o.console_socket.empty();
   int lfd = tty ? ListenConsoleSocket(o) : -1;
   std::vector<std::string> args = o.runtime;
-  args.emplace_back("create");
+  if (o.run) {
+    args.emplace_back("run");
+    args.emplace_back("--detach");
+  } else {
+    args.emplace_back("create");
+  }
   if (tty) {
     args.emplace_back("--console-socket");
     args.push_back(o.console_socket);
@@ -491,9 +504,10 @@ int main(int argc, char** argv) {
       }
       ssize_t n = ::read(fds[s], buf, sizeof buf);
       if (n > 0) {
-        if (!created) {
-          if (create_output.size() < 8192) create_output.append(buf, static_cast<size_t>(n));
-        } else {
+        if (!created && create_output.size() < 8192) create_output.append(buf, static_cast<size_t>(n));
+        // With `run`, the container may print before the runtime has exited: from the start,
+        // everything is the container's output (and, if the runtime fails, also its message).
+        if (created || o.run) {
           log.now = NowNs();
           splitters[s]->Feed(std::string_view(buf, static_cast<size_t>(n)));
           log.Flush();
@@ -516,7 +530,10 @@ int main(int argc, char** argv) {
     if (!child) continue;
     for (;;) {
       int st = 0;
-      pid_t w = ::waitpid(-1, &st, WNOHANG);
+      // Until the runtime has exited, only it is reaped: the container's init, reparented to
+      // this subreaper when the runtime exits, stays (if it has exited already) a zombie whose
+      // /proc entry still names its cgroup.
+      pid_t w = ::waitpid(created || create_pid <= 0 ? -1 : create_pid, &st, WNOHANG);
       if (w <= 0) break;
       if (w == create_pid) {
         create_pid = -1;
@@ -542,7 +559,11 @@ int main(int argc, char** argv) {
         container_pid = static_cast<pid_t>(cpid);
         created = true;
         OpenOomCounter(container_pid, &oom);
-        // Output printed by the runtime during create belongs to no container stream.
+        // After `run` the container has been running for a while already: count from the
+        // (new) cgroup's start.
+        if (o.run && oom.base > 0) oom.base = 0;
+        // Output printed by the runtime during create belongs to no container stream (with
+        // `run` it was logged already).
         create_output.clear();
         create_output.shrink_to_fit();
         for (int k = 0; k < nearly; ++k)

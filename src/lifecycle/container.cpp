@@ -378,6 +378,7 @@ void RuntimeService::StartContainer(const v1::StartContainerRequest& req) {
   so.runtime_argv = cli.Argv({}, so.runtime_log);
   so.log_path = c->log_path.empty() ? "/dev/null" : c->log_path;
   so.max_line = I.opts.max_container_log_line_size;
+  so.start = true;  // created and started by one `<runtime> run --detach`
   if (c->config.tty()) {
     // The runtime hands the terminal to berth-monitor over this socket; the bundle path is too
     // long for a unix socket address, so it lives in a short directory of the state dir.
@@ -399,7 +400,6 @@ void RuntimeService::StartContainer(const v1::StartContainerRequest& req) {
       c->monitor_pid = spawned.monitor_pid;
     }
     I.Save(*c);
-    cli.Start(c->id);
   } catch (const Error& e) {
     try {
       cli.Kill(c->id, SIGKILL, true);

@@ -480,11 +480,11 @@ void RuntimeService::RunPodSandbox(const v1::RunPodSandboxRequest& req, v1::RunP
     so.runtime_log = fs::Join(sb->dir, "runtime.log");
     so.runtime_argv = cli.Argv({}, so.runtime_log);
     so.log_path = "/dev/null";
+    so.start = true;  // created and started by one `<runtime> run --detach`
     auto spawned = monitor::Spawn(so);
     sb->pid = spawned.container_pid;
     sb->monitor_pid = spawned.monitor_pid;
     I.Save(*sb);
-    cli.Start(sb->id);
     {
       std::lock_guard<std::mutex> lock(I.mu);
       sb->state = kReady;

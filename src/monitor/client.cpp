@@ -60,6 +60,10 @@ Spawned Spawn(const SpawnOptions& o) {
     argv.push_back("--console-socket");
     argv.push_back(o.console_socket.empty() ? fs::Join(o.bundle, "console.sock") : o.console_socket);
   }
+  if (o.start) {
+    argv.push_back("--action");
+    argv.push_back("run");
+  }
   argv.push_back("--");
   for (const auto& a : o.runtime_argv) argv.push_back(a);
   std::vector<char*> cargs;
@@ -115,8 +119,9 @@ Spawned Spawn(const SpawnOptions& o) {
   }
   ::close(sync[0]);
   std::string runtime = o.runtime_argv[0];
+  const char* action = o.start ? " run" : " create";
   if (timed_out)
-    throw Error(Code::kDeadlineExceeded, what + ": " + runtime + " create did not finish within " +
+    throw Error(Code::kDeadlineExceeded, what + ": " + runtime + action + " did not finish within " +
                                              std::to_string(o.timeout.count()) + "ms");
   if (reply.rfind("created ", 0) == 0) {
     Spawned s;
@@ -131,7 +136,7 @@ Spawned Spawn(const SpawnOptions& o) {
     std::string details = nl == std::string::npos ? "" : runtime::RuntimeErrorMessage(reply.substr(nl + 1));
     if (status == "-1")
       throw Error(Code::kInternal, what + ": " + (details.empty() ? "berth-monitor failed" : details));
-    throw Error(Code::kUnknown, what + ": `" + runtime + " create` exited with status " + status +
+    throw Error(Code::kUnknown, what + ": `" + runtime + action + "` exited with status " + status +
                                     (details.empty() ? "" : ": " + details));
   }
   std::string how = WIFEXITED(st) ? "exited with status " + std::to_string(WEXITSTATUS(st))

@@ -29,6 +29,9 @@ struct SpawnOptions {
   bool tty = false;
   std::string console_socket;
   long max_line = 16 * 1024;             // max_container_log_line_size; <= 0 = no limit
+  // `<runtime> run --detach` instead of `create`: the container is created and started by one
+  // runtime process (output it prints before the runtime exits is logged as the container's).
+  bool start = false;
   std::chrono::milliseconds timeout{60000};
 };
 
@@ -37,8 +40,8 @@ struct Spawned {
   int monitor_pid = 0;
 };
 
-// Starts berth-monitor, which detaches and runs `<runtime> create`; returns once the container
-// exists (state "created"). Throws Error naming the container, the runtime and its message
+// Starts berth-monitor, which detaches and runs `<runtime> create` (or `run --detach` with
+// opts.start); returns once the container exists (state "created", or "running" with start). Throws Error naming the container, the runtime and its message
 // (runtime::RuntimeErrorMessage of its JSON log) when creation fails or times out.
 Spawned Spawn(const SpawnOptions& opts);
 

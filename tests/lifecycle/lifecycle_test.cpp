@@ -453,6 +453,35 @@ class RroTest : public LifecycleTest {
   }
 };
 
+TEST_F(LifecycleTest, StartErrorsCarryTheRuntimeMessage) {
+  auto pcfg = PodConfig("badcmd");
+  std::string pod = RunPod(pcfg);
+  v1::ContainerConfig c = CtrConfig("missing", "");
+  c.clear_command();
+  c.add_command("/no/such/program");
+  std::string id = Create(pod, pcfg, c);
+  v1::StartContainerRequest r;
+  r.set_container_id(id);
+  try {
+    svc_->StartContainer(r);
+    ADD_FAILURE() << "StartContainer of a missing program succeeded";
+  } catch (const Error& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find("/no/such/program"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("exited with status"), std::string::npos) << msg;
+  }
+  v1::ContainerStatusRequest sr;
+  sr.set_container_id(id);
+  v1::ContainerStatusResponse st;
+  svc_->ContainerStatus(sr, &st);
+  EXPECT_EQ(st.status().state(), v1::CONTAINER_EXITED);
+  EXPECT_EQ(st.status().reason(), "StartError");
+  // The pod is still usable.
+  std::string ok = Create(pod, pcfg, CtrConfig("ok", "exit 3"));
+  Start(ok);
+  EXPECT_EQ(WaitExited(ok).exit_code(), 3);
+}
+
 TEST_F(RroTest, ReadOnlyVolumesAreRecursiveByDefault) {
   bool rro = false;
   EXPECT_NE(WriteIntoSubmount(&rro), 0);
