@@ -334,7 +334,7 @@ void RuntimeService::CreateContainer(const v1::CreateContainerRequest& req, v1::
     c->cgroups_path = spec["linux"].value("cgroupsPath", "");
 
     if (!c->log_path.empty()) fs::MkdirAll(std::filesystem::path(c->log_path).parent_path().string(), 0755);
-    fs::WriteFileAtomic(fs::Join(c->dir, "config.json"), spec.dump(), 0600);
+    WriteStateFile(fs::Join(c->dir, "config.json"), spec.dump(), 0600);
     {
       std::lock_guard<std::mutex> lock(I.mu);
       c->state = kCreated;
@@ -528,7 +528,7 @@ void RuntimeService::UpdateContainerResources(const v1::UpdateContainerResources
     }
     I.CliFor(handler).Update(c->id, res.dump());
   }
-  fs::WriteFileAtomic(cfg_path, spec.dump(), 0600);
+  WriteStateFile(cfg_path, spec.dump(), 0600);
   {
     std::lock_guard<std::mutex> lock(I.mu);
     c->resources = req.linux();

@@ -97,13 +97,11 @@ int WriteFileAtomicRaw(const std::string& path, std::string_view data) {
     }
     off += static_cast<size_t>(n);
   }
-  if (::fsync(fd) != 0) {
+  if (::close(fd) != 0) {
     int e = errno;
-    ::close(fd);
     ::unlink(tmp.c_str());
     return e;
   }
-  ::close(fd);
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     int e = errno;
     ::unlink(tmp.c_str());

@@ -25,7 +25,8 @@ struct ExitInfo {
 std::string FormatExitInfo(const ExitInfo& info);
 // Returns "" on success, else what is wrong. Requires exit_code and exited_at.
 std::string ParseExitInfo(std::string_view text, ExitInfo* out);
-// Writes `data` to "<path>.tmp", fsyncs, renames over `path`. Returns 0 or an errno value.
+// Writes `data` to "<path>.tmp" and renames it over `path`. Returns 0 or an errno value. No
+// fsync: exit files live in the state dir, which does not outlive the node's running containers.
 int WriteFileAtomicRaw(const std::string& path, std::string_view data);
 
 }  // namespace berth::monitor
