@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -33,48 +34,40 @@ Result Run(const std::vector<std::string>& argv, const Options& opts) {
   if (::pipe2(in, O_CLOEXEC) != 0) ThrowErrno("exec " + argv[0] + ": pipe");
   if (::pipe2(out, O_CLOEXEC) != 0) ThrowErrno("exec " + argv[0] + ": pipe");
   if (::pipe2(err, O_CLOEXEC) != 0) ThrowErrno("exec " + argv[0] + ": pipe");
-  int errpipe[2];  // reports exec failure from the child
-  if (::pipe2(errpipe, O_CLOEXEC) != 0) ThrowErrno("exec " + argv[0] + ": pipe");
 
   auto args = CStrings(argv);
   auto envs = CStrings(opts.env);
   char** envp = opts.env.empty() ? environ : envs.data();
 
-  pid_t pid = ::fork();
-  if (pid < 0) ThrowErrno("exec " + argv[0] + ": fork");
-  if (pid == 0) {
-    ::dup2(in[0], 0);
-    ::dup2(out[1], 1);
-    ::dup2(err[1], 2);
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    if (!opts.cwd.empty() && ::chdir(opts.cwd.c_str()) != 0) {
-      int e = errno;
-      (void)!::write(errpipe[1], &e, sizeof e);
-      ::_exit(127);
-    }
-    if (argv[0].find('/') != std::string::npos)
-      ::execve(args[0], args.data(), envp);
-    else
-      ::execvpe(args[0], args.data(), envp);
-    int e = errno;
-    (void)!::write(errpipe[1], &e, sizeof e);
-    ::_exit(127);
-  }
+  // posix_spawn: the child shares berthd's memory until it execs (clone with CLONE_VM and
+  // CLONE_VFORK), instead of copying the page tables of a large process with fork; it reports
+  // a failed chdir or exec as its return value.
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawnattr_init(&attr);
+  posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+  if (!opts.cwd.empty()) posix_spawn_file_actions_addchdir_np(&fa, opts.cwd.c_str());
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+  pid_t pid = 0;
+  int rc = argv[0].find('/') != std::string::npos
+               ? ::posix_spawn(&pid, args[0], &fa, &attr, args.data(), envp)
+               : ::posix_spawnp(&pid, args[0], &fa, &attr, args.data(), envp);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
   ::close(in[0]);
   ::close(out[1]);
   ::close(err[1]);
-  ::close(errpipe[1]);
-  int child_errno = 0;
-  ssize_t n = ::read(errpipe[0], &child_errno, sizeof child_errno);
-  ::close(errpipe[0]);
-  if (n == sizeof child_errno) {
+  if (rc != 0) {
     ::close(in[1]);
     ::close(out[0]);
     ::close(err[0]);
-    ::waitpid(pid, nullptr, 0);
-    ThrowErrno("failed to run " + argv[0], child_errno);
+    ThrowErrno("failed to run " + argv[0], rc);
   }
 
   Result r;

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -70,29 +71,26 @@ Spawned Spawn(const SpawnOptions& o) {
   for (auto& a : argv) cargs.push_back(a.data());
   cargs.push_back(nullptr);
 
-  pid_t pid = ::fork();
-  if (pid < 0) {
-    int e = errno;
-    ::close(sync[0]);
-    ::close(sync[1]);
-    ThrowErrno(what + ": fork", e);
-  }
-  if (pid == 0) {
-    // Async-signal-safe calls only: berthd is multithreaded.
-    if (sync[1] == 3) {
-      ::fcntl(3, F_SETFD, 0);
-    } else {
-      ::dup2(sync[1], 3);
-    }
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::execv(cargs[0], cargs.data());
-    const char msg[] = "error -1\nfailed to execute berth-monitor";
-    (void)!::write(3, msg, sizeof msg - 1);
-    ::_exit(127);
-  }
+  // posix_spawn (clone with CLONE_VM | CLONE_VFORK): no copy of berthd's page tables. dup2 onto
+  // the same fd clears its close-on-exec flag.
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawnattr_init(&attr);
+  posix_spawn_file_actions_adddup2(&fa, sync[1], 3);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+  pid_t pid = 0;
+  int rc = ::posix_spawn(&pid, cargs[0], &fa, &attr, cargs.data(), ::environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
   ::close(sync[1]);
+  if (rc != 0) {
+    ::close(sync[0]);
+    ThrowErrno(what + ": failed to execute berth-monitor " + o.monitor_path, rc);
+  }
   int st = 0;
   while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
   }

@@ -14,13 +14,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <thread>
+
 #include "common/error.h"
 
 namespace berth::network {
 
 namespace {
 
-// Steps of the child, reported as its exit status.
+// Steps of the namespace helper thread.
 enum Step { kOk = 0, kUnshare = 10, kSocket, kGetFlags, kSetFlags, kMount };
 
 const char* StepName(int step) {
@@ -29,14 +31,9 @@ const char* StepName(int step) {
     case kSocket: return "socket(AF_INET) in the new namespace";
     case kGetFlags: return "SIOCGIFFLAGS lo";
     case kSetFlags: return "SIOCSIFFLAGS lo up";
-    case kMount: return "bind mount of /proc/self/ns/net";
+    case kMount: return "bind mount of /proc/thread-self/ns/net";
     default: return "unknown step";
   }
-}
-
-[[noreturn]] void ChildExit(int step) {
-  // errno in the high bits would not fit into 8 bits: report the step, errno on a pipe.
-  _exit(step);
 }
 
 }  // namespace
@@ -46,57 +43,41 @@ void CreateNetns(const std::string& path) {
   if (fd < 0) ThrowErrno("failed to create network namespace file " + path);
   ::close(fd);
 
-  int pipefd[2];
-  if (::pipe2(pipefd, O_CLOEXEC) != 0) {
-    int err = errno;
-    ::unlink(path.c_str());
-    ThrowErrno("failed to create network namespace " + path + ": pipe", err);
-  }
-  pid_t pid = ::fork();
-  if (pid < 0) {
-    int err = errno;
-    ::close(pipefd[0]);
-    ::close(pipefd[1]);
-    ::unlink(path.c_str());
-    ThrowErrno("failed to create network namespace " + path + ": fork", err);
-  }
-  if (pid == 0) {
-    ::close(pipefd[0]);
-    auto fail = [&](int step) {
-      int err = errno;
-      (void)!::write(pipefd[1], &err, sizeof err);
-      ChildExit(step);
+  // A short-lived thread, not a process: a thread can unshare its network namespace alone, and
+  // berthd is spared a fork. The bind mount lands in berthd's mount namespace, which the
+  // thread shares.
+  int step = kOk, step_errno = 0;
+  std::thread helper([&] {
+    auto fail = [&](int s) {
+      step_errno = errno;
+      step = s;
     };
-    if (::unshare(CLONE_NEWNET) != 0) fail(kUnshare);
+    if (::unshare(CLONE_NEWNET) != 0) return fail(kUnshare);
     int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (s < 0) fail(kSocket);
+    if (s < 0) return fail(kSocket);
     struct ifreq ifr;
     memset(&ifr, 0, sizeof ifr);
     strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
-    if (::ioctl(s, SIOCGIFFLAGS, &ifr) != 0) fail(kGetFlags);
+    if (::ioctl(s, SIOCGIFFLAGS, &ifr) != 0) {
+      fail(kGetFlags);
+      ::close(s);
+      return;
+    }
     ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-    if (::ioctl(s, SIOCSIFFLAGS, &ifr) != 0) fail(kSetFlags);
+    if (::ioctl(s, SIOCSIFFLAGS, &ifr) != 0) {
+      fail(kSetFlags);
+      ::close(s);
+      return;
+    }
     ::close(s);
-    if (::mount("/proc/self/ns/net", path.c_str(), nullptr, MS_BIND, nullptr) != 0) fail(kMount);
-    _exit(kOk);
-  }
-  ::close(pipefd[1]);
-  int child_errno = 0;
-  ssize_t n;
-  do {
-    n = ::read(pipefd[0], &child_errno, sizeof child_errno);
-  } while (n < 0 && errno == EINTR);
-  ::close(pipefd[0]);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  int step = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    if (::mount("/proc/thread-self/ns/net", path.c_str(), nullptr, MS_BIND, nullptr) != 0) fail(kMount);
+  });
+  helper.join();
   if (step != kOk) {
     ::umount2(path.c_str(), MNT_DETACH);
     ::unlink(path.c_str());
-    if (step < 0) throw Error(Code::kInternal, "failed to create network namespace " + path + ": helper process killed");
     throw ErrnoError(std::string("failed to create network namespace ") + path + ": " + StepName(step),
-                     n == sizeof child_errno ? child_errno : EIO);
+                     step_errno ? step_errno : EIO);
   }
 }
 

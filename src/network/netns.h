@@ -7,8 +7,9 @@
 namespace berth::network {
 
 // Creates a new network namespace with its loopback interface up and bind-mounts it onto `path`
-// (an empty file is created first; the parent directory must exist). A forked child does
-// unshare(CLONE_NEWNET), SIOCSIFFLAGS(lo, IFF_UP) and the bind mount of /proc/self/ns/net.
+// (an empty file is created first; the parent directory must exist). A short-lived thread does
+// unshare(CLONE_NEWNET), SIOCSIFFLAGS(lo, IFF_UP) and the bind mount of
+// /proc/thread-self/ns/net.
 // Throws Error naming the path and the failing step.
 void CreateNetns(const std::string& path);
 
