@@ -136,9 +136,15 @@ grpc::ServerUnaryReactor* RuntimeServiceImpl::ListContainers(grpc::CallbackServe
     for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
     v1::ListContainersRequest r;
     if (!r.ParseFromString(bytes)) throw Error(Code::kInvalidArgument, "ListContainers: malformed ListContainersRequest");
-    std::string wire;
-    Pods(server_).ListContainersWire(r, &wire);
-    grpc::Slice slice(wire);
+    // The reply's bytes are handed to gRPC as they are, without another copy.
+    auto* wire = new std::string;
+    try {
+      Pods(server_).ListContainersWire(r, wire);
+    } catch (...) {
+      delete wire;
+      throw;
+    }
+    grpc::Slice slice(wire->data(), wire->size(), [](void* p) { delete static_cast<std::string*>(p); }, wire);
     *resp = grpc::ByteBuffer(&slice, 1);
   });
   auto* reactor = ctx->DefaultReactor();

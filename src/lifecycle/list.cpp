@@ -4,6 +4,7 @@
 #include "lifecycle/service_impl.h"  // first: see internal.h
 
 #include <string>
+#include <vector>
 
 #include "common/error.h"
 
@@ -68,14 +69,24 @@ void RuntimeService::ListContainersWire(const v1::ListContainersRequest& req, st
   // ListContainersResponse { repeated Container containers = 1; }: field 1, length-delimited.
   constexpr char kContainersTag = (v1::ListContainersResponse::kContainersFieldNumber << 3) | 2;
   std::lock_guard<std::mutex> lock(I.mu);
+  // Two passes, so that the answer is one allocation of its final size (a growing string of
+  // hundreds of KiB would be copied and page-faulted in several times).
+  std::vector<const std::string*> entries;
+  entries.reserve(I.containers.size());
+  size_t total = out->size();
   for (const auto& [id, c] : I.containers) {
     if (c->state == kCreating) continue;
     v1::ContainerState state = ListState(*c);
     if (!Matches(id, *c, state, f)) continue;
     const std::string& entry = Wire(id, *c, state);
+    entries.push_back(&entry);
+    total += 1 + 10 + entry.size();
+  }
+  out->reserve(total);
+  for (const std::string* entry : entries) {
     out->push_back(kContainersTag);
-    AppendVarint(out, entry.size());
-    out->append(entry);
+    AppendVarint(out, entry->size());
+    out->append(*entry);
   }
 }
 
