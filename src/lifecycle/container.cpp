@@ -477,6 +477,7 @@ void RuntimeService::Impl::RemoveContainerLocked(const std::shared_ptr<Container
     cpu_samples.erase(c->id);
   }
   Publish(*c, v1::CONTAINER_DELETED_EVENT);
+  WantTrim();
 }
 
 void RuntimeService::RemoveContainer(const v1::RemoveContainerRequest& req) {

@@ -2,6 +2,7 @@
 #include "lifecycle/service_impl.h"  // first: its enum Signal names collide with <signal.h> macros
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -559,9 +560,12 @@ void RuntimeService::RemovePodSandbox(const v1::RemovePodSandboxRequest& req) {
   I.RemoveSandboxRootfs(*sb);
   fs::RemoveAll(sb->dir);
   I.records->DeleteSandbox(sb->id);
-  std::lock_guard<std::mutex> lock(I.mu);
-  I.sandboxes.erase(sb->id);
-  I.sandbox_names.erase(sb->name_key);
+  {
+    std::lock_guard<std::mutex> lock(I.mu);
+    I.sandboxes.erase(sb->id);
+    I.sandbox_names.erase(sb->name_key);
+  }
+  I.WantTrim();
 }
 
 void RuntimeService::Impl::FillSandboxStatus(const SandboxRecord& sb, v1::PodSandboxStatus* st) {
@@ -777,6 +781,7 @@ void RuntimeService::Impl::WatchExits() {
   };
   bool rescan = true;
   auto next_sweep = Clock::now() + opts.poll_interval;
+  auto last_trim = Clock::now() - std::chrono::seconds(1);
   while (!stopping) {
     bool sweep = Clock::now() >= next_sweep;
     if (sweep) {
@@ -843,6 +848,18 @@ void RuntimeService::Impl::WatchExits() {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(next_sweep - Clock::now()).count();
     int timeout = static_cast<int>(std::clamp<int64_t>(left, 0, 1 << 30));
     if (pending) timeout = std::min(timeout, 5);
+    if (trim_wanted) {
+      auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(last_trim + std::chrono::seconds(1) -
+                                                                        Clock::now())
+                      .count();
+      if (wait <= 0) {
+        trim_wanted = false;
+        ::malloc_trim(0);
+        last_trim = Clock::now();
+      } else {
+        timeout = std::min(timeout, static_cast<int>(wait));
+      }
+    }
     if (ep < 0) {
       std::unique_lock<std::mutex> lock(watcher_mu);
       watcher_cv.wait_for(lock, std::chrono::milliseconds(std::min(timeout, 50)), [&] { return stopping.load(); });

@@ -68,6 +68,12 @@ struct RuntimeService::Impl {
   std::mutex watcher_mu;
   std::condition_variable watcher_cv;
   std::atomic<int> wake_fd{-1};  // eventfd: the watcher rescans the records (or stops)
+  // Set by removals: the watcher gives freed memory back to the system (malloc_trim), at most
+  // once a second.
+  std::atomic<bool> trim_wanted{false};
+  void WantTrim() {
+    if (!trim_wanted.exchange(true)) WakeWatcher();
+  }
 
   explicit Impl(Options o);
 
