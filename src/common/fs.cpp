@@ -38,7 +38,7 @@ std::string ReadFile(const std::string& path, size_t max_size) {
   return out;
 }
 
-void WriteFileAtomic(const std::string& path, std::string_view data, unsigned mode) {
+void WriteFileAtomic(const std::string& path, std::string_view data, unsigned mode, bool durable) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   std::string tmp = path + ".tmp-" + std::to_string(rng() % 1000000000ULL);
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
@@ -55,10 +55,10 @@ void WriteFileAtomic(const std::string& path, std::string_view data, unsigned mo
     }
     off += static_cast<size_t>(n);
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+  if (::fchmod(fd, mode) != 0 || (durable && ::fsync(fd) != 0) || ::close(fd) != 0) {
     int err = errno;
     ::unlink(tmp.c_str());
-    ThrowErrno("failed to sync " + tmp, err);
+    ThrowErrno("failed to write " + tmp, err);
   }
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     int err = errno;

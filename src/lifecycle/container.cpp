@@ -334,7 +334,7 @@ void RuntimeService::CreateContainer(const v1::CreateContainerRequest& req, v1::
     c->cgroups_path = spec["linux"].value("cgroupsPath", "");
 
     if (!c->log_path.empty()) fs::MkdirAll(std::filesystem::path(c->log_path).parent_path().string(), 0755);
-    WriteStateFile(fs::Join(c->dir, "config.json"), spec.dump(), 0600);
+    fs::WriteFileAtomic(fs::Join(c->dir, "config.json"), spec.dump(), 0600, /*durable=*/false);
     {
       std::lock_guard<std::mutex> lock(I.mu);
       c->state = kCreated;
@@ -529,7 +529,7 @@ void RuntimeService::UpdateContainerResources(const v1::UpdateContainerResources
     }
     I.CliFor(handler).Update(c->id, res.dump());
   }
-  WriteStateFile(cfg_path, spec.dump(), 0600);
+  fs::WriteFileAtomic(cfg_path, spec.dump(), 0600, /*durable=*/false);
   {
     std::lock_guard<std::mutex> lock(I.mu);
     c->resources = req.linux();

@@ -29,34 +29,6 @@
 
 namespace berth::lifecycle {
 
-void WriteStateFile(const std::string& path, std::string_view data, unsigned mode) {
-  std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0) ThrowErrno("failed to create " + tmp);
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      ThrowErrno("failed to write " + tmp, err);
-    }
-    off += static_cast<size_t>(n);
-  }
-  if (::fchmod(fd, mode) != 0 || ::close(fd) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    ThrowErrno("failed to write " + tmp, err);
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    ThrowErrno("failed to rename " + tmp + " to " + path, err);
-  }
-}
-
 int64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -477,7 +449,7 @@ void RuntimeService::RunPodSandbox(const v1::RunPodSandboxRequest& req, v1::RunP
                                  std::filesystem::copy_options::overwrite_existing);
       ::chmod(fs::Join(rootfs, "pause").c_str(), 0755);
     }
-    WriteStateFile(fs::Join(sb->dir, "hostname"), hostname + "\n", 0644);
+    fs::WriteFileAtomic(fs::Join(sb->dir, "hostname"), hostname + "\n", 0644, /*durable=*/false);
     std::string hosts = kDefaultHosts;
     if (host_net) {
       try {
@@ -485,8 +457,8 @@ void RuntimeService::RunPodSandbox(const v1::RunPodSandboxRequest& req, v1::RunP
       } catch (const Error&) {
       }
     }
-    WriteStateFile(fs::Join(sb->dir, "hosts"), hosts, 0644);
-    WriteStateFile(fs::Join(sb->dir, "resolv.conf"), resolv, 0644);
+    fs::WriteFileAtomic(fs::Join(sb->dir, "hosts"), hosts, 0644, /*durable=*/false);
+    fs::WriteFileAtomic(fs::Join(sb->dir, "resolv.conf"), resolv, 0644, /*durable=*/false);
     if (!so_spec.shm_path.empty()) {
       fs::MkdirAll(so_spec.shm_path, 0755);
       if (::mount("shm", so_spec.shm_path.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k") != 0) {
@@ -500,7 +472,7 @@ void RuntimeService::RunPodSandbox(const v1::RunPodSandboxRequest& req, v1::RunP
       network::CreateNetns(sb->netns_path);
     }
     I.Save(*sb);
-    WriteStateFile(fs::Join(sb->dir, "config.json"), spec.dump(), 0600);
+    fs::WriteFileAtomic(fs::Join(sb->dir, "config.json"), spec.dump(), 0600, /*durable=*/false);
 
     monitor::SpawnOptions so;
     so.monitor_path = I.opts.monitor_path;

@@ -16,11 +16,6 @@ namespace berth::lifecycle {
 
 int64_t NowNs();
 
-// Writes a file of the state dir (bundles, sandbox files): to a temporary name, renamed over
-// `path`, without fsync, since the state dir (tmpfs on nodes) does not outlive a reboot and
-// its contents are rebuilt anyway.
-void WriteStateFile(const std::string& path, std::string_view data, unsigned mode);
-
 class EventBus {
  public:
   struct Sub : EventSubscription {
