@@ -290,15 +290,7 @@ class Berthd {
 
   void Stop() {
     if (pid_ <= 0) return;
-    kill(daemon_pid_ > 0 ? daemon_pid_ : pid_, SIGTERM);
-    int status = 0;
-    for (int i = 0; i < 300 && waitpid(pid_, &status, WNOHANG) == 0; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    if (waitpid(pid_, &status, WNOHANG) == 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, &status, 0);
-    }
+    berth::testing::StopChild(pid_, SIGTERM, daemon_pid_);
     pid_ = daemon_pid_ = -1;
   }
 

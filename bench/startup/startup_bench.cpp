@@ -24,20 +24,11 @@
 #include <grpcpp/grpcpp.h>
 
 #include "berth/admin/v1/admin.grpc.pb.h"
+#include "support/support.h"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-bool Connects(const std::string& path) {
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
-  int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  ::close(fd);
-  return rc == 0;
-}
 
 long StatusKiB(pid_t pid, const std::string& key) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
@@ -108,7 +99,7 @@ int main(int argc, char** argv) {
     }
     bool ok = false;
     for (;;) {
-      if (Connects(sock)) {
+      if (berth::testing::UnixSocketAccepts(sock)) {
         ok = true;
         break;
       }

@@ -23,16 +23,6 @@ namespace {
 using berth::testing::TempDir;
 using berth::testing::WriteFile;
 
-bool Connects(const std::string& path) {
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
-  int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  ::close(fd);
-  return rc == 0;
-}
-
 // File names of the shared objects mapped into pid.
 std::set<std::string> MappedFiles(pid_t pid) {
   std::set<std::string> out;
@@ -71,7 +61,7 @@ class Berthd {
   bool WaitServing() {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     while (std::chrono::steady_clock::now() < deadline) {
-      if (Connects(sock_)) return true;
+      if (berth::testing::UnixSocketAccepts(sock_)) return true;
       int st;
       if (::waitpid(pid_, &st, WNOHANG) == pid_) {
         pid_ = -1;

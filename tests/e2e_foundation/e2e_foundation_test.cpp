@@ -25,16 +25,6 @@ namespace {
 using berth::testing::TempDir;
 using berth::testing::WriteFile;
 
-bool Connects(const std::string& path) {
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
-  int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  ::close(fd);
-  return rc == 0;
-}
-
 // A berthd process with its stderr in a file.
 class Berthd {
  public:
@@ -66,7 +56,7 @@ class Berthd {
   bool WaitServing(const std::string& socket) {
     for (int i = 0; i < 6000; ++i) {  // generous bound: 60 s
       if (Exited()) return false;
-      if (Connects(socket)) return true;
+      if (berth::testing::UnixSocketAccepts(socket)) return true;
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     return false;
@@ -195,7 +185,7 @@ TEST_F(Foundation, LiveSocketIsRefused) {
   Berthd second({"--address", sock, "--root", dir / "root2", "--state", dir / "state2"}, dir / "second.log");
   EXPECT_NE(second.Wait(), 0);
   EXPECT_NE(second.Log().find("in use"), std::string::npos) << second.Log();
-  EXPECT_TRUE(Connects(sock));
+  EXPECT_TRUE(berth::testing::UnixSocketAccepts(sock));
   first.Signal(SIGINT);
   EXPECT_EQ(first.Wait(), 0) << first.Log();
 }
@@ -209,7 +199,7 @@ TEST_F(Foundation, StaleSocketIsReplaced) {
   ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
   ::close(fd);  // the file stays, nobody listens: what a crash leaves behind
   ASSERT_TRUE(berth::fs::Exists(sock));
-  ASSERT_FALSE(Connects(sock));
+  ASSERT_FALSE(berth::testing::UnixSocketAccepts(sock));
 
   Berthd d(Flags(), dir / "berthd.log");
   ASSERT_TRUE(d.WaitServing(sock)) << d.Log();

@@ -102,15 +102,7 @@ class Berthd {
 
   void Stop(int sig) {
     if (pid_ <= 0) return;
-    kill(pid_, sig);
-    int status = 0;
-    for (int i = 0; i < 300 && waitpid(pid_, &status, WNOHANG) == 0; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    if (waitpid(pid_, &status, WNOHANG) == 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, &status, 0);
-    }
+    berth::testing::StopChild(pid_, sig);
     pid_ = -1;
   }
 

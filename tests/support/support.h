@@ -2,6 +2,8 @@
 // file system built from Debian's busybox-static.
 #pragma once
 
+#include <sys/types.h>
+
 #include <string>
 #include <vector>
 
@@ -37,5 +39,12 @@ void UnmountAllBelow(const std::string& path);
 
 // Writes a file, creating parent directories.
 void WriteFile(const std::string& path, const std::string& data);
+
+// True when the unix socket at `path` accepts a connection.
+bool UnixSocketAccepts(const std::string& path);
+
+// Sends `sig` to `signal_pid` (the child itself when -1), waits up to 30 s for the child `pid`
+// to exit, SIGKILLs it if it has not, and reaps it.
+void StopChild(pid_t pid, int sig, pid_t signal_pid = -1);
 
 }  // namespace berth::testing
