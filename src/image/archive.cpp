@@ -56,6 +56,7 @@ bool IsMetadataName(const std::string& n) {
 }
 
 ArchiveFiles ReadArchive(const std::string& path, content::Store& store) {
+  ArchiveUse use;
   ArchiveFiles files;
   archive* a = Archive().read_new();
   struct Closer {

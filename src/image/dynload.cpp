@@ -1,8 +1,12 @@
 #include "image/dynload.h"
 
 #include <dlfcn.h>
+#include <spdlog/spdlog.h>
 
+#include <atomic>
+#include <mutex>
 #include <string>
+#include <utility>
 
 #include "common/error.h"
 
@@ -43,24 +47,41 @@ void* Symbol(void* handle, const char* soname, const char* name) {
 
 namespace {
 
-// The handle stays open for the life of the process: the resolved pointers point into it.
-CurlApi LoadCurl() {
-  void* h = dynload::Open("libcurl", BERTH_CURL_SONAME);
+// One dynamically loaded library: its handle and function table, valid while `users` > 0. Only
+// trivially destructible members, so that a use ending during exit finds it intact.
+template <class Api>
+struct Library {
+  std::mutex mu;                  // serialises loading and unloading
+  std::atomic<int> users{0};      // live uses; the table is valid while > 0
+  std::atomic<int> loads{0};
+  void* handle = nullptr;
+  Api api{};
+};
+
+constinit Library<CurlApi> g_curl;
+constinit Library<ArchiveApi> g_archive;
+
+// dlclose, logging rather than throwing: a use ends in a destructor.
+void Close(void* handle, const char* soname) {
+  ::dlerror();
+  if (::dlclose(handle) != 0) {
+    const char* why = ::dlerror();
+    spdlog::warn("unloading {} failed: {}", soname, why ? why : "unknown dlclose error");
+    return;
+  }
+  spdlog::debug("unloaded {}", soname);
+}
+
+CurlApi ResolveCurl(void* h) {
   CurlApi api;
 #define BERTH_CURL_RESOLVE(name) \
   api.name = reinterpret_cast<decltype(api.name)>(dynload::Symbol(h, BERTH_CURL_SONAME, "curl_" #name));
   BERTH_CURL_FUNCTIONS(BERTH_CURL_RESOLVE)
 #undef BERTH_CURL_RESOLVE
-  // Not thread-safe by libcurl's contract: done once, under the static initialisation guard.
-  CURLcode rc = api.global_init(CURL_GLOBAL_DEFAULT);
-  if (rc != CURLE_OK) {
-    throw Error(Code::kInternal, std::string("curl_global_init failed: ") + api.easy_strerror(rc));
-  }
   return api;
 }
 
-ArchiveApi LoadArchive() {
-  void* h = dynload::Open("libarchive", BERTH_ARCHIVE_SONAME);
+ArchiveApi ResolveArchive(void* h) {
   ArchiveApi api;
 #define BERTH_ARCHIVE_RESOLVE(name) \
   api.name = reinterpret_cast<decltype(api.name)>(dynload::Symbol(h, BERTH_ARCHIVE_SONAME, "archive_" #name));
@@ -73,16 +94,75 @@ ArchiveApi LoadArchive() {
 
 }  // namespace
 
-// A function-local static whose initialiser throws is initialised again by the next call.
+CurlUse::CurlUse() {
+  std::lock_guard<std::mutex> lk(g_curl.mu);
+  if (g_curl.users.load() == 0) {
+    void* h = dynload::Open("libcurl", BERTH_CURL_SONAME);
+    try {
+      CurlApi api = ResolveCurl(h);
+      // Not thread-safe by libcurl's contract: done under g_curl.mu, with no other use alive.
+      CURLcode rc = api.global_init(CURL_GLOBAL_DEFAULT);
+      if (rc != CURLE_OK)
+        throw Error(Code::kInternal, std::string("curl_global_init failed: ") + api.easy_strerror(rc));
+      g_curl.api = api;
+    } catch (...) {
+      Close(h, BERTH_CURL_SONAME);
+      throw;
+    }
+    g_curl.handle = h;
+    g_curl.loads.fetch_add(1);
+    spdlog::debug("loaded {}", BERTH_CURL_SONAME);
+  }
+  g_curl.users.fetch_add(1);
+}
+
+// libcurl 7.87 and later wait for a resolver thread of a timed-out transfer when its handle is
+// cleaned up (unless CURLOPT_QUICK_EXIT, which berth does not set): once every handle is gone no
+// thread runs libcurl's code, and it can be unmapped.
+CurlUse::~CurlUse() {
+  std::lock_guard<std::mutex> lk(g_curl.mu);
+  if (g_curl.users.fetch_sub(1) != 1) return;
+  g_curl.api.global_cleanup();
+  g_curl.api = CurlApi{};
+  Close(std::exchange(g_curl.handle, nullptr), BERTH_CURL_SONAME);
+}
+
+ArchiveUse::ArchiveUse() {
+  std::lock_guard<std::mutex> lk(g_archive.mu);
+  if (g_archive.users.load() == 0) {
+    void* h = dynload::Open("libarchive", BERTH_ARCHIVE_SONAME);
+    try {
+      g_archive.api = ResolveArchive(h);
+    } catch (...) {
+      Close(h, BERTH_ARCHIVE_SONAME);
+      throw;
+    }
+    g_archive.handle = h;
+    g_archive.loads.fetch_add(1);
+    spdlog::debug("loaded {}", BERTH_ARCHIVE_SONAME);
+  }
+  g_archive.users.fetch_add(1);
+}
+
+ArchiveUse::~ArchiveUse() {
+  std::lock_guard<std::mutex> lk(g_archive.mu);
+  if (g_archive.users.fetch_sub(1) != 1) return;
+  g_archive.api = ArchiveApi{};
+  Close(std::exchange(g_archive.handle, nullptr), BERTH_ARCHIVE_SONAME);
+}
+
 const CurlApi& Curl() {
-  static const CurlApi api = LoadCurl();
-  return api;
+  if (g_curl.users.load() <= 0) throw Error(Code::kInternal, "libcurl used without a CurlUse");
+  return g_curl.api;
 }
 
 const ArchiveApi& Archive() {
-  static const ArchiveApi api = LoadArchive();
-  return api;
+  if (g_archive.users.load() <= 0) throw Error(Code::kInternal, "libarchive used without an ArchiveUse");
+  return g_archive.api;
 }
+
+int CurlLoads() { return g_curl.loads.load(); }
+int ArchiveLoads() { return g_archive.loads.load(); }
 
 const char* CurlSoname() { return BERTH_CURL_SONAME; }
 const char* ArchiveSoname() { return BERTH_ARCHIVE_SONAME; }

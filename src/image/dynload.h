@@ -1,10 +1,15 @@
-// Shared libraries loaded on first use. libcurl (registry pulls) and libarchive (layers, image
+// Shared libraries loaded while in use. libcurl (registry pulls) and libarchive (layers, image
 // archives) are not linked into berthd: they and the ~80 libraries they depend on (GnuTLS,
 // Kerberos, LDAP, libssh2, libxml2, ICU...) would cost every start their load time and an idle
-// berthd a few MiB of memory although most starts never pull or unpack. Curl() and Archive()
-// dlopen the library by its SONAME (taken from the development package at build time) the first
-// time they are called and resolve every function berth uses at once, so that a missing symbol
-// is reported up front rather than in the middle of a transfer.
+// berthd a few MiB of memory although most of its life is spent neither pulling nor unpacking.
+//
+// A CurlUse or ArchiveUse keeps its library loaded for as long as it lives. The first use dlopens
+// the library by its SONAME (taken from the development package at build time) and resolves every
+// function berth uses at once, so that a missing symbol is reported up front rather than in the
+// middle of a transfer; concurrent and nested uses share that load; when the last use ends, the
+// library is unloaded again (libcurl after curl_global_cleanup), and with it every dependency
+// that nothing else holds. Dependencies that mark themselves NODELETE (OpenSSL's libssl and
+// libcrypto, p11-kit) stay mapped for the life of the process: glibc never unloads them.
 #pragma once
 
 #include <archive.h>
@@ -25,6 +30,7 @@ void* Symbol(void* handle, const char* soname, const char* name);
 // Curl().easy_init() is curl_easy_init(), Archive().read_new() is archive_read_new().
 #define BERTH_CURL_FUNCTIONS(X) \
   X(global_init)                \
+  X(global_cleanup)             \
   X(easy_init)                  \
   X(easy_cleanup)               \
   X(easy_reset)                 \
@@ -82,12 +88,35 @@ struct ArchiveApi {
   decltype(&::archive_errno) last_errno;  // archive_errno (errno is a macro)
 };
 
-// libcurl, loaded and initialised (curl_global_init) on the first call; later calls return the
-// same table. Throws Error(kUnavailable) naming the library when it cannot be loaded (the next
-// call tries again).
+// Keeps libcurl loaded and initialised (curl_global_init) while alive. The constructor throws
+// Error(kUnavailable) naming the library when it cannot be loaded (the next use tries again).
+// Every CURL handle must be cleaned up before the last use ends.
+class CurlUse {
+ public:
+  CurlUse();
+  ~CurlUse();
+  CurlUse(const CurlUse&) = delete;
+  CurlUse& operator=(const CurlUse&) = delete;
+};
+
+// Keeps libarchive loaded while alive; same contract as CurlUse, for archive handles.
+class ArchiveUse {
+ public:
+  ArchiveUse();
+  ~ArchiveUse();
+  ArchiveUse(const ArchiveUse&) = delete;
+  ArchiveUse& operator=(const ArchiveUse&) = delete;
+};
+
+// The function tables of the loaded libraries. Valid only while a CurlUse (ArchiveUse) is alive:
+// called without one they throw Error(kInternal) rather than return pointers into a library that
+// may be gone.
 const CurlApi& Curl();
-// libarchive, loaded on the first call; same contract as Curl().
 const ArchiveApi& Archive();
+
+// How many times each library has been loaded since the process started (for tests and logs).
+int CurlLoads();
+int ArchiveLoads();
 
 // The SONAMEs Curl() and Archive() load.
 const char* CurlSoname();

@@ -256,7 +256,16 @@ struct RegistryClient::Impl {
   std::map<std::string, HostAuth> host_auth;  // by host.host
   std::map<std::string, std::string> ca_bundles;
 
-  // Idle easy handles: reusing them keeps their connections alive between requests.
+  // libcurl, loaded by the first request and kept until the client is destroyed.
+  std::mutex curl_mu;
+  std::optional<CurlUse> curl_use;
+  void UseCurl() {
+    std::lock_guard<std::mutex> lk(curl_mu);
+    if (!curl_use) curl_use.emplace();  // throws kUnavailable when libcurl cannot be loaded
+  }
+
+  // Idle easy handles: reusing them keeps their connections alive between requests. They are
+  // cleaned up before curl_use ends.
   std::mutex pool_mu;
   std::vector<CURL*> pool;
 
@@ -336,7 +345,7 @@ struct RegistryClient::Impl {
   Response Perform(const RegistryHost& h, const std::string& method, const std::string& url_in,
                    const std::vector<std::string>& headers_in, const std::string& authorization,
                    const Sink* sink, const std::string& post_body = "") {
-    Curl();  // loads libcurl on the first request; throws kUnavailable when it cannot
+    UseCurl();
     std::string url = url_in;
     const std::string origin = Origin(url_in);
     for (int hop = 0;; ++hop) {

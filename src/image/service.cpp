@@ -19,6 +19,7 @@
 #include "image/manifest.h"
 #include "image/reference.h"
 #include "image/registry.h"
+#include "image/dynload.h"
 #include "image/unpack.h"
 #include "snapshot/snapshotter.h"
 #include "store/db.h"
@@ -586,6 +587,7 @@ std::vector<Image> ImageService::Import(const std::string& archive_path) {
   std::vector<Image> out;
   {
     std::shared_lock<std::shared_mutex> gl(im.gc_mu);
+    ArchiveUse archive;  // one load of libarchive for reading the archive and unpacking its images
     auto imported = ImportArchive(archive_path, *im.content);
     if (imported.empty())
       throw Error(Code::kInvalidArgument, "image archive " + archive_path + " contains no image");

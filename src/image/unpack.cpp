@@ -13,6 +13,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <unordered_set>
 
@@ -494,6 +495,7 @@ bool CleanEntryPath(const std::string& name, std::vector<std::string>& out) {
 }
 
 ApplyResult ApplyLayer(const std::string& blob_path, const std::string& dest_dir, bool overlay) {
+  ArchiveUse use;
   Fd blob(::open(blob_path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!blob.ok()) ThrowErrno("open layer " + blob_path);
   Compression comp = Detect(blob.get(), blob_path);
@@ -566,6 +568,7 @@ std::string Unpack(content::Store& store, snapshot::Snapshotter& sn,
                                             " diff ids");
   if (layer_digests.empty()) throw Error(Code::kInvalidArgument, "unpack: image has no layers");
   bool overlay = sn.Name() == "overlayfs";
+  std::optional<ArchiveUse> use;  // one load of libarchive for every layer to extract
   std::string parent;
   std::vector<std::string> chain_ids;
   for (size_t i = 0; i < layer_digests.size(); ++i) {
@@ -576,6 +579,7 @@ std::string Unpack(content::Store& store, snapshot::Snapshotter& sn,
       parent = chain;
       continue;
     }
+    if (!use) use.emplace();
     std::string blob = store.Path(layer_digests[i]);
     std::string key = "extract-" + RandomHex(16) + "-" + chain;
     sn.Prepare(key, parent);

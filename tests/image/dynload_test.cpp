@@ -1,68 +1,252 @@
-// libcurl and libarchive are loaded on first use (image/dynload.h), not at exec.
+// libcurl and libarchive are loaded while in use (image/dynload.h), not at exec, and unloaded
+// again when the last use ends.
 #include "image/dynload.h"
+
+#include <elf.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
+#include <map>
+#include <set>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "common/error.h"
 
 namespace berth::image {
 namespace {
 
-// True when a file whose name starts with `soname` is mapped into this process.
-bool Mapped(const std::string& soname) {
+// Paths of the shared objects mapped into this process.
+std::set<std::string> MappedLibraries() {
+  std::set<std::string> out;
   std::ifstream maps("/proc/self/maps");
   std::string line;
   while (std::getline(maps, line)) {
-    auto slash = line.rfind('/');
-    if (slash != std::string::npos && line.compare(slash + 1, soname.size(), soname) == 0) return true;
+    auto path = line.find('/');
+    if (path == std::string::npos) continue;
+    std::string p = line.substr(path);
+    if (p.find(".so", p.rfind('/')) != std::string::npos) out.insert(p);
+  }
+  return out;
+}
+
+// True when a file whose name starts with `soname` is mapped into this process.
+bool Mapped(const std::string& soname) {
+  for (const auto& p : MappedLibraries()) {
+    if (p.compare(p.rfind('/') + 1, soname.size(), soname) == 0) return true;
   }
   return false;
 }
 
-// Each test runs in its own process (gtest_discover_tests), so "before" is really before.
-TEST(Dynload, CurlIsLoadedOnFirstUse) {
-  ASSERT_FALSE(Mapped(CurlSoname())) << "this test binary does not link libcurl";
+// What an ELF shared object's dynamic section says about unloading: DF_1_NODELETE, and DT_NEEDED.
+struct Dynamic {
+  bool nodelete = false;
+  std::vector<std::string> needed;
+};
+
+Dynamic ReadDynamic(const std::string& path) {
+  Dynamic d;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return d;
+  struct stat st {};
+  ::fstat(fd, &st);
+  void* m = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (m == MAP_FAILED) return d;
+  const auto* base = static_cast<const char*>(m);
+  const auto* eh = reinterpret_cast<const Elf64_Ehdr*>(base);
+  const auto* ph = reinterpret_cast<const Elf64_Phdr*>(base + eh->e_phoff);
+  auto file_offset = [&](Elf64_Addr vaddr) -> Elf64_Off {
+    for (int i = 0; i < eh->e_phnum; ++i) {
+      if (ph[i].p_type == PT_LOAD && vaddr >= ph[i].p_vaddr && vaddr < ph[i].p_vaddr + ph[i].p_filesz)
+        return vaddr - ph[i].p_vaddr + ph[i].p_offset;
+    }
+    return 0;
+  };
+  for (int i = 0; i < eh->e_phnum; ++i) {
+    if (ph[i].p_type != PT_DYNAMIC) continue;
+    const auto* dyn = reinterpret_cast<const Elf64_Dyn*>(base + ph[i].p_offset);
+    Elf64_Off strtab = 0;
+    std::vector<Elf64_Xword> needed;
+    for (; dyn->d_tag != DT_NULL; ++dyn) {
+      if (dyn->d_tag == DT_FLAGS_1 && (dyn->d_un.d_val & DF_1_NODELETE)) d.nodelete = true;
+      if (dyn->d_tag == DT_STRTAB) strtab = file_offset(dyn->d_un.d_ptr);
+      if (dyn->d_tag == DT_NEEDED) needed.push_back(dyn->d_un.d_val);
+    }
+    if (strtab)
+      for (auto n : needed) d.needed.emplace_back(base + strtab + n);
+  }
+  ::munmap(m, static_cast<size_t>(st.st_size));
+  return d;
+}
+
+std::string Basename(const std::string& p) { return p.substr(p.rfind('/') + 1); }
+
+// The libraries mapped now but not in `before` that glibc was free to unload: neither marked
+// NODELETE themselves nor needed (directly or not) by one that is.
+std::vector<std::string> UnloadableLeftovers(const std::set<std::string>& before) {
+  std::map<std::string, Dynamic> left;  // by file name
+  for (const auto& p : MappedLibraries())
+    if (!before.count(p)) left[Basename(p)] = ReadDynamic(p);
+  std::set<std::string> pinned;
+  std::vector<std::string> todo;
+  for (const auto& [name, d] : left)
+    if (d.nodelete) todo.push_back(name);
+  while (!todo.empty()) {
+    std::string n = todo.back();
+    todo.pop_back();
+    if (!pinned.insert(n).second) continue;
+    auto it = left.find(n);
+    if (it == left.end()) continue;
+    for (const auto& dep : it->second.needed) {
+      // DT_NEEDED names the SONAME; the mapped file may be the versioned name behind it.
+      for (const auto& [name, d] : left)
+        if (name.rfind(dep, 0) == 0) todo.push_back(name);
+    }
+  }
+  std::vector<std::string> out;
+  for (const auto& [name, d] : left)
+    if (!pinned.count(name)) out.push_back(name);
+  return out;
+}
+
+// One small libcurl exchange: a handle, options, a refused connection, the error text.
+void UseCurlOnce() {
   const CurlApi& api = Curl();
-  EXPECT_TRUE(Mapped(CurlSoname()));
   CURL* c = api.easy_init();
   ASSERT_NE(c, nullptr);
   EXPECT_EQ(api.easy_setopt(c, CURLOPT_URL, "http://127.0.0.1:1/"), CURLE_OK);
+  EXPECT_EQ(api.easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 5L), CURLE_OK);
+  EXPECT_EQ(api.easy_perform(c), CURLE_COULDNT_CONNECT);
   long code = -1;
   EXPECT_EQ(api.easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code), CURLE_OK);
   EXPECT_EQ(code, 0);
   api.easy_cleanup(c);
   EXPECT_STREQ(api.easy_strerror(CURLE_COULDNT_CONNECT), "Couldn't connect to server");
-  EXPECT_EQ(&Curl(), &api);  // loaded once
 }
 
-TEST(Dynload, ArchiveIsLoadedOnFirstUse) {
-  ASSERT_FALSE(Mapped(ArchiveSoname())) << "this test binary does not link libarchive";
+// One small libarchive read: a gzip-compressed tar with one file, read back.
+void UseArchiveOnce(const std::string& tgz) {
   const ArchiveApi& api = Archive();
-  EXPECT_TRUE(Mapped(ArchiveSoname()));
-  // Not a tar stream: libarchive refuses it and says why.
-  FILE* f = std::tmpfile();
-  ASSERT_NE(f, nullptr);
-  std::string garbage(2048, 'x');
-  ASSERT_EQ(std::fwrite(garbage.data(), 1, garbage.size(), f), garbage.size());
-  std::fflush(f);
-  std::rewind(f);
   archive* a = api.read_new();
   ASSERT_NE(a, nullptr);
-  EXPECT_EQ(api.read_support_format_tar(a), ARCHIVE_OK);
-  // libarchive bids on the format when the archive is opened (or at the first header).
-  int r = api.read_open_fd(a, fileno(f), 4096);
+  api.read_support_filter_gzip(a);
+  api.read_support_format_tar(a);
+  ASSERT_EQ(api.read_open_filename(a, tgz.c_str(), 4096), ARCHIVE_OK) << api.error_string(a);
   archive_entry* e = nullptr;
-  if (r == ARCHIVE_OK) r = api.read_next_header(a, &e);
-  EXPECT_EQ(r, ARCHIVE_FATAL);
-  ASSERT_NE(api.error_string(a), nullptr);
-  EXPECT_FALSE(std::string(api.error_string(a)).empty());
+  ASSERT_EQ(api.read_next_header(a, &e), ARCHIVE_OK) << api.error_string(a);
+  EXPECT_STREQ(api.entry_pathname(e), "hello.txt");
+  char buf[64] = {0};
+  EXPECT_EQ(api.read_data(a, buf, sizeof buf), 6);
+  EXPECT_STREQ(buf, "hello\n");
+  EXPECT_EQ(api.read_next_header(a, &e), ARCHIVE_EOF);
   api.read_free(a);
-  std::fclose(f);
-  EXPECT_EQ(&Archive(), &api);
+}
+
+class DynloadArchive : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/berth-dynload-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    std::ofstream(dir_ + "/hello.txt") << "hello\n";
+    std::string cmd = "tar -C " + dir_ + " -czf " + dir_ + "/hello.tgz hello.txt";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    tgz_ = dir_ + "/hello.tgz";
+  }
+  void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
+  std::string dir_, tgz_;
+};
+
+// Each test runs in its own process (gtest_discover_tests), so "before" is really before.
+TEST(Dynload, CurlIsLoadedWhileInUseAndUnloadedAfter) {
+  ASSERT_FALSE(Mapped(CurlSoname())) << "this test binary does not link libcurl";
+  const auto before = MappedLibraries();
+  EXPECT_THROW(Curl(), Error);
+  {
+    CurlUse use;
+    EXPECT_TRUE(Mapped(CurlSoname()));
+    UseCurlOnce();
+    {
+      CurlUse nested;  // shares the load
+      UseCurlOnce();
+    }
+    EXPECT_TRUE(Mapped(CurlSoname()));
+    EXPECT_EQ(CurlLoads(), 1);
+  }
+  EXPECT_FALSE(Mapped(CurlSoname()));
+  EXPECT_THROW(Curl(), Error);
+  // What stays is what its ELF headers pin (OpenSSL and p11-kit are linked -z nodelete).
+  EXPECT_EQ(UnloadableLeftovers(before), std::vector<std::string>{});
+  // Loaded again by the next use, and it works as the first time.
+  {
+    CurlUse again;
+    EXPECT_TRUE(Mapped(CurlSoname()));
+    UseCurlOnce();
+  }
+  EXPECT_EQ(CurlLoads(), 2);
+  EXPECT_FALSE(Mapped(CurlSoname()));
+}
+
+TEST_F(DynloadArchive, ArchiveIsLoadedWhileInUseAndUnloadedAfter) {
+  ASSERT_FALSE(Mapped(ArchiveSoname())) << "this test binary does not link libarchive";
+  const auto before = MappedLibraries();
+  EXPECT_THROW(Archive(), Error);
+  {
+    ArchiveUse use;
+    EXPECT_TRUE(Mapped(ArchiveSoname()));
+    UseArchiveOnce(tgz_);
+    ArchiveUse nested;
+    UseArchiveOnce(tgz_);
+    EXPECT_EQ(ArchiveLoads(), 1);
+  }
+  EXPECT_FALSE(Mapped(ArchiveSoname()));
+  EXPECT_THROW(Archive(), Error);
+  EXPECT_EQ(UnloadableLeftovers(before), std::vector<std::string>{});
+  {
+    ArchiveUse again;
+    UseArchiveOnce(tgz_);
+  }
+  EXPECT_EQ(ArchiveLoads(), 2);
+  EXPECT_FALSE(Mapped(ArchiveSoname()));
+}
+
+// Uses beginning and ending on several threads at once: every use sees a loaded, working
+// library, loads and unloads interleave safely, and nothing is left loaded at the end.
+TEST_F(DynloadArchive, ConcurrentUsesShareLoadsAndUnloadAtTheEnd) {
+  const auto before = MappedLibraries();
+  std::atomic<int> done{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 25; ++i) {
+        if ((i + t) % 2 == 0) {
+          ArchiveUse use;
+          UseArchiveOnce(tgz_);
+        } else {
+          CurlUse use;
+          UseCurlOnce();
+        }
+        done++;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(done.load(), 100);
+  EXPECT_GE(ArchiveLoads(), 1);
+  EXPECT_GE(CurlLoads(), 1);
+  EXPECT_FALSE(Mapped(ArchiveSoname()));
+  EXPECT_FALSE(Mapped(CurlSoname()));
+  EXPECT_EQ(UnloadableLeftovers(before), std::vector<std::string>{});
 }
 
 TEST(Dynload, MissingLibraryIsUnavailableAndNamed) {
