@@ -40,6 +40,9 @@ struct SandboxRecord {
   std::string cgroups_path;
   std::string dir;         // <state>/sandboxes/<id>
   std::string image;       // "" = built-in berth-pause
+  // The built-in pause started by berthd (lifecycle/pause.h), not through the OCI runtime:
+  // monitor_pid is berth-pause's waiter, and the cgroups are berthd's to remove.
+  bool direct = false;
   bool shm_mounted = false;
   bool runtime_gone = false;  // the runtime's container has been deleted
   std::shared_ptr<std::mutex> op = std::make_shared<std::mutex>();

@@ -1,4 +1,6 @@
-// Pod sandboxes: berth-pause in its own namespaces, run through berth-monitor and the OCI runtime.
+// Pod sandboxes: berth-pause in the pod's namespaces, started by berthd itself (lifecycle/pause.h)
+// or, for a sandbox image, the systemd cgroup driver or a base spec, through berth-monitor and the
+// OCI runtime.
 #include "lifecycle/service_impl.h"  // first: its enum Signal names collide with <signal.h> macros
 
 #include <fcntl.h>
@@ -20,6 +22,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "lifecycle/pause.h"
 #include "monitor/client.h"
 #include "mount/rro.h"
 #include "network/netns.h"
@@ -290,18 +293,32 @@ static bool KillPauseDirectly(const SandboxRecord& sb) {
   return ok;
 }
 
+// SIGKILLs berth-pause's waiter of a sandbox berthd started itself (the pause dies with it).
+static void KillPauseWaiter(const SandboxRecord& sb) {
+  int fd = static_cast<int>(::syscall(SYS_pidfd_open, sb.monitor_pid, 0));
+  if (fd < 0) return;
+  if (monitor::IsMonitorAlive(sb.monitor_pid, sb.id)) ::syscall(SYS_pidfd_send_signal, fd, SIGKILL, nullptr, 0);
+  ::close(fd);
+}
+
 void RuntimeService::Impl::TeardownSandbox(SandboxRecord& sb) {
-  auto cli = CliFor(sb.handler);
   if (sb.monitor_pid > 0 && monitor::IsMonitorAlive(sb.monitor_pid, sb.id)) {
     if (!KillPauseDirectly(sb) || !monitor::WaitMonitor(sb.monitor_pid, sb.id, std::chrono::seconds(5))) {
-      try {
-        cli.Kill(sb.id, SIGKILL, true);
-      } catch (const Error&) {
+      if (sb.direct) {
+        KillPauseWaiter(sb);
+      } else {
+        try {
+          CliFor(sb.handler).Kill(sb.id, SIGKILL, true);
+        } catch (const Error&) {
+        }
       }
       monitor::WaitMonitor(sb.monitor_pid, sb.id, std::chrono::seconds(30));
     }
   }
-  if (!sb.runtime_gone) {
+  if (sb.direct) {
+    RemovePauseCgroups(sb.cgroups_path);
+  } else if (!sb.runtime_gone) {
+    auto cli = CliFor(sb.handler);
     try {
       cli.Delete(sb.id, true);
       sb.runtime_gone = true;
@@ -427,8 +444,13 @@ void RuntimeService::RunPodSandbox(const v1::RunPodSandboxRequest& req, v1::RunP
     I.sandbox_names[sb->name_key] = sb->id;
     I.sandboxes[sb->id] = sb;
   }
+  // berthd starts the built-in pause itself unless the sandbox needs the OCI runtime: a sandbox
+  // image, the systemd cgroup driver (cgroups through systemd) or a base spec (which may carry
+  // hooks or settings meant for the sandbox).
+  sb->direct = !pause_image && !handler.systemd_cgroup && !handler.base_spec;
+  sb->runtime_gone = sb->direct;
+  if (!host_net) sb->netns_path = so_spec.netns_path;  // recorded first: a teardown removes it
   std::lock_guard<std::mutex> op(*sb->op);
-  auto cli = I.CliFor(sb->handler);
   try {
     I.Save(*sb);
     fs::MkdirAll(rootfs, 0755);
@@ -440,7 +462,7 @@ void RuntimeService::RunPodSandbox(const v1::RunPodSandboxRequest& req, v1::RunP
         spec = oci::SandboxSpec(cfg, so_spec);
         if (!host_net) spec["hostname"] = hostname;
       }
-    } else {
+    } else if (!sb->direct) {
       for (const char* d : {"proc", "dev", "sys", "etc", "tmp"}) fs::MkdirAll(fs::Join(rootfs, d), 0755);
       if (I.opts.pause_path.empty() || !fs::Exists(I.opts.pause_path)) {
         throw Error(Code::kFailedPrecondition, "berth-pause binary \"" + I.opts.pause_path + "\" not found");
@@ -466,26 +488,26 @@ void RuntimeService::RunPodSandbox(const v1::RunPodSandboxRequest& req, v1::RunP
       }
       sb->shm_mounted = true;
     }
-    if (!host_net) {
-      sb->netns_path = so_spec.netns_path;
-      I.Save(*sb);
-      network::CreateNetns(sb->netns_path);
-    }
-    I.Save(*sb);
+    if (!host_net) network::CreateNetns(sb->netns_path);
     fs::WriteFileAtomic(fs::Join(sb->dir, "config.json"), spec.dump(), 0600, /*durable=*/false);
 
-    monitor::SpawnOptions so;
-    so.monitor_path = I.opts.monitor_path;
-    so.id = sb->id;
-    so.bundle = sb->dir;
-    so.runtime_log = fs::Join(sb->dir, "runtime.log");
-    so.runtime_argv = cli.Argv({}, so.runtime_log);
-    so.log_path = "/dev/null";
-    so.start = true;  // created and started by one `<runtime> run --detach`
-    auto spawned = monitor::Spawn(so);
-    sb->pid = spawned.container_pid;
-    sb->monitor_pid = spawned.monitor_pid;
-    I.Save(*sb);
+    if (sb->direct) {
+      auto pause = StartPause(I.opts.pause_path, sb->id, spec, rootfs);
+      sb->pid = pause.pause_pid;
+      sb->monitor_pid = pause.waiter_pid;
+    } else {
+      monitor::SpawnOptions so;
+      so.monitor_path = I.opts.monitor_path;
+      so.id = sb->id;
+      so.bundle = sb->dir;
+      so.runtime_log = fs::Join(sb->dir, "runtime.log");
+      so.runtime_argv = I.CliFor(sb->handler).Argv({}, so.runtime_log);
+      so.log_path = "/dev/null";
+      so.start = true;  // created and started by one `<runtime> run --detach`
+      auto spawned = monitor::Spawn(so);
+      sb->pid = spawned.container_pid;
+      sb->monitor_pid = spawned.monitor_pid;
+    }
     {
       std::lock_guard<std::mutex> lock(I.mu);
       sb->state = kReady;
@@ -570,6 +592,7 @@ void RuntimeService::PodSandboxStatus(const v1::PodSandboxStatusRequest& req, v1
                            {"runtimeHandler", sb->handler},
                            {"sandboxDir", sb->dir},
                            {"image", sb->image.empty() ? "berth-pause (built in)" : sb->image},
+                           {"pauseStartedBy", sb->direct ? "berthd" : "runtime"},
                            {"state", sb->state}};
     try {
       info["runtimeSpec"] = nlohmann::json::parse(fs::ReadFile(fs::Join(sb->dir, "config.json"), 1 << 20));

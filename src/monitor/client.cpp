@@ -159,7 +159,10 @@ bool IsMonitorAlive(int monitor_pid, const std::string& id) {
     args.push_back(cmdline.substr(pos, z - pos));
     pos = z + 1;
   }
-  if (args.empty() || args[0].find("berth-monitor") == std::string::npos) return false;
+  // berth-monitor, or berth-pause --sandbox (the waiter of a pause berthd started itself).
+  if (args.empty() || (args[0].find("berth-monitor") == std::string::npos &&
+                       args[0].find("berth-pause") == std::string::npos))
+    return false;
   for (size_t i = 1; i + 1 < args.size(); ++i) {
     if (args[i] == "--") break;
     if (args[i] == "--id") return args[i + 1] == id;

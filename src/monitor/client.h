@@ -46,6 +46,7 @@ struct Spawned {
 Spawned Spawn(const SpawnOptions& opts);
 
 // The monitor pid is alive and is the berth-monitor of container `id` (guards against pid reuse).
+// Also true for the waiter of a pause berthd started itself (berth-pause --sandbox --id <id>).
 bool IsMonitorAlive(int monitor_pid, const std::string& id);
 // Asks the monitor to reopen the container log (ReopenContainerLog). Throws if it is gone.
 void ReopenLog(int monitor_pid, const std::string& id);

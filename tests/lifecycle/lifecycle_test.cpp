@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -18,6 +19,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "criplugins/criplugins.h"
+#include "lifecycle/pause.h"
 #include "network/netns.h"
 #include "oci/spec.h"
 #include "snapshot/snapshotter.h"
@@ -877,6 +879,139 @@ TEST_F(LifecycleTest, SandboxImageRunsAsThePauseProcess) {
   auto binfo = VerboseInfo(builtin);
   EXPECT_EQ(binfo["image"], "berth-pause (built in)");
   EXPECT_EQ(binfo["runtimeSpec"]["process"]["args"], nlohmann::json({"/pause"}));
+}
+
+// The built-in pause without a base spec or sandbox image is started by berthd itself: it holds
+// the pod's namespaces with the hostname and sysctls applied, sits in its own cgroup, and is
+// confined (no capabilities, no_new_privs, seccomp, an empty read-only root in a mount
+// namespace of its own, the pod's user).
+TEST_F(LifecycleTest, BuiltInPauseIsStartedByBerthdAndConfined) {
+  auto pcfg = PodConfig("direct");
+  auto* lx = pcfg.mutable_linux();
+  lx->set_cgroup_parent("/berth-test-pods/pod-direct");
+  (*lx->mutable_sysctls())["net.ipv4.ip_unprivileged_port_start"] = "81";
+  (*lx->mutable_sysctls())["kernel.shm_rmid_forced"] = "1";
+  lx->mutable_security_context()->mutable_run_as_user()->set_value(65535);
+  lx->mutable_security_context()->mutable_run_as_group()->set_value(65535);
+  lx->mutable_security_context()->mutable_namespace_options()->set_pid(v1::POD);
+  std::string pod = RunPod(pcfg);
+  auto info = VerboseInfo(pod);
+  EXPECT_EQ(info["pauseStartedBy"], "berthd");
+  int pid = info["pid"].get<int>(), waiter = info["monitorPid"].get<int>();
+  ASSERT_GT(pid, 0);
+  std::string proc = "/proc/" + std::to_string(pid);
+  std::string status = Slurp(proc + "/status");
+  EXPECT_NE(status.find("Uid:\t65535\t65535\t65535\t65535"), std::string::npos) << status;
+  EXPECT_NE(status.find("Gid:\t65535\t65535\t65535\t65535"), std::string::npos) << status;
+  EXPECT_NE(status.find("CapEff:\t0000000000000000"), std::string::npos) << status;
+  EXPECT_NE(status.find("CapBnd:\t0000000000000000"), std::string::npos) << status;
+  EXPECT_NE(status.find("NoNewPrivs:\t1"), std::string::npos) << status;
+  EXPECT_NE(status.find("Seccomp:\t2"), std::string::npos) << status;
+  // PID 1 of the pod's PID namespace; the waiter, its parent, outside it.
+  std::string nspid = status.substr(status.find("NSpid:"));
+  nspid = nspid.substr(0, nspid.find('\n'));
+  EXPECT_EQ(nspid, "NSpid:\t" + std::to_string(pid) + "\t1") << status;
+  EXPECT_NE(status.find("PPid:\t" + std::to_string(waiter) + "\n"), std::string::npos) << status;
+  // An empty read-only root in a mount namespace that holds nothing else.
+  std::string mi = Slurp(proc + "/mountinfo");
+  EXPECT_EQ(std::count(mi.begin(), mi.end(), '\n'), 1) << mi;
+  EXPECT_NE(mi.find(" / ro,nosuid,nodev,noexec"), std::string::npos) << mi;
+  EXPECT_TRUE(std::filesystem::is_empty(proc + "/root/"));
+  EXPECT_EQ(Slurp(proc + "/oom_score_adj"), Slurp("/proc/self/oom_score_adj"));  // clamped: restrict_oom_score_adj
+  // The sandbox's network namespace (lo up) and its own cgroup (cpu shares 2) in every hierarchy.
+  struct stat a {}, b {};
+  ASSERT_EQ(::stat((proc + "/ns/net").c_str(), &a), 0);
+  ASSERT_EQ(::stat(info["netNamespacePath"].get<std::string>().c_str(), &b), 0);
+  EXPECT_EQ(a.st_ino, b.st_ino);
+  std::string cgroups_path = info["cgroupsPath"];
+  EXPECT_EQ(cgroups_path, "/berth-test-pods/pod-direct/berth-" + pod);
+  std::string cg = Slurp(proc + "/cgroup");
+  EXPECT_NE(cg.find(cgroups_path), std::string::npos) << cg;
+  auto dirs = berth::lifecycle::CgroupDirs(cgroups_path);
+  ASSERT_FALSE(dirs.empty());
+  bool shares = false;
+  for (const auto& d : dirs) {
+    EXPECT_TRUE(berth::fs::IsDir(d)) << d;
+    if (berth::fs::Exists(d + "/cpu.shares")) shares = Slurp(d + "/cpu.shares") == "2\n";
+  }
+  if (berth::fs::IsDir("/sys/fs/cgroup/cpu")) {
+    EXPECT_TRUE(shares);
+  }
+
+  // Its containers see the hostname, the sysctls and the pause as their PID 1.
+  std::string id = Create(pod, pcfg, CtrConfig("in-direct", "sleep 1000"));
+  Start(id);
+  EXPECT_EQ(Exec(id, {"hostname"}).stdout(), "direct-host\n");
+  EXPECT_EQ(Exec(id, {"cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start"}).stdout(), "81\n");
+  EXPECT_EQ(Exec(id, {"cat", "/proc/sys/kernel/shm_rmid_forced"}).stdout(), "1\n");
+  EXPECT_EQ(Exec(id, {"cat", "/proc/1/cmdline"}).stdout(), Slurp(proc + "/cmdline"));
+  EXPECT_NE(Exec(id, {"ls", "/proc/1/root/"}).exit_code(), 0) << "the pause's root is not reachable";
+  // The host's own values are untouched.
+  EXPECT_NE(Slurp("/proc/sys/net/ipv4/ip_unprivileged_port_start"), "81\n");
+
+  // Stopping kills pause and waiter and removes the cgroups.
+  v1::StopPodSandboxRequest stop;
+  stop.set_pod_sandbox_id(pod);
+  svc_->StopPodSandbox(stop);
+  EXPECT_NE(::kill(pid, 0) == 0 && Slurp(proc + "/stat").find(") Z") == std::string::npos, true);
+  for (const auto& d : dirs) EXPECT_FALSE(berth::fs::Exists(d)) << d;
+  svc_->StopPodSandbox(stop);  // again: fine
+
+  // A pause killed from outside: the sandbox becomes NOTREADY.
+  std::string pod2 = RunPod(PodConfig("direct2"));
+  int pid2 = VerboseInfo(pod2)["pid"].get<int>();
+  ASSERT_EQ(::kill(pid2, SIGKILL), 0);
+  v1::PodSandboxStatusRequest sreq;
+  sreq.set_pod_sandbox_id(pod2);
+  v1::PodSandboxStatusResponse sresp;
+  for (int i = 0; i < 500; ++i) {
+    svc_->PodSandboxStatus(sreq, &sresp);
+    if (sresp.status().state() == v1::SANDBOX_NOTREADY) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(sresp.status().state(), v1::SANDBOX_NOTREADY);
+  TearDown();
+  berth::lifecycle::RemovePauseCgroups("/berth-test-pods/pod-direct");
+  berth::lifecycle::RemovePauseCgroups("/berth-test-pods");
+}
+
+// Sysctls the pod cannot own, or the kernel refuses, are refused with the sysctl named, and
+// nothing of the sandbox is left.
+TEST_F(LifecycleTest, BuiltInPauseRefusesBadSysctls) {
+  auto expect = [&](const std::string& key, const std::string& value, bool host_net, const std::string& text) {
+    auto pcfg = PodConfig("sysctl-" + std::to_string(std::hash<std::string>()(key) % 1000));
+    pcfg.mutable_linux()->set_cgroup_parent("/berth-test-pods/sysctl");
+    (*pcfg.mutable_linux()->mutable_sysctls())[key] = value;
+    if (host_net) pcfg.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_network(v1::NODE);
+    try {
+      RunPod(pcfg);
+      ADD_FAILURE() << key << " accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), Code::kInvalidArgument) << e.what();
+      EXPECT_NE(std::string(e.what()).find(key), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
+    }
+    v1::ListPodSandboxResponse pods;
+    svc_->ListPodSandbox({}, &pods);
+    EXPECT_EQ(pods.items_size(), 0);
+    EXPECT_TRUE(std::filesystem::is_empty(*dir_ / "state/sandboxes"));
+    EXPECT_TRUE(std::filesystem::is_empty(*dir_ / "state/netns"));
+    for (const auto& d : berth::lifecycle::CgroupDirs("/berth-test-pods/sysctl")) {
+      if (!berth::fs::IsDir(d)) continue;
+      for (const auto& e : std::filesystem::directory_iterator(d))
+        EXPECT_FALSE(e.is_directory()) << "left behind: " << e.path();
+    }
+  };
+  expect("vm.swappiness", "10", false, "not namespaced");
+  expect("net.ipv4.ip_forward", "1", true, "network namespace");
+  expect("net.ipv4.no_such_sysctl", "1", false, "the kernel refused it");
+  expect("kernel.shm_rmid_forced", "not-a-number", false, "the kernel refused it");
+  // Everything else keeps working.
+  std::string pod = RunPod(PodConfig("after-sysctls"));
+  EXPECT_EQ(VerboseInfo(pod)["pauseStartedBy"], "berthd");
+  TearDown();
+  berth::lifecycle::RemovePauseCgroups("/berth-test-pods/sysctl");
+  berth::lifecycle::RemovePauseCgroups("/berth-test-pods");
 }
 
 // OptionsFromRuntimePlugin hands the plugin's resolved rro and its parsed base spec (the same

@@ -1,0 +1,316 @@
+#include "lifecycle/pause.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "common/fs.h"
+
+extern char** environ;
+
+namespace berth::lifecycle {
+
+namespace {
+
+struct Hierarchy {
+  std::string mountpoint;
+  bool cpuset = false;
+};
+
+// Cgroup hierarchies mounted at their root, from /proc/self/mountinfo: "id parent maj:min root
+// mountpoint options [optional...] - fstype source superoptions".
+std::vector<Hierarchy> Hierarchies() {
+  std::vector<Hierarchy> out;
+  std::set<std::string> seen;  // a hierarchy mounted twice: its super options
+  std::istringstream in(fs::ReadFile("/proc/self/mountinfo", 4 << 20));
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    std::string id, parent, dev, root, mountpoint, field;
+    f >> id >> parent >> dev >> root >> mountpoint;
+    while (f >> field && field != "-") {
+    }
+    std::string fstype, source, super;
+    f >> fstype >> source >> super;
+    if ((fstype != "cgroup" && fstype != "cgroup2") || root != "/") continue;
+    std::string key = fstype + " " + super;
+    if (!seen.insert(key).second) continue;
+    Hierarchy h;
+    h.mountpoint = mountpoint;
+    if (fstype == "cgroup") {
+      std::istringstream opts(super);
+      std::string o;
+      while (std::getline(opts, o, ',')) h.cpuset |= o == "cpuset";
+    }
+    out.push_back(h);
+  }
+  return out;
+}
+
+bool WriteSmall(const std::string& path, const std::string& data) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool ok = ::write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size());
+  ::close(fd);
+  return ok;
+}
+
+std::string ReadTrimmed(const std::string& path) {
+  std::string s;
+  try {
+    s = fs::ReadFile(path, 1 << 16);
+  } catch (const Error&) {
+  }
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+// mkdir -p below a hierarchy's mount point. A new cpuset cgroup starts with no cpus and no mems,
+// and no process can join it: they are copied from its parent (as the OCI runtimes do).
+std::string MakeCgroup(const Hierarchy& h, const std::string& cgroups_path) {
+  std::string dir = h.mountpoint;
+  std::istringstream parts(cgroups_path);
+  std::string part;
+  while (std::getline(parts, part, '/')) {
+    if (part.empty() || part == ".") continue;
+    if (part == "..") throw Error(Code::kInvalidArgument, "linux.cgroup_parent: \"..\" is not allowed");
+    std::string parent = dir;
+    dir += "/" + part;
+    if (::mkdir(dir.c_str(), 0755) != 0) {
+      if (errno != EEXIST) ThrowErrno("failed to create cgroup " + dir);
+      continue;
+    }
+    if (h.cpuset) {
+      for (const char* f : {"cpuset.cpus", "cpuset.mems"}) {
+        std::string mine = fs::Join(dir, f);
+        if (!ReadTrimmed(mine).empty()) continue;
+        std::string value = ReadTrimmed(fs::Join(parent, f));
+        if (!value.empty() && !WriteSmall(mine, value)) ThrowErrno("failed to write " + mine);
+      }
+    }
+  }
+  return dir;
+}
+
+// The kernel namespace a sysctl belongs to (as the OCI runtimes check it); "" when it has none.
+std::string SysctlNamespace(const std::string& key) {
+  static const std::set<std::string> ipc = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni",
+                                            "kernel.sem",    "kernel.shmall", "kernel.shmmax",
+                                            "kernel.shmmni", "kernel.shm_rmid_forced"};
+  if (ipc.count(key) || key.rfind("fs.mqueue.", 0) == 0) return "ipc";
+  if (key == "kernel.domainname" || key == "kernel.hostname") return "uts";
+  if (key.rfind("net.", 0) == 0) return "network";
+  return "";
+}
+
+}  // namespace
+
+std::vector<std::string> CgroupDirs(const std::string& cgroups_path) {
+  std::vector<std::string> out;
+  for (const auto& h : Hierarchies()) out.push_back(h.mountpoint + cgroups_path);
+  return out;
+}
+
+void RemovePauseCgroups(const std::string& cgroups_path, int timeout_ms) {
+  if (cgroups_path.empty() || cgroups_path[0] != '/') return;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (const auto& dir : CgroupDirs(cgroups_path)) {
+    // Whatever is left in the sandbox's own cgroup is its pause (a start that did not finish).
+    std::istringstream procs(ReadTrimmed(fs::Join(dir, "cgroup.procs")));
+    for (int pid; procs >> pid;)
+      if (pid > 0) ::kill(pid, SIGKILL);
+    for (;;) {
+      if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) break;
+      if (errno != EBUSY || std::chrono::steady_clock::now() >= deadline)
+        ThrowErrno("failed to remove cgroup " + dir);
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  }
+}
+
+PauseProcess StartPause(const std::string& pause_binary, const std::string& id, const nlohmann::json& spec,
+                        const std::string& root) {
+  const std::string what = "pod sandbox " + id;
+  if (pause_binary.empty() || ::access(pause_binary.c_str(), X_OK) != 0) {
+    throw Error(Code::kFailedPrecondition, "berth-pause binary \"" + pause_binary + "\" not found");
+  }
+  auto no_newline = [&](const std::string& v, const std::string& field) {
+    if (v.find_first_of(std::string("\n\0", 2)) != std::string::npos)
+      throw Error(Code::kInvalidArgument, field + ": must not contain a newline or NUL");
+  };
+
+  // The set-up berth-pause reads on stdin.
+  std::string setup = "root " + root + "\n";
+  std::set<std::string> own;  // namespaces the pod has apart from the host's
+  const auto& lx = spec.at("linux");
+  for (const auto& ns : lx.value("namespaces", nlohmann::json::array())) {
+    std::string type = ns.value("type", ""), path = ns.value("path", "");
+    if (type == "network") {
+      if (path.empty()) throw Error(Code::kInternal, what + ": a new network namespace needs a path");
+      no_newline(path, "network namespace path");
+      setup += "netns " + path + "\n";
+      own.insert("network");
+    } else if (type == "ipc" || type == "uts" || type == "pid") {
+      if (!path.empty()) throw Error(Code::kInternal, what + ": joining an existing " + type + " namespace is not supported");
+      setup += "unshare " + type + "\n";
+      own.insert(type);
+    } else if (type != "mount") {
+      throw Error(Code::kInternal, what + ": unsupported namespace \"" + type + "\"");
+    }
+  }
+  if (own.count("uts") && spec.contains("hostname")) {
+    std::string h = spec["hostname"].get<std::string>();
+    no_newline(h, "hostname");
+    setup += "hostname " + h + "\n";
+  }
+  if (lx.contains("sysctl")) {
+    for (const auto& [k, v] : lx["sysctl"].items()) {
+      std::string ns = SysctlNamespace(k);
+      if (ns.empty())
+        throw Error(Code::kInvalidArgument, "linux.sysctls: \"" + k + "\" is not namespaced and cannot be set for a pod");
+      if (!own.count(ns))
+        throw Error(Code::kInvalidArgument,
+                    "linux.sysctls: \"" + k + "\" needs the pod's own " + ns + " namespace, not the host's");
+      std::string value = v.get<std::string>();
+      no_newline(k + value, "linux.sysctls[\"" + k + "\"]");
+      setup += "sysctl " + k + "=" + value + "\n";
+    }
+  }
+  const auto& proc = spec.at("process");
+  if (proc.contains("oomScoreAdj")) setup += "oom " + std::to_string(proc["oomScoreAdj"].get<int>()) + "\n";
+  if (proc.contains("user")) {
+    const auto& u = proc["user"];
+    setup += "user " + std::to_string(u.value("uid", 0u)) + " " + std::to_string(u.value("gid", 0u));
+    if (u.contains("additionalGids") && !u["additionalGids"].empty()) {
+      std::string sep = " ";
+      for (const auto& g : u["additionalGids"]) {
+        setup += sep + std::to_string(g.get<uint32_t>());
+        sep = ",";
+      }
+    }
+    setup += "\n";
+  }
+
+  // Cgroups: the sandbox's own, below the pod's cgroup parent, in every hierarchy.
+  std::string cgroups_path = lx.value("cgroupsPath", "");
+  if (!cgroups_path.empty()) {
+    if (cgroups_path[0] != '/')
+      throw Error(Code::kInternal, what + ": cgroupsPath \"" + cgroups_path + "\" is not a cgroupfs path");
+    int64_t shares = 0;
+    if (lx.contains("resources") && lx["resources"].contains("cpu"))
+      shares = lx["resources"]["cpu"].value("shares", int64_t{0});
+    for (const auto& h : Hierarchies()) {
+      std::string dir = MakeCgroup(h, cgroups_path);
+      no_newline(dir, "cgroup path");
+      if (shares > 0) {
+        // cgroup v1 shares, or their cgroup v2 weight (the OCI runtimes' conversion).
+        if (fs::Exists(fs::Join(dir, "cpu.shares"))) {
+          WriteSmall(fs::Join(dir, "cpu.shares"), std::to_string(shares));
+        } else if (fs::Exists(fs::Join(dir, "cpu.weight"))) {
+          int64_t w = 1 + ((std::clamp<int64_t>(shares, 2, 262144) - 2) * 9999) / 262142;
+          WriteSmall(fs::Join(dir, "cpu.weight"), std::to_string(w));
+        }
+      }
+      setup += "cgroup " + dir + "\n";
+    }
+  }
+
+  int in[2], status[2];
+  if (::pipe2(in, O_CLOEXEC) != 0) ThrowErrno(what + ": pipe");
+  if (::pipe2(status, O_CLOEXEC) != 0) {
+    ::close(in[0]);
+    ::close(in[1]);
+    ThrowErrno(what + ": pipe");
+  }
+  std::vector<std::string> argv = {pause_binary, "--sandbox", "--id", id};
+  std::vector<char*> cargs;
+  for (auto& a : argv) cargs.push_back(a.data());
+  cargs.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawnattr_init(&attr);
+  posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, status[1], 3);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+  pid_t pid = 0;
+  int rc = ::posix_spawn(&pid, cargs[0], &fa, &attr, cargs.data(), ::environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  ::close(in[0]);
+  ::close(status[1]);
+  if (rc != 0) {
+    ::close(in[1]);
+    ::close(status[0]);
+    ThrowErrno(what + ": failed to execute berth-pause " + pause_binary, rc);
+  }
+  // The set-up is small (the pipe holds 64 KiB); berth-pause reads it to the end.
+  size_t off = 0;
+  while (off < setup.size()) {
+    ssize_t n = ::write(in[1], setup.data() + off, setup.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    off += static_cast<size_t>(n);
+  }
+  ::close(in[1]);
+  int st = 0;
+  while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  // The waiter runs on as the (reparented) grandchild and reports through the pipe.
+  std::string reply;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+    if (left <= 0) break;
+    struct pollfd p = {status[0], POLLIN, 0};
+    int r = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left, 1000)));
+    if (r < 0 && errno != EINTR) break;
+    if (r <= 0) continue;
+    char buf[1024];
+    ssize_t n = ::read(status[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    reply.append(buf, static_cast<size_t>(n));
+    if (reply.size() > 16 * 1024) break;
+  }
+  ::close(status[0]);
+  while (!reply.empty() && reply.back() == '\n') reply.pop_back();
+  PauseProcess p;
+  if (std::sscanf(reply.c_str(), "ok %d %d", &p.waiter_pid, &p.pause_pid) == 2 && p.waiter_pid > 0 &&
+      p.pause_pid > 0)
+    return p;
+  if (reply.rfind("error sysctl ", 0) == 0) {
+    std::string rest = reply.substr(13);  // "<key>: <strerror>"
+    size_t colon = rest.find(": ");
+    std::string key = rest.substr(0, colon);
+    throw Error(Code::kInvalidArgument, "linux.sysctls[\"" + key + "\"]: the kernel refused it" +
+                                            (colon == std::string::npos ? "" : ": " + rest.substr(colon + 2)));
+  }
+  if (reply.rfind("error ", 0) == 0)
+    throw Error(Code::kInternal, what + ": berth-pause: " + reply.substr(6));
+  std::string how = reply.empty() ? "exited without reporting" : "answered \"" + reply + "\"";
+  if (WIFEXITED(st) && WEXITSTATUS(st) != 0) how += " (status " + std::to_string(WEXITSTATUS(st)) + ")";
+  throw Error(Code::kInternal, what + ": berth-pause " + how);
+}
+
+}  // namespace berth::lifecycle
