@@ -123,7 +123,7 @@ void RuntimeService::Impl::HandleExit(ContainerRecord& c) {
 void RuntimeService::Impl::DeleteRuntimeContainer(ContainerRecord& c, const std::string& handler) {
   if (c.runtime_gone) return;
   try {
-    CliFor(handler).Delete(c.id, true);
+    CliFor(handler).DeleteExited(c.id);  // the monitor has exited, after the container's init
   } catch (...) {
     return;
   }
@@ -147,7 +147,7 @@ void RuntimeService::Impl::CleanupContainer(ContainerRecord& c) {
   }
   if (!c.runtime_gone) {
     try {
-      CliFor(handler).Delete(c.id, true);
+      CliFor(handler).DeleteExited(c.id);  // a runc `delete --force` when the init still runs
       c.runtime_gone = true;
     } catch (...) {
     }

@@ -62,6 +62,14 @@ class Cli {
   void Kill(const std::string& id, int signal, bool all = false) const;
   // A container the runtime does not know counts as deleted.
   void Delete(const std::string& id, bool force = false) const;
+  // Deletes a container whose init process has exited. For runc with the cgroupfs driver this
+  // does what `runc delete` does for a stopped container without running runc (a runc process
+  // costs ~45 ms, most of it its own start-up): kills what is left in the container's cgroups,
+  // removes them and runc's state directory, as recorded in runc's state.json. Whenever the
+  // state is not exactly that (another runtime, the systemd driver, poststop hooks, Intel RDT,
+  // an init still alive, an unknown state format, a cgroup that stays busy), it runs
+  // `<runtime> delete --force` instead. Returns true when it did the work itself.
+  bool DeleteExited(const std::string& id) const;
   // Runs a process in the container and captures its output (ExecSync). On timeout the process
   // is SIGKILLed and timed_out is set; a failure of the runtime itself throws.
   ExecResult Exec(const std::string& id, const ExecOptions& opts) const;

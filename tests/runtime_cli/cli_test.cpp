@@ -146,6 +146,87 @@ TEST_P(RuntimeCliTest, Lifecycle) {
   cli_->Delete(id_);  // missing: fine
 }
 
+// DeleteExited of a container whose init has exited: runc's own delete done in process (state
+// directory and cgroups gone, leftover processes killed, as `runc delete` does); crun, a running
+// container and a poststop hook go through the runtime's `delete --force`.
+TEST_P(RuntimeCliTest, DeleteExited) {
+  auto spec = nlohmann::json::parse(berth::fs::ReadFile(bundle_ + "/config.json"));
+  // No PID namespace of its own: the background sleep outlives the init, in its cgroups.
+  auto& nss = spec["linux"]["namespaces"];
+  for (size_t i = 0; i < nss.size(); ++i) {
+    if (nss[i]["type"] == "pid") {
+      nss.erase(i);
+      break;
+    }
+  }
+  std::string leftover = *dir_ / "leftover.pid";
+  nlohmann::json out = {{"destination", "/out"}, {"type", "bind"}, {"source", dir_->path()}};
+  out["options"] = {"rbind"};
+  spec["mounts"].push_back(out);
+  spec["process"]["args"] = {"/bin/sh", "-c", "sleep 1000 & echo $! > /out/leftover.pid; exit 0"};
+  bt::WriteFile(bundle_ + "/config.json", spec.dump());
+  cli_->Create(id_, bundle_, *dir_ / "pid");
+  std::string state_file = *dir_ / ("root/" + id_ + "/state.json");
+  std::vector<std::string> cgroups;
+  if (GetParam() == "runc") {
+    auto st = nlohmann::json::parse(berth::fs::ReadFile(state_file));
+    for (const auto& [k, v] : st["cgroup_paths"].items()) cgroups.push_back(v.get<std::string>());
+    ASSERT_FALSE(cgroups.empty());
+    for (const auto& c : cgroups) EXPECT_TRUE(berth::fs::Exists(c)) << c;
+  }
+  cli_->Start(id_);
+  for (int i = 0; i < 500 && cli_->GetState(id_).status != "stopped"; ++i) ::usleep(10000);
+  ASSERT_EQ(cli_->GetState(id_).status, "stopped");
+  std::string pid_text;
+  for (int i = 0; i < 500 && pid_text.empty(); ++i) {
+    if (berth::fs::Exists(leftover)) pid_text = berth::fs::ReadFile(leftover);
+    if (pid_text.empty()) ::usleep(10000);
+  }
+  // The pid as the container saw it is the host's: no PID namespace of its own.
+  int sleeper = std::atoi(pid_text.c_str());
+  ASSERT_GT(sleeper, 0) << pid_text;
+  ASSERT_EQ(::kill(sleeper, 0), 0);
+
+  EXPECT_EQ(cli_->DeleteExited(id_), GetParam() == "runc");
+  EXPECT_THROW(cli_->GetState(id_), berth::Error);
+  EXPECT_FALSE(berth::fs::Exists(*dir_ / ("root/" + id_)));
+  for (const auto& c : cgroups) EXPECT_FALSE(berth::fs::Exists(c)) << c;
+  bool gone = false;
+  for (int i = 0; i < 500 && !gone; ++i) {
+    std::string stat;
+    try {
+      stat = berth::fs::ReadFile("/proc/" + std::to_string(sleeper) + "/stat");
+    } catch (const berth::Error&) {
+    }
+    gone = stat.empty() || stat.find(") Z") != std::string::npos;
+    if (!gone) ::usleep(10000);
+  }
+  EXPECT_TRUE(gone) << "the leftover process " << sleeper << " still runs";
+  EXPECT_FALSE(cli_->DeleteExited(id_));  // missing: runc says so, and it counts as deleted
+}
+
+TEST_P(RuntimeCliTest, DeleteExitedFallsBackToTheRuntime) {
+  auto spec = nlohmann::json::parse(berth::fs::ReadFile(bundle_ + "/config.json"));
+  std::string marker = *dir_ / "poststop-ran";
+  spec["hooks"]["poststop"] = {{{"path", "/bin/sh"}, {"args", {"sh", "-c", "touch " + marker}}}};
+  bt::WriteFile(bundle_ + "/config.json", spec.dump());
+  // Running: deleted with --force by the runtime.
+  cli_->Create(id_, bundle_, *dir_ / "pid");
+  cli_->Start(id_);
+  EXPECT_FALSE(cli_->DeleteExited(id_));
+  EXPECT_THROW(cli_->GetState(id_), berth::Error);
+  EXPECT_TRUE(berth::fs::Exists(marker)) << "the runtime's delete runs the poststop hook";
+  // Stopped with a poststop hook: the runtime runs it.
+  ::unlink(marker.c_str());
+  cli_->Create(id_, bundle_, *dir_ / "pid");
+  cli_->Start(id_);
+  cli_->Kill(id_, SIGKILL);
+  for (int i = 0; i < 500 && cli_->GetState(id_).status != "stopped"; ++i) ::usleep(10000);
+  EXPECT_FALSE(cli_->DeleteExited(id_));
+  EXPECT_THROW(cli_->GetState(id_), berth::Error);
+  EXPECT_TRUE(berth::fs::Exists(marker));
+}
+
 TEST_P(RuntimeCliTest, ErrorsNameTheCommandAndTheRuntimeMessage) {
   try {
     cli_->Start(id_);
