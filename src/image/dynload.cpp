@@ -1,6 +1,7 @@
 #include "image/dynload.h"
 
 #include <dlfcn.h>
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 
 #include <atomic>
@@ -72,6 +73,11 @@ void Close(void* handle, const char* soname) {
   spdlog::debug("unloaded {}", soname);
 }
 
+// The end of the last use is the end of a pull, an import or an unpack: their buffers (layer
+// blocks, decompressor state, the library's own allocations) are free now, and glibc keeps freed
+// memory below the top of a heap mapped. Give the whole free pages back to the system.
+void ReleaseFreedMemory() { ::malloc_trim(0); }
+
 CurlApi ResolveCurl(void* h) {
   CurlApi api;
 #define BERTH_CURL_RESOLVE(name) \
@@ -120,11 +126,14 @@ CurlUse::CurlUse() {
 // cleaned up (unless CURLOPT_QUICK_EXIT, which berth does not set): once every handle is gone no
 // thread runs libcurl's code, and it can be unmapped.
 CurlUse::~CurlUse() {
-  std::lock_guard<std::mutex> lk(g_curl.mu);
-  if (g_curl.users.fetch_sub(1) != 1) return;
-  g_curl.api.global_cleanup();
-  g_curl.api = CurlApi{};
-  Close(std::exchange(g_curl.handle, nullptr), BERTH_CURL_SONAME);
+  {
+    std::lock_guard<std::mutex> lk(g_curl.mu);
+    if (g_curl.users.fetch_sub(1) != 1) return;
+    g_curl.api.global_cleanup();
+    g_curl.api = CurlApi{};
+    Close(std::exchange(g_curl.handle, nullptr), BERTH_CURL_SONAME);
+  }
+  ReleaseFreedMemory();
 }
 
 ArchiveUse::ArchiveUse() {
@@ -145,10 +154,13 @@ ArchiveUse::ArchiveUse() {
 }
 
 ArchiveUse::~ArchiveUse() {
-  std::lock_guard<std::mutex> lk(g_archive.mu);
-  if (g_archive.users.fetch_sub(1) != 1) return;
-  g_archive.api = ArchiveApi{};
-  Close(std::exchange(g_archive.handle, nullptr), BERTH_ARCHIVE_SONAME);
+  {
+    std::lock_guard<std::mutex> lk(g_archive.mu);
+    if (g_archive.users.fetch_sub(1) != 1) return;
+    g_archive.api = ArchiveApi{};
+    Close(std::exchange(g_archive.handle, nullptr), BERTH_ARCHIVE_SONAME);
+  }
+  ReleaseFreedMemory();
 }
 
 const CurlApi& Curl() {

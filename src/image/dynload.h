@@ -8,7 +8,8 @@
 // function berth uses at once, so that a missing symbol is reported up front rather than in the
 // middle of a transfer; concurrent and nested uses share that load; when the last use ends, the
 // library is unloaded again (libcurl after curl_global_cleanup), and with it every dependency
-// that nothing else holds. Dependencies that mark themselves NODELETE (OpenSSL's libssl and
+// that nothing else holds, and the memory freed by the work is given back to the system
+// (malloc_trim). Dependencies that mark themselves NODELETE (OpenSSL's libssl and
 // libcrypto, p11-kit) stay mapped for the life of the process: glibc never unloads them.
 #pragma once
 
