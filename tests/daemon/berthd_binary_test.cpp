@@ -1,4 +1,9 @@
-// The berthd binary at idle: what it has loaded (docs/berthd.md "Start-up cost").
+// The berthd binary at idle: what it has loaded (docs/berthd.md "Start-up cost"), and what it
+// unloads again after an import or a pull (docs/berthd.md "Memory").
+// The CRI header first: its enum Signal has values (SIGTERM...) that would collide with
+// <signal.h> macros when that header is included before it.
+#include "runtime/v1/api.grpc.pb.h"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -14,8 +19,13 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <future>
 #include <vector>
 
+#include <grpcpp/grpcpp.h>
+
+#include "berth/images/v1/images.grpc.pb.h"
+#include "image_support.h"
 #include "support/support.h"
 
 namespace {
@@ -72,6 +82,7 @@ class Berthd {
     return false;
   }
   pid_t pid() const { return pid_; }
+  const std::string& socket() const { return sock_; }
 
  private:
   std::string sock_;
@@ -92,6 +103,106 @@ TEST(BerthdBinary, IdleBerthdHasNotLoadedCurlOrArchive) {
       EXPECT_NE(l.rfind(lazy, 0), 0u) << "idle berthd has " << l << " mapped";
     }
   }
+}
+
+// Libraries that only a pull (libcurl) or an unpack or import (libarchive) loads.
+const char* const kLoadedOnUse[] = {"libcurl", "libarchive", "libgnutls", "libxml2", "libicu",
+                                    "libldap", "libgssapi", "libkrb5", "libssh2", "libnghttp2"};
+
+std::vector<std::string> LoadedOnUse(pid_t pid) {
+  std::vector<std::string> out;
+  for (const auto& l : MappedFiles(pid))
+    for (const char* lazy : kLoadedOnUse)
+      if (l.rfind(lazy, 0) == 0) out.push_back(l);
+  return out;
+}
+
+grpc::Status Import(const std::shared_ptr<grpc::Channel>& ch, const std::string& path) {
+  auto stub = berth::images::v1::Images::NewStub(ch);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+  berth::images::v1::ImportRequest req;
+  req.set_path(path);
+  berth::images::v1::ImportResponse resp;
+  return stub->Import(&ctx, req, &resp);
+}
+
+// An OCI archive of a busybox image whose content differs by `id`.
+std::string MakeArchive(const TempDir& dir, const std::string& id) {
+  berth::testing::TestImageOptions o;
+  o.id = id;
+  auto img = berth::testing::BuildTestImage(dir / ("oci-" + id), o);
+  std::string tar = dir / (id + ".tar");
+  berth::testing::WriteOciArchive(img, tar, "docker.io/library/unload-" + id + ":v1");
+  return tar;
+}
+
+// An import loads libarchive (and libxml2, ICU...) for its duration only: afterwards berthd maps
+// the same libraries as before it, a second import loads them again and works, and concurrent
+// imports share the load and leave nothing behind either.
+TEST(BerthdBinary, ImportUnloadsLibarchiveAfterwards) {
+  if (!berth::testing::IsRoot()) GTEST_SKIP() << "berthd needs root to start";
+  if (std::string why = berth::testing::RegistrySkipReason(); !why.empty()) GTEST_SKIP() << why;
+  TempDir dir;
+  std::vector<std::string> tars;
+  for (const char* id : {"first", "second", "third", "fourth", "fifth"}) tars.push_back(MakeArchive(dir, id));
+  Berthd d(dir);
+  ASSERT_TRUE(d.WaitServing()) << "berthd did not serve";
+  auto ch = grpc::CreateChannel("unix:" + d.socket(), grpc::InsecureChannelCredentials());
+  const auto idle = MappedFiles(d.pid());
+
+  grpc::Status st = Import(ch, tars[0]);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(MappedFiles(d.pid()), idle);
+  EXPECT_EQ(LoadedOnUse(d.pid()), std::vector<std::string>{});
+
+  st = Import(ch, tars[1]);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(MappedFiles(d.pid()), idle);
+
+  std::vector<std::future<grpc::Status>> imports;
+  for (size_t i = 2; i < tars.size(); ++i)
+    imports.push_back(std::async(std::launch::async, [&, i] { return Import(ch, tars[i]); }));
+  for (auto& f : imports) {
+    grpc::Status s = f.get();
+    EXPECT_TRUE(s.ok()) << s.error_message();
+  }
+  EXPECT_EQ(MappedFiles(d.pid()), idle);
+  EXPECT_EQ(LoadedOnUse(d.pid()), std::vector<std::string>{});
+}
+
+// A pull loads libcurl for its duration. Afterwards only the libraries that mark themselves
+// NODELETE (OpenSSL, p11-kit) and what they need may stay; libcurl, GnuTLS, Kerberos, LDAP...
+// are gone, and a second pull loads libcurl again and works.
+TEST(BerthdBinary, PullUnloadsLibcurlAfterwards) {
+  if (!berth::testing::IsRoot()) GTEST_SKIP() << "berthd needs root to start";
+  if (std::string why = berth::testing::RegistrySkipReason(); !why.empty()) GTEST_SKIP() << why;
+  TempDir dir;
+  berth::testing::LocalRegistry reg;
+  for (const char* id : {"one", "two"}) {
+    berth::testing::TestImageOptions o;
+    o.id = id;
+    auto img = berth::testing::BuildTestImage(dir / ("oci-" + std::string(id)), o);
+    berth::testing::PushImage(img, reg.host(), std::string("test/unload-") + id + ":v1");
+  }
+  Berthd d(dir);
+  ASSERT_TRUE(d.WaitServing()) << "berthd did not serve";
+  auto ch = grpc::CreateChannel("unix:" + d.socket(), grpc::InsecureChannelCredentials());
+  auto images = runtime::v1::ImageService::NewStub(ch);
+  auto pull = [&](const std::string& id) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+    runtime::v1::PullImageRequest req;
+    req.mutable_image()->set_image(reg.host() + "/test/unload-" + id + ":v1");
+    runtime::v1::PullImageResponse resp;
+    return images->PullImage(&ctx, req, &resp);
+  };
+  grpc::Status st = pull("one");
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(LoadedOnUse(d.pid()), std::vector<std::string>{});
+  st = pull("two");
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(LoadedOnUse(d.pid()), std::vector<std::string>{});
 }
 
 #ifdef BERTH_STATIC_GRPC_LINKED
