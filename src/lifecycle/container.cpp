@@ -132,6 +132,11 @@ void RuntimeService::Impl::DeleteRuntimeContainer(ContainerRecord& c, const std:
 }
 
 void RuntimeService::Impl::CleanupContainer(ContainerRecord& c) {
+  CleanupContainerRuntime(c);
+  CleanupContainerFiles(c.id, c.dir);
+}
+
+void RuntimeService::Impl::CleanupContainerRuntime(ContainerRecord& c) {
   std::string handler;
   {
     std::lock_guard<std::mutex> lock(mu);
@@ -152,8 +157,11 @@ void RuntimeService::Impl::CleanupContainer(ContainerRecord& c) {
     } catch (...) {
     }
   }
-  if (!c.dir.empty()) {
-    std::string rootfs = fs::Join(c.dir, "rootfs");
+}
+
+void RuntimeService::Impl::CleanupContainerFiles(const std::string& id, const std::string& dir) {
+  if (!dir.empty()) {
+    std::string rootfs = fs::Join(dir, "rootfs");
     if (fs::Exists(rootfs)) {
       try {
         snapshot::UnmountAll(rootfs);
@@ -163,13 +171,13 @@ void RuntimeService::Impl::CleanupContainer(ContainerRecord& c) {
   }
   if (opts.images) {
     try {
-      opts.images->snapshotter().Remove(c.id);
+      opts.images->snapshotter().Remove(id);
     } catch (const Error& e) {
       if (e.code() != Code::kNotFound) throw;
     }
   }
-  mount::CleanupStaged(opts.state_dir, c.id);
-  if (!c.dir.empty()) fs::RemoveAll(c.dir);
+  mount::CleanupStaged(opts.state_dir, id);
+  if (!dir.empty()) fs::RemoveAll(dir);  // last: a container dir left marks unfinished cleanup
 }
 
 // --- create ------------------------------------------------------------------------------------
@@ -468,8 +476,12 @@ void RuntimeService::StopContainer(const v1::StopContainerRequest& req) {
 void RuntimeService::Impl::RemoveContainerLocked(const std::shared_ptr<ContainerRecord>& c) {
   std::lock_guard<std::mutex> op(*c->op);
   StopContainerLocked(*c, 0);
-  CleanupContainer(*c);
+  CleanupContainerRuntime(*c);
   records->DeleteContainer(c->id);
+  // The rootfs unmount, the snapshot and the container's files go after the reply (as
+  // containerd leaves snapshots to its garbage collector); Recover() finishes what a restart
+  // interrupted.
+  Defer([this, id = c->id, dir = c->dir] { CleanupContainerFiles(id, dir); });
   {
     std::lock_guard<std::mutex> lock(mu);
     containers.erase(c->id);

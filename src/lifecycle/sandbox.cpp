@@ -332,17 +332,65 @@ void RuntimeService::Impl::TeardownSandbox(SandboxRecord& sb) {
   if (!sb.netns_path.empty()) network::RemoveNetns(sb.netns_path);
 }
 
-void RuntimeService::Impl::RemoveSandboxRootfs(SandboxRecord& sb) {
-  if (sb.image.empty()) return;
-  std::string rootfs = fs::Join(sb.dir, "rootfs");
-  if (fs::Exists(rootfs)) snapshot::UnmountAll(rootfs);
-  if (opts.images) {
+void RuntimeService::Impl::RemoveSandboxRootfs(SandboxRecord& sb) { RemoveSandboxFiles(sb.id, "", sb.image); }
+
+// A sandbox image's snapshot (its rootfs unmounted first), then the sandbox dir (when given).
+void RuntimeService::Impl::RemoveSandboxFiles(const std::string& id, const std::string& dir, const std::string& image) {
+  std::string sdir = dir.empty() ? fs::Join(opts.state_dir, "sandboxes/" + id) : dir;
+  std::string rootfs = fs::Join(sdir, "rootfs");
+  if (!image.empty() && fs::Exists(rootfs)) snapshot::UnmountAll(rootfs);
+  if (!image.empty() && opts.images) {
     try {
-      opts.images->snapshotter().Remove(sb.id);
+      opts.images->snapshotter().Remove(id);
     } catch (const Error& e) {
       if (e.code() != Code::kNotFound) throw;
     }
   }
+  if (!dir.empty()) {
+    std::string shm = fs::Join(dir, "shm");
+    if (fs::Exists(shm)) ::umount2(shm.c_str(), MNT_DETACH);
+    fs::RemoveAll(dir);
+  }
+}
+
+void RuntimeService::Impl::Defer(std::function<void()> job) {
+  if (!watcher.joinable() || stopping) {
+    try {
+      job();
+    } catch (...) {
+    }
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(deferred_mu);
+    deferred.push_back(std::move(job));
+  }
+  WakeWatcher();
+}
+
+void RuntimeService::Impl::RunDeferred() {
+  for (;;) {
+    std::function<void()> job;
+    {
+      std::lock_guard<std::mutex> lock(deferred_mu);
+      if (deferred.empty()) break;
+      job = std::move(deferred.front());
+      deferred.pop_front();
+      ++deferred_running;
+    }
+    try {
+      job();
+    } catch (...) {
+    }
+    std::lock_guard<std::mutex> lock(deferred_mu);
+    --deferred_running;
+    deferred_cv.notify_all();
+  }
+}
+
+void RuntimeService::Impl::WaitDeferred() {
+  std::unique_lock<std::mutex> lock(deferred_mu);
+  deferred_cv.wait(lock, [&] { return deferred.empty() && deferred_running == 0; });
 }
 
 void RuntimeService::Impl::StopSandboxLocked(SandboxRecord& sb) {
@@ -551,9 +599,8 @@ void RuntimeService::RemovePodSandbox(const v1::RemovePodSandboxRequest& req) {
     }
   }
   for (auto& c : ctrs) I.RemoveContainerLocked(c);
-  I.RemoveSandboxRootfs(*sb);
-  fs::RemoveAll(sb->dir);
   I.records->DeleteSandbox(sb->id);
+  I.Defer([&I, id = sb->id, dir = sb->dir, image = sb->image] { I.RemoveSandboxFiles(id, dir, image); });
   {
     std::lock_guard<std::mutex> lock(I.mu);
     I.sandboxes.erase(sb->id);
@@ -699,6 +746,23 @@ void RuntimeService::Impl::Recover() {
     container_names[c->name_key] = c->id;
     containers[c->id] = c;
   }
+  // Files of removed containers and sandboxes whose deferred cleanup a restart interrupted.
+  auto sweep = [&](const char* sub, const auto& records, const std::function<void(const std::string&, const std::string&)>& clean) {
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(fs::Join(opts.state_dir, sub), ec)) {
+      std::string id = e.path().filename().string();
+      if (records.count(id) || !e.is_directory()) continue;
+      try {
+        clean(id, e.path().string());
+      } catch (...) {
+      }
+      cleaned.push_back(id);
+    }
+  };
+  sweep("containers", containers, [&](const std::string& id, const std::string& dir) { CleanupContainerFiles(id, dir); });
+  sweep("sandboxes", sandboxes, [&](const std::string& id, const std::string& dir) {
+    RemoveSandboxFiles(id, dir, "(unknown: its snapshot is removed if there is one)");
+  });
   std::set<std::string> live;
   for (auto& [id, c] : containers) live.insert(id);
   try {
@@ -828,6 +892,7 @@ void RuntimeService::Impl::WatchExits() {
         }
       }
     }
+    RunDeferred();
     bool pending = false;
     for (auto it = watches.begin(); it != watches.end();) {
       if (it->second.fired) {
@@ -875,6 +940,7 @@ void RuntimeService::Impl::WatchExits() {
   }
   for (auto& [key, w] : watches) unwatch(w);
   if (ep >= 0) ::close(ep);
+  RunDeferred();
 }
 
 RuntimeService::RuntimeService(Options opts) : impl_(std::make_unique<Impl>(std::move(opts))) {
@@ -892,6 +958,7 @@ void RuntimeService::Close() {
   impl_->watcher_cv.notify_all();
   impl_->WakeWatcher();
   if (impl_->watcher.joinable()) impl_->watcher.join();
+  impl_->RunDeferred();  // a job queued while the watcher was finishing
   int fd = impl_->wake_fd.exchange(-1);
   if (fd >= 0) ::close(fd);
 }

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <thread>
 
 #include "lifecycle/service.h"
@@ -94,6 +95,18 @@ struct RuntimeService::Impl {
   void HandleExit(ContainerRecord& c);  // reads the exit file; runtime delete; marks exited
   void DeleteRuntimeContainer(ContainerRecord& c, const std::string& handler);  // once; saved
   void CleanupContainer(ContainerRecord& c);  // runtime, rootfs, snapshot, staging, dirs
+  void CleanupContainerRuntime(ContainerRecord& c);  // monitor and runtime container gone
+  void CleanupContainerFiles(const std::string& id, const std::string& dir);  // the rest
+  void RemoveSandboxFiles(const std::string& id, const std::string& dir, const std::string& image);
+  // Work after a removal's reply: run by the exit watcher (inline without one), finished
+  // before Close() returns. Errors are dropped: Recover() sweeps what is left.
+  void Defer(std::function<void()> job);
+  void RunDeferred();
+  std::mutex deferred_mu;
+  std::condition_variable deferred_cv;
+  std::deque<std::function<void()>> deferred;
+  int deferred_running = 0;
+  void WaitDeferred();  // until every deferred job has run
   void RemoveContainerLocked(const std::shared_ptr<ContainerRecord>& c);
   void Publish(const ContainerRecord& c, v1::ContainerEventType type);
   void FillStatus(const ContainerRecord& c, v1::ContainerStatus* st);

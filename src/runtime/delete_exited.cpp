@@ -86,6 +86,7 @@ bool Cli::DeleteExited(const std::string& id) const {
       id.find('/') != std::string::npos || id == "." || id == "..")
     return cli();
   std::string dir = fs::Join(opts_.root, id);
+  if (!fs::Exists(dir)) return true;  // runc does not know it: nothing to delete
   std::string text;
   try {
     text = fs::ReadFile(fs::Join(dir, "state.json"), 16 << 20);

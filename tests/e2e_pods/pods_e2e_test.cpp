@@ -462,7 +462,7 @@ TEST_F(PodsE2EConfigured, BaseRuntimeSpecAndSandboxImage) {
   rm.set_pod_sandbox_id(pod2);
   v1::RemovePodSandboxResponse rmr;
   ASSERT_TRUE(d_->rt().RemovePodSandbox(Ctx().get(), rm, &rmr).ok());
-  EXPECT_EQ(ReadAll("/proc/self/mountinfo").find(pod2), std::string::npos);
+  EXPECT_TRUE(berth::testing::Eventually([&] { return ReadAll("/proc/self/mountinfo").find(pod2) == std::string::npos; }));
 }
 
 }  // namespace

@@ -309,7 +309,8 @@ TEST_F(LifecycleTest, FullLifecycleWithLogsAndEvents) {
   svc_->RemoveContainer(rreq);
   svc_->RemoveContainer(rreq);  // idempotent
   EXPECT_EQ(CodeOf([&] { Status(id); }), Code::kNotFound);
-  EXPECT_FALSE(berth::fs::Exists(*dir_ / ("state/containers/" + id)));
+  // Its files go right after the reply.
+  EXPECT_TRUE(berth::testing::Eventually([&] { return !berth::fs::Exists(*dir_ / ("state/containers/" + id)); }));
 
   std::vector<v1::ContainerEventType> types;
   v1::ContainerEventResponse ev;
@@ -869,7 +870,7 @@ TEST_F(LifecycleTest, SandboxImageRunsAsThePauseProcess) {
   v1::RemovePodSandboxRequest rm;
   rm.set_pod_sandbox_id(pod);
   svc_->RemovePodSandbox(rm);
-  EXPECT_FALSE(berth::fs::Exists(rootfs));
+  EXPECT_TRUE(berth::testing::Eventually([&] { return !berth::fs::Exists(rootfs); }));
   EXPECT_EQ(Slurp("/proc/self/mountinfo").find(pod), std::string::npos);
 
   // Without the image locally, the built-in berth-pause runs.
@@ -879,6 +880,35 @@ TEST_F(LifecycleTest, SandboxImageRunsAsThePauseProcess) {
   auto binfo = VerboseInfo(builtin);
   EXPECT_EQ(binfo["image"], "berth-pause (built in)");
   EXPECT_EQ(binfo["runtimeSpec"]["process"]["args"], nlohmann::json({"/pause"}));
+}
+
+// Files whose removal a restart interrupted (the records gone, the cleanup after the reply not
+// run) are removed by the next start.
+TEST_F(LifecycleTest, RestartFinishesInterruptedRemovals) {
+  auto pcfg = PodConfig("sweep");
+  std::string pod = RunPod(pcfg);
+  std::string id = Create(pod, pcfg, CtrConfig("swept", "true"));
+  std::string cdir = *dir_ / ("state/containers/" + id), sdir = *dir_ / ("state/sandboxes/" + pod);
+  ASSERT_NE(Slurp("/proc/self/mountinfo").find(cdir + "/rootfs"), std::string::npos);
+  v1::StopPodSandboxRequest stop;
+  stop.set_pod_sandbox_id(pod);
+  svc_->StopPodSandbox(stop);
+  svc_.reset();
+  {
+    // As RemovePodSandbox leaves things when berthd dies right after its reply.
+    auto db = berth::store::Database::Open(*dir_ / "root/lifecycle.db");
+    db->Prepare("DELETE FROM lifecycle_containers WHERE id = ?").Bind(1, id).Run();
+    db->Prepare("DELETE FROM lifecycle_sandboxes WHERE id = ?").Bind(1, pod).Run();
+  }
+  ASSERT_TRUE(berth::fs::Exists(cdir));
+  svc_ = Make();
+  auto report = nlohmann::json::parse(svc_->RecoveryReport());
+  EXPECT_NE(report["cleaned"].dump().find(id), std::string::npos) << report.dump();
+  EXPECT_NE(report["cleaned"].dump().find(pod), std::string::npos) << report.dump();
+  EXPECT_FALSE(berth::fs::Exists(cdir));
+  EXPECT_FALSE(berth::fs::Exists(sdir));
+  EXPECT_EQ(Slurp("/proc/self/mountinfo").find(id), std::string::npos);
+  EXPECT_EQ(CodeOf([&] { images_->snapshotter().Remove(id); }), Code::kNotFound);
 }
 
 // The built-in pause without a base spec or sandbox image is started by berthd itself: it holds

@@ -4,6 +4,8 @@
 
 #include <sys/types.h>
 
+#include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -46,5 +48,9 @@ bool UnixSocketAccepts(const std::string& path);
 // Sends `sig` to `signal_pid` (the child itself when -1), waits up to 30 s for the child `pid`
 // to exit, SIGKILLs it if it has not, and reaps it.
 void StopChild(pid_t pid, int sig, pid_t signal_pid = -1);
+
+// Polls `done` every 10 ms until it holds or `timeout` passes; returns its last value. For what
+// happens after a reply (berthd removes a container's files after RemoveContainer answers).
+bool Eventually(const std::function<bool()>& done, std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
 }  // namespace berth::testing
