@@ -111,10 +111,10 @@ static int pause_loop(void) {
  *   cgroup DIR        a cgroup directory to join (one per hierarchy)
  *   user UID GID [G1,G2...]
  *
- * The process berthd starts forks the waiter and exits. The waiter sets everything up, drops every
- * capability and forks the pause, which is PID 1 of the pod's PID namespace (with unshare pid).
- * The waiter stays as the pause's parent and exits with it; the pause is killed when the waiter
- * dies. berthd watches the waiter; its command line names the sandbox. */
+ * The process berthd starts is the waiter: it sets everything up, drops every capability and forks
+ * the pause, which is PID 1 of the pod's PID namespace (with unshare pid). The waiter stays as the
+ * pause's parent and exits with it; the pause is killed when the waiter dies. berthd watches the
+ * waiter through a pidfd (and reaps it); its command line names the sandbox. */
 
 #define MAX_LIST 64
 
@@ -280,10 +280,6 @@ static void drop_privileges(const struct setup *s) {
 }
 
 static int sandbox_main(void) {
-  /* Detach: berthd reaps this process at once and watches the waiter through a pidfd. */
-  pid_t p = fork();
-  if (p < 0) fail("fork", NULL, errno);
-  if (p > 0) _exit(0);
   if (setsid() < 0) fail("setsid", NULL, errno);
 
   struct setup s;

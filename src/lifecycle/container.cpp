@@ -277,7 +277,8 @@ void RuntimeService::CreateContainer(const v1::CreateContainerRequest& req, v1::
   }
   std::lock_guard<std::mutex> op(*c->op);
   try {
-    I.Save(*c);
+    // Stored once, created: a restart midway finds the directory without a record and sweeps
+    // it (Recover), with the snapshot and mounts it names.
     fs::MkdirAll(c->dir, 0711);
     std::string rootfs = fs::Join(c->dir, "rootfs");
     fs::MkdirAll(rootfs, 0755);
@@ -285,7 +286,6 @@ void RuntimeService::CreateContainer(const v1::CreateContainerRequest& req, v1::
     c->snapshot_prepared = true;
     snapshot::MountAll(mounts, rootfs);
     c->rootfs_mounted = true;
-    I.Save(*c);
     // Volume host paths that do not exist yet become directories (as containerd does).
     for (const auto& m : cfg.mounts()) {
       if (!fs::Exists(m.host_path())) fs::MkdirAll(m.host_path(), 0755);

@@ -43,6 +43,7 @@ struct SandboxRecord {
   // The built-in pause started by berthd (lifecycle/pause.h), not through the OCI runtime:
   // monitor_pid is berth-pause's waiter, and the cgroups are berthd's to remove.
   bool direct = false;
+  int pause_fd = -1;  // pidfd of a waiter berthd started (not stored: a restart has none)
   bool shm_mounted = false;
   bool runtime_gone = false;  // the runtime's container has been deleted
   std::shared_ptr<std::mutex> op = std::make_shared<std::mutex>();

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -118,7 +119,20 @@ std::string SysctlNamespace(const std::string& key) {
   return "";
 }
 
+constexpr int kPidfd = 3;  // P_PIDFD (Linux 5.4), for waitid
+
 }  // namespace
+
+bool ReapPause(int& waiter_fd) {
+  if (waiter_fd < 0) return true;
+  siginfo_t si = {};
+  if (::waitid(static_cast<idtype_t>(kPidfd), static_cast<id_t>(waiter_fd), &si, WEXITED | WNOHANG) == 0 &&
+      si.si_pid == 0)
+    return false;  // still running
+  ::close(waiter_fd);
+  waiter_fd = -1;
+  return true;
+}
 
 std::vector<std::string> CgroupDirs(const std::string& cgroups_path) {
   std::vector<std::string> out;
@@ -206,30 +220,8 @@ PauseProcess StartPause(const std::string& pause_binary, const std::string& id, 
     setup += "\n";
   }
 
-  // Cgroups: the sandbox's own, below the pod's cgroup parent, in every hierarchy.
-  std::string cgroups_path = lx.value("cgroupsPath", "");
-  if (!cgroups_path.empty()) {
-    if (cgroups_path[0] != '/')
-      throw Error(Code::kInternal, what + ": cgroupsPath \"" + cgroups_path + "\" is not a cgroupfs path");
-    int64_t shares = 0;
-    if (lx.contains("resources") && lx["resources"].contains("cpu"))
-      shares = lx["resources"]["cpu"].value("shares", int64_t{0});
-    for (const auto& h : Hierarchies()) {
-      std::string dir = MakeCgroup(h, cgroups_path);
-      no_newline(dir, "cgroup path");
-      if (shares > 0) {
-        // cgroup v1 shares, or their cgroup v2 weight (the OCI runtimes' conversion).
-        if (fs::Exists(fs::Join(dir, "cpu.shares"))) {
-          WriteSmall(fs::Join(dir, "cpu.shares"), std::to_string(shares));
-        } else if (fs::Exists(fs::Join(dir, "cpu.weight"))) {
-          int64_t w = 1 + ((std::clamp<int64_t>(shares, 2, 262144) - 2) * 9999) / 262142;
-          WriteSmall(fs::Join(dir, "cpu.weight"), std::to_string(w));
-        }
-      }
-      setup += "cgroup " + dir + "\n";
-    }
-  }
-
+  // berth-pause starts first and waits for its set-up on stdin: its exec overlaps with the
+  // cgroups made here.
   int in[2], status[2];
   if (::pipe2(in, O_CLOEXEC) != 0) ThrowErrno(what + ": pipe");
   if (::pipe2(status, O_CLOEXEC) != 0) {
@@ -264,6 +256,52 @@ PauseProcess StartPause(const std::string& pause_binary, const std::string& id, 
     ::close(status[0]);
     ThrowErrno(what + ": failed to execute berth-pause " + pause_binary, rc);
   }
+  // A child not reaped yet: its pid cannot be reused before the pidfd pins it.
+  PauseProcess p;
+  p.waiter_fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  // On failure the waiter gets EOF on stdin (or an error from the set-up) and exits; it is reaped.
+  auto reap = [&] {
+    if (in[1] >= 0) ::close(in[1]);
+    if (status[0] >= 0) ::close(status[0]);
+    if (p.waiter_fd >= 0) {
+      siginfo_t si;
+      ::waitid(static_cast<idtype_t>(kPidfd), static_cast<id_t>(p.waiter_fd), &si, WEXITED);
+      ::close(p.waiter_fd);
+    } else {
+      ::kill(pid, SIGKILL);
+      while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+      }
+    }
+  };
+
+  // Cgroups: the sandbox's own, below the pod's cgroup parent, in every hierarchy.
+  std::string cgroups_path = lx.value("cgroupsPath", "");
+  try {
+  if (!cgroups_path.empty()) {
+    if (cgroups_path[0] != '/')
+      throw Error(Code::kInternal, what + ": cgroupsPath \"" + cgroups_path + "\" is not a cgroupfs path");
+    int64_t shares = 0;
+    if (lx.contains("resources") && lx["resources"].contains("cpu"))
+      shares = lx["resources"]["cpu"].value("shares", int64_t{0});
+    for (const auto& h : Hierarchies()) {
+      std::string dir = MakeCgroup(h, cgroups_path);
+      no_newline(dir, "cgroup path");
+      if (shares > 0) {
+        // cgroup v1 shares, or their cgroup v2 weight (the OCI runtimes' conversion).
+        if (fs::Exists(fs::Join(dir, "cpu.shares"))) {
+          WriteSmall(fs::Join(dir, "cpu.shares"), std::to_string(shares));
+        } else if (fs::Exists(fs::Join(dir, "cpu.weight"))) {
+          int64_t w = 1 + ((std::clamp<int64_t>(shares, 2, 262144) - 2) * 9999) / 262142;
+          WriteSmall(fs::Join(dir, "cpu.weight"), std::to_string(w));
+        }
+      }
+      setup += "cgroup " + dir + "\n";
+    }
+  }
+  } catch (...) {
+    reap();
+    throw;
+  }
   // The set-up is small (the pipe holds 64 KiB); berth-pause reads it to the end.
   size_t off = 0;
   while (off < setup.size()) {
@@ -273,17 +311,14 @@ PauseProcess StartPause(const std::string& pause_binary, const std::string& id, 
     off += static_cast<size_t>(n);
   }
   ::close(in[1]);
-  int st = 0;
-  while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-  }
-  // The waiter runs on as the (reparented) grandchild and reports through the pipe.
+  in[1] = -1;
   std::string reply;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   for (;;) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
     if (left <= 0) break;
-    struct pollfd p = {status[0], POLLIN, 0};
-    int r = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left, 1000)));
+    struct pollfd pfd = {status[0], POLLIN, 0};
+    int r = ::poll(&pfd, 1, static_cast<int>(std::min<int64_t>(left, 1000)));
     if (r < 0 && errno != EINTR) break;
     if (r <= 0) continue;
     char buf[1024];
@@ -294,11 +329,23 @@ PauseProcess StartPause(const std::string& pause_binary, const std::string& id, 
     if (reply.size() > 16 * 1024) break;
   }
   ::close(status[0]);
+  status[0] = -1;
   while (!reply.empty() && reply.back() == '\n') reply.pop_back();
-  PauseProcess p;
-  if (std::sscanf(reply.c_str(), "ok %d %d", &p.waiter_pid, &p.pause_pid) == 2 && p.waiter_pid > 0 &&
+  if (std::sscanf(reply.c_str(), "ok %d %d", &p.waiter_pid, &p.pause_pid) == 2 && p.waiter_pid == pid &&
       p.pause_pid > 0)
     return p;
+  // The waiter reported an error and exits, or it failed: reaped either way.
+  if (p.waiter_fd < 0 || ::syscall(SYS_pidfd_send_signal, p.waiter_fd, SIGKILL, nullptr, 0) != 0) ::kill(pid, SIGKILL);
+  siginfo_t si = {};
+  int st = 0;
+  if (p.waiter_fd >= 0) {
+    ::waitid(static_cast<idtype_t>(kPidfd), static_cast<id_t>(p.waiter_fd), &si, WEXITED);
+    ::close(p.waiter_fd);
+    if (si.si_code == CLD_EXITED) st = si.si_status << 8;
+  } else {
+    while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+  }
   if (reply.rfind("error sysctl ", 0) == 0) {
     std::string rest = reply.substr(13);  // "<key>: <strerror>"
     size_t colon = rest.find(": ");

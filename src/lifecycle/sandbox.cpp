@@ -315,6 +315,7 @@ void RuntimeService::Impl::TeardownSandbox(SandboxRecord& sb) {
       monitor::WaitMonitor(sb.monitor_pid, sb.id, std::chrono::seconds(30));
     }
   }
+  ReapPause(sb.pause_fd);
   if (sb.direct) {
     RemovePauseCgroups(sb.cgroups_path);
   } else if (!sb.runtime_gone) {
@@ -543,6 +544,7 @@ void RuntimeService::RunPodSandbox(const v1::RunPodSandboxRequest& req, v1::RunP
       auto pause = StartPause(I.opts.pause_path, sb->id, spec, rootfs);
       sb->pid = pause.pause_pid;
       sb->monitor_pid = pause.waiter_pid;
+      sb->pause_fd = pause.waiter_fd;
     } else {
       monitor::SpawnOptions so;
       so.monitor_path = I.opts.monitor_path;
@@ -805,6 +807,8 @@ bool RuntimeService::Impl::HandleWatchedExit(Watch& w) {
   std::unique_lock<std::mutex> op(*s.op, std::try_to_lock);
   if (!op.owns_lock()) return false;
   if (s.state != kReady || s.monitor_pid != w.monitor_pid) return true;
+  monitor::WaitMonitor(s.monitor_pid, s.id, std::chrono::seconds(5));
+  ReapPause(s.pause_fd);
   {
     std::lock_guard<std::mutex> lock(mu);
     s.state = kNotReady;
