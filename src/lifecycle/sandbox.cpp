@@ -396,11 +396,13 @@ void RuntimeService::Impl::WaitDeferred() {
 
 void RuntimeService::Impl::StopSandboxLocked(SandboxRecord& sb) {
   // Containers first, killed at once (as containerd does).
+  // An exited container has nothing to stop (exited is final): its lock, which the exit watcher
+  // may hold while it deletes the runtime's container, is not waited for.
   std::vector<std::shared_ptr<ContainerRecord>> ctrs;
   {
     std::lock_guard<std::mutex> lock(mu);
     for (auto& [id, c] : containers) {
-      if (c->sandbox_id == sb.id) ctrs.push_back(c);
+      if (c->sandbox_id == sb.id && c->state != kExited) ctrs.push_back(c);
     }
   }
   for (auto& c : ctrs) {
