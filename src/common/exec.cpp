@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -196,6 +197,56 @@ std::optional<std::string> LookPath(const std::string& name) {
     if (usable(cand)) return cand;
   }
   return std::nullopt;
+}
+
+int Spawn(const std::vector<std::string>& argv, const std::vector<std::pair<int, int>>& fds, bool null_stdio) {
+  if (argv.empty()) throw Error(Code::kInvalidArgument, "exec: empty command line");
+  auto args = CStrings(argv);
+  // posix_spawn (clone with CLONE_VM | CLONE_VFORK): no copy of the caller's page tables. dup2
+  // onto the same fd clears its close-on-exec flag.
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawnattr_init(&attr);
+  for (const auto& [from, to] : fds) posix_spawn_file_actions_adddup2(&fa, from, to);
+  if (null_stdio) {
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+  pid_t pid = 0;
+  int rc = ::posix_spawn(&pid, args[0], &fa, &attr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) ThrowErrno("failed to execute " + argv[0], rc);
+  return pid;
+}
+
+std::string ReadToEof(int fd, std::chrono::milliseconds timeout, size_t max, bool* timed_out) {
+  std::string data;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  if (timed_out) *timed_out = false;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+    if (left <= 0) {
+      if (timed_out) *timed_out = true;
+      break;
+    }
+    struct pollfd p = {fd, POLLIN, 0};
+    int rc = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left, 1000)));
+    if (rc < 0 && errno != EINTR) break;
+    if (rc <= 0) continue;
+    char buf[4096];
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    data.append(buf, static_cast<size_t>(n));
+    if (data.size() >= max) break;
+  }
+  return data;
 }
 
 }  // namespace berth::exec

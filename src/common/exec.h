@@ -4,6 +4,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace berth::exec {
@@ -26,6 +27,15 @@ struct Result {
 
 // Throws Error when the program cannot be started (naming argv[0] and errno).
 Result Run(const std::vector<std::string>& argv, const Options& opts = {});
+
+// Starts argv (argv[0] a path) without waiting for it: each {from, to} of `fds` is dup2'd onto
+// `to` in the child; with null_stdio, stdout and stderr go to /dev/null. No signal is blocked in
+// the child. Returns its pid (the caller reaps it). Throws Error naming argv[0].
+int Spawn(const std::vector<std::string>& argv, const std::vector<std::pair<int, int>>& fds, bool null_stdio);
+
+// Reads `fd` until end of file, `max` bytes or `timeout`, whichever comes first; *timed_out
+// tells the last.
+std::string ReadToEof(int fd, std::chrono::milliseconds timeout, size_t max, bool* timed_out = nullptr);
 
 // "runc features" -> first line of stderr or stdout, trimmed; for error messages.
 std::string Describe(const std::vector<std::string>& argv, const Result& r);

@@ -1,9 +1,7 @@
 #include "lifecycle/pause.h"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -20,9 +18,9 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/exec.h"
 #include "common/fs.h"
 
-extern char** environ;
 
 namespace berth::lifecycle {
 
@@ -117,6 +115,34 @@ std::string SysctlNamespace(const std::string& key) {
   if (key == "kernel.domainname" || key == "kernel.hostname") return "uts";
   if (key.rfind("net.", 0) == 0) return "network";
   return "";
+}
+
+// Creates the sandbox's cgroup, below the pod's cgroup parent, in every hierarchy, with the spec's
+// cpu shares; returns berth-pause's "cgroup <dir>" set-up lines.
+std::string SandboxCgroups(const nlohmann::json& lx, const std::string& what) {
+  std::string setup;
+  std::string cgroups_path = lx.value("cgroupsPath", "");
+  if (cgroups_path.empty()) return setup;
+  if (cgroups_path[0] != '/')
+    throw Error(Code::kInternal, what + ": cgroupsPath \"" + cgroups_path + "\" is not a cgroupfs path");
+  int64_t shares = 0;
+  if (lx.contains("resources") && lx["resources"].contains("cpu"))
+    shares = lx["resources"]["cpu"].value("shares", int64_t{0});
+  for (const auto& h : Hierarchies()) {
+    std::string dir = MakeCgroup(h, cgroups_path);
+    if (dir.find('\n') != std::string::npos) throw Error(Code::kInvalidArgument, "cgroup path \"" + dir + "\" has a newline");
+    if (shares > 0) {
+      // cgroup v1 shares, or their cgroup v2 weight (the OCI runtimes' conversion).
+      if (fs::Exists(fs::Join(dir, "cpu.shares"))) {
+        WriteSmall(fs::Join(dir, "cpu.shares"), std::to_string(shares));
+      } else if (fs::Exists(fs::Join(dir, "cpu.weight"))) {
+        int64_t w = 1 + ((std::clamp<int64_t>(shares, 2, 262144) - 2) * 9999) / 262142;
+        WriteSmall(fs::Join(dir, "cpu.weight"), std::to_string(w));
+      }
+    }
+    setup += "cgroup " + dir + "\n";
+  }
+  return setup;
 }
 
 constexpr int kPidfd = 3;  // P_PIDFD (Linux 5.4), for waitid
@@ -229,33 +255,15 @@ PauseProcess StartPause(const std::string& pause_binary, const std::string& id, 
     ::close(in[1]);
     ThrowErrno(what + ": pipe");
   }
-  std::vector<std::string> argv = {pause_binary, "--sandbox", "--id", id};
-  std::vector<char*> cargs;
-  for (auto& a : argv) cargs.push_back(a.data());
-  cargs.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawnattr_t attr;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawnattr_init(&attr);
-  posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_adddup2(&fa, status[1], 3);
-  sigset_t none;
-  sigemptyset(&none);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
   pid_t pid = 0;
-  int rc = ::posix_spawn(&pid, cargs[0], &fa, &attr, cargs.data(), ::environ);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
+  try {
+    pid = exec::Spawn({pause_binary, "--sandbox", "--id", id}, {{in[0], 0}, {status[1], 3}}, /*null_stdio=*/true);
+  } catch (const Error& e) {
+    for (int fd : {in[0], in[1], status[0], status[1]}) ::close(fd);
+    throw Error(e.code(), what + ": " + e.what());
+  }
   ::close(in[0]);
   ::close(status[1]);
-  if (rc != 0) {
-    ::close(in[1]);
-    ::close(status[0]);
-    ThrowErrno(what + ": failed to execute berth-pause " + pause_binary, rc);
-  }
   // A child not reaped yet: its pid cannot be reused before the pidfd pins it.
   PauseProcess p;
   p.waiter_fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
@@ -274,30 +282,8 @@ PauseProcess StartPause(const std::string& pause_binary, const std::string& id, 
     }
   };
 
-  // Cgroups: the sandbox's own, below the pod's cgroup parent, in every hierarchy.
-  std::string cgroups_path = lx.value("cgroupsPath", "");
   try {
-  if (!cgroups_path.empty()) {
-    if (cgroups_path[0] != '/')
-      throw Error(Code::kInternal, what + ": cgroupsPath \"" + cgroups_path + "\" is not a cgroupfs path");
-    int64_t shares = 0;
-    if (lx.contains("resources") && lx["resources"].contains("cpu"))
-      shares = lx["resources"]["cpu"].value("shares", int64_t{0});
-    for (const auto& h : Hierarchies()) {
-      std::string dir = MakeCgroup(h, cgroups_path);
-      no_newline(dir, "cgroup path");
-      if (shares > 0) {
-        // cgroup v1 shares, or their cgroup v2 weight (the OCI runtimes' conversion).
-        if (fs::Exists(fs::Join(dir, "cpu.shares"))) {
-          WriteSmall(fs::Join(dir, "cpu.shares"), std::to_string(shares));
-        } else if (fs::Exists(fs::Join(dir, "cpu.weight"))) {
-          int64_t w = 1 + ((std::clamp<int64_t>(shares, 2, 262144) - 2) * 9999) / 262142;
-          WriteSmall(fs::Join(dir, "cpu.weight"), std::to_string(w));
-        }
-      }
-      setup += "cgroup " + dir + "\n";
-    }
-  }
+    setup += SandboxCgroups(lx, what);
   } catch (...) {
     reap();
     throw;
@@ -312,22 +298,7 @@ PauseProcess StartPause(const std::string& pause_binary, const std::string& id, 
   }
   ::close(in[1]);
   in[1] = -1;
-  std::string reply;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
-    if (left <= 0) break;
-    struct pollfd pfd = {status[0], POLLIN, 0};
-    int r = ::poll(&pfd, 1, static_cast<int>(std::min<int64_t>(left, 1000)));
-    if (r < 0 && errno != EINTR) break;
-    if (r <= 0) continue;
-    char buf[1024];
-    ssize_t n = ::read(status[0], buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    reply.append(buf, static_cast<size_t>(n));
-    if (reply.size() > 16 * 1024) break;
-  }
+  std::string reply = exec::ReadToEof(status[0], std::chrono::seconds(30), 16 * 1024);
   ::close(status[0]);
   status[0] = -1;
   while (!reply.empty() && reply.back() == '\n') reply.pop_back();

@@ -11,6 +11,7 @@
 #include <cerrno>
 
 #include "common/error.h"
+#include "common/exec.h"
 #include "common/fs.h"
 #include "runtime/cli.h"
 
@@ -67,54 +68,22 @@ Spawned Spawn(const SpawnOptions& o) {
   }
   argv.push_back("--");
   for (const auto& a : o.runtime_argv) argv.push_back(a);
-  std::vector<char*> cargs;
-  for (auto& a : argv) cargs.push_back(a.data());
-  cargs.push_back(nullptr);
 
-  // posix_spawn (clone with CLONE_VM | CLONE_VFORK): no copy of berthd's page tables. dup2 onto
-  // the same fd clears its close-on-exec flag.
-  posix_spawn_file_actions_t fa;
-  posix_spawnattr_t attr;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawnattr_init(&attr);
-  posix_spawn_file_actions_adddup2(&fa, sync[1], 3);
-  sigset_t none;
-  sigemptyset(&none);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
   pid_t pid = 0;
-  int rc = ::posix_spawn(&pid, cargs[0], &fa, &attr, cargs.data(), ::environ);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  ::close(sync[1]);
-  if (rc != 0) {
+  try {
+    pid = exec::Spawn(argv, {{sync[1], 3}}, /*null_stdio=*/false);
+  } catch (const Error& e) {
     ::close(sync[0]);
-    ThrowErrno(what + ": failed to execute berth-monitor " + o.monitor_path, rc);
+    ::close(sync[1]);
+    throw Error(e.code(), what + ": " + e.what());
   }
+  ::close(sync[1]);
   int st = 0;
   while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
   }
   // The monitor itself runs on as the (reparented) grandchild and reports through the pipe.
-  std::string reply;
-  auto deadline = std::chrono::steady_clock::now() + o.timeout;
   bool timed_out = false;
-  for (;;) {
-    int64_t left = MsLeft(deadline);
-    if (left <= 0) {
-      timed_out = true;
-      break;
-    }
-    struct pollfd p = {sync[0], POLLIN, 0};
-    int rc = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left, 1000)));
-    if (rc < 0 && errno != EINTR) break;
-    if (rc <= 0) continue;
-    char buf[4096];
-    ssize_t n = ::read(sync[0], buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    reply.append(buf, static_cast<size_t>(n));
-    if (reply.size() > 64 * 1024) break;
-  }
+  std::string reply = exec::ReadToEof(sync[0], o.timeout, 64 * 1024, &timed_out);
   ::close(sync[0]);
   std::string runtime = o.runtime_argv[0];
   const char* action = o.start ? " run" : " create";

@@ -918,7 +918,7 @@ TEST_F(LifecycleTest, RestartFinishesInterruptedRemovals) {
 TEST_F(LifecycleTest, BuiltInPauseIsStartedByBerthdAndConfined) {
   auto pcfg = PodConfig("direct");
   auto* lx = pcfg.mutable_linux();
-  lx->set_cgroup_parent("/berth-test-pods/pod-direct");
+  lx->set_cgroup_parent("/berth-test-direct/pod");
   (*lx->mutable_sysctls())["net.ipv4.ip_unprivileged_port_start"] = "81";
   (*lx->mutable_sysctls())["kernel.shm_rmid_forced"] = "1";
   lx->mutable_security_context()->mutable_run_as_user()->set_value(65535);
@@ -954,7 +954,7 @@ TEST_F(LifecycleTest, BuiltInPauseIsStartedByBerthdAndConfined) {
   ASSERT_EQ(::stat(info["netNamespacePath"].get<std::string>().c_str(), &b), 0);
   EXPECT_EQ(a.st_ino, b.st_ino);
   std::string cgroups_path = info["cgroupsPath"];
-  EXPECT_EQ(cgroups_path, "/berth-test-pods/pod-direct/berth-" + pod);
+  EXPECT_EQ(cgroups_path, "/berth-test-direct/pod/berth-" + pod);
   std::string cg = Slurp(proc + "/cgroup");
   EXPECT_NE(cg.find(cgroups_path), std::string::npos) << cg;
   auto dirs = berth::lifecycle::CgroupDirs(cgroups_path);
@@ -1001,8 +1001,9 @@ TEST_F(LifecycleTest, BuiltInPauseIsStartedByBerthdAndConfined) {
   }
   EXPECT_EQ(sresp.status().state(), v1::SANDBOX_NOTREADY);
   TearDown();
-  berth::lifecycle::RemovePauseCgroups("/berth-test-pods/pod-direct");
-  berth::lifecycle::RemovePauseCgroups("/berth-test-pods");
+  // Each test has a cgroup parent of its own: tests run in parallel.
+  berth::lifecycle::RemovePauseCgroups("/berth-test-direct/pod");
+  berth::lifecycle::RemovePauseCgroups("/berth-test-direct");
 }
 
 // Sysctls the pod cannot own, or the kernel refuses, are refused with the sysctl named, and
@@ -1010,7 +1011,7 @@ TEST_F(LifecycleTest, BuiltInPauseIsStartedByBerthdAndConfined) {
 TEST_F(LifecycleTest, BuiltInPauseRefusesBadSysctls) {
   auto expect = [&](const std::string& key, const std::string& value, bool host_net, const std::string& text) {
     auto pcfg = PodConfig("sysctl-" + std::to_string(std::hash<std::string>()(key) % 1000));
-    pcfg.mutable_linux()->set_cgroup_parent("/berth-test-pods/sysctl");
+    pcfg.mutable_linux()->set_cgroup_parent("/berth-test-sysctl/pod");
     (*pcfg.mutable_linux()->mutable_sysctls())[key] = value;
     if (host_net) pcfg.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_network(v1::NODE);
     try {
@@ -1026,7 +1027,7 @@ TEST_F(LifecycleTest, BuiltInPauseRefusesBadSysctls) {
     EXPECT_EQ(pods.items_size(), 0);
     EXPECT_TRUE(std::filesystem::is_empty(*dir_ / "state/sandboxes"));
     EXPECT_TRUE(std::filesystem::is_empty(*dir_ / "state/netns"));
-    for (const auto& d : berth::lifecycle::CgroupDirs("/berth-test-pods/sysctl")) {
+    for (const auto& d : berth::lifecycle::CgroupDirs("/berth-test-sysctl/pod")) {
       if (!berth::fs::IsDir(d)) continue;
       for (const auto& e : std::filesystem::directory_iterator(d))
         EXPECT_FALSE(e.is_directory()) << "left behind: " << e.path();
@@ -1040,8 +1041,8 @@ TEST_F(LifecycleTest, BuiltInPauseRefusesBadSysctls) {
   std::string pod = RunPod(PodConfig("after-sysctls"));
   EXPECT_EQ(VerboseInfo(pod)["pauseStartedBy"], "berthd");
   TearDown();
-  berth::lifecycle::RemovePauseCgroups("/berth-test-pods/sysctl");
-  berth::lifecycle::RemovePauseCgroups("/berth-test-pods");
+  berth::lifecycle::RemovePauseCgroups("/berth-test-sysctl/pod");
+  berth::lifecycle::RemovePauseCgroups("/berth-test-sysctl");
 }
 
 // OptionsFromRuntimePlugin hands the plugin's resolved rro and its parsed base spec (the same
