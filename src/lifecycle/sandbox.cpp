@@ -386,6 +386,7 @@ void RuntimeService::Impl::RunDeferred() {
     std::lock_guard<std::mutex> lock(deferred_mu);
     --deferred_running;
     deferred_cv.notify_all();
+    if (deferred.empty()) trim_wanted = true;  // what the removals freed goes back to the system
   }
 }
 
@@ -920,6 +921,7 @@ void RuntimeService::Impl::WatchExits() {
                       .count();
       if (wait <= 0) {
         trim_wanted = false;
+        opts.db->ReleaseMemory();
         ::malloc_trim(0);
         last_trim = Clock::now();
       } else {

@@ -114,7 +114,7 @@ class FileSnapshotter : public Snapshotter {
     auto saved = snaps_;
     snaps_.erase(key);
     try {
-      Save();
+      Save(/*durable=*/r.kind == Kind::kCommitted);
     } catch (...) {
       snaps_ = saved;
       throw;
@@ -205,7 +205,7 @@ class FileSnapshotter : public Snapshotter {
         internal::CopyTree(FsDir(Get(parent).id), dir + "/fs");
       }
       snaps_[key] = r;
-      Save();
+      Save(/*durable=*/false);  // an active snapshot or a view: see Save()
     } catch (...) {
       snaps_.erase(key);
       try {
@@ -278,7 +278,11 @@ class FileSnapshotter : public Snapshotter {
     }
   }
 
-  void Save() {
+  // Committed snapshots (image layers) are written durably. Active snapshots and views (a
+  // container's rootfs) are not fsynced: they matter only as long as their container, whose
+  // record is not durable either, and a record or directory lost with a power cut is swept
+  // (CleanupOrphans at start; the lifecycle removes its containers' snapshots).
+  void Save(bool durable = true) {
     nlohmann::json j;
     j["next_id"] = next_id_;
     j["snapshots"] = nlohmann::json::object();
@@ -286,7 +290,7 @@ class FileSnapshotter : public Snapshotter {
       j["snapshots"][k] = {
           {"id", r.id}, {"kind", KindName(r.kind)}, {"parent", r.parent}, {"created", r.created}};
     }
-    fs::WriteFileAtomic(root_ + "/metadata.json", j.dump(), 0600);
+    fs::WriteFileAtomic(root_ + "/metadata.json", j.dump(), 0600, durable);
   }
 
   void CleanupOrphans() {

@@ -105,6 +105,11 @@ std::string Statement::Text(int col) const {
   return p ? std::string(static_cast<const char*>(p), static_cast<size_t>(n)) : std::string();
 }
 
+void Database::ReleaseMemory() {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  sqlite3_db_release_memory(db_);
+}
+
 std::shared_ptr<Database> Database::Open(const std::string& path) {
   auto slash = path.rfind('/');
   if (slash != std::string::npos && slash > 0) fs::MkdirAll(path.substr(0, slash), 0700);

@@ -67,6 +67,9 @@ class Database {
   const std::string& path() const { return path_; }
   // Runs one or more ';'-separated statements without results.
   void Exec(const std::string& sql);
+  // Gives the connection's page cache back (sqlite3_db_release_memory), e.g. after many rows
+  // were removed; the cache refills on demand.
+  void ReleaseMemory();
   Statement Prepare(const std::string& sql) { return Statement(*this, sql); }
   int64_t LastInsertRowId() const;
 
