@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
+#include <filesystem>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -247,6 +249,24 @@ std::string ReadToEof(int fd, std::chrono::milliseconds timeout, size_t max, boo
     if (data.size() >= max) break;
   }
   return data;
+}
+
+std::string FindHelper(const std::string& name) {
+  std::string env = name;
+  if (env.rfind("berth-", 0) == 0) env = env.substr(6);
+  for (auto& ch : env) ch = static_cast<char>(ch == '-' ? '_' : std::toupper(static_cast<unsigned char>(ch)));
+  if (const char* v = std::getenv(("BERTH_" + env + "_PATH").c_str()); v && *v) return v;
+  std::error_code ec;
+  auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    auto dir = self.parent_path();
+    for (const auto& cand : {dir / name, dir.parent_path() / name / name,
+                             dir.parent_path().parent_path() / "cmd" / name / name}) {
+      if (std::filesystem::is_regular_file(cand, ec)) return cand.string();
+    }
+  }
+  if (auto p = LookPath(name)) return *p;
+  return "";
 }
 
 }  // namespace berth::exec

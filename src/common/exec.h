@@ -40,6 +40,12 @@ std::string ReadToEof(int fd, std::chrono::milliseconds timeout, size_t max, boo
 // "runc features" -> first line of stderr or stdout, trimmed; for error messages.
 std::string Describe(const std::vector<std::string>& argv, const Result& r);
 
+// Path of a program shipped with berth ("berth-monitor", "berth-fetch"...): the environment
+// variable BERTH_<NAME>_PATH (BERTH_MONITOR_PATH...) when set, else next to the running
+// executable, else in the build tree (<dir>/../<name>/<name>, or cmd/<name>/<name> from a test
+// binary in tests/<suite>/), else in PATH. "" when not found.
+std::string FindHelper(const std::string& name);
+
 // Absolute path of a program: absolute names are checked, bare names looked up in PATH.
 std::optional<std::string> LookPath(const std::string& name);
 
