@@ -11,9 +11,6 @@
 
 #include "common/error.h"
 
-#ifndef BERTH_CURL_SONAME
-#error "BERTH_CURL_SONAME must name libcurl's SONAME (set by src/image/CMakeLists.txt)"
-#endif
 #ifndef BERTH_ARCHIVE_SONAME
 #error "BERTH_ARCHIVE_SONAME must name libarchive's SONAME (set by src/image/CMakeLists.txt)"
 #endif
@@ -59,7 +56,6 @@ struct Library {
   Api api{};
 };
 
-constinit Library<CurlApi> g_curl;
 constinit Library<ArchiveApi> g_archive;
 
 // dlclose, logging rather than throwing: a use ends in a destructor.
@@ -73,19 +69,10 @@ void Close(void* handle, const char* soname) {
   spdlog::debug("unloaded {}", soname);
 }
 
-// The end of the last use is the end of a pull, an import or an unpack: their buffers (layer
+// The end of the last use is the end of an import or an unpack: their buffers (layer
 // blocks, decompressor state, the library's own allocations) are free now, and glibc keeps freed
 // memory below the top of a heap mapped. Give the whole free pages back to the system.
 void ReleaseFreedMemory() { ::malloc_trim(0); }
-
-CurlApi ResolveCurl(void* h) {
-  CurlApi api;
-#define BERTH_CURL_RESOLVE(name) \
-  api.name = reinterpret_cast<decltype(api.name)>(dynload::Symbol(h, BERTH_CURL_SONAME, "curl_" #name));
-  BERTH_CURL_FUNCTIONS(BERTH_CURL_RESOLVE)
-#undef BERTH_CURL_RESOLVE
-  return api;
-}
 
 ArchiveApi ResolveArchive(void* h) {
   ArchiveApi api;
@@ -99,42 +86,6 @@ ArchiveApi ResolveArchive(void* h) {
 }
 
 }  // namespace
-
-CurlUse::CurlUse() {
-  std::lock_guard<std::mutex> lk(g_curl.mu);
-  if (g_curl.users.load() == 0) {
-    void* h = dynload::Open("libcurl", BERTH_CURL_SONAME);
-    try {
-      CurlApi api = ResolveCurl(h);
-      // Not thread-safe by libcurl's contract: done under g_curl.mu, with no other use alive.
-      CURLcode rc = api.global_init(CURL_GLOBAL_DEFAULT);
-      if (rc != CURLE_OK)
-        throw Error(Code::kInternal, std::string("curl_global_init failed: ") + api.easy_strerror(rc));
-      g_curl.api = api;
-    } catch (...) {
-      Close(h, BERTH_CURL_SONAME);
-      throw;
-    }
-    g_curl.handle = h;
-    g_curl.loads.fetch_add(1);
-    spdlog::debug("loaded {}", BERTH_CURL_SONAME);
-  }
-  g_curl.users.fetch_add(1);
-}
-
-// libcurl 7.87 and later wait for a resolver thread of a timed-out transfer when its handle is
-// cleaned up (unless CURLOPT_QUICK_EXIT, which berth does not set): once every handle is gone no
-// thread runs libcurl's code, and it can be unmapped.
-CurlUse::~CurlUse() {
-  {
-    std::lock_guard<std::mutex> lk(g_curl.mu);
-    if (g_curl.users.fetch_sub(1) != 1) return;
-    g_curl.api.global_cleanup();
-    g_curl.api = CurlApi{};
-    Close(std::exchange(g_curl.handle, nullptr), BERTH_CURL_SONAME);
-  }
-  ReleaseFreedMemory();
-}
 
 ArchiveUse::ArchiveUse() {
   std::lock_guard<std::mutex> lk(g_archive.mu);
@@ -163,20 +114,13 @@ ArchiveUse::~ArchiveUse() {
   ReleaseFreedMemory();
 }
 
-const CurlApi& Curl() {
-  if (g_curl.users.load() <= 0) throw Error(Code::kInternal, "libcurl used without a CurlUse");
-  return g_curl.api;
-}
-
 const ArchiveApi& Archive() {
   if (g_archive.users.load() <= 0) throw Error(Code::kInternal, "libarchive used without an ArchiveUse");
   return g_archive.api;
 }
 
-int CurlLoads() { return g_curl.loads.load(); }
 int ArchiveLoads() { return g_archive.loads.load(); }
 
-const char* CurlSoname() { return BERTH_CURL_SONAME; }
 const char* ArchiveSoname() { return BERTH_ARCHIVE_SONAME; }
 
 }  // namespace berth::image

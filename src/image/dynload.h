@@ -1,21 +1,18 @@
-// Shared libraries loaded while in use. libcurl (registry pulls) and libarchive (layers, image
-// archives) are not linked into berthd: they and the ~80 libraries they depend on (GnuTLS,
-// Kerberos, LDAP, libssh2, libxml2, ICU...) would cost every start their load time and an idle
-// berthd a few MiB of memory although most of its life is spent neither pulling nor unpacking.
+// Shared libraries loaded while in use. libarchive (layers, image archives) is not linked into
+// berthd: it and the libraries it depends on (libxml2, ICU...) would cost every start their load
+// time and an idle berthd memory although most of its life is spent neither unpacking nor
+// importing. (Registry transfers run in berth-fetch, a process of its own: image/fetch.h.)
 //
-// A CurlUse or ArchiveUse keeps its library loaded for as long as it lives. The first use dlopens
-// the library by its SONAME (taken from the development package at build time) and resolves every
+// An ArchiveUse keeps libarchive loaded for as long as it lives. The first use dlopens the
+// library by its SONAME (taken from the development package at build time) and resolves every
 // function berth uses at once, so that a missing symbol is reported up front rather than in the
-// middle of a transfer; concurrent and nested uses share that load; when the last use ends, the
-// library is unloaded again (libcurl after curl_global_cleanup), and with it every dependency
-// that nothing else holds, and the memory freed by the work is given back to the system
-// (malloc_trim). Dependencies that mark themselves NODELETE (OpenSSL's libssl and
-// libcrypto, p11-kit) stay mapped for the life of the process: glibc never unloads them.
+// middle of an unpack; concurrent and nested uses share that load; when the last use ends, the
+// library is unloaded again, and with it every dependency that nothing else holds, and the
+// memory freed by the work is given back to the system (malloc_trim).
 #pragma once
 
 #include <archive.h>
 #include <archive_entry.h>
-#include <curl/curl.h>
 
 namespace berth::image {
 
@@ -28,20 +25,7 @@ void* Symbol(void* handle, const char* soname, const char* name);
 }  // namespace dynload
 
 // Each member is the library function of the same name without its prefix:
-// Curl().easy_init() is curl_easy_init(), Archive().read_new() is archive_read_new().
-#define BERTH_CURL_FUNCTIONS(X) \
-  X(global_init)                \
-  X(global_cleanup)             \
-  X(easy_init)                  \
-  X(easy_cleanup)               \
-  X(easy_reset)                 \
-  X(easy_setopt)                \
-  X(easy_getinfo)               \
-  X(easy_perform)               \
-  X(easy_strerror)              \
-  X(slist_append)               \
-  X(slist_free_all)
-
+// Archive().read_new() is archive_read_new().
 #define BERTH_ARCHIVE_FUNCTIONS(X) \
   X(read_new)                      \
   X(read_free)                     \
@@ -76,12 +60,6 @@ void* Symbol(void* handle, const char* soname, const char* name);
   X(entry_xattr_reset)             \
   X(entry_xattr_next)
 
-struct CurlApi {
-#define BERTH_CURL_MEMBER(name) decltype(&::curl_##name) name;
-  BERTH_CURL_FUNCTIONS(BERTH_CURL_MEMBER)
-#undef BERTH_CURL_MEMBER
-};
-
 struct ArchiveApi {
 #define BERTH_ARCHIVE_MEMBER(name) decltype(&::archive_##name) name;
   BERTH_ARCHIVE_FUNCTIONS(BERTH_ARCHIVE_MEMBER)
@@ -89,18 +67,9 @@ struct ArchiveApi {
   decltype(&::archive_errno) last_errno;  // archive_errno (errno is a macro)
 };
 
-// Keeps libcurl loaded and initialised (curl_global_init) while alive. The constructor throws
-// Error(kUnavailable) naming the library when it cannot be loaded (the next use tries again).
-// Every CURL handle must be cleaned up before the last use ends.
-class CurlUse {
- public:
-  CurlUse();
-  ~CurlUse();
-  CurlUse(const CurlUse&) = delete;
-  CurlUse& operator=(const CurlUse&) = delete;
-};
-
-// Keeps libarchive loaded while alive; same contract as CurlUse, for archive handles.
+// Keeps libarchive loaded while alive. The constructor throws Error(kUnavailable) naming the
+// library when it cannot be loaded (the next use tries again). Every archive handle must be freed
+// before the last use ends.
 class ArchiveUse {
  public:
   ArchiveUse();
@@ -109,18 +78,15 @@ class ArchiveUse {
   ArchiveUse& operator=(const ArchiveUse&) = delete;
 };
 
-// The function tables of the loaded libraries. Valid only while a CurlUse (ArchiveUse) is alive:
-// called without one they throw Error(kInternal) rather than return pointers into a library that
-// may be gone.
-const CurlApi& Curl();
+// The function table of the loaded library. Valid only while an ArchiveUse is alive: called
+// without one it throws Error(kInternal) rather than return pointers into a library that may be
+// gone.
 const ArchiveApi& Archive();
 
-// How many times each library has been loaded since the process started (for tests and logs).
-int CurlLoads();
+// How many times libarchive has been loaded since the process started (for tests and logs).
 int ArchiveLoads();
 
-// The SONAMEs Curl() and Archive() load.
-const char* CurlSoname();
+// The SONAME Archive() loads.
 const char* ArchiveSoname();
 
 }  // namespace berth::image

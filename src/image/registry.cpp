@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <malloc.h>
+
 #include <cstring>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -10,7 +12,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
-#include "image/dynload.h"
+#include "image/fetch.h"
 
 namespace berth::image {
 
@@ -65,38 +67,13 @@ struct Response {
 // Receives the body of a 2xx response; returns false to abort the transfer.
 using Sink = std::function<bool(long status, const char* data, size_t n)>;
 
-struct Transfer {
-  CURL* curl = nullptr;
-  Response* resp = nullptr;
-  const Sink* sink = nullptr;
-  bool aborted = false;
-};
-
-size_t HeaderCallback(char* buf, size_t size, size_t n, void* ud) {
-  auto* t = static_cast<Transfer*>(ud);
-  std::string_view line(buf, size * n);
+// A response header line: a status line starts a new response (after a 100 Continue, say).
+void OnHeaderLine(Response& resp, std::string_view line) {
   if (line.rfind("HTTP/", 0) == 0) {
-    t->resp->headers.clear();
+    resp.headers.clear();
   } else if (size_t colon = line.find(':'); colon != std::string_view::npos) {
-    t->resp->headers[Lower(std::string(line.substr(0, colon)))] = Trim(line.substr(colon + 1));
+    resp.headers[Lower(std::string(line.substr(0, colon)))] = Trim(line.substr(colon + 1));
   }
-  return size * n;
-}
-
-size_t WriteCallback(char* data, size_t size, size_t n, void* ud) {
-  auto* t = static_cast<Transfer*>(ud);
-  size_t len = size * n;
-  long status = 0;
-  Curl().easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
-  if (status >= 200 && status < 300) {
-    if (t->sink && !(*t->sink)(status, data, len)) {
-      t->aborted = true;
-      return 0;
-    }
-  } else if (t->resp->error_body.size() < kMaxErrorBody) {
-    t->resp->error_body.append(data, std::min(len, kMaxErrorBody - t->resp->error_body.size()));
-  }
-  return len;
 }
 
 std::string ReadCABundle(const RegistryHost& h) {
@@ -256,40 +233,27 @@ struct RegistryClient::Impl {
   std::map<std::string, HostAuth> host_auth;  // by host.host
   std::map<std::string, std::string> ca_bundles;
 
-  // libcurl, loaded by the first request and kept until the client is destroyed.
-  std::mutex curl_mu;
-  std::optional<CurlUse> curl_use;
-  void UseCurl() {
-    std::lock_guard<std::mutex> lk(curl_mu);
-    if (!curl_use) curl_use.emplace();  // throws kUnavailable when libcurl cannot be loaded
-  }
-
-  // Idle easy handles: reusing them keeps their connections alive between requests. They are
-  // cleaned up before curl_use ends.
+  // Idle berth-fetch processes: reusing them keeps their connections alive between requests.
+  // They exit when the client is destroyed.
+  std::string fetch_path;
   std::mutex pool_mu;
-  std::vector<CURL*> pool;
+  std::vector<std::unique_ptr<FetchProcess>> pool;
 
-  ~Impl() {
-    for (CURL* c : pool) Curl().easy_cleanup(c);
-  }
-  CURL* Acquire() {
+  std::unique_ptr<FetchProcess> Acquire() {
     {
       std::lock_guard<std::mutex> lk(pool_mu);
       if (!pool.empty()) {
-        CURL* c = pool.back();
+        auto p = std::move(pool.back());
         pool.pop_back();
-        Curl().easy_reset(c);
-        return c;
+        return p;
       }
     }
-    CURL* c = Curl().easy_init();
-    if (!c) throw Error(Code::kInternal, "curl_easy_init failed");
-    return c;
+    return std::make_unique<FetchProcess>(fetch_path);
   }
-  void Release(CURL* c) {
+  void Release(std::unique_ptr<FetchProcess> p) {
+    if (!p->usable()) return;
     std::lock_guard<std::mutex> lk(pool_mu);
-    if (pool.size() < 16) pool.push_back(c);
-    else Curl().easy_cleanup(c);
+    if (pool.size() < 8) pool.push_back(std::move(p));
   }
 
   void Setup() {
@@ -318,89 +282,64 @@ struct RegistryClient::Impl {
     return sa == reg || sa == host;
   }
 
-  void ConfigureTLS(CURL* c, const RegistryHost& h) {
-    if (h.skip_verify) {
-      Curl().easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
-      Curl().easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
-    }
+  void ConfigureTLS(FetchRequest& q, const RegistryHost& h) {
+    q.skip_verify = h.skip_verify;
     if (!h.ca_files.empty()) {
-      std::string* bundle;
-      {
-        std::lock_guard<std::mutex> lk(mu);
-        auto it = ca_bundles.find(h.host);
-        if (it == ca_bundles.end()) it = ca_bundles.emplace(h.host, ReadCABundle(h)).first;
-        bundle = &it->second;
-      }
-      curl_blob blob{bundle->data(), bundle->size(), CURL_BLOB_NOCOPY};
-      Curl().easy_setopt(c, CURLOPT_CAINFO_BLOB, &blob);
+      std::lock_guard<std::mutex> lk(mu);
+      auto it = ca_bundles.find(h.host);
+      if (it == ca_bundles.end()) it = ca_bundles.emplace(h.host, ReadCABundle(h)).first;
+      q.ca_pem = it->second;
     }
     if (!h.client_certs.empty()) {
-      Curl().easy_setopt(c, CURLOPT_SSLCERT, h.client_certs.front().first.c_str());
-      if (!h.client_certs.front().second.empty())
-        Curl().easy_setopt(c, CURLOPT_SSLKEY, h.client_certs.front().second.c_str());
+      q.cert = h.client_certs.front().first;
+      q.key = h.client_certs.front().second;
     }
   }
 
-  // One HTTP exchange with manual redirects (Authorization dropped when the origin changes).
+  // One HTTP exchange with manual redirects (Authorization dropped when the origin changes),
+  // performed by a berth-fetch process.
   Response Perform(const RegistryHost& h, const std::string& method, const std::string& url_in,
                    const std::vector<std::string>& headers_in, const std::string& authorization,
                    const Sink* sink, const std::string& post_body = "") {
-    UseCurl();
     std::string url = url_in;
     const std::string origin = Origin(url_in);
     for (int hop = 0;; ++hop) {
-      CURL* c = Acquire();
+      FetchRequest q;
+      q.method = method;
+      q.url = url;
+      q.headers = headers_in;
+      for (const auto& [k, v] : h.headers) q.headers.push_back(k + ": " + v);
+      if (!authorization.empty() && Origin(url) == origin) q.headers.push_back("Authorization: " + authorization);
+      q.post = post_body;
+      q.connect_timeout_s = static_cast<long>(opts.connect_timeout.count());
+      q.low_speed_time_s = static_cast<long>(std::max<int64_t>(1, opts.progress_timeout.count()));
+      ConfigureTLS(q, h);
       Response resp;
-      Transfer t{c, &resp, sink, false};
-      curl_slist* hl = nullptr;
-      for (const auto& x : headers_in) hl = Curl().slist_append(hl, x.c_str());
-      for (const auto& [k, v] : h.headers) hl = Curl().slist_append(hl, (k + ": " + v).c_str());
-      if (!authorization.empty() && Origin(url) == origin)
-        hl = Curl().slist_append(hl, ("Authorization: " + authorization).c_str());
-      char errbuf[CURL_ERROR_SIZE] = {0};
-      Curl().easy_setopt(c, CURLOPT_URL, url.c_str());
-      Curl().easy_setopt(c, CURLOPT_HTTPHEADER, hl);
-      Curl().easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-      Curl().easy_setopt(c, CURLOPT_USERAGENT, "berth/0.1");
-      Curl().easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-      Curl().easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-      Curl().easy_setopt(c, CURLOPT_CONNECTTIMEOUT, static_cast<long>(opts.connect_timeout.count()));
-      Curl().easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-      Curl().easy_setopt(c, CURLOPT_LOW_SPEED_TIME, static_cast<long>(std::max<int64_t>(1, opts.progress_timeout.count())));
-      Curl().easy_setopt(c, CURLOPT_HEADERFUNCTION, HeaderCallback);
-      Curl().easy_setopt(c, CURLOPT_HEADERDATA, &t);
-      Curl().easy_setopt(c, CURLOPT_WRITEFUNCTION, WriteCallback);
-      Curl().easy_setopt(c, CURLOPT_WRITEDATA, &t);
-      Curl().easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "identity");
-      if (method == "HEAD") Curl().easy_setopt(c, CURLOPT_NOBODY, 1L);
-      if (method == "POST") {
-        Curl().easy_setopt(c, CURLOPT_POSTFIELDS, post_body.c_str());
-        Curl().easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(post_body.size()));
-      }
-      ConfigureTLS(c, h);
+      auto proc = Acquire();
       requests++;
-      CURLcode rc = Curl().easy_perform(c);
-      Curl().easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp.status);
-      char* redirect = nullptr;
-      std::string next;
-      if (Curl().easy_getinfo(c, CURLINFO_REDIRECT_URL, &redirect) == CURLE_OK && redirect) next = redirect;
-      Curl().slist_free_all(hl);
-      if (rc == CURLE_OK) Release(c);
-      else Curl().easy_cleanup(c);
+      FetchResult r = proc->Do(
+          q, [&](std::string_view line) { OnHeaderLine(resp, line); },
+          [&](long status, const char* data, size_t n) { return !sink || (*sink)(status, data, n); },
+          [&](const char* data, size_t n) {
+            if (resp.error_body.size() < kMaxErrorBody)
+              resp.error_body.append(data, std::min(n, kMaxErrorBody - resp.error_body.size()));
+          });
+      bool aborted = !proc->usable();
+      Release(std::move(proc));
+      resp.status = r.status;
       resp.url = url;
-      if (rc != CURLE_OK) {
-        if (t.aborted) throw Error(Code::kAborted, "transfer from " + url + " aborted");
-        std::string what = errbuf[0] ? std::string(errbuf) : std::string(Curl().easy_strerror(rc));
-        if (rc == CURLE_OPERATION_TIMEDOUT)
+      if (aborted) throw Error(Code::kAborted, "transfer from " + url + " aborted");
+      if (r.rc != 0) {
+        if (r.rc == 28)  // CURLE_OPERATION_TIMEDOUT
           throw Error(Code::kDeadlineExceeded, "GET " + url + ": no progress for " +
-                                                   std::to_string(opts.progress_timeout.count()) + "s (" + what + ")");
-        throw Error(Code::kUnavailable, method + " " + url + ": " + what);
+                                                   std::to_string(opts.progress_timeout.count()) + "s (" + r.error + ")");
+        throw Error(Code::kUnavailable, method + " " + url + ": " + r.error);
       }
       bool is_redirect = resp.status == 301 || resp.status == 302 || resp.status == 303 ||
                          resp.status == 307 || resp.status == 308;
-      if (!is_redirect || next.empty()) return resp;
+      if (!is_redirect || r.redirect.empty()) return resp;
       if (hop >= kMaxRedirects) throw Error(Code::kUnavailable, method + " " + url_in + ": too many redirects");
-      url = next;
+      url = r.redirect;
     }
   }
 
@@ -532,10 +471,14 @@ RegistryClient::RegistryClient(std::vector<RegistryHost> hosts, std::string regi
   impl_->repository = std::move(repository);
   impl_->auth = std::move(auth);
   impl_->opts = opts;
+  impl_->fetch_path = opts.fetch_path.empty() ? FetchHelperPath() : opts.fetch_path;
   impl_->Setup();
 }
 
-RegistryClient::~RegistryClient() = default;
+RegistryClient::~RegistryClient() {
+  impl_.reset();  // the berth-fetch processes exit
+  ::malloc_trim(0);  // the buffers of the transfers go back to the system
+}
 
 int64_t RegistryClient::requests() const { return impl_->requests.load(); }
 

@@ -1,4 +1,4 @@
-// Client of the distribution API v2 (libcurl) for one repository: manifests, blobs streamed into
+// Client of the distribution API v2 (through berth-fetch, image/fetch.h) for one repository: manifests, blobs streamed into
 // the content store with verification and resume, bearer/basic auth, redirects, mirrors.
 #pragma once
 
@@ -34,6 +34,7 @@ class RegistryClient {
     std::chrono::seconds progress_timeout{300};
     std::chrono::seconds connect_timeout{30};
     int retries = 3;  // per blob, resuming from what was already received
+    std::string fetch_path;  // berth-fetch ("" = FetchHelperPath())
   };
   // `registry` is the reference's domain, `repository` its path ("library/busybox").
   RegistryClient(std::vector<RegistryHost> hosts, std::string registry, std::string repository,

@@ -171,10 +171,9 @@ TEST(BerthdBinary, ImportUnloadsLibarchiveAfterwards) {
   EXPECT_EQ(LoadedOnUse(d.pid()), std::vector<std::string>{});
 }
 
-// A pull loads libcurl for its duration. Afterwards only the libraries that mark themselves
-// NODELETE (OpenSSL, p11-kit) and what they need may stay; libcurl, GnuTLS, Kerberos, LDAP...
-// are gone, and a second pull loads libcurl again and works.
-TEST(BerthdBinary, PullUnloadsLibcurlAfterwards) {
+// Registry transfers run in berth-fetch processes: pulls load no library into berthd (libcurl,
+// OpenSSL's libssl, GnuTLS, Kerberos, LDAP...), during or after them.
+TEST(BerthdBinary, PullsLoadNoLibraryIntoBerthd) {
   if (!berth::testing::IsRoot()) GTEST_SKIP() << "berthd needs root to start";
   if (std::string why = berth::testing::RegistrySkipReason(); !why.empty()) GTEST_SKIP() << why;
   TempDir dir;
@@ -197,12 +196,15 @@ TEST(BerthdBinary, PullUnloadsLibcurlAfterwards) {
     runtime::v1::PullImageResponse resp;
     return images->PullImage(&ctx, req, &resp);
   };
+  const auto idle = MappedFiles(d.pid());
   grpc::Status st = pull("one");
   ASSERT_TRUE(st.ok()) << st.error_message();
   EXPECT_EQ(LoadedOnUse(d.pid()), std::vector<std::string>{});
   st = pull("two");
   ASSERT_TRUE(st.ok()) << st.error_message();
   EXPECT_EQ(LoadedOnUse(d.pid()), std::vector<std::string>{});
+  // The unpack loaded libarchive and unloaded it: the same files as before the pulls.
+  EXPECT_EQ(MappedFiles(d.pid()), idle);
 }
 
 #ifdef BERTH_STATIC_GRPC_LINKED

@@ -1,4 +1,4 @@
-// libcurl and libarchive are loaded while in use (image/dynload.h), not at exec, and unloaded
+// libarchive is loaded while in use (image/dynload.h), not at exec, and unloaded
 // again when the last use ends.
 #include "image/dynload.h"
 
@@ -119,21 +119,6 @@ std::vector<std::string> UnloadableLeftovers(const std::set<std::string>& before
   return out;
 }
 
-// One small libcurl exchange: a handle, options, a refused connection, the error text.
-void UseCurlOnce() {
-  const CurlApi& api = Curl();
-  CURL* c = api.easy_init();
-  ASSERT_NE(c, nullptr);
-  EXPECT_EQ(api.easy_setopt(c, CURLOPT_URL, "http://127.0.0.1:1/"), CURLE_OK);
-  EXPECT_EQ(api.easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 5L), CURLE_OK);
-  EXPECT_EQ(api.easy_perform(c), CURLE_COULDNT_CONNECT);
-  long code = -1;
-  EXPECT_EQ(api.easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code), CURLE_OK);
-  EXPECT_EQ(code, 0);
-  api.easy_cleanup(c);
-  EXPECT_STREQ(api.easy_strerror(CURLE_COULDNT_CONNECT), "Couldn't connect to server");
-}
-
 // One small libarchive read: a gzip-compressed tar with one file, read back.
 void UseArchiveOnce(const std::string& tgz) {
   const ArchiveApi& api = Archive();
@@ -168,35 +153,6 @@ class DynloadArchive : public ::testing::Test {
 };
 
 // Each test runs in its own process (gtest_discover_tests), so "before" is really before.
-TEST(Dynload, CurlIsLoadedWhileInUseAndUnloadedAfter) {
-  ASSERT_FALSE(Mapped(CurlSoname())) << "this test binary does not link libcurl";
-  const auto before = MappedLibraries();
-  EXPECT_THROW(Curl(), Error);
-  {
-    CurlUse use;
-    EXPECT_TRUE(Mapped(CurlSoname()));
-    UseCurlOnce();
-    {
-      CurlUse nested;  // shares the load
-      UseCurlOnce();
-    }
-    EXPECT_TRUE(Mapped(CurlSoname()));
-    EXPECT_EQ(CurlLoads(), 1);
-  }
-  EXPECT_FALSE(Mapped(CurlSoname()));
-  EXPECT_THROW(Curl(), Error);
-  // What stays is what its ELF headers pin (OpenSSL and p11-kit are linked -z nodelete).
-  EXPECT_EQ(UnloadableLeftovers(before), std::vector<std::string>{});
-  // Loaded again by the next use, and it works as the first time.
-  {
-    CurlUse again;
-    EXPECT_TRUE(Mapped(CurlSoname()));
-    UseCurlOnce();
-  }
-  EXPECT_EQ(CurlLoads(), 2);
-  EXPECT_FALSE(Mapped(CurlSoname()));
-}
-
 TEST_F(DynloadArchive, ArchiveIsLoadedWhileInUseAndUnloadedAfter) {
   ASSERT_FALSE(Mapped(ArchiveSoname())) << "this test binary does not link libarchive";
   const auto before = MappedLibraries();
@@ -229,13 +185,9 @@ TEST_F(DynloadArchive, ConcurrentUsesShareLoadsAndUnloadAtTheEnd) {
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 25; ++i) {
-        if ((i + t) % 2 == 0) {
-          ArchiveUse use;
-          UseArchiveOnce(tgz_);
-        } else {
-          CurlUse use;
-          UseCurlOnce();
-        }
+        ArchiveUse use;
+        UseArchiveOnce(tgz_);
+        if ((i + t) % 2 == 0) std::this_thread::yield();  // vary how uses overlap
         done++;
       }
     });
@@ -243,9 +195,7 @@ TEST_F(DynloadArchive, ConcurrentUsesShareLoadsAndUnloadAtTheEnd) {
   for (auto& th : threads) th.join();
   EXPECT_EQ(done.load(), 100);
   EXPECT_GE(ArchiveLoads(), 1);
-  EXPECT_GE(CurlLoads(), 1);
   EXPECT_FALSE(Mapped(ArchiveSoname()));
-  EXPECT_FALSE(Mapped(CurlSoname()));
   EXPECT_EQ(UnloadableLeftovers(before), std::vector<std::string>{});
 }
 
