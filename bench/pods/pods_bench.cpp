@@ -297,6 +297,7 @@ class Berthd {
   int pid() const { return daemon_pid_; }  // berthd itself (pid_ is strace with --strace)
   const std::string& log() const { return log_; }
   v1::RuntimeService::Stub& rt() { return *rt_; }
+  const std::string& socket() const { return socket_; }
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
   berth::images::v1::Images::Stub& images() { return *images_; }
 
@@ -701,9 +702,23 @@ void Bench::Run() {
     req.set_path(dir_ / "busybox.tar");
     berth::images::v1::ImportResponse resp;
     Check(d_->images().Import(Ctx().get(), req, &resp), "Import");
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    PrintRss("idle with the image imported");
+    // The same image pulled over the CRI from a local docker-registry (when there is one).
+    if (std::string why = berth::testing::RegistrySkipReason(); !why.empty()) {
+      std::printf("  (no pull: %s)\n", why.c_str());
+    } else {
+      berth::testing::LocalRegistry reg;
+      berth::testing::PushImage(img, reg.host(), "bench/pods:v1");
+      auto cri_images = v1::ImageService::NewStub(grpc::CreateChannel("unix:" + d_->socket(), grpc::InsecureChannelCredentials()));
+      v1::PullImageRequest preq;
+      preq.mutable_image()->set_image(reg.host() + "/bench/pods:v1");
+      v1::PullImageResponse presp;
+      Check(cri_images->PullImage(Ctx(120).get(), preq, &presp), "PullImage");
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      PrintRss("idle with the image pulled too");
+    }
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  PrintRss("idle with the image imported");
 
   ExitEvents events(d_->rt());
   std::fprintf(stderr, "[pods_bench] %d+%d `true` pods, alternating with bare %s\n", cfg_.warmup,
@@ -1127,9 +1142,12 @@ void Bench::Run() {
   std::printf("\nmemory:\n");
   PrintRss("idle after removing everything");
 
-  auto idle = rss_["idle with the image imported"];
-  std::printf("\ngoals: idle VmRSS %s (< 16 MiB: %s)", Mib(idle.first).c_str(),
-              idle.first < 16 * 1024 ? "met" : "NOT met");
+  // Idle: the highest of the readings after start, after the import and after the pull.
+  std::pair<long, long> idle{0, 0};
+  for (const char* w : {"idle after start", "idle with the image imported", "idle with the image pulled too"})
+    if (rss_.count(w) && rss_[w].first > idle.first) idle = rss_[w];
+  std::printf("\ngoals: idle VmRSS %s, the most of after start, import and pull (< 16 MiB: %s)",
+              Mib(idle.first).c_str(), idle.first < 16 * 1024 ? "met" : "NOT met");
   for (const auto& w : rss_order_) {
     if (w.rfind("with ", 0) == 0 && w.find("running") != std::string::npos) {
       std::printf("; %s VmRSS %s (< 24 MiB: %s)", w.c_str(), Mib(rss_[w].first).c_str(),
