@@ -290,10 +290,9 @@ Options ParseArgs(int argc, char** argv) {
   return o;
 }
 
+// berthd keeps a pidfd of the monitor and reaps it (after a restart of berthd, init does): no
+// fork to detach. A session of its own keeps berthd's terminal and process group out of it.
 void Detach(Options& o) {
-  pid_t pid = ::fork();
-  if (pid < 0) Fail(o, Errno("berth-monitor: fork"));
-  if (pid > 0) ::_exit(0);  // the caller reaps this one; the monitor is reparented
   ::setsid();
   if (::chdir("/") != 0) Fail(o, Errno("berth-monitor: chdir /"));
   int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);

@@ -65,6 +65,7 @@ static void confine(void) {
       ALLOW(__NR_restart_syscall),
       ALLOW(__NR_exit),
       ALLOW(__NR_exit_group),
+      ALLOW(__NR_close), /* the end of the set-up, reported to the waiter */
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
   };
 #undef ALLOW
@@ -74,7 +75,8 @@ static void confine(void) {
 #endif
 }
 
-static int pause_loop(void) {
+/* ready_fd: closed once the pause is set up (-1: none). */
+static int pause_loop(int ready_fd) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_stop;
@@ -92,6 +94,7 @@ static int pause_loop(void) {
   sigaddset(&block, SIGCHLD);
   sigprocmask(SIG_BLOCK, &block, &orig);
   confine();
+  if (ready_fd >= 0) close(ready_fd);
   while (!stop) sigsuspend(&orig);
   _exit(0);
 }
@@ -306,13 +309,23 @@ static int sandbox_main(void) {
   enter_root(s.root);
   drop_privileges(&s);
 
+  int ready[2];
+  if (pipe2(ready, O_CLOEXEC) != 0) fail("pipe", NULL, errno);
   pid_t pause_pid = fork();
   if (pause_pid < 0) fail("fork the pause", NULL, errno);
   if (pause_pid == 0) {
     close(status_fd);
+    close(ready[0]);
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) _exit(3);
-    return pause_loop();
+    return pause_loop(ready[1]);
   }
+  /* Reported once the pause has its signal handlers and its seccomp filter. */
+  close(ready[1]);
+  char c;
+  while (read(ready[0], &c, 1) < 0 && errno == EINTR) {
+  }
+  close(ready[0]);
+  if (waitpid(pause_pid, NULL, WNOHANG) != 0) fail("the pause exited during its set-up", NULL, ECHILD);
   char buf[64];
   int n = snprintf(buf, sizeof buf, "ok %d %d\n", (int)getpid(), (int)pause_pid);
   if (write(status_fd, buf, (size_t)n) != n) {
@@ -342,5 +355,5 @@ int main(int argc, char **argv) {
     if (write(2, w, sizeof w - 1) < 0) {
     }
   }
-  return pause_loop();
+  return pause_loop(-1);
 }

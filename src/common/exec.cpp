@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -225,6 +226,23 @@ int Spawn(const std::vector<std::string>& argv, const std::vector<std::pair<int,
   posix_spawnattr_destroy(&attr);
   if (rc != 0) ThrowErrno("failed to execute " + argv[0], rc);
   return pid;
+}
+
+int PidfdOpen(int pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+
+bool Reap(int& pidfd, bool wait, int* status) {
+  if (pidfd < 0) return true;
+  constexpr int kPidfd = 3;  // P_PIDFD (Linux 5.4)
+  siginfo_t si = {};
+  int rc;
+  do {
+    rc = ::waitid(static_cast<idtype_t>(kPidfd), static_cast<id_t>(pidfd), &si, WEXITED | (wait ? 0 : WNOHANG));
+  } while (rc < 0 && errno == EINTR);
+  if (rc == 0 && si.si_pid == 0) return false;  // still running
+  if (status) *status = rc == 0 ? (si.si_code == CLD_EXITED ? si.si_status << 8 : si.si_status) : 0;
+  ::close(pidfd);
+  pidfd = -1;
+  return true;
 }
 
 std::string ReadToEof(int fd, std::chrono::milliseconds timeout, size_t max, bool* timed_out) {

@@ -33,6 +33,14 @@ Result Run(const std::vector<std::string>& argv, const Options& opts = {});
 // the child. Returns its pid (the caller reaps it). Throws Error naming argv[0].
 int Spawn(const std::vector<std::string>& argv, const std::vector<std::pair<int, int>>& fds, bool null_stdio);
 
+// A pidfd for a child of this process that has not been reaped yet (its pid cannot have been
+// reused); -1 when the kernel has no pidfd_open.
+int PidfdOpen(int pid);
+// Reaps the child behind `pidfd` (waitid P_PIDFD) if it has exited, or waits for it with
+// `wait`; closes the fd and sets it to -1 once the child is reaped (or is not this process's
+// child). Returns true then, false while it still runs. -1 is left alone (true).
+bool Reap(int& pidfd, bool wait = false, int* status = nullptr);
+
 // Reads `fd` until end of file, `max` bytes or `timeout`, whichever comes first; *timed_out
 // tells the last.
 std::string ReadToEof(int fd, std::chrono::milliseconds timeout, size_t max, bool* timed_out = nullptr);

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/exec.h"
 #include "common/fs.h"
 #include "monitor/client.h"
 #include "mount/rro.h"
@@ -85,6 +86,7 @@ void RuntimeService::Impl::Publish(const ContainerRecord& c, v1::ContainerEventT
 // --- exits and cleanup -------------------------------------------------------------------------
 
 void RuntimeService::Impl::HandleExit(ContainerRecord& c) {
+  exec::Reap(c.monitor_fd);  // the monitor has exited (callers wait for it)
   std::optional<monitor::ExitInfo> info;
   std::string err;
   try {
@@ -150,6 +152,7 @@ void RuntimeService::Impl::CleanupContainerRuntime(ContainerRecord& c) {
     }
     monitor::WaitMonitor(c.monitor_pid, c.id, std::chrono::seconds(30));
   }
+  exec::Reap(c.monitor_fd);
   if (!c.runtime_gone) {
     try {
       CliFor(handler).DeleteExited(c.id);  // a runc `delete --force` when the init still runs
@@ -406,6 +409,7 @@ void RuntimeService::StartContainer(const v1::StartContainerRequest& req) {
       std::lock_guard<std::mutex> lock(I.mu);
       c->pid = spawned.container_pid;
       c->monitor_pid = spawned.monitor_pid;
+      c->monitor_fd = spawned.monitor_fd;
     }
     I.Save(*c);
   } catch (const Error& e) {

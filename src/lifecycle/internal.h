@@ -43,7 +43,9 @@ struct SandboxRecord {
   // The built-in pause started by berthd (lifecycle/pause.h), not through the OCI runtime:
   // monitor_pid is berth-pause's waiter, and the cgroups are berthd's to remove.
   bool direct = false;
-  int pause_fd = -1;  // pidfd of a waiter berthd started (not stored: a restart has none)
+  // pidfd of the berth-pause waiter or berth-monitor berthd started and has to reap (not stored:
+  // after a restart they are not berthd's children).
+  int pause_fd = -1;
   bool shm_mounted = false;
   bool runtime_gone = false;  // the runtime's container has been deleted
   std::shared_ptr<std::mutex> op = std::make_shared<std::mutex>();
@@ -57,6 +59,7 @@ struct ContainerRecord {
   int exit_code = 0;
   std::string reason, message;
   int pid = 0, monitor_pid = 0;
+  int monitor_fd = -1;    // pidfd of the berth-monitor berthd started and reaps (not stored)
   std::string dir;        // bundle: <state>/containers/<id>
   std::string log_path;   // absolute, "" = none
   std::string cgroups_path;

@@ -145,20 +145,7 @@ std::string SandboxCgroups(const nlohmann::json& lx, const std::string& what) {
   return setup;
 }
 
-constexpr int kPidfd = 3;  // P_PIDFD (Linux 5.4), for waitid
-
 }  // namespace
-
-bool ReapPause(int& waiter_fd) {
-  if (waiter_fd < 0) return true;
-  siginfo_t si = {};
-  if (::waitid(static_cast<idtype_t>(kPidfd), static_cast<id_t>(waiter_fd), &si, WEXITED | WNOHANG) == 0 &&
-      si.si_pid == 0)
-    return false;  // still running
-  ::close(waiter_fd);
-  waiter_fd = -1;
-  return true;
-}
 
 std::vector<std::string> CgroupDirs(const std::string& cgroups_path) {
   std::vector<std::string> out;
@@ -266,15 +253,13 @@ PauseProcess StartPause(const std::string& pause_binary, const std::string& id, 
   ::close(status[1]);
   // A child not reaped yet: its pid cannot be reused before the pidfd pins it.
   PauseProcess p;
-  p.waiter_fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  p.waiter_fd = exec::PidfdOpen(pid);
   // On failure the waiter gets EOF on stdin (or an error from the set-up) and exits; it is reaped.
   auto reap = [&] {
     if (in[1] >= 0) ::close(in[1]);
     if (status[0] >= 0) ::close(status[0]);
     if (p.waiter_fd >= 0) {
-      siginfo_t si;
-      ::waitid(static_cast<idtype_t>(kPidfd), static_cast<id_t>(p.waiter_fd), &si, WEXITED);
-      ::close(p.waiter_fd);
+      exec::Reap(p.waiter_fd, /*wait=*/true);
     } else {
       ::kill(pid, SIGKILL);
       while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
@@ -307,12 +292,9 @@ PauseProcess StartPause(const std::string& pause_binary, const std::string& id, 
     return p;
   // The waiter reported an error and exits, or it failed: reaped either way.
   if (p.waiter_fd < 0 || ::syscall(SYS_pidfd_send_signal, p.waiter_fd, SIGKILL, nullptr, 0) != 0) ::kill(pid, SIGKILL);
-  siginfo_t si = {};
   int st = 0;
   if (p.waiter_fd >= 0) {
-    ::waitid(static_cast<idtype_t>(kPidfd), static_cast<id_t>(p.waiter_fd), &si, WEXITED);
-    ::close(p.waiter_fd);
-    if (si.si_code == CLD_EXITED) st = si.si_status << 8;
+    exec::Reap(p.waiter_fd, /*wait=*/true, &st);
   } else {
     while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
     }

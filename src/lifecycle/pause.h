@@ -13,12 +13,8 @@ namespace berth::lifecycle {
 struct PauseProcess {
   int waiter_pid = 0;  // berth-pause's waiter: the pause's parent, exits with it (watched)
   int pause_pid = 0;   // the pause: PID 1 of the pod's PID namespace (its namespaces are joined)
-  int waiter_fd = -1;  // pidfd of the waiter, berthd's child: ReapPause() once it has exited
+  int waiter_fd = -1;  // pidfd of the waiter, berthd's child: exec::Reap() once it has exited
 };
-
-// Reaps the waiter through its pidfd if it has exited (without waiting), closing the fd then;
-// true when the fd is closed (or was -1).
-bool ReapPause(int& waiter_fd);
 
 // Starts `pause_binary --sandbox --id <id>` for the sandbox spec (oci::SandboxSpec: namespaces,
 // hostname, linux.sysctl, process.oomScoreAdj and user, linux.cgroupsPath and cpu shares) with

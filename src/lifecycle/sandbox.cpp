@@ -21,6 +21,7 @@
 #include <set>
 
 #include "common/error.h"
+#include "common/exec.h"
 #include "common/fs.h"
 #include "lifecycle/pause.h"
 #include "monitor/client.h"
@@ -315,7 +316,7 @@ void RuntimeService::Impl::TeardownSandbox(SandboxRecord& sb) {
       monitor::WaitMonitor(sb.monitor_pid, sb.id, std::chrono::seconds(30));
     }
   }
-  ReapPause(sb.pause_fd);
+  exec::Reap(sb.pause_fd);
   if (sb.direct) {
     RemovePauseCgroups(sb.cgroups_path);
   } else if (!sb.runtime_gone) {
@@ -560,6 +561,7 @@ void RuntimeService::RunPodSandbox(const v1::RunPodSandboxRequest& req, v1::RunP
       auto spawned = monitor::Spawn(so);
       sb->pid = spawned.container_pid;
       sb->monitor_pid = spawned.monitor_pid;
+      sb->pause_fd = spawned.monitor_fd;
     }
     {
       std::lock_guard<std::mutex> lock(I.mu);
@@ -811,7 +813,7 @@ bool RuntimeService::Impl::HandleWatchedExit(Watch& w) {
   if (!op.owns_lock()) return false;
   if (s.state != kReady || s.monitor_pid != w.monitor_pid) return true;
   monitor::WaitMonitor(s.monitor_pid, s.id, std::chrono::seconds(5));
-  ReapPause(s.pause_fd);
+  exec::Reap(s.pause_fd);
   {
     std::lock_guard<std::mutex> lock(mu);
     s.state = kNotReady;

@@ -78,25 +78,35 @@ Spawned Spawn(const SpawnOptions& o) {
     throw Error(e.code(), what + ": " + e.what());
   }
   ::close(sync[1]);
-  int st = 0;
-  while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-  }
-  // The monitor itself runs on as the (reparented) grandchild and reports through the pipe.
+  // The monitor reports through the pipe and runs on; a monitor that fails exits.
+  int monitor_fd = exec::PidfdOpen(pid);
   bool timed_out = false;
   std::string reply = exec::ReadToEof(sync[0], o.timeout, 64 * 1024, &timed_out);
   ::close(sync[0]);
+  if (reply.rfind("created ", 0) == 0) {
+    Spawned s;
+    if (std::sscanf(reply.c_str(), "created %d %d", &s.container_pid, &s.monitor_pid) == 2 &&
+        s.container_pid > 0 && s.monitor_pid == pid) {
+      s.monitor_fd = monitor_fd;
+      return s;
+    }
+  }
+  // Not created: the monitor is done (or is made to be) and reaped.
+  int st = 0;
+  if (timed_out || reply.rfind("created ", 0) == 0) ::kill(pid, SIGKILL);
+  if (monitor_fd >= 0) {
+    exec::Reap(monitor_fd, /*wait=*/true, &st);
+  } else {
+    while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+  }
   std::string runtime = o.runtime_argv[0];
   const char* action = o.start ? " run" : " create";
   if (timed_out)
     throw Error(Code::kDeadlineExceeded, what + ": " + runtime + action + " did not finish within " +
                                              std::to_string(o.timeout.count()) + "ms");
-  if (reply.rfind("created ", 0) == 0) {
-    Spawned s;
-    if (std::sscanf(reply.c_str(), "created %d %d", &s.container_pid, &s.monitor_pid) == 2 &&
-        s.container_pid > 0 && s.monitor_pid > 0)
-      return s;
+  if (reply.rfind("created ", 0) == 0)
     throw Error(Code::kInternal, what + ": malformed reply from berth-monitor: " + Trim(reply));
-  }
   if (reply.rfind("error ", 0) == 0) {
     size_t nl = reply.find('\n');
     std::string status = reply.substr(6, nl == std::string::npos ? std::string::npos : nl - 6);

@@ -38,9 +38,11 @@ struct SpawnOptions {
 struct Spawned {
   int container_pid = 0;
   int monitor_pid = 0;
+  // pidfd of the monitor, a child of the caller: exec::Reap() it once it has exited (WaitMonitor).
+  int monitor_fd = -1;
 };
 
-// Starts berth-monitor, which detaches and runs `<runtime> create` (or `run --detach` with
+// Starts berth-monitor (the caller's child, in a session of its own), which runs `<runtime> create` (or `run --detach` with
 // opts.start); returns once the container exists (state "created", or "running" with start). Throws Error naming the container, the runtime and its message
 // (runtime::RuntimeErrorMessage of its JSON log) when creation fails or times out.
 Spawned Spawn(const SpawnOptions& opts);
