@@ -873,8 +873,8 @@ void Bench::Run() {
       Summarise(step_create).median + Summarise(step_start).median + Summarise(step_wait).median +
           Summarise(step_delete).median);
   std::printf(
-      "  berthd CPU per pod: own threads %.1f ms, reaped children (%s start/kill/delete) %.1f ms\n",
-      (cpu1.first - cpu0.first) / cfg_.pods, cfg_.runtime.c_str(),
+      "  berthd CPU per pod: own threads %.1f ms, reaped children (berth-monitor with its %s, berth-pause, %s kill/delete) %.1f ms\n",
+      (cpu1.first - cpu0.first) / cfg_.pods, cfg_.runtime.c_str(), cfg_.runtime.c_str(),
       (cpu1.second - cpu0.second) / cfg_.pods);
   if (!lags.empty()) {
     auto ls = Summarise(lags);
