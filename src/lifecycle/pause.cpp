@@ -13,13 +13,14 @@
 #include <cstdio>
 #include <set>
 #include <sstream>
-#include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
 #include "common/exec.h"
 #include "common/fs.h"
+#include "mount/mountinfo.h"
+#include "runtime/cgroups.h"
 
 
 namespace berth::lifecycle {
@@ -31,34 +32,20 @@ struct Hierarchy {
   bool cpuset = false;
 };
 
-// Cgroup hierarchies mounted at their root, from /proc/self/mountinfo: "id parent maj:min root
-// mountpoint options [optional...] - fstype source superoptions".
-std::vector<Hierarchy> Hierarchies() {
-  std::vector<Hierarchy> out;
-  std::set<std::string> seen;  // a hierarchy mounted twice: its super options
-  std::istringstream in(fs::ReadFile("/proc/self/mountinfo", 4 << 20));
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream f(line);
-    std::string id, parent, dev, root, mountpoint, field;
-    f >> id >> parent >> dev >> root >> mountpoint;
-    while (f >> field && field != "-") {
+// Cgroup hierarchies mounted at their root (cgroup v1 controllers and named hierarchies,
+// cgroup2), read once: they are set up at boot and do not change under a running berthd.
+const std::vector<Hierarchy>& Hierarchies() {
+  static const std::vector<Hierarchy> hierarchies = [] {
+    std::vector<Hierarchy> out;
+    std::set<std::string> seen;  // a hierarchy mounted twice: its super options
+    for (const auto& m : mount::ReadMountInfo()) {
+      if ((m.fs_type != "cgroup" && m.fs_type != "cgroup2") || m.root != "/") continue;
+      if (!seen.insert(m.fs_type + " " + m.super_options).second) continue;
+      out.push_back({m.mount_point, m.fs_type == "cgroup" && mount::HasOption(m.super_options, "cpuset")});
     }
-    std::string fstype, source, super;
-    f >> fstype >> source >> super;
-    if ((fstype != "cgroup" && fstype != "cgroup2") || root != "/") continue;
-    std::string key = fstype + " " + super;
-    if (!seen.insert(key).second) continue;
-    Hierarchy h;
-    h.mountpoint = mountpoint;
-    if (fstype == "cgroup") {
-      std::istringstream opts(super);
-      std::string o;
-      while (std::getline(opts, o, ',')) h.cpuset |= o == "cpuset";
-    }
-    out.push_back(h);
-  }
-  return out;
+    return out;
+  }();
+  return hierarchies;
 }
 
 bool WriteSmall(const std::string& path, const std::string& data) {
@@ -155,19 +142,9 @@ std::vector<std::string> CgroupDirs(const std::string& cgroups_path) {
 
 void RemovePauseCgroups(const std::string& cgroups_path, int timeout_ms) {
   if (cgroups_path.empty() || cgroups_path[0] != '/') return;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  for (const auto& dir : CgroupDirs(cgroups_path)) {
-    // Whatever is left in the sandbox's own cgroup is its pause (a start that did not finish).
-    std::istringstream procs(ReadTrimmed(fs::Join(dir, "cgroup.procs")));
-    for (int pid; procs >> pid;)
-      if (pid > 0) ::kill(pid, SIGKILL);
-    for (;;) {
-      if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) break;
-      if (errno != EBUSY || std::chrono::steady_clock::now() >= deadline)
-        ThrowErrno("failed to remove cgroup " + dir);
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
-  }
+  // Whatever is left in the sandbox's own cgroup is its pause (a start that did not finish).
+  std::string stays = runtime::KillAndRemoveCgroups(CgroupDirs(cgroups_path), std::chrono::milliseconds(timeout_ms));
+  if (!stays.empty()) throw Error(Code::kUnavailable, "failed to remove cgroup " + stays + ": it stays busy");
 }
 
 PauseProcess StartPause(const std::string& pause_binary, const std::string& id, const nlohmann::json& spec,

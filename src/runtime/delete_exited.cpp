@@ -7,13 +7,12 @@
 #include <chrono>
 #include <cstdio>
 #include <sstream>
-#include <filesystem>
-#include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "runtime/cgroups.h"
 #include "runtime/cli.h"
 
 namespace berth::runtime {
@@ -43,36 +42,6 @@ bool InitAlive(int pid, uint64_t start) {
   uint64_t st = 0;
   if (!(f >> st)) return true;
   return st == start;
-}
-
-std::vector<int> Procs(const std::string& dir) {
-  std::vector<int> out;
-  std::string text;
-  try {
-    text = fs::ReadFile(fs::Join(dir, "cgroup.procs"), 1 << 20);
-  } catch (const Error&) {
-    return out;
-  }
-  std::istringstream in(text);
-  for (int pid; in >> pid;)
-    if (pid > 0) out.push_back(pid);
-  return out;
-}
-
-// rmdir of a cgroup and the cgroups below it, deepest first; false when one stays.
-bool RemoveCgroup(const std::string& dir) {
-  std::vector<std::string> children;
-  try {
-    for (const auto& e : std::filesystem::directory_iterator(dir)) {
-      if (e.is_directory() && !e.is_symlink()) children.push_back(e.path().string());
-    }
-  } catch (const std::filesystem::filesystem_error& e) {
-    if (e.code() == std::errc::no_such_file_or_directory) return true;
-    return false;
-  }
-  for (const auto& c : children)
-    if (!RemoveCgroup(c)) return false;
-  return ::rmdir(dir.c_str()) == 0 || errno == ENOENT;
 }
 
 }  // namespace
@@ -120,23 +89,8 @@ bool Cli::DeleteExited(const std::string& id) const {
     paths.push_back(path);
   }
   // What is left in the cgroups (processes of a container without a PID namespace of its own
-  // outlive its init), killed as runc does; then the cgroups are removed, retried while the
-  // killed processes are still on their way out.
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-  for (;;) {
-    bool left = false;
-    for (const auto& p : paths) {
-      for (int pid : Procs(p)) {
-        left = true;
-        ::kill(pid, SIGKILL);
-      }
-    }
-    bool removed = true;
-    for (const auto& p : paths) removed &= RemoveCgroup(p);
-    if (removed) break;
-    if (std::chrono::steady_clock::now() >= deadline) return cli();
-    std::this_thread::sleep_for(std::chrono::milliseconds(left ? 5 : 2));
-  }
+  // outlive its init) is killed, as runc does.
+  if (!KillAndRemoveCgroups(paths, std::chrono::seconds(2)).empty()) return cli();
   try {
     fs::RemoveAll(dir);
   } catch (const Error&) {
