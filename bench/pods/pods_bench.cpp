@@ -686,6 +686,19 @@ void Bench::Run() {
   d_->Start();
   std::printf("  berthd pid %d answered after %.0f ms\n", d_->pid(), Ms(Clock::now() - t_start));
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  {
+    // The floor under every CRI call: a Version round trip over the socket.
+    std::vector<double> v;
+    for (int i = 0; i < 200; ++i) {
+      v1::VersionResponse resp;
+      auto c0 = Clock::now();
+      Check(d_->rt().Version(Ctx().get(), {}, &resp), "Version");
+      v.push_back(Ms(Clock::now() - c0));
+    }
+    auto s = Summarise(v);
+    std::printf("  Version round trip %.2f ms median, %.2f p90, %.2f min (200 calls)\n", s.median,
+                s.p90, s.min);
+  }
   std::printf("\nmemory:\n");
   PrintRss("idle after start");
 

@@ -142,9 +142,11 @@ void Daemon::Start() {
   quota.SetMaxThreads(128);
   builder.SetResourceQuota(quota);
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::NUM_CQS, 1);
-  // Two pollers: the one that takes a request serves it while the other keeps polling, so a
-  // request does not make gRPC start a thread to poll in its place (and end it afterwards).
-  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 2);
+  // At least one poller, at most two. A poller that takes a request starts a thread only when no
+  // other poller is left, and goes back to polling after the request while fewer than two poll:
+  // after the first request two threads poll and a request starts no thread. (With at least two
+  // pollers and at most two, every request would start a thread and end one.)
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 1);
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 2);
   if (g.max_recv_message_size > 0) {
     builder.SetMaxReceiveMessageSize(static_cast<int>(std::min<int64_t>(g.max_recv_message_size, INT32_MAX)));
