@@ -4,7 +4,8 @@
  * Two ways to run:
  *   berth-pause                     inside a container the OCI runtime has set up (a sandbox
  *                                   image's rootfs holds it as /pause);
- *   berth-pause --sandbox --id ID   berthd's own sandbox: it sets the pod's namespaces up itself
+ *   berth-pause --sandbox [--prepare-net] --id ID
+ *                                   berthd's own sandbox: it sets the pod's namespaces up itself
  *                                   (see sandbox_main), without the OCI runtime.
  */
 #define _GNU_SOURCE
@@ -22,7 +23,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -102,11 +107,21 @@ static int pause_loop(int ready_fd) {
 /* --- berthd's sandbox ------------------------------------------------------------------------
  *
  * berthd passes the sandbox's set-up on stdin, one "key value" line each (value: the rest of the
- * line), and reads the outcome from fd 3: "ok <waiter pid> <pause pid>\n" or "error <text>\n".
+ * line), and reads the outcome from fd 3: "ok <waiter pid> <pause pid>\n" once the pause is forked,
+ * then end of file once the pause is set up (it holds fd 3 until then); or "error <text>\n".
+ * berthd may start the process before it has a sandbox for it (a spare): it then waits on stdin,
+ * and end of file before any set-up ends it quietly.
  *
+ *   id ID             the sandbox's id, written over the --id argument (which must be as long) so
+ *                     that the command line names the sandbox
  *   root DIR          an empty directory: the pause's read-only root in a mount namespace of its
  *                     own (nothing of the host's file systems stays reachable from it)
+ *   netns-new PATH    a new network namespace with loopback up, bind-mounted at PATH (an existing
+ *                     file) before the mount namespace is left; with --prepare-net it was made
+ *                     while the set-up was awaited
  *   netns PATH        network namespace to join
+ *   (neither)         the network namespace berth-pause was started in
+ *   nice N            the nice value of the waiter and the pause
  *   unshare ipc|uts|pid
  *   hostname NAME     (with unshare uts)
  *   sysctl KEY=VALUE  written in the new namespaces (berthd has checked they are namespaced)
@@ -122,7 +137,7 @@ static int pause_loop(int ready_fd) {
 #define MAX_LIST 64
 
 struct setup {
-  const char *root, *netns, *hostname;
+  const char *id, *root, *netns, *netns_new, *hostname, *nice;
   int unshare_flags;
   const char *sysctls[MAX_LIST];
   int n_sysctls;
@@ -196,8 +211,11 @@ static void parse_setup(char *text, struct setup *s) {
     char *value = strchr(line, ' ');
     if (value) *value++ = 0;
     else value = line + strlen(line);
-    if (!strcmp(line, "root")) s->root = value;
+    if (!strcmp(line, "id")) s->id = value;
+    else if (!strcmp(line, "root")) s->root = value;
     else if (!strcmp(line, "netns")) s->netns = value;
+    else if (!strcmp(line, "netns-new")) s->netns_new = value;
+    else if (!strcmp(line, "nice")) s->nice = value;
     else if (!strcmp(line, "hostname")) s->hostname = value;
     else if (!strcmp(line, "oom")) s->oom = value;
     else if (!strcmp(line, "unshare")) {
@@ -230,6 +248,7 @@ static void parse_setup(char *text, struct setup *s) {
     line = nl ? nl + 1 : NULL;
   }
   if (!s->root) fail("set-up: no root", NULL, EINVAL);
+  if (s->netns && s->netns_new) fail("set-up: both netns and netns-new", NULL, EINVAL);
 }
 
 static void write_sysctl(const char *kv) {
@@ -282,13 +301,61 @@ static void drop_privileges(const struct setup *s) {
   if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) fail("set non-dumpable", NULL, errno);
 }
 
-static int sandbox_main(void) {
+/* A new network namespace for this process with loopback up: 0, or the errno with *step naming
+ * what failed. */
+static int new_netns(const char **step) {
+  *step = "unshare(CLONE_NEWNET)";
+  if (unshare(CLONE_NEWNET) != 0) return errno;
+  *step = "socket in the new network namespace";
+  int sk = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (sk < 0) return errno;
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+  *step = "SIOCGIFFLAGS lo";
+  int err = 0;
+  if (ioctl(sk, SIOCGIFFLAGS, &ifr) != 0) {
+    err = errno;
+  } else {
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    *step = "SIOCSIFFLAGS lo up";
+    if (ioctl(sk, SIOCSIFFLAGS, &ifr) != 0) err = errno;
+  }
+  close(sk);
+  return err;
+}
+
+static int sandbox_main(int prepare_net, char *id_arg) {
   if (setsid() < 0) fail("setsid", NULL, errno);
+
+  /* The network namespace first, while berthd makes the cgroups (or before there is a sandbox
+   * at all): the set-up decides whether it is kept. */
+  int host_net = -1, net_err = -1;
+  const char *net_step = NULL;
+  if (prepare_net) {
+    host_net = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (host_net < 0) fail("open", "/proc/self/ns/net", errno);
+    net_err = new_netns(&net_step);
+  }
 
   struct setup s;
   memset(&s, 0, sizeof s);
   char *text = read_all(0);
+  if (!*text) _exit(0); /* a spare nobody needed */
   parse_setup(text, &s);
+  if (s.id && strcmp(s.id, id_arg) != 0) {
+    size_t cap = strlen(id_arg), len = strlen(s.id);
+    if (len > cap) fail("set-up: id longer than the --id argument", s.id, EINVAL);
+    memset(id_arg, 0, cap);
+    memcpy(id_arg, s.id, len);
+  }
+  if (s.nice) {
+    errno = 0;
+    char *end;
+    long n = strtol(s.nice, &end, 10);
+    if (errno || end == s.nice || *end || n < -20 || n > 19) fail("set-up: nice", s.nice, EINVAL);
+    if (setpriority(PRIO_PROCESS, 0, (int)n) != 0) fail("setpriority", s.nice, errno);
+  }
 
   for (int i = 0; i < s.n_cgroups; ++i) {
     char path[4096];
@@ -297,35 +364,35 @@ static int sandbox_main(void) {
     write_file(path, "0", "join cgroup");
   }
   if (s.oom) write_file("/proc/self/oom_score_adj", s.oom, "oom_score_adj");
-  if (s.netns) {
+  if (s.netns_new) {
+    if (net_err < 0) net_err = new_netns(&net_step);
+    if (net_err > 0) fail("create network namespace:", net_step, net_err);
+    /* Still in berthd's mount namespace: the bind mount is berthd's to see and remove. */
+    if (mount("/proc/self/ns/net", s.netns_new, NULL, MS_BIND, NULL) != 0)
+      fail("bind mount the network namespace at", s.netns_new, errno);
+  } else if (s.netns) {
     int fd = open(s.netns, O_RDONLY | O_CLOEXEC);
     if (fd < 0) fail("open network namespace", s.netns, errno);
     if (setns(fd, CLONE_NEWNET) != 0) fail("join network namespace", s.netns, errno);
     close(fd);
+  } else if (net_err == 0 && setns(host_net, CLONE_NEWNET) != 0) {
+    fail("return to the host's network namespace", NULL, errno);
   }
+  if (host_net >= 0) close(host_net);
   if (unshare(CLONE_NEWNS | s.unshare_flags) != 0) fail("unshare", NULL, errno);
   if (s.hostname && sethostname(s.hostname, strlen(s.hostname)) != 0) fail("sethostname", s.hostname, errno);
   for (int i = 0; i < s.n_sysctls; ++i) write_sysctl(s.sysctls[i]);
   enter_root(s.root);
   drop_privileges(&s);
 
-  int ready[2];
-  if (pipe2(ready, O_CLOEXEC) != 0) fail("pipe", NULL, errno);
   pid_t pause_pid = fork();
   if (pause_pid < 0) fail("fork the pause", NULL, errno);
   if (pause_pid == 0) {
-    close(status_fd);
-    close(ready[0]);
+    /* The pause keeps fd 3 until it has its signal handlers and its seccomp filter: berthd
+     * reads end of file once it is ready, without the waiter passing the news on. */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) _exit(3);
-    return pause_loop(ready[1]);
+    return pause_loop(status_fd);
   }
-  /* Reported once the pause has its signal handlers and its seccomp filter. */
-  close(ready[1]);
-  char c;
-  while (read(ready[0], &c, 1) < 0 && errno == EINTR) {
-  }
-  close(ready[0]);
-  if (waitpid(pause_pid, NULL, WNOHANG) != 0) fail("the pause exited during its set-up", NULL, ECHILD);
   char buf[64];
   int n = snprintf(buf, sizeof buf, "ok %d %d\n", (int)getpid(), (int)pause_pid);
   if (write(status_fd, buf, (size_t)n) != n) {
@@ -349,7 +416,17 @@ int main(int argc, char **argv) {
     static const char v[] = "berth-pause\n";
     return write(1, v, sizeof v - 1) == (ssize_t)(sizeof v - 1) ? 0 : 1;
   }
-  if (argc > 1 && strcmp(argv[1], "--sandbox") == 0) return sandbox_main();
+  if (argc > 1 && strcmp(argv[1], "--sandbox") == 0) {
+    int prepare_net = 0;
+    char *id_arg = NULL;
+    for (int i = 2; i < argc; ++i) {
+      if (!strcmp(argv[i], "--prepare-net")) prepare_net = 1;
+      else if (!strcmp(argv[i], "--id") && i + 1 < argc) id_arg = argv[++i];
+      else fail("usage: unknown argument", argv[i], EINVAL);
+    }
+    if (!id_arg) fail("usage: --sandbox needs --id", NULL, EINVAL);
+    return sandbox_main(prepare_net, id_arg);
+  }
   if (getpid() != 1) {
     static const char w[] = "berth-pause: warning: not running as PID 1\n";
     if (write(2, w, sizeof w - 1) < 0) {

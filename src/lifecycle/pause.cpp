@@ -1,6 +1,8 @@
 #include "lifecycle/pause.h"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/resource.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -147,19 +149,116 @@ void RemovePauseCgroups(const std::string& cgroups_path, int timeout_ms) {
   if (!stays.empty()) throw Error(Code::kUnavailable, "failed to remove cgroup " + stays + ": it stays busy");
 }
 
-PauseProcess StartPause(const std::string& pause_binary, const std::string& id, const nlohmann::json& spec,
-                        const std::string& root) {
-  const std::string what = "pod sandbox " + id;
-  if (pause_binary.empty() || ::access(pause_binary.c_str(), X_OK) != 0) {
-    throw Error(Code::kFailedPrecondition, "berth-pause binary \"" + pause_binary + "\" not found");
+// The --id argument of a spare, written over with the sandbox's id (64 hex digits) once it has one.
+static const std::string kSpareId = "spare" + std::string(59, ' ');
+
+struct PauseStarter::Pending {
+  int pid = 0;
+  int pidfd = -1;
+  int in = -1;      // its stdin, for the set-up
+  int status = -1;  // its fd 3, for the outcome
+};
+
+PauseStarter::PauseStarter(std::string pause_binary) : binary_(std::move(pause_binary)) {
+  errno = 0;
+  nice_ = ::getpriority(PRIO_PROCESS, 0);
+  if (errno != 0) nice_ = 0;
+}
+
+PauseStarter::~PauseStarter() { Close(); }
+
+PauseStarter::Pending PauseStarter::Spawn(bool prepare_net, const std::string& id) const {
+  if (binary_.empty() || ::access(binary_.c_str(), X_OK) != 0) {
+    throw Error(Code::kFailedPrecondition, "berth-pause binary \"" + binary_ + "\" not found");
   }
+  int in[2], status[2];
+  if (::pipe2(in, O_CLOEXEC) != 0) ThrowErrno("berth-pause: pipe");
+  if (::pipe2(status, O_CLOEXEC) != 0) {
+    ::close(in[0]);
+    ::close(in[1]);
+    ThrowErrno("berth-pause: pipe");
+  }
+  std::vector<std::string> argv = {binary_, "--sandbox"};
+  if (prepare_net) argv.push_back("--prepare-net");
+  argv.push_back("--id");
+  argv.push_back(id.empty() ? kSpareId : id);
+  Pending p;
+  try {
+    p.pid = exec::Spawn(argv, {{in[0], 0}, {status[1], 3}}, /*null_stdio=*/true);
+  } catch (...) {
+    for (int fd : {in[0], in[1], status[0], status[1]}) ::close(fd);
+    throw;
+  }
+  ::close(in[0]);
+  ::close(status[1]);
+  p.in = in[1];
+  p.status = status[0];
+  p.pidfd = exec::PidfdOpen(p.pid);
+  return p;
+}
+
+void PauseStarter::End(Pending& p) {
+  for (int* fd : {&p.in, &p.status}) {
+    if (*fd >= 0) ::close(*fd);
+    *fd = -1;
+  }
+  if (p.pidfd >= 0) {
+    ::syscall(SYS_pidfd_send_signal, p.pidfd, SIGKILL, nullptr, 0);
+    exec::Reap(p.pidfd, /*wait=*/true);
+    p.pidfd = -1;
+  } else if (p.pid > 0) {
+    ::kill(p.pid, SIGKILL);
+    while (::waitpid(p.pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  }
+  p.pid = 0;
+}
+
+void PauseStarter::Refill() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (spare_) return;
+  }
+  auto p = std::make_unique<Pending>(Spawn(/*prepare_net=*/true, ""));
+  std::lock_guard<std::mutex> lock(mu_);
+  if (spare_) {
+    End(*p);  // another Refill was quicker
+    return;
+  }
+  spare_ = std::move(p);
+}
+
+void PauseStarter::Close() {
+  std::unique_ptr<Pending> p;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    p = std::move(spare_);
+  }
+  if (p) End(*p);
+}
+
+namespace {
+
+// Whether the process behind a pidfd has exited (or the pidfd is unusable).
+bool Exited(int pidfd) {
+  if (pidfd < 0) return false;
+  struct pollfd pfd = {pidfd, POLLIN, 0};
+  return ::poll(&pfd, 1, 0) != 0;
+}
+
+}  // namespace
+
+PauseProcess PauseStarter::Start(const std::string& id, const nlohmann::json& spec, const std::string& root,
+                                 bool create_netns) {
+  const std::string what = "pod sandbox " + id;
   auto no_newline = [&](const std::string& v, const std::string& field) {
     if (v.find_first_of(std::string("\n\0", 2)) != std::string::npos)
       throw Error(Code::kInvalidArgument, field + ": must not contain a newline or NUL");
   };
 
-  // The set-up berth-pause reads on stdin.
-  std::string setup = "root " + root + "\n";
+  no_newline(id, "pod sandbox id");
+  no_newline(root, "pause root");
+  std::string setup = "id " + id + "\nroot " + root + "\nnice " + std::to_string(nice_) + "\n";
   std::set<std::string> own;  // namespaces the pod has apart from the host's
   const auto& lx = spec.at("linux");
   for (const auto& ns : lx.value("namespaces", nlohmann::json::array())) {
@@ -167,7 +266,7 @@ PauseProcess StartPause(const std::string& pause_binary, const std::string& id, 
     if (type == "network") {
       if (path.empty()) throw Error(Code::kInternal, what + ": a new network namespace needs a path");
       no_newline(path, "network namespace path");
-      setup += "netns " + path + "\n";
+      setup += (create_netns ? "netns-new " : "netns ") + path + "\n";
       own.insert("network");
     } else if (type == "ipc" || type == "uts" || type == "pid") {
       if (!path.empty()) throw Error(Code::kInternal, what + ": joining an existing " + type + " namespace is not supported");
@@ -177,6 +276,8 @@ PauseProcess StartPause(const std::string& pause_binary, const std::string& id, 
       throw Error(Code::kInternal, what + ": unsupported namespace \"" + type + "\"");
     }
   }
+  if (create_netns && !own.count("network"))
+    throw Error(Code::kInternal, what + ": a network namespace to create but none in the spec");
   if (own.count("uts") && spec.contains("hostname")) {
     std::string h = spec["hostname"].get<std::string>();
     no_newline(h, "hostname");
@@ -210,70 +311,60 @@ PauseProcess StartPause(const std::string& pause_binary, const std::string& id, 
     setup += "\n";
   }
 
-  // berth-pause starts first and waits for its set-up on stdin: its exec overlaps with the
-  // cgroups made here.
-  int in[2], status[2];
-  if (::pipe2(in, O_CLOEXEC) != 0) ThrowErrno(what + ": pipe");
-  if (::pipe2(status, O_CLOEXEC) != 0) {
-    ::close(in[0]);
-    ::close(in[1]);
-    ThrowErrno(what + ": pipe");
+  // The spare when there is a live one; else a process started now, which starts up while the
+  // cgroups are made.
+  std::unique_ptr<Pending> p;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    p = std::move(spare_);
   }
-  pid_t pid = 0;
+  if (p && Exited(p->pidfd)) {
+    End(*p);
+    p.reset();
+  }
   try {
-    pid = exec::Spawn({pause_binary, "--sandbox", "--id", id}, {{in[0], 0}, {status[1], 3}}, /*null_stdio=*/true);
+    if (!p) p = std::make_unique<Pending>(Spawn(create_netns, id));
   } catch (const Error& e) {
-    for (int fd : {in[0], in[1], status[0], status[1]}) ::close(fd);
     throw Error(e.code(), what + ": " + e.what());
   }
-  ::close(in[0]);
-  ::close(status[1]);
-  // A child not reaped yet: its pid cannot be reused before the pidfd pins it.
-  PauseProcess p;
-  p.waiter_fd = exec::PidfdOpen(pid);
-  // On failure the waiter gets EOF on stdin (or an error from the set-up) and exits; it is reaped.
-  auto reap = [&] {
-    if (in[1] >= 0) ::close(in[1]);
-    if (status[0] >= 0) ::close(status[0]);
-    if (p.waiter_fd >= 0) {
-      exec::Reap(p.waiter_fd, /*wait=*/true);
-    } else {
-      ::kill(pid, SIGKILL);
-      while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-      }
-    }
-  };
-
   try {
     setup += SandboxCgroups(lx, what);
   } catch (...) {
-    reap();
+    End(*p);
     throw;
   }
-  // The set-up is small (the pipe holds 64 KiB); berth-pause reads it to the end.
   size_t off = 0;
   while (off < setup.size()) {
-    ssize_t n = ::write(in[1], setup.data() + off, setup.size() - off);
+    ssize_t n = ::write(p->in, setup.data() + off, setup.size() - off);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     off += static_cast<size_t>(n);
   }
-  ::close(in[1]);
-  in[1] = -1;
-  std::string reply = exec::ReadToEof(status[0], std::chrono::seconds(30), 16 * 1024);
-  ::close(status[0]);
-  status[0] = -1;
+  ::close(p->in);
+  p->in = -1;
+  // "ok <waiter> <pause>" once the pause is forked, then end of file once it is set up.
+  std::string reply = exec::ReadToEof(p->status, std::chrono::seconds(30), 16 * 1024);
+  ::close(p->status);
+  p->status = -1;
   while (!reply.empty() && reply.back() == '\n') reply.pop_back();
-  if (std::sscanf(reply.c_str(), "ok %d %d", &p.waiter_pid, &p.pause_pid) == 2 && p.waiter_pid == pid &&
-      p.pause_pid > 0)
-    return p;
-  // The waiter reported an error and exits, or it failed: reaped either way.
-  if (p.waiter_fd < 0 || ::syscall(SYS_pidfd_send_signal, p.waiter_fd, SIGKILL, nullptr, 0) != 0) ::kill(pid, SIGKILL);
+  PauseProcess out;
+  if (std::sscanf(reply.c_str(), "ok %d %d", &out.waiter_pid, &out.pause_pid) == 2 && out.waiter_pid == p->pid &&
+      out.pause_pid > 0) {
+    int pause_fd = static_cast<int>(::syscall(SYS_pidfd_open, out.pause_pid, 0));
+    bool gone = pause_fd < 0 || Exited(pause_fd);
+    if (pause_fd >= 0) ::close(pause_fd);
+    if (!gone) {
+      out.waiter_fd = p->pidfd;
+      return out;
+    }
+    reply = "error the pause exited during its set-up";
+  }
   int st = 0;
-  if (p.waiter_fd >= 0) {
-    exec::Reap(p.waiter_fd, /*wait=*/true, &st);
+  if (p->pidfd < 0 || ::syscall(SYS_pidfd_send_signal, p->pidfd, SIGKILL, nullptr, 0) != 0) ::kill(p->pid, SIGKILL);
+  if (p->pidfd >= 0) {
+    exec::Reap(p->pidfd, /*wait=*/true, &st);
   } else {
-    while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    while (::waitpid(p->pid, &st, 0) < 0 && errno == EINTR) {
     }
   }
   if (reply.rfind("error sysctl ", 0) == 0) {

@@ -3,6 +3,8 @@
 // runtime (a pod sandbox then costs a few milliseconds instead of a runtime container).
 #pragma once
 
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -16,13 +18,39 @@ struct PauseProcess {
   int waiter_fd = -1;  // pidfd of the waiter, berthd's child: exec::Reap() once it has exited
 };
 
-// Starts `pause_binary --sandbox --id <id>` for the sandbox spec (oci::SandboxSpec: namespaces,
-// hostname, linux.sysctl, process.oomScoreAdj and user, linux.cgroupsPath and cpu shares) with
-// `root` (an empty directory) as its read-only root. Creates the cgroup directories. Throws
-// Error: kInvalidArgument naming the sysctl the kernel refused, kInternal otherwise; what was
-// created is left for RemovePauseCgroups and the caller's teardown.
-PauseProcess StartPause(const std::string& pause_binary, const std::string& id, const nlohmann::json& spec,
-                        const std::string& root);
+// Starts `berth-pause --sandbox` processes for sandbox specs (oci::SandboxSpec: namespaces,
+// hostname, linux.sysctl, process.oomScoreAdj and user, linux.cgroupsPath and cpu shares), and
+// keeps one started ahead (a spare, which has also made a network namespace already): a sandbox
+// then waits only for its own set-up, not for a process to start. Thread-safe.
+class PauseStarter {
+ public:
+  explicit PauseStarter(std::string pause_binary);
+  ~PauseStarter();  // Close()
+  PauseStarter(const PauseStarter&) = delete;
+  PauseStarter& operator=(const PauseStarter&) = delete;
+
+  // The pause of sandbox `id` with `root` (an empty directory) as its read-only root. Creates the
+  // cgroup directories. With `create_netns`, the spec's network namespace path is an empty file
+  // where berth-pause bind-mounts the pod's new network namespace (loopback up). Throws Error:
+  // kInvalidArgument naming the sysctl the kernel refused, kFailedPrecondition without the
+  // binary, kInternal otherwise; what was created (cgroups, the netns bind mount) is left for
+  // RemovePauseCgroups and the caller's teardown.
+  PauseProcess Start(const std::string& id, const nlohmann::json& spec, const std::string& root, bool create_netns);
+  // Starts a spare when there is none. Off the request path: it costs a process start.
+  void Refill();
+  // Ends the spare (it exits on end of file) and waits for it.
+  void Close();
+
+ private:
+  struct Pending;
+  Pending Spawn(bool prepare_net, const std::string& id) const;
+  static void End(Pending& p);
+
+  std::string binary_;
+  int nice_;  // the nice value of the process that made the starter, for the pauses
+  std::mutex mu_;
+  std::unique_ptr<Pending> spare_;
+};
 
 // The cgroup directories of a cgroupfs cgroupsPath, one per mounted hierarchy (cgroup v1
 // controllers, named hierarchies, cgroup2).

@@ -184,6 +184,7 @@ RuntimeService::Impl::Impl(Options o) : opts(std::move(o)) {
   for (const char* d : {"sandboxes", "containers", "netns"}) fs::MkdirAll(fs::Join(opts.state_dir, d), 0711);
   if (!opts.db) opts.db = store::Database::Open(fs::Join(opts.root_dir, "lifecycle.db"));
   records = std::make_unique<RecordStore>(opts.db);
+  pauses = std::make_unique<PauseStarter>(opts.pause_path);
   if (opts.handlers.empty()) {
     Handler h;
     h.name = opts.default_handler.empty() ? "runc" : opts.default_handler;
@@ -542,11 +543,15 @@ void RuntimeService::RunPodSandbox(const v1::RunPodSandboxRequest& req, v1::RunP
       }
       sb->shm_mounted = true;
     }
-    if (!host_net) network::CreateNetns(sb->netns_path);
+    if (!host_net && sb->direct) {
+      network::CreateNetnsFile(sb->netns_path);  // berth-pause makes the namespace and mounts it
+    } else if (!host_net) {
+      network::CreateNetns(sb->netns_path);
+    }
     fs::WriteFileAtomic(fs::Join(sb->dir, "config.json"), spec.dump(), 0600, /*durable=*/false);
 
     if (sb->direct) {
-      auto pause = StartPause(I.opts.pause_path, sb->id, spec, rootfs);
+      auto pause = I.pauses->Start(sb->id, spec, rootfs, /*create_netns=*/!host_net);
       sb->pid = pause.pause_pid;
       sb->monitor_pid = pause.waiter_pid;
       sb->pause_fd = pause.waiter_fd;
@@ -570,6 +575,7 @@ void RuntimeService::RunPodSandbox(const v1::RunPodSandboxRequest& req, v1::RunP
     }
     I.Save(*sb);
     I.WakeWatcher();
+    if (sb->direct) I.Defer([&I] { I.pauses->Refill(); });  // the next sandbox's berth-pause
   } catch (...) {
     try {
       I.TeardownSandbox(*sb);
@@ -974,6 +980,7 @@ void RuntimeService::Close() {
   impl_->WakeWatcher();
   if (impl_->watcher.joinable()) impl_->watcher.join();
   impl_->RunDeferred();  // a job queued while the watcher was finishing
+  impl_->pauses->Close();
   int fd = impl_->wake_fd.exchange(-1);
   if (fd >= 0) ::close(fd);
 }

@@ -9,6 +9,7 @@
 #include <functional>
 #include <thread>
 
+#include "lifecycle/pause.h"
 #include "lifecycle/service.h"
 #include "oci/spec.h"
 #include "runtime/cli.h"
@@ -58,6 +59,7 @@ struct RuntimeService::Impl {
   oci::NodeInfo node;  // berthd's oom_score_adj, swap accounting, bounding set (read once)
   std::map<std::string, CpuSample> cpu_samples;
   EventBus events;
+  std::unique_ptr<PauseStarter> pauses;  // berth-pause for the sandboxes berthd starts itself
   nlohmann::json recovery = nlohmann::json::object();
   std::atomic<bool> stopping{false};
   std::thread watcher;

@@ -38,10 +38,14 @@ const char* StepName(int step) {
 
 }  // namespace
 
-void CreateNetns(const std::string& path) {
+void CreateNetnsFile(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
   if (fd < 0) ThrowErrno("failed to create network namespace file " + path);
   ::close(fd);
+}
+
+void CreateNetns(const std::string& path) {
+  CreateNetnsFile(path);
 
   // A short-lived thread, not a process: a thread can unshare its network namespace alone, and
   // berthd is spared a fork. The bind mount lands in berthd's mount namespace, which the

@@ -13,6 +13,10 @@ namespace berth::network {
 // Throws Error naming the path and the failing step.
 void CreateNetns(const std::string& path);
 
+// Creates the empty file `path` (it must not exist) for another process to bind-mount a network
+// namespace onto (berth-pause does, for the sandboxes berthd starts itself).
+void CreateNetnsFile(const std::string& path);
+
 // Unmounts (MNT_DETACH) and removes the pinned namespace. A missing path is fine.
 void RemoveNetns(const std::string& path);
 

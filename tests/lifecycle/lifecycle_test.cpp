@@ -7,7 +7,12 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <signal.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -20,6 +25,7 @@
 #include "common/fs.h"
 #include "criplugins/criplugins.h"
 #include "lifecycle/pause.h"
+#include "monitor/client.h"
 #include "network/netns.h"
 #include "oci/spec.h"
 #include "snapshot/snapshotter.h"
@@ -1004,6 +1010,98 @@ TEST_F(LifecycleTest, BuiltInPauseIsStartedByBerthdAndConfined) {
   // Each test has a cgroup parent of its own: tests run in parallel.
   berth::lifecycle::RemovePauseCgroups("/berth-test-direct/pod");
   berth::lifecycle::RemovePauseCgroups("/berth-test-direct");
+}
+
+// This process's children running berth-pause --sandbox, with their command lines.
+std::map<int, std::string> PauseChildren() {
+  std::map<int, std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    std::string name = e.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string stat = Slurp(e.path() / "stat");
+    size_t paren = stat.rfind(") ");
+    if (paren == std::string::npos) continue;
+    int ppid = 0;
+    char state = 0;
+    if (std::sscanf(stat.c_str() + paren + 2, "%c %d", &state, &ppid) != 2 || ppid != ::getpid() || state == 'Z')
+      continue;
+    std::string cmd = Slurp(e.path() / "cmdline");
+    std::replace(cmd.begin(), cmd.end(), '\0', ' ');
+    if (cmd.find("berth-pause --sandbox") != std::string::npos) out[std::stoi(name)] = cmd;
+  }
+  return out;
+}
+
+// The spare berth-pause (started ahead, with a network namespace made already) among them.
+int SparePause() {
+  for (const auto& [pid, cmd] : PauseChildren())
+    if (cmd.find("--id spare") != std::string::npos) return pid;
+  return 0;
+}
+
+bool LoopbackUp(const std::string& netns_path) {
+  bool up = false;
+  std::thread t([&] {
+    int fd = ::open(netns_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || ::setns(fd, CLONE_NEWNET) != 0) return;
+    ::close(fd);
+    int sk = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct ifreq ifr {};
+    std::strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+    up = sk >= 0 && ::ioctl(sk, SIOCGIFFLAGS, &ifr) == 0 && (ifr.ifr_flags & IFF_UP);
+    if (sk >= 0) ::close(sk);
+  });
+  t.join();
+  return up;
+}
+
+ino_t NetnsInode(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+}
+
+// After a sandbox, berthd starts the next one's berth-pause ahead (a spare that has made a network
+// namespace already). The next sandbox takes it: its command line then names the sandbox, the
+// namespace is the pod's (or given back for host networking), and a spare that died is replaced
+// by a process started on the spot. Closing the service ends the spare.
+TEST_F(LifecycleTest, BuiltInPauseSpareServesTheNextSandbox) {
+  std::string a = RunPod(PodConfig("spare-a"));
+  ASSERT_EQ(VerboseInfo(a)["pauseStartedBy"], "berthd");
+  int spare = 0;
+  ASSERT_TRUE(berth::testing::Eventually([&] { return (spare = SparePause()) > 0; })) << "no spare berth-pause";
+
+  std::string b = RunPod(PodConfig("spare-b"));
+  auto info = VerboseInfo(b);
+  EXPECT_EQ(info["monitorPid"].get<int>(), spare) << "the spare was not used";
+  std::string cmd = PauseChildren()[spare];
+  EXPECT_NE(cmd.find("--id " + b), std::string::npos) << cmd;
+  EXPECT_TRUE(berth::monitor::IsMonitorAlive(spare, b));
+  std::string netns = info["netNamespacePath"];
+  EXPECT_TRUE(berth::network::IsNetns(netns));
+  EXPECT_EQ(NetnsInode("/proc/" + std::to_string(info["pid"].get<int>()) + "/ns/net"), NetnsInode(netns));
+  EXPECT_NE(NetnsInode(netns), NetnsInode("/proc/self/ns/net"));
+  EXPECT_TRUE(LoopbackUp(netns));
+
+  // Host networking: the spare's own namespace is given back for the host's.
+  ASSERT_TRUE(berth::testing::Eventually([&] { return (spare = SparePause()) > 0; }));
+  auto hcfg = PodConfig("spare-host");
+  hcfg.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_network(v1::NODE);
+  std::string h = RunPod(hcfg);
+  auto hinfo = VerboseInfo(h);
+  EXPECT_EQ(hinfo["monitorPid"].get<int>(), spare);
+  EXPECT_EQ(NetnsInode("/proc/" + std::to_string(hinfo["pid"].get<int>()) + "/ns/net"), NetnsInode("/proc/self/ns/net"));
+
+  // A spare killed from outside is not used.
+  ASSERT_TRUE(berth::testing::Eventually([&] { return (spare = SparePause()) > 0; }));
+  ASSERT_EQ(::kill(spare, SIGKILL), 0);
+  std::string c = RunPod(PodConfig("spare-c"));
+  auto cinfo = VerboseInfo(c);
+  EXPECT_NE(cinfo["monitorPid"].get<int>(), spare);
+  EXPECT_TRUE(LoopbackUp(cinfo["netNamespacePath"]));
+
+  ASSERT_TRUE(berth::testing::Eventually([&] { return SparePause() > 0; }));
+  TearDown();
+  EXPECT_TRUE(PauseChildren().empty()) << PauseChildren().begin()->second;
 }
 
 // Sysctls the pod cannot own, or the kernel refuses, are refused with the sysctl named, and
