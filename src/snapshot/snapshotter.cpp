@@ -1,6 +1,8 @@
 // The overlayfs and native snapshotters share their bookkeeping: snapshots live in
-// <root>/snapshots/<id>/ and their metadata (key -> id, kind, parent, creation time) in
-// <root>/metadata.json, rewritten atomically on every change under one mutex.
+// <root>/snapshots/<id>/. Committed snapshots (key -> id, parent, creation time) are recorded in
+// <root>/metadata.json, rewritten atomically and durably when they change; an active snapshot or
+// a view is recorded in <root>/snapshots/<id>/meta.json, written once when it is made (a new
+// file: making a container's rootfs rewrites nothing shared). All under one mutex.
 //   overlayfs: <root>/snapshots/<id>/fs (the upper dir) and <root>/snapshots/<id>/work.
 //   native:    <root>/snapshots/<id>/fs, a full copy of the parent's tree.
 #include <dirent.h>
@@ -79,6 +81,8 @@ class FileSnapshotter : public Snapshotter {
   }
 
   void Commit(const std::string& name, const std::string& key) override {
+    // metadata.json first: a crash before the active record is removed leaves both, and the
+    // committed one wins on load.
     CheckKey(name);
     std::lock_guard<std::mutex> l(mu_);
     Record r = Get(key);
@@ -102,6 +106,7 @@ class FileSnapshotter : public Snapshotter {
       snaps_ = saved;
       throw;
     }
+    ::unlink(MetaPath(r.id).c_str());
   }
 
   void Remove(const std::string& key) override {
@@ -113,13 +118,19 @@ class FileSnapshotter : public Snapshotter {
                     "remove snapshot " + key + ": snapshot " + k + " is based on it");
     auto saved = snaps_;
     snaps_.erase(key);
-    try {
-      Save(/*durable=*/r.kind == Kind::kCommitted);
-    } catch (...) {
+    // The record first: a crash leaves an orphan directory that the next start removes.
+    if (r.kind == Kind::kCommitted) {
+      try {
+        Save();
+      } catch (...) {
+        snaps_ = saved;
+        throw;
+      }
+    } else if (::unlink(MetaPath(r.id).c_str()) != 0 && errno != ENOENT) {
+      int err = errno;
       snaps_ = saved;
-      throw;
+      ThrowErrno("remove snapshot " + key + ": " + MetaPath(r.id), err);
     }
-    // Metadata first: a crash leaves an orphan directory that the next start removes.
     RemoveDir(r.id);
   }
 
@@ -156,6 +167,7 @@ class FileSnapshotter : public Snapshotter {
   }
   std::string Dir(int64_t id) const { return root_ + "/snapshots/" + std::to_string(id); }
   std::string FsDir(int64_t id) const { return Dir(id) + "/fs"; }
+  std::string MetaPath(int64_t id) const { return Dir(id) + "/meta.json"; }
 
   const Record& Get(const std::string& key) const {
     auto it = snaps_.find(key);
@@ -187,6 +199,18 @@ class FileSnapshotter : public Snapshotter {
         throw Error(Code::kFailedPrecondition, "snapshot " + key + ": parent " + parent + " is " +
                                                    KindName(p.kind) + ", not committed");
     }
+    if (next_id_ >= reserved_) {
+      // Ids come from a block recorded in metadata.json, so that none is used twice, also after
+      // a restart, without a metadata.json write per snapshot.
+      int64_t old = reserved_;
+      reserved_ = next_id_ + kIdBlock;
+      try {
+        Save(/*durable=*/false);  // committed snapshots save it durably; active ones need not
+      } catch (...) {
+        reserved_ = old;
+        throw;
+      }
+    }
     Record r;
     r.id = next_id_++;
     r.kind = kind;
@@ -204,8 +228,8 @@ class FileSnapshotter : public Snapshotter {
       } else {
         internal::CopyTree(FsDir(Get(parent).id), dir + "/fs");
       }
+      WriteMeta(key, r);  // not durable: see Save()
       snaps_[key] = r;
-      Save(/*durable=*/false);  // an active snapshot or a view: see Save()
     } catch (...) {
       snaps_.erase(key);
       try {
@@ -256,39 +280,102 @@ class FileSnapshotter : public Snapshotter {
     fs::RemoveAll(dir);
   }
 
-  void Load() {
-    std::string path = root_ + "/metadata.json";
-    if (!fs::Exists(path)) return;
-    auto j = nlohmann::json::parse(fs::ReadFile(path), nullptr, false);
-    if (!j.is_object())
-      throw Error(Code::kInternal, "snapshot metadata " + path + ": not valid JSON");
-    try {
-      next_id_ = j.value("next_id", int64_t{1});
-      for (auto& [k, v] : j.at("snapshots").items()) {
-        Record r;
-        r.id = v.at("id").get<int64_t>();
-        r.kind = ParseKind(v.at("kind").get<std::string>());
-        r.parent = v.value("parent", "");
-        r.created = v.value("created", int64_t{0});
-        snaps_[k] = r;
-        if (r.id >= next_id_) next_id_ = r.id + 1;
-      }
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(Code::kInternal, "snapshot metadata " + path + ": " + e.what());
-    }
+  static nlohmann::json ToJSON(const Record& r) {
+    return {{"id", r.id}, {"kind", KindName(r.kind)}, {"parent", r.parent}, {"created", r.created}};
+  }
+  static Record FromJSON(const nlohmann::json& v) {
+    Record r;
+    r.id = v.at("id").get<int64_t>();
+    r.kind = ParseKind(v.at("kind").get<std::string>());
+    r.parent = v.value("parent", "");
+    r.created = v.value("created", int64_t{0});
+    return r;
   }
 
-  // Committed snapshots (image layers) are written durably. Active snapshots and views (a
-  // container's rootfs) are not fsynced: they matter only as long as their container, whose
-  // record is not durable either, and a record or directory lost with a power cut is swept
-  // (CleanupOrphans at start; the lifecycle removes its containers' snapshots).
+  void WriteMeta(const std::string& key, const Record& r) {
+    nlohmann::json j = ToJSON(r);
+    j["key"] = key;
+    fs::WriteFileAtomic(MetaPath(r.id), j.dump(), 0600, /*durable=*/false);
+  }
+
+  void Load() {
+    std::string path = root_ + "/metadata.json";
+    std::vector<std::pair<std::string, Record>> legacy;  // active ones recorded by older versions
+    if (fs::Exists(path)) {
+      auto j = nlohmann::json::parse(fs::ReadFile(path), nullptr, false);
+      if (!j.is_object())
+        throw Error(Code::kInternal, "snapshot metadata " + path + ": not valid JSON");
+      try {
+        next_id_ = j.value("next_id", int64_t{1});
+        for (auto& [k, v] : j.at("snapshots").items()) {
+          Record r = FromJSON(v);
+          if (r.kind == Kind::kCommitted) {
+            snaps_[k] = r;
+          } else {
+            legacy.emplace_back(k, r);
+          }
+          if (r.id >= next_id_) next_id_ = r.id + 1;
+        }
+      } catch (const nlohmann::json::exception& e) {
+        throw Error(Code::kInternal, "snapshot metadata " + path + ": " + e.what());
+      }
+    }
+    std::map<int64_t, bool> committed;
+    for (auto& [k, r] : snaps_) committed[r.id] = true;
+    // Active snapshots and views: a record in each directory. One whose id is committed is the
+    // leftover of a commit cut short; one that cannot be read makes its directory an orphan.
+    for (int64_t id : DirIds()) {
+      if (committed.count(id)) {
+        ::unlink(MetaPath(id).c_str());
+        continue;
+      }
+      if (id >= next_id_) next_id_ = id + 1;
+      if (!fs::Exists(MetaPath(id))) continue;
+      try {
+        auto j = nlohmann::json::parse(fs::ReadFile(MetaPath(id), 1 << 20));
+        Record r = FromJSON(j);
+        std::string key = j.at("key").get<std::string>();
+        if (r.id != id || r.kind == Kind::kCommitted || key.empty() || snaps_.count(key)) continue;
+        snaps_[key] = r;
+      } catch (const std::exception&) {
+      }
+    }
+    // Records of older versions move into their directories.
+    for (auto& [k, r] : legacy) {
+      if (snaps_.count(k) || !fs::IsDir(Dir(r.id))) continue;
+      WriteMeta(k, r);
+      snaps_[k] = r;
+    }
+    reserved_ = next_id_;
+    if (!legacy.empty()) Save();
+  }
+
+  std::vector<int64_t> DirIds() const {
+    std::vector<int64_t> ids;
+    std::string dir = root_ + "/snapshots";
+    DIR* d = ::opendir(dir.c_str());
+    if (!d) return ids;
+    while (dirent* e = ::readdir(d)) {
+      std::string n = e->d_name;
+      if (n.empty() || n.find_first_not_of("0123456789") != std::string::npos || n.size() > 18)
+        continue;
+      ids.push_back(std::stoll(n));
+    }
+    ::closedir(d);
+    return ids;
+  }
+
+  // metadata.json: the committed snapshots (image layers), written durably, and the end of the
+  // block of ids handed out. Records of active snapshots and views (a container's rootfs) are not
+  // fsynced: they matter only as long as their container, whose record is not durable either,
+  // and a record or directory lost with a power cut is swept (CleanupOrphans at start; the
+  // lifecycle removes its containers' snapshots).
   void Save(bool durable = true) {
     nlohmann::json j;
-    j["next_id"] = next_id_;
+    j["next_id"] = std::max(reserved_, next_id_);
     j["snapshots"] = nlohmann::json::object();
     for (auto& [k, r] : snaps_) {
-      j["snapshots"][k] = {
-          {"id", r.id}, {"kind", KindName(r.kind)}, {"parent", r.parent}, {"created", r.created}};
+      if (r.kind == Kind::kCommitted) j["snapshots"][k] = ToJSON(r);
     }
     fs::WriteFileAtomic(root_ + "/metadata.json", j.dump(), 0600, durable);
   }
@@ -296,18 +383,10 @@ class FileSnapshotter : public Snapshotter {
   void CleanupOrphans() {
     std::map<int64_t, bool> known;
     for (auto& [k, r] : snaps_) known[r.id] = true;
-    std::string dir = root_ + "/snapshots";
-    DIR* d = ::opendir(dir.c_str());
-    if (!d) return;
     std::vector<int64_t> orphans;
-    while (dirent* e = ::readdir(d)) {
-      std::string n = e->d_name;
-      if (n.empty() || n.find_first_not_of("0123456789") != std::string::npos || n.size() > 18)
-        continue;
-      int64_t id = std::stoll(n);
+    for (int64_t id : DirIds()) {
       if (!known.count(id)) orphans.push_back(id);
     }
-    ::closedir(d);
     for (int64_t id : orphans) {
       try {
         RemoveDir(id);
@@ -320,7 +399,9 @@ class FileSnapshotter : public Snapshotter {
   bool overlay_;
   std::mutex mu_;
   std::map<std::string, Record> snaps_;
-  int64_t next_id_ = 1;
+  static constexpr int64_t kIdBlock = 256;
+  int64_t next_id_ = 1;   // the next id handed out
+  int64_t reserved_ = 1;  // ids below it are covered by metadata.json's next_id
 };
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -37,6 +38,22 @@ Code CodeOf(const std::function<void()>& f) {
     return e.code();
   }
   return Code::kOk;
+}
+
+// The id of a snapshot: the number in its directory's path.
+int64_t IdOf(Snapshotter& s, const std::string& key) {
+  auto m = s.Mounts(key);
+  std::string src = m.at(0).type == "overlay" ? "" : m[0].source;
+  for (const auto& o : m[0].options) {
+    if (o.rfind("upperdir=", 0) == 0) src = o.substr(9);
+  }
+  if (src.empty()) {  // a view with several layers: no directory of its own in the mounts
+    ADD_FAILURE() << key << " has no directory of its own in its mounts";
+    return 0;
+  }
+  auto end = src.rfind("/fs");
+  auto start = src.rfind('/', end - 1) + 1;
+  return std::stoll(src.substr(start, end - start));
 }
 
 std::vector<std::string> WithoutIndex(std::vector<std::string> opts) {
@@ -132,7 +149,80 @@ TEST(Snapshot, MetadataSurvivesReopenAndOrphansAreRemoved) {
   EXPECT_EQ(s->Stat("b")->parent, "A");
   EXPECT_FALSE(berth::fs::Exists(dir / "root/snapshots/77"));
   s->Prepare("c", "");
-  EXPECT_EQ(s->Mounts("c")[0].source, dir / "root/snapshots/3/fs");  // ids are not reused
+  EXPECT_GT(IdOf(*s, "c"), 2);  // ids are not reused
+}
+
+// An active snapshot's record lives in its own directory: making one rewrites no shared file.
+// Records survive a reopen, go with their directory, and ids stay unused also after the newest
+// snapshot was removed.
+TEST(Snapshot, ActiveRecordsLiveInTheirDirectories) {
+  TempDir dir;
+  int64_t removed = 0;
+  {
+    auto s = NewOverlay(dir / "root");
+    s->Prepare("a", "");
+    s->Commit("A", "a");
+    std::string before = Slurp(dir / "root/metadata.json");
+    s->Prepare("c1", "A");
+    s->View("v1", "A");
+    EXPECT_EQ(Slurp(dir / "root/metadata.json"), before);
+    int64_t c1 = IdOf(*s, "c1");
+    auto meta = nlohmann::json::parse(Slurp(dir / ("root/snapshots/" + std::to_string(c1) + "/meta.json")));
+    EXPECT_EQ(meta["key"], "c1");
+    EXPECT_EQ(meta["kind"], "active");
+    EXPECT_EQ(meta["parent"], "A");
+    s->Prepare("gone", "A");
+    removed = IdOf(*s, "gone");
+    s->Remove("gone");
+    EXPECT_FALSE(berth::fs::Exists(dir / ("root/snapshots/" + std::to_string(removed))));
+    EXPECT_EQ(Slurp(dir / "root/metadata.json"), before);
+  }
+  auto s = NewOverlay(dir / "root");
+  ASSERT_TRUE(s->Stat("c1"));
+  EXPECT_EQ(s->Stat("c1")->kind, Kind::kActive);
+  EXPECT_EQ(s->Stat("c1")->parent, "A");
+  EXPECT_EQ(s->Stat("v1")->kind, Kind::kView);
+  EXPECT_FALSE(s->Stat("gone"));
+  EXPECT_EQ(s->List().size(), 3u);
+  s->Prepare("next", "A");
+  EXPECT_GT(IdOf(*s, "next"), removed);
+  // Committed: the record moves to metadata.json.
+  s->Prepare("l2", "A");
+  int64_t l2 = IdOf(*s, "l2");
+  s->Commit("L2", "l2");
+  EXPECT_FALSE(berth::fs::Exists(dir / ("root/snapshots/" + std::to_string(l2) + "/meta.json")));
+  EXPECT_NE(Slurp(dir / "root/metadata.json").find("\"L2\""), std::string::npos);
+  s.reset();
+  s = NewOverlay(dir / "root");
+  EXPECT_EQ(s->Stat("L2")->kind, Kind::kCommitted);
+  EXPECT_EQ(s->Stat("L2")->parent, "A");
+}
+
+// metadata.json of an older version, with an active snapshot in it; and a commit cut short
+// between the two records (the committed one wins).
+TEST(Snapshot, OlderMetadataAndInterruptedCommitsLoad) {
+  TempDir dir;
+  for (const char* d : {"1/fs", "2/fs", "2/work", "3/fs"}) berth::fs::MkdirAll(dir / (std::string("root/snapshots/") + d));
+  berth::testing::WriteFile(dir / "root/metadata.json", R"({"next_id": 4, "snapshots": {
+      "A": {"id": 1, "kind": "committed", "parent": "", "created": 1},
+      "b": {"id": 2, "kind": "active", "parent": "A", "created": 2},
+      "C": {"id": 3, "kind": "committed", "parent": "A", "created": 3}}})");
+  berth::testing::WriteFile(dir / "root/snapshots/3/meta.json",
+                            R"({"id": 3, "kind": "active", "parent": "A", "created": 3, "key": "c"})");
+  auto s = NewOverlay(dir / "root");
+  ASSERT_TRUE(s->Stat("b"));
+  EXPECT_EQ(s->Stat("b")->kind, Kind::kActive);
+  EXPECT_EQ(s->Stat("C")->kind, Kind::kCommitted);
+  EXPECT_FALSE(s->Stat("c"));
+  EXPECT_FALSE(berth::fs::Exists(dir / "root/snapshots/3/meta.json"));
+  EXPECT_TRUE(berth::fs::Exists(dir / "root/snapshots/2/meta.json"));
+  EXPECT_EQ(Slurp(dir / "root/metadata.json").find("\"b\""), std::string::npos);
+  EXPECT_EQ(s->Mounts("b")[0].type, "overlay");
+  s.reset();
+  s = NewOverlay(dir / "root");
+  EXPECT_EQ(s->List().size(), 3u);
+  s->Prepare("d", "C");
+  EXPECT_GE(IdOf(*s, "d"), 4);
 }
 
 TEST(Snapshot, ConcurrentPrepare) {
