@@ -2,7 +2,9 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -171,8 +173,10 @@ PauseStarter::Pending PauseStarter::Spawn(bool prepare_net, const std::string& i
   if (binary_.empty() || ::access(binary_.c_str(), X_OK) != 0) {
     throw Error(Code::kFailedPrecondition, "berth-pause binary \"" + binary_ + "\" not found");
   }
+  // The set-up goes over a socket (sent with MSG_NOSIGNAL: a process that died cannot raise
+  // SIGPIPE in berthd), the outcome comes back over a pipe.
   int in[2], status[2];
-  if (::pipe2(in, O_CLOEXEC) != 0) ThrowErrno("berth-pause: pipe");
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in) != 0) ThrowErrno("berth-pause: socketpair");
   if (::pipe2(status, O_CLOEXEC) != 0) {
     ::close(in[0]);
     ::close(in[1]);
@@ -260,12 +264,14 @@ PauseProcess PauseStarter::Start(const std::string& id, const nlohmann::json& sp
   no_newline(root, "pause root");
   std::string setup = "id " + id + "\nroot " + root + "\nnice " + std::to_string(nice_) + "\n";
   std::set<std::string> own;  // namespaces the pod has apart from the host's
+  std::string netns_path;
   const auto& lx = spec.at("linux");
   for (const auto& ns : lx.value("namespaces", nlohmann::json::array())) {
     std::string type = ns.value("type", ""), path = ns.value("path", "");
     if (type == "network") {
       if (path.empty()) throw Error(Code::kInternal, what + ": a new network namespace needs a path");
       no_newline(path, "network namespace path");
+      netns_path = path;
       setup += (create_netns ? "netns-new " : "netns ") + path + "\n";
       own.insert("network");
     } else if (type == "ipc" || type == "uts" || type == "pid") {
@@ -322,31 +328,45 @@ PauseProcess PauseStarter::Start(const std::string& id, const nlohmann::json& sp
     End(*p);
     p.reset();
   }
-  try {
-    if (!p) p = std::make_unique<Pending>(Spawn(create_netns, id));
-  } catch (const Error& e) {
-    throw Error(e.code(), what + ": " + e.what());
-  }
+  bool spare = p != nullptr;
+  auto spawn = [&] {
+    try {
+      p = std::make_unique<Pending>(Spawn(create_netns, id));
+    } catch (const Error& e) {
+      throw Error(e.code(), what + ": " + e.what());
+    }
+  };
+  if (!p) spawn();
   try {
     setup += SandboxCgroups(lx, what);
   } catch (...) {
     End(*p);
     throw;
   }
-  size_t off = 0;
-  while (off < setup.size()) {
-    ssize_t n = ::write(p->in, setup.data() + off, setup.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    off += static_cast<size_t>(n);
+  std::string reply;
+  for (;;) {
+    size_t off = 0;
+    while (off < setup.size()) {
+      ssize_t n = ::send(p->in, setup.data() + off, setup.size() - off, MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      off += static_cast<size_t>(n);
+    }
+    ::close(p->in);
+    p->in = -1;
+    // "ok <waiter> <pause>" once the pause is forked, then end of file once it is set up.
+    reply = exec::ReadToEof(p->status, std::chrono::seconds(30), 16 * 1024);
+    ::close(p->status);
+    p->status = -1;
+    while (!reply.empty() && reply.back() == '\n') reply.pop_back();
+    if (!reply.empty() || !spare) break;
+    // A spare that died without a word (killed just before it was taken): once more with a
+    // process of its own, the namespace mount it may have made removed first.
+    End(*p);
+    if (create_netns && !netns_path.empty()) ::umount2(netns_path.c_str(), MNT_DETACH);
+    spare = false;
+    spawn();
   }
-  ::close(p->in);
-  p->in = -1;
-  // "ok <waiter> <pause>" once the pause is forked, then end of file once it is set up.
-  std::string reply = exec::ReadToEof(p->status, std::chrono::seconds(30), 16 * 1024);
-  ::close(p->status);
-  p->status = -1;
-  while (!reply.empty() && reply.back() == '\n') reply.pop_back();
   PauseProcess out;
   if (std::sscanf(reply.c_str(), "ok %d %d", &out.waiter_pid, &out.pause_pid) == 2 && out.waiter_pid == p->pid &&
       out.pause_pid > 0) {

@@ -304,7 +304,7 @@ static void KillPauseWaiter(const SandboxRecord& sb) {
   ::close(fd);
 }
 
-void RuntimeService::Impl::TeardownSandbox(SandboxRecord& sb) {
+void RuntimeService::Impl::TeardownSandbox(SandboxRecord& sb, bool defer_cgroups) {
   if (sb.monitor_pid > 0 && monitor::IsMonitorAlive(sb.monitor_pid, sb.id)) {
     if (!KillPauseDirectly(sb) || !monitor::WaitMonitor(sb.monitor_pid, sb.id, std::chrono::seconds(5))) {
       if (sb.direct) {
@@ -319,7 +319,11 @@ void RuntimeService::Impl::TeardownSandbox(SandboxRecord& sb) {
     }
   }
   exec::Reap(sb.pause_fd);
-  if (sb.direct) {
+  if (sb.direct && defer_cgroups) {
+    // The pause and its waiter are gone: the empty cgroups go after the reply (a removal that
+    // fails is repeated by RemovePodSandbox's stop).
+    Defer([path = sb.cgroups_path] { RemovePauseCgroups(path); });
+  } else if (sb.direct) {
     RemovePauseCgroups(sb.cgroups_path);
   } else if (!sb.runtime_gone) {
     auto cli = CliFor(sb.handler);
@@ -413,7 +417,7 @@ void RuntimeService::Impl::StopSandboxLocked(SandboxRecord& sb) {
     std::lock_guard<std::mutex> op(*c->op);
     StopContainerLocked(*c, 0);
   }
-  TeardownSandbox(sb);
+  TeardownSandbox(sb, /*defer_cgroups=*/true);
   {
     std::lock_guard<std::mutex> lock(mu);
     sb.state = kNotReady;
@@ -984,6 +988,8 @@ void RuntimeService::Close() {
   int fd = impl_->wake_fd.exchange(-1);
   if (fd >= 0) ::close(fd);
 }
+
+void RuntimeService::WaitDeferred() { impl_->WaitDeferred(); }
 
 std::string RuntimeService::RecoveryReport() const { return impl_->recovery.dump(); }
 

@@ -182,6 +182,9 @@ class RuntimeService {
 
   // What recovery found at startup: {"sandboxes": n, "containers": n, "cleaned": [ids...]}.
   std::string RecoveryReport() const;
+  // Waits until the work done after replies (the files of removed containers and sandboxes,
+  // cgroups of stopped sandboxes, the next sandbox's berth-pause) is finished.
+  void WaitDeferred();
   // Stops the exit watcher. Containers keep running.
   void Close();
 

@@ -89,7 +89,9 @@ struct RuntimeService::Impl {
   std::shared_ptr<ContainerRecord> FindContainerOrNull(const std::string& id_or_prefix);
 
   // Sandboxes.
-  void TeardownSandbox(SandboxRecord& sb);  // kill pause, runtime delete, shm, netns (idempotent)
+  // Kills the pause; runtime delete or cgroup removal (after the reply with `defer_cgroups`);
+  // shm, netns. Idempotent.
+  void TeardownSandbox(SandboxRecord& sb, bool defer_cgroups = false);
   void RemoveSandboxRootfs(SandboxRecord& sb);  // a sandbox image's snapshot (idempotent)
   void StopSandboxLocked(SandboxRecord& sb);
   // Containers.

@@ -990,7 +990,10 @@ TEST_F(LifecycleTest, BuiltInPauseIsStartedByBerthdAndConfined) {
   stop.set_pod_sandbox_id(pod);
   svc_->StopPodSandbox(stop);
   EXPECT_NE(::kill(pid, 0) == 0 && Slurp(proc + "/stat").find(") Z") == std::string::npos, true);
-  for (const auto& d : dirs) EXPECT_FALSE(berth::fs::Exists(d)) << d;
+  for (const auto& d : dirs) {
+    // Removed after the reply.
+    EXPECT_TRUE(berth::testing::Eventually([&] { return !berth::fs::Exists(d); })) << d;
+  }
   svc_->StopPodSandbox(stop);  // again: fine
 
   // A pause killed from outside: the sandbox becomes NOTREADY.
@@ -1068,7 +1071,8 @@ TEST_F(LifecycleTest, BuiltInPauseSpareServesTheNextSandbox) {
   std::string a = RunPod(PodConfig("spare-a"));
   ASSERT_EQ(VerboseInfo(a)["pauseStartedBy"], "berthd");
   int spare = 0;
-  ASSERT_TRUE(berth::testing::Eventually([&] { return (spare = SparePause()) > 0; })) << "no spare berth-pause";
+  svc_->WaitDeferred();
+  ASSERT_GT(spare = SparePause(), 0) << "no spare berth-pause";
 
   std::string b = RunPod(PodConfig("spare-b"));
   auto info = VerboseInfo(b);
@@ -1083,7 +1087,8 @@ TEST_F(LifecycleTest, BuiltInPauseSpareServesTheNextSandbox) {
   EXPECT_TRUE(LoopbackUp(netns));
 
   // Host networking: the spare's own namespace is given back for the host's.
-  ASSERT_TRUE(berth::testing::Eventually([&] { return (spare = SparePause()) > 0; }));
+  svc_->WaitDeferred();
+  ASSERT_GT(spare = SparePause(), 0);
   auto hcfg = PodConfig("spare-host");
   hcfg.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_network(v1::NODE);
   std::string h = RunPod(hcfg);
@@ -1092,14 +1097,16 @@ TEST_F(LifecycleTest, BuiltInPauseSpareServesTheNextSandbox) {
   EXPECT_EQ(NetnsInode("/proc/" + std::to_string(hinfo["pid"].get<int>()) + "/ns/net"), NetnsInode("/proc/self/ns/net"));
 
   // A spare killed from outside is not used.
-  ASSERT_TRUE(berth::testing::Eventually([&] { return (spare = SparePause()) > 0; }));
+  svc_->WaitDeferred();
+  ASSERT_GT(spare = SparePause(), 0);
   ASSERT_EQ(::kill(spare, SIGKILL), 0);
   std::string c = RunPod(PodConfig("spare-c"));
   auto cinfo = VerboseInfo(c);
   EXPECT_NE(cinfo["monitorPid"].get<int>(), spare);
   EXPECT_TRUE(LoopbackUp(cinfo["netNamespacePath"]));
 
-  ASSERT_TRUE(berth::testing::Eventually([&] { return SparePause() > 0; }));
+  svc_->WaitDeferred();
+  ASSERT_GT(SparePause(), 0);
   TearDown();
   EXPECT_TRUE(PauseChildren().empty()) << PauseChildren().begin()->second;
 }
