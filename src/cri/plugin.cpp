@@ -79,6 +79,7 @@ void RegisterCRIServerPlugin(plugin::Registry& registry) {
       o.monitor_path = lifecycle::FindHelper("berth-monitor");
       o.pause_path = lifecycle::FindHelper("berth-pause");
       if (deps.images) o.sandbox_image = deps.images->config.pinned_images.count("sandbox") ? deps.images->config.pinned_images.at("sandbox") : "";
+      o.pull_sandbox_image = !o.sandbox_image.empty() && !lifecycle::IsStockPauseImage(o.sandbox_image);
       if (deps.image_service) o.images = lifecycle::NewImageServiceProvider(*deps.image_service);
       deps.pods = std::make_shared<lifecycle::RuntimeService>(std::move(o));
       spdlog::info("CRI: pods and containers recovered: {}", deps.pods->RecoveryReport());

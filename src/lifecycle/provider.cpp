@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "common/exec.h"
+#include "common/error.h"
 #include "common/fs.h"
 #include "criplugins/criplugins.h"
 #include "image/service.h"
@@ -33,12 +34,30 @@ class ImageServiceProvider : public ImageProvider {
     return info;
   }
   snapshot::Snapshotter& snapshotter() override { return images_.snapshotter(); }
+  ImageInfo Pull(const std::string& ref) override {
+    images_.Pull(ref, image::AuthConfig{});
+    auto info = Resolve(ref);
+    if (!info) throw Error(Code::kInternal, "image " + ref + " was pulled but is not in the image store");
+    return *info;
+  }
 
  private:
   image::ImageService& images_;
 };
 
 }  // namespace
+
+ImageInfo ImageProvider::Pull(const std::string& ref) {
+  throw Error(Code::kFailedPrecondition, "image " + ref + " is not present and cannot be pulled here");
+}
+
+bool IsStockPauseImage(const std::string& ref) {
+  for (const char* repo : {"registry.k8s.io/pause", "k8s.gcr.io/pause"}) {
+    std::string r = repo;
+    if (ref == r || ref.rfind(r + ":", 0) == 0 || ref.rfind(r + "@", 0) == 0) return true;
+  }
+  return false;
+}
 
 std::unique_ptr<ImageProvider> NewImageServiceProvider(image::ImageService& images) {
   return std::make_unique<ImageServiceProvider>(images);

@@ -449,7 +449,16 @@ void RuntimeService::RunPodSandbox(const v1::RunPodSandboxRequest& req, v1::RunP
 
   // The pause process: the pinned sandbox image when it is present locally, else berth-pause.
   std::optional<ImageInfo> pause_image;
-  if (!I.opts.sandbox_image.empty() && I.opts.images) pause_image = I.opts.images->Resolve(I.opts.sandbox_image);
+  if (!I.opts.sandbox_image.empty() && I.opts.images) {
+    pause_image = I.opts.images->Resolve(I.opts.sandbox_image);
+    if (!pause_image && I.opts.pull_sandbox_image) {
+      try {
+        pause_image = I.opts.images->Pull(I.opts.sandbox_image);
+      } catch (const Error& e) {
+        throw Error(e.code(), "sandbox image " + I.opts.sandbox_image + " (pinned_images.sandbox): " + e.what());
+      }
+    }
+  }
 
   auto sb = std::make_shared<SandboxRecord>();
   sb->id = NewId();

@@ -85,8 +85,17 @@ class ImageProvider {
   // nullopt when the image is not present locally.
   virtual std::optional<ImageInfo> Resolve(const std::string& ref_or_id) = 0;
   virtual snapshot::Snapshotter& snapshotter() = 0;
+  // Pulls the image (without credentials: the registry's hosts configuration applies) and
+  // returns it. Throws Error;
+  // this default: kFailedPrecondition, the provider cannot pull.
+  virtual ImageInfo Pull(const std::string& ref);
 };
 std::unique_ptr<ImageProvider> NewImageServiceProvider(image::ImageService& images);
+
+// Whether `ref` names Kubernetes' own pause image (registry.k8s.io/pause or k8s.gcr.io/pause, any
+// tag or digest), which berth-pause stands in for when it is not present: such a
+// pinned_images.sandbox is not pulled. Any other sandbox image is.
+bool IsStockPauseImage(const std::string& ref);
 
 // One runtime handler.
 struct Handler {
@@ -116,8 +125,10 @@ struct Options {
   std::string unset_seccomp_profile;  // seccomp profile when the CRI gives none ("" = unconfined)
   long max_container_log_line_size = 16 * 1024;
   // pinned_images.sandbox: when this image is present locally, sandboxes run its entrypoint (and
-  // cmd) as the pause process on a snapshot of it; otherwise the built-in berth-pause.
+  // cmd) as the pause process on a snapshot of it. When it is not: pulled first with
+  // pull_sandbox_image (as containerd does), else the built-in berth-pause runs.
   std::string sandbox_image;
+  bool pull_sandbox_image = false;
   std::shared_ptr<ImageProvider> images;       // required for containers
   std::shared_ptr<store::Database> db;         // null: <root_dir>/lifecycle.db
   // Exits are seen through pidfds at once; this is the exit watcher's safety-net sweep.

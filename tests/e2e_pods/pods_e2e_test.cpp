@@ -392,10 +392,12 @@ TEST_F(PodsE2E, SurvivesSigkillOfBerthd) {
 }
 
 // berthd with a handler base_runtime_spec and a pinned sandbox image: the CRI runtime plugin
-// reads the base spec once at init and the lifecycle uses it for sandboxes and containers; the
-// sandbox image, once imported, runs as the pause process.
+// reads the base spec once at init and the lifecycle uses it for sandboxes and containers. The
+// sandbox image is not one of Kubernetes' own pause images, so it is pulled when absent (from a
+// registry that refuses connections here) and, once imported, runs as the pause process.
 class PodsE2EConfigured : public PodsE2E {
  protected:
+  static constexpr const char* kPause = "127.0.0.1:1/test/pause:e2e";
   std::string RuncExtra() override {
     auto base = berth::oci::DefaultSpec();
     base["process"]["env"].push_back("FROM_BASE=e2e");
@@ -405,8 +407,9 @@ class PodsE2EConfigured : public PodsE2E {
   }
   std::string Extra() override {
     return "[plugins.\"io.containerd.cri.v1.images\".pinned_images]\n"
-           "sandbox = \"docker.io/test/pause:e2e\"\n";
+           "sandbox = \"" + SandboxImage() + "\"\n";
   }
+  virtual std::string SandboxImage() { return kPause; }
   nlohmann::json PodInfo(const std::string& pod) {
     v1::PodSandboxStatusRequest r;
     r.set_pod_sandbox_id(pod);
@@ -416,53 +419,93 @@ class PodsE2EConfigured : public PodsE2E {
     EXPECT_TRUE(st.ok()) << st.error_message();
     return nlohmann::json::parse(resp.info().at("info"));
   }
+  // The pause image: busybox's sleep as its entrypoint.
+  berth::testing::TestImage PauseImage() {
+    berth::testing::TestImageOptions opts;
+    opts.user = "";
+    opts.id = "pause";
+    opts.entrypoint = {"/bin/sleep"};
+    opts.cmd = {"100000"};
+    return berth::testing::BuildTestImage(*dir_ / "oci-pause", opts);
+  }
+  // Runs a pod on the pinned image and checks the pause, the base spec and a container in it.
+  void ExpectPinnedPod(const std::string& image) {
+    auto pc = Pod("pinned");
+    std::string pod = RunPod(pc);
+    auto info = PodInfo(pod);
+    EXPECT_EQ(info["image"], image);
+    EXPECT_EQ(info["runtimeSpec"]["process"]["args"], nlohmann::json({"/bin/sleep", "100000"}));
+    auto env = info["runtimeSpec"]["process"]["env"];
+    EXPECT_NE(std::find(env.begin(), env.end(), "FROM_BASE=e2e"), env.end()) << env.dump();
+    std::string id;
+    ASSERT_TRUE(Create(pod, pc, "c", "echo base=$FROM_BASE; ulimit -n; hostname", &id).ok());
+    Start(id);
+    auto st = WaitExited(id);
+    EXPECT_EQ(st.exit_code(), 0);
+    std::string log = ReadAll(st.log_path());
+    EXPECT_NE(log.find(" stdout F base=e2e\n"), std::string::npos) << log;
+    EXPECT_NE(log.find(" stdout F 2345\n"), std::string::npos) << log;
+    EXPECT_NE(log.find(" stdout F pinned\n"), std::string::npos) << log;
+    v1::RemovePodSandboxRequest rm;
+    rm.set_pod_sandbox_id(pod);
+    v1::RemovePodSandboxResponse rmr;
+    ASSERT_TRUE(d_->rt().RemovePodSandbox(Ctx().get(), rm, &rmr).ok());
+    EXPECT_TRUE(berth::testing::Eventually([&] { return ReadAll("/proc/self/mountinfo").find(pod) == std::string::npos; }));
+  }
 };
 
 TEST_F(PodsE2EConfigured, BaseRuntimeSpecAndSandboxImage) {
-  // Before the sandbox image is present: berth-pause, with the base spec.
-  auto pc = Pod("builtin");
-  std::string pod = RunPod(pc);
-  auto info = PodInfo(pod);
-  EXPECT_EQ(info["image"], "berth-pause (built in)");
-  auto env = info["runtimeSpec"]["process"]["env"];
-  EXPECT_NE(std::find(env.begin(), env.end(), "FROM_BASE=e2e"), env.end()) << env.dump();
-  std::string id;
-  ASSERT_TRUE(Create(pod, pc, "c", "echo base=$FROM_BASE; ulimit -n", &id).ok());
-  Start(id);
-  auto st = WaitExited(id);
-  std::string log = ReadAll(st.log_path());
-  EXPECT_NE(log.find(" stdout F base=e2e\n"), std::string::npos) << log;
-  EXPECT_NE(log.find(" stdout F 2345\n"), std::string::npos) << log;
+  // The image is absent and its registry refuses: the pull's error, naming the image; nothing
+  // of the sandbox is left.
+  v1::RunPodSandboxRequest req;
+  *req.mutable_config() = Pod("unpulled");
+  v1::RunPodSandboxResponse resp;
+  auto st = d_->rt().RunPodSandbox(Ctx().get(), req, &resp);
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.error_message().find(kPause), std::string::npos) << st.error_message();
+  EXPECT_NE(st.error_message().find("pinned_images.sandbox"), std::string::npos) << st.error_message();
+  v1::ListPodSandboxResponse pods;
+  ASSERT_TRUE(d_->rt().ListPodSandbox(Ctx().get(), {}, &pods).ok());
+  EXPECT_EQ(pods.items_size(), 0);
 
-  // Import the pinned image: new pods run its entrypoint as their pause process.
-  berth::testing::TestImageOptions opts;
-  opts.user = "";
-  opts.id = "pause";
-  opts.entrypoint = {"/bin/sleep"};
-  opts.cmd = {"100000"};
-  auto img = berth::testing::BuildTestImage(*dir_ / "oci-pause", opts);
-  berth::testing::WriteOciArchive(img, *dir_ / "pause.tar", "docker.io/test/pause:e2e");
-  berth::images::v1::ImportRequest req;
-  req.set_path(*dir_ / "pause.tar");
-  berth::images::v1::ImportResponse resp;
-  auto ist = d_->images().Import(Ctx().get(), req, &resp);
+  // Imported: new pods run its entrypoint as their pause process.
+  berth::testing::WriteOciArchive(PauseImage(), *dir_ / "pause.tar", kPause);
+  berth::images::v1::ImportRequest ireq;
+  ireq.set_path(*dir_ / "pause.tar");
+  berth::images::v1::ImportResponse iresp;
+  auto ist = d_->images().Import(Ctx().get(), ireq, &iresp);
   ASSERT_TRUE(ist.ok()) << ist.error_message();
-  auto pc2 = Pod("pinned");
-  std::string pod2 = RunPod(pc2);
-  auto info2 = PodInfo(pod2);
-  EXPECT_EQ(info2["image"], "docker.io/test/pause:e2e");
-  EXPECT_EQ(info2["runtimeSpec"]["process"]["args"], nlohmann::json({"/bin/sleep", "100000"}));
-  std::string id2;
-  ASSERT_TRUE(Create(pod2, pc2, "c2", "hostname", &id2).ok());
-  Start(id2);
-  auto st2 = WaitExited(id2);
-  EXPECT_EQ(st2.exit_code(), 0);
-  EXPECT_NE(ReadAll(st2.log_path()).find(" stdout F pinned\n"), std::string::npos) << ReadAll(st2.log_path());
-  v1::RemovePodSandboxRequest rm;
-  rm.set_pod_sandbox_id(pod2);
-  v1::RemovePodSandboxResponse rmr;
-  ASSERT_TRUE(d_->rt().RemovePodSandbox(Ctx().get(), rm, &rmr).ok());
-  EXPECT_TRUE(berth::testing::Eventually([&] { return ReadAll("/proc/self/mountinfo").find(pod2) == std::string::npos; }));
+  ExpectPinnedPod(kPause);
+}
+
+// The pinned sandbox image in a local registry: the first RunPodSandbox pulls it.
+class PodsE2EPulledSandbox : public PodsE2EConfigured {
+ protected:
+  void SetUp() override {
+    if (std::string why = berth::testing::RegistrySkipReason(); !why.empty()) GTEST_SKIP() << why;
+    PodsE2EConfigured::SetUp();
+  }
+  std::string SandboxImage() override {
+    registry_ = std::make_unique<berth::testing::LocalRegistry>();
+    berth::testing::PushImage(PauseImage(), registry_->host(), "test/pause:pulled");
+    return registry_->host() + "/test/pause:pulled";
+  }
+  void TearDown() override {
+    PodsE2EConfigured::TearDown();
+    registry_.reset();
+  }
+  std::unique_ptr<berth::testing::LocalRegistry> registry_;
+};
+
+TEST_F(PodsE2EPulledSandbox, SandboxImageIsPulledWhenAbsent) {
+  std::string image = registry_->host() + "/test/pause:pulled";
+  ExpectPinnedPod(image);
+  auto images = v1::ImageService::NewStub(grpc::CreateChannel("unix:" + d_->socket(), grpc::InsecureChannelCredentials()));
+  v1::ImageStatusRequest sreq;
+  sreq.mutable_image()->set_image(image);
+  v1::ImageStatusResponse sresp;
+  ASSERT_TRUE(images->ImageStatus(Ctx().get(), sreq, &sresp).ok());
+  EXPECT_TRUE(sresp.has_image()) << "the sandbox image is in the image store after the pull";
 }
 
 }  // namespace

@@ -1150,6 +1150,21 @@ TEST_F(LifecycleTest, BuiltInPauseRefusesBadSysctls) {
   berth::lifecycle::RemovePauseCgroups("/berth-test-sysctl");
 }
 
+// Kubernetes' own pause images are not pulled (berth-pause stands in); any other sandbox image is.
+TEST(SandboxImage, StockPauseImages) {
+  using berth::lifecycle::IsStockPauseImage;
+  EXPECT_TRUE(IsStockPauseImage("registry.k8s.io/pause:3.10"));
+  EXPECT_TRUE(IsStockPauseImage("registry.k8s.io/pause:3.8"));
+  EXPECT_TRUE(IsStockPauseImage("registry.k8s.io/pause"));
+  EXPECT_TRUE(IsStockPauseImage("k8s.gcr.io/pause:3.2"));
+  EXPECT_TRUE(IsStockPauseImage("registry.k8s.io/pause@sha256:7031c1b283388d2c2e09b57badb803c05ebed362dc88d84b480cc47f72a21097"));
+  EXPECT_FALSE(IsStockPauseImage("registry.k8s.io/pause-amd64:3.1"));
+  EXPECT_FALSE(IsStockPauseImage("registry.k8s.io/pauser:1"));
+  EXPECT_FALSE(IsStockPauseImage("docker.io/library/pause:3.10"));
+  EXPECT_FALSE(IsStockPauseImage("myregistry.example/registry.k8s.io/pause:3.10"));
+  EXPECT_FALSE(IsStockPauseImage(""));
+}
+
 // OptionsFromRuntimePlugin hands the plugin's resolved rro and its parsed base spec (the same
 // object: the file is not read again) to the lifecycle, with the handler's other settings.
 TEST(OptionsFromRuntimePlugin, CarriesTheResolvedHandlers) {
