@@ -110,27 +110,32 @@ class FileSnapshotter : public Snapshotter {
   }
 
   void Remove(const std::string& key) override {
-    std::lock_guard<std::mutex> l(mu_);
-    Record r = Get(key);
-    for (auto& [k, s] : snaps_)
-      if (s.parent == key)
-        throw Error(Code::kFailedPrecondition,
-                    "remove snapshot " + key + ": snapshot " + k + " is based on it");
-    auto saved = snaps_;
-    snaps_.erase(key);
-    // The record first: a crash leaves an orphan directory that the next start removes.
-    if (r.kind == Kind::kCommitted) {
-      try {
-        Save();
-      } catch (...) {
-        snaps_ = saved;
-        throw;
+    Record r;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      r = Get(key);
+      for (auto& [k, s] : snaps_)
+        if (s.parent == key)
+          throw Error(Code::kFailedPrecondition,
+                      "remove snapshot " + key + ": snapshot " + k + " is based on it");
+      snaps_.erase(key);
+      // The record first: a crash leaves an orphan directory that the next start removes.
+      if (r.kind == Kind::kCommitted) {
+        try {
+          Save();
+        } catch (...) {
+          snaps_[key] = r;
+          throw;
+        }
+      } else if (::unlink(MetaPath(r.id).c_str()) != 0 && errno != ENOENT) {
+        int err = errno;
+        snaps_[key] = r;
+        ThrowErrno("remove snapshot " + key + ": " + MetaPath(r.id), err);
       }
-    } else if (::unlink(MetaPath(r.id).c_str()) != 0 && errno != ENOENT) {
-      int err = errno;
-      snaps_ = saved;
-      ThrowErrno("remove snapshot " + key + ": " + MetaPath(r.id), err);
     }
+    // Outside the lock: the directory is no snapshot's any more (ids are not reused), and
+    // unmounting and deleting a container's files takes a while (it runs at low priority after
+    // a removal's reply) while others make snapshots.
     RemoveDir(r.id);
   }
 
