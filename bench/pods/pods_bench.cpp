@@ -132,6 +132,27 @@ std::pair<double, double> CpuMs(int pid) {
           (std::stod(f[13]) + std::stod(f[14])) * tick};
 }
 
+// Major page faults (pages read back from disk): of the process, and of the whole machine.
+long MajorFaults(int pid) {
+  std::string st = ReadAll("/proc/" + std::to_string(pid) + "/stat");
+  size_t rp = st.rfind(')');
+  if (rp == std::string::npos) return 0;
+  std::istringstream in(st.substr(rp + 2));
+  std::vector<std::string> f;
+  std::string x;
+  while (in >> x) f.push_back(x);
+  return f.size() > 9 ? std::stol(f[9]) : 0;  // field 12: majflt
+}
+long MachineMajorFaults() {
+  std::istringstream in(ReadAll("/proc/vmstat"));
+  std::string k;
+  long v = 0;
+  while (in >> k >> v) {
+    if (k == "pgmajfault") return v;
+  }
+  return 0;
+}
+
 std::string Cmdline(int pid) {
   std::string s = ReadAll("/proc/" + std::to_string(pid) + "/cmdline");
   std::replace(s.begin(), s.end(), '\0', ' ');
@@ -748,9 +769,14 @@ void Bench::Run() {
   std::vector<double> bare_true, step_create, step_start, step_wait, step_delete, step_delete_gone;
   std::vector<Phase> phases;
   std::pair<double, double> cpu0, cpu1;
+  long majflt0 = 0, majflt1 = 0, machine_majflt0 = 0, machine_majflt1 = 0;
   for (int i = -cfg_.warmup; i < cfg_.pods; ++i) {
     CheckInterrupted();
-    if (i == 0) cpu0 = CpuMs(d_->pid());
+    if (i == 0) {
+      cpu0 = CpuMs(d_->pid());
+      majflt0 = MajorFaults(d_->pid());
+      machine_majflt0 = MachineMajorFaults();
+    }
     bool measured = i >= 0;
     PodTimes t{};
     auto pc = PodConfig("true-" + std::to_string(seq_++));
@@ -787,7 +813,11 @@ void Bench::Run() {
       }
     }
     std::string id = "bare-true-" + std::to_string(i + cfg_.warmup);
-    if (i == cfg_.pods - 1) cpu1 = CpuMs(d_->pid());
+    if (i == cfg_.pods - 1) {
+      cpu1 = CpuMs(d_->pid());
+      majflt1 = MajorFaults(d_->pid());
+      machine_majflt1 = MachineMajorFaults();
+    }
     auto b0 = Clock::now();
     int rc = RunQuiet({cfg_.runtime, "--root", BareRoot(), "run", "--bundle", bundle_true, id},
                       dir_ / "bare.err");
@@ -889,6 +919,9 @@ void Bench::Run() {
       "  berthd CPU per pod: own threads %.1f ms, reaped children (berth-monitor with its %s, berth-pause, %s kill/delete) %.1f ms\n",
       (cpu1.first - cpu0.first) / cfg_.pods, cfg_.runtime.c_str(), cfg_.runtime.c_str(),
       (cpu1.second - cpu0.second) / cfg_.pods);
+  // Pages the machine had reclaimed and reads back: latency that neither side controls.
+  std::printf("  major page faults during the `true` pods: berthd %ld, the machine %ld\n", majflt1 - majflt0,
+              machine_majflt1 - machine_majflt0);
   if (!lags.empty()) {
     auto ls = Summarise(lags);
     std::printf(
