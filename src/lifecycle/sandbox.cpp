@@ -9,7 +9,6 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mount.h>
-#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -844,10 +843,10 @@ bool RuntimeService::Impl::HandleWatchedExit(Watch& w) {
 
 void RuntimeService::Impl::WatchExits() {
   using Clock = std::chrono::steady_clock;
-  // The work after removals (unmounts, rm -rf of snapshots) runs on this thread: it yields to
-  // the threads serving requests (nice 10; exits are handled at once all the same, as nothing
-  // else runs then).
-  ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
+  // The work after removals (unmounts, rm -rf of snapshots) runs on this thread, at berthd's own
+  // priority: at a lower one, on a busy machine, it was preempted while holding what request
+  // threads need as well (the allocator's arena locks among them) and stalled them by tens of
+  // milliseconds.
   int ep = ::epoll_create1(EPOLL_CLOEXEC);
   int wfd = wake_fd.load();
   if (ep >= 0 && wfd >= 0) {
