@@ -127,11 +127,26 @@ grpc::Status RuntimeServiceImpl::RemoveContainer(grpc::ServerContext*, const v1:
   return Guard("RemoveContainer", [&] { Pods(server_).RemoveContainer(*req); });
 }
 
-grpc::ServerUnaryReactor* RuntimeServiceImpl::ListContainers(grpc::CallbackServerContext* ctx,
-                                                             const grpc::ByteBuffer* req, grpc::ByteBuffer* resp) {
+// The index of ListContainers among runtime.v1.RuntimeService's methods, in the order of
+// api.proto (the generated WithStreamedUnaryMethod_ListContainers uses the same number).
+constexpr int kListContainersMethod = 11;
+
+RuntimeServiceImpl::RuntimeServiceImpl(CRIServer& server) : server_(server) {
+  MarkMethodStreamed(kListContainersMethod,
+                     new grpc::internal::StreamedUnaryHandler<grpc::ByteBuffer, grpc::ByteBuffer>(
+                         [this](grpc::ServerContext* ctx, grpc::ServerUnaryStreamer<grpc::ByteBuffer, grpc::ByteBuffer>* s) {
+                           return ListContainersRaw(ctx, s);
+                         }));
+}
+
+grpc::Status RuntimeServiceImpl::ListContainersRaw(grpc::ServerContext*,
+                                                   grpc::ServerUnaryStreamer<grpc::ByteBuffer, grpc::ByteBuffer>* stream) {
+  grpc::ByteBuffer resp;
   grpc::Status st = Guard("ListContainers", [&] {
+    grpc::ByteBuffer req;
+    if (!stream->Read(&req)) throw Error(Code::kInvalidArgument, "ListContainers: no request");
     std::vector<grpc::Slice> slices;
-    if (!req->Dump(&slices).ok()) throw Error(Code::kInvalidArgument, "ListContainers: unreadable request");
+    if (!req.Dump(&slices).ok()) throw Error(Code::kInvalidArgument, "ListContainers: unreadable request");
     std::string bytes;
     for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
     v1::ListContainersRequest r;
@@ -145,11 +160,10 @@ grpc::ServerUnaryReactor* RuntimeServiceImpl::ListContainers(grpc::CallbackServe
       throw;
     }
     grpc::Slice slice(wire->data(), wire->size(), [](void* p) { delete static_cast<std::string*>(p); }, wire);
-    *resp = grpc::ByteBuffer(&slice, 1);
+    resp = grpc::ByteBuffer(&slice, 1);
   });
-  auto* reactor = ctx->DefaultReactor();
-  reactor->Finish(st);
-  return reactor;
+  if (st.ok() && !stream->Write(resp)) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "ListContainers: the reply could not be sent");
+  return st;
 }
 
 grpc::Status RuntimeServiceImpl::StreamContainers(grpc::ServerContext*, const v1::StreamContainersRequest*,

@@ -9,12 +9,14 @@ namespace berth::cri {
 
 class CRIServer;
 
-// ListContainers is served as a raw callback method: the lifecycle hands over the reply already
-// in wire format (see lifecycle::RuntimeService::ListContainersWire).
-class RuntimeServiceImpl final
-    : public runtime::v1::RuntimeService::WithRawCallbackMethod_ListContainers<runtime::v1::RuntimeService::Service> {
+// ListContainers is served on the synchronous server's threads with raw bytes (a streamed-unary
+// handler over grpc::ByteBuffer): the lifecycle hands over the reply already in wire format (see
+// lifecycle::RuntimeService::ListContainersWire). Not a callback method: any callback method
+// makes gRPC start its "nexting" threads, which poll with a one-second deadline and then sleep
+// 100 ms, and requests arriving meanwhile waited up to ~100 ms before their handler started.
+class RuntimeServiceImpl final : public runtime::v1::RuntimeService::Service {
  public:
-  explicit RuntimeServiceImpl(CRIServer& server) : server_(server) {}
+  explicit RuntimeServiceImpl(CRIServer& server);
 
   grpc::Status Version(grpc::ServerContext* ctx, const runtime::v1::VersionRequest* req, runtime::v1::VersionResponse* resp) override;
   grpc::Status RunPodSandbox(grpc::ServerContext* ctx, const runtime::v1::RunPodSandboxRequest* req, runtime::v1::RunPodSandboxResponse* resp) override;
@@ -27,7 +29,7 @@ class RuntimeServiceImpl final
   grpc::Status StartContainer(grpc::ServerContext* ctx, const runtime::v1::StartContainerRequest* req, runtime::v1::StartContainerResponse* resp) override;
   grpc::Status StopContainer(grpc::ServerContext* ctx, const runtime::v1::StopContainerRequest* req, runtime::v1::StopContainerResponse* resp) override;
   grpc::Status RemoveContainer(grpc::ServerContext* ctx, const runtime::v1::RemoveContainerRequest* req, runtime::v1::RemoveContainerResponse* resp) override;
-  grpc::ServerUnaryReactor* ListContainers(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req, grpc::ByteBuffer* resp) override;
+  grpc::Status ListContainersRaw(grpc::ServerContext* ctx, grpc::ServerUnaryStreamer<grpc::ByteBuffer, grpc::ByteBuffer>* stream);
   grpc::Status StreamContainers(grpc::ServerContext* ctx, const runtime::v1::StreamContainersRequest* req, grpc::ServerWriter<runtime::v1::StreamContainersResponse>* writer) override;
   grpc::Status ContainerStatus(grpc::ServerContext* ctx, const runtime::v1::ContainerStatusRequest* req, runtime::v1::ContainerStatusResponse* resp) override;
   grpc::Status UpdateContainerResources(grpc::ServerContext* ctx, const runtime::v1::UpdateContainerResourcesRequest* req, runtime::v1::UpdateContainerResourcesResponse* resp) override;
