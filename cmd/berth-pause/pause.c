@@ -26,7 +26,6 @@
 #include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -121,7 +120,6 @@ static int pause_loop(int ready_fd) {
  *                     while the set-up was awaited
  *   netns PATH        network namespace to join
  *   (neither)         the network namespace berth-pause was started in
- *   nice N            the nice value of the waiter and the pause
  *   unshare ipc|uts|pid
  *   hostname NAME     (with unshare uts)
  *   sysctl KEY=VALUE  written in the new namespaces (berthd has checked they are namespaced)
@@ -137,7 +135,7 @@ static int pause_loop(int ready_fd) {
 #define MAX_LIST 64
 
 struct setup {
-  const char *id, *root, *netns, *netns_new, *hostname, *nice;
+  const char *id, *root, *netns, *netns_new, *hostname;
   int unshare_flags;
   const char *sysctls[MAX_LIST];
   int n_sysctls;
@@ -215,7 +213,6 @@ static void parse_setup(char *text, struct setup *s) {
     else if (!strcmp(line, "root")) s->root = value;
     else if (!strcmp(line, "netns")) s->netns = value;
     else if (!strcmp(line, "netns-new")) s->netns_new = value;
-    else if (!strcmp(line, "nice")) s->nice = value;
     else if (!strcmp(line, "hostname")) s->hostname = value;
     else if (!strcmp(line, "oom")) s->oom = value;
     else if (!strcmp(line, "unshare")) {
@@ -348,13 +345,6 @@ static int sandbox_main(int prepare_net, char *id_arg) {
     if (len > cap) fail("set-up: id longer than the --id argument", s.id, EINVAL);
     memset(id_arg, 0, cap);
     memcpy(id_arg, s.id, len);
-  }
-  if (s.nice) {
-    errno = 0;
-    char *end;
-    long n = strtol(s.nice, &end, 10);
-    if (errno || end == s.nice || *end || n < -20 || n > 19) fail("set-up: nice", s.nice, EINVAL);
-    if (setpriority(PRIO_PROCESS, 0, (int)n) != 0) fail("setpriority", s.nice, errno);
   }
 
   for (int i = 0; i < s.n_cgroups; ++i) {

@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/mount.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -161,11 +160,7 @@ struct PauseStarter::Pending {
   int status = -1;  // its fd 3, for the outcome
 };
 
-PauseStarter::PauseStarter(std::string pause_binary) : binary_(std::move(pause_binary)) {
-  errno = 0;
-  nice_ = ::getpriority(PRIO_PROCESS, 0);
-  if (errno != 0) nice_ = 0;
-}
+PauseStarter::PauseStarter(std::string pause_binary) : binary_(std::move(pause_binary)) {}
 
 PauseStarter::~PauseStarter() { Close(); }
 
@@ -262,7 +257,7 @@ PauseProcess PauseStarter::Start(const std::string& id, const nlohmann::json& sp
 
   no_newline(id, "pod sandbox id");
   no_newline(root, "pause root");
-  std::string setup = "id " + id + "\nroot " + root + "\nnice " + std::to_string(nice_) + "\n";
+  std::string setup = "id " + id + "\nroot " + root + "\n";
   std::set<std::string> own;  // namespaces the pod has apart from the host's
   std::string netns_path;
   const auto& lx = spec.at("linux");

@@ -47,7 +47,6 @@ class PauseStarter {
   static void End(Pending& p);
 
   std::string binary_;
-  int nice_;  // the nice value of the process that made the starter, for the pauses
   std::mutex mu_;
   std::unique_ptr<Pending> spare_;
 };

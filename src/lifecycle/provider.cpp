@@ -20,28 +20,28 @@ class ImageServiceProvider : public ImageProvider {
   std::optional<ImageInfo> Resolve(const std::string& ref) override {
     auto img = images_.Status(ref);
     if (!img) return std::nullopt;
+    return ToInfo(*img, ref);
+  }
+  snapshot::Snapshotter& snapshotter() override { return images_.snapshotter(); }
+  ImageInfo Pull(const std::string& ref) override { return ToInfo(images_.Pull(ref, image::AuthConfig{}), ref); }
+
+ private:
+  // `ref` is the name the image was asked for: the repo tag matching it names the image.
+  static ImageInfo ToInfo(const image::Image& img, const std::string& ref) {
     ImageInfo info;
-    info.id = img->id;
-    info.repo_tags = img->repo_tags;
-    info.repo_digests = img->repo_digests;
-    info.chain_id = img->chain_id;
-    info.config_json = img->config_json;
-    info.ref = !img->repo_tags.empty() ? img->repo_tags.front()
-               : !img->repo_digests.empty() ? img->repo_digests.front() : img->id;
-    for (const auto& t : img->repo_tags) {
+    info.id = img.id;
+    info.repo_tags = img.repo_tags;
+    info.repo_digests = img.repo_digests;
+    info.chain_id = img.chain_id;
+    info.config_json = img.config_json;
+    info.ref = !img.repo_tags.empty() ? img.repo_tags.front()
+               : !img.repo_digests.empty() ? img.repo_digests.front() : img.id;
+    for (const auto& t : img.repo_tags) {
       if (t == ref || t.ends_with("/" + ref) || t.ends_with("/" + ref + ":latest")) info.ref = t;
     }
     return info;
   }
-  snapshot::Snapshotter& snapshotter() override { return images_.snapshotter(); }
-  ImageInfo Pull(const std::string& ref) override {
-    images_.Pull(ref, image::AuthConfig{});
-    auto info = Resolve(ref);
-    if (!info) throw Error(Code::kInternal, "image " + ref + " was pulled but is not in the image store");
-    return *info;
-  }
 
- private:
   image::ImageService& images_;
 };
 

@@ -98,19 +98,19 @@ std::vector<std::string> UnloadableLeftovers(const std::set<std::string>& before
   for (const auto& p : MappedLibraries())
     if (!before.count(p)) left[Basename(p)] = ReadDynamic(p);
   std::set<std::string> pinned;
-  std::vector<std::string> todo;
+  std::vector<std::string> pending;
   for (const auto& [name, d] : left)
-    if (d.nodelete) todo.push_back(name);
-  while (!todo.empty()) {
-    std::string n = todo.back();
-    todo.pop_back();
+    if (d.nodelete) pending.push_back(name);
+  while (!pending.empty()) {
+    std::string n = pending.back();
+    pending.pop_back();
     if (!pinned.insert(n).second) continue;
     auto it = left.find(n);
     if (it == left.end()) continue;
     for (const auto& dep : it->second.needed) {
       // DT_NEEDED names the SONAME; the mapped file may be the versioned name behind it.
       for (const auto& [name, d] : left)
-        if (name.rfind(dep, 0) == 0) todo.push_back(name);
+        if (name.rfind(dep, 0) == 0) pending.push_back(name);
     }
   }
   std::vector<std::string> out;
