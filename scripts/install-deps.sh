@@ -11,6 +11,7 @@ PKGS=(
   libsqlite3-dev libcurl4-openssl-dev libarchive-dev libssl-dev libboost-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   runc crun busybox-static docker-registry skopeo iproute2 util-linux procps jq file
+  containernetworking-plugins iptables python3
 )
 
 missing=()

@@ -331,6 +331,7 @@ RuntimeConfig DecodeRuntimeConfig(const Tree& table, std::vector<std::string>* u
     nr.Str("conf_template", c.cni.conf_template);
     nr.Str("ip_pref", c.cni.ip_pref);
     nr.Bool("use_internal_loopback", c.cni.use_internal_loopback);
+    nr.Str("plugin_timeout", c.cni.plugin_timeout);
     nr.Finish();
   }
   rd.Bool("enable_selinux", c.enable_selinux);
@@ -459,6 +460,7 @@ Tree Encode(const RuntimeConfig& c) {
   cni["conf_template"] = c.cni.conf_template;
   cni["ip_pref"] = c.cni.ip_pref;
   cni["use_internal_loopback"] = c.cni.use_internal_loopback;
+  if (!c.cni.plugin_timeout.empty()) cni["plugin_timeout"] = c.cni.plugin_timeout;
   t["cni"] = cni;
   return t;
 }
@@ -541,6 +543,7 @@ Validation ValidateRuntimeConfig(RuntimeConfig& c) {
     }
   }
   CheckDuration(kRuntimePath + ".drain_exec_sync_io_timeout", c.drain_exec_sync_io_timeout, v);
+  if (!c.cni.plugin_timeout.empty()) CheckDuration(kRuntimePath + ".cni.plugin_timeout", c.cni.plugin_timeout, v);
   if (!c.cni.bin_dir.empty()) {
     const std::string cni = kRuntimePath + ".cni";
     v.deprecations.emplace_back(

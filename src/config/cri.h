@@ -75,6 +75,7 @@ struct CniConfig {
   std::string conf_template;
   std::string ip_pref;
   bool use_internal_loopback = false;
+  std::string plugin_timeout;  // berth: duration of one plugin call, "" = 2m
 };
 
 // [plugins."io.containerd.cri.v1.runtime"]

@@ -27,12 +27,18 @@ enum Step { kOk = 0, kUnshare = 10, kSocket, kGetFlags, kSetFlags, kMount };
 
 const char* StepName(int step) {
   switch (step) {
-    case kUnshare: return "unshare(CLONE_NEWNET)";
-    case kSocket: return "socket(AF_INET) in the new namespace";
-    case kGetFlags: return "SIOCGIFFLAGS lo";
-    case kSetFlags: return "SIOCSIFFLAGS lo up";
-    case kMount: return "bind mount of /proc/thread-self/ns/net";
-    default: return "unknown step";
+    case kUnshare:
+      return "unshare(CLONE_NEWNET)";
+    case kSocket:
+      return "socket(AF_INET) in the new namespace";
+    case kGetFlags:
+      return "SIOCGIFFLAGS lo";
+    case kSetFlags:
+      return "SIOCSIFFLAGS lo up";
+    case kMount:
+      return "bind mount of /proc/thread-self/ns/net";
+    default:
+      return "unknown step";
   }
 }
 
@@ -74,14 +80,16 @@ void CreateNetns(const std::string& path) {
       return;
     }
     ::close(s);
-    if (::mount("/proc/thread-self/ns/net", path.c_str(), nullptr, MS_BIND, nullptr) != 0) fail(kMount);
+    if (::mount("/proc/thread-self/ns/net", path.c_str(), nullptr, MS_BIND, nullptr) != 0)
+      fail(kMount);
   });
   helper.join();
   if (step != kOk) {
     ::umount2(path.c_str(), MNT_DETACH);
     ::unlink(path.c_str());
-    throw ErrnoError(std::string("failed to create network namespace ") + path + ": " + StepName(step),
-                     step_errno ? step_errno : EIO);
+    throw ErrnoError(
+        std::string("failed to create network namespace ") + path + ": " + StepName(step),
+        step_errno ? step_errno : EIO);
   }
 }
 
