@@ -5,6 +5,7 @@
 #include "common/error.h"
 #include "config/cri.h"
 #include "cri/cri.h"
+#include "cri/network.h"
 #include "cri/server.h"
 #include "criplugins/criplugins.h"
 #include "image/service.h"
@@ -81,6 +82,7 @@ void RegisterCRIServerPlugin(plugin::Registry& registry) {
       if (deps.images) o.sandbox_image = deps.images->config.pinned_images.count("sandbox") ? deps.images->config.pinned_images.at("sandbox") : "";
       o.pull_sandbox_image = !o.sandbox_image.empty() && !lifecycle::IsStockPauseImage(o.sandbox_image);
       if (deps.image_service) o.images = lifecycle::NewImageServiceProvider(*deps.image_service);
+      deps.cni = AttachNetworks(*deps.runtime, &o);
       deps.pods = std::make_shared<lifecycle::RuntimeService>(std::move(o));
       spdlog::info("CRI: pods and containers recovered: {}", deps.pods->RecoveryReport());
     } catch (const std::exception& e) {

@@ -3,10 +3,12 @@
 #include "config/cri.h"
 #include "cri/cri.h"
 #include "cri/errors.h"
+#include "cri/network.h"
 #include "cri/server.h"
 #include "cri/validate.h"
 #include "criplugins/criplugins.h"
 #include "lifecycle/service.h"
+#include "network/cni.h"
 
 namespace berth::cri {
 
@@ -40,11 +42,9 @@ grpc::Status RuntimeServiceImpl::Status(grpc::ServerContext*, const v1::StatusRe
     auto* runtime_ready = resp->mutable_status()->add_conditions();
     runtime_ready->set_type("RuntimeReady");
     runtime_ready->set_status(true);
-    auto* network_ready = resp->mutable_status()->add_conditions();
-    network_ready->set_type("NetworkReady");
-    network_ready->set_status(false);
-    network_ready->set_reason("NetworkPluginNotReady");
-    network_ready->set_message("Network plugin returns error: cni plugin not initialized");
+    std::map<std::string, std::string> net_info;
+    FillNetworkReady(server_.deps().cni.get(), resp->mutable_status()->add_conditions(),
+                     req->verbose() ? &net_info : nullptr);
     for (const auto& h : server_.deps().handlers) {
       auto* rh = resp->add_runtime_handlers();
       rh->set_name(h.name);
@@ -56,7 +56,7 @@ grpc::Status RuntimeServiceImpl::Status(grpc::ServerContext*, const v1::StatusRe
     if (req->verbose()) {
       auto& info = *resp->mutable_info();
       info["config"] = server_.ConfigJSON().dump();
-      info["lastCNILoadStatus"] = "cni plugin not initialized";
+      for (auto& [k, v] : net_info) info[k] = v;
       nlohmann::ordered_json handlers = nlohmann::ordered_json::array();
       for (const auto& h : server_.deps().handlers) {
         handlers.push_back({{"name", h.name},
@@ -72,7 +72,11 @@ grpc::Status RuntimeServiceImpl::Status(grpc::ServerContext*, const v1::StatusRe
 grpc::Status RuntimeServiceImpl::UpdateRuntimeConfig(grpc::ServerContext*,
                                                      const v1::UpdateRuntimeConfigRequest* req,
                                                      v1::UpdateRuntimeConfigResponse*) {
-  return Guard("UpdateRuntimeConfig", [&] { server_.SetPodCIDRs(ValidateUpdateRuntimeConfig(*req)); });
+  return Guard("UpdateRuntimeConfig", [&] {
+    auto cidrs = ValidateUpdateRuntimeConfig(*req);
+    if (server_.deps().cni) server_.deps().cni->UpdatePodCIDRs(cidrs);  // conf_template, if any
+    server_.SetPodCIDRs(std::move(cidrs));
+  });
 }
 
 grpc::Status RuntimeServiceImpl::RuntimeConfig(grpc::ServerContext*, const v1::RuntimeConfigRequest*,

@@ -24,6 +24,9 @@ class ImageService;
 namespace berth::lifecycle {
 class RuntimeService;
 }
+namespace berth::network {
+class Cni;
+}
 
 namespace berth::cri {
 
@@ -49,6 +52,8 @@ struct ServerDeps {
   // Pods and containers (src/lifecycle); null: those calls answer UNAVAILABLE with pods_error.
   std::shared_ptr<lifecycle::RuntimeService> pods;
   std::string pods_error;
+  // The default CNI networks (NetworkReady, UpdateRuntimeConfig's conf_template); null: none.
+  std::shared_ptr<network::Cni> cni;
 };
 
 // The runtime handlers of the runtime plugin as Status reports them: "" (the default handler)

@@ -48,6 +48,8 @@ struct SandboxRecord {
   int pause_fd = -1;
   bool shm_mounted = false;
   bool runtime_gone = false;  // the runtime's container has been deleted
+  // The CNI attachments (network::Cni's record: configs, arguments, results); null: none.
+  nlohmann::json network;
   std::shared_ptr<std::mutex> op = std::make_shared<std::mutex>();
 };
 

@@ -336,6 +336,7 @@ void RuntimeService::Impl::TeardownSandbox(SandboxRecord& sb, bool defer_cgroups
     ::umount2(fs::Join(sb.dir, "shm").c_str(), MNT_DETACH);
     sb.shm_mounted = false;
   }
+  TearDownNetwork(sb);  // CNI DEL; throws, keeping the netns and the record, when a plugin fails
   if (!sb.netns_path.empty()) network::RemoveNetns(sb.netns_path);
 }
 
@@ -581,6 +582,7 @@ void RuntimeService::RunPodSandbox(const v1::RunPodSandboxRequest& req, v1::RunP
       sb->monitor_pid = spawned.monitor_pid;
       sb->pause_fd = spawned.monitor_fd;
     }
+    I.SetUpNetwork(*sb);  // CNI ADD in the pod's netns, which exists now; undone by the teardown
     {
       std::lock_guard<std::mutex> lock(I.mu);
       sb->state = kReady;
@@ -640,7 +642,7 @@ void RuntimeService::Impl::FillSandboxStatus(const SandboxRecord& sb, v1::PodSan
   *st->mutable_metadata() = sb.config.metadata();
   st->set_state(sb.state == kReady ? v1::SANDBOX_READY : v1::SANDBOX_NOTREADY);
   st->set_created_at(sb.created_at);
-  st->mutable_network()->set_ip("");
+  FillNetworkStatus(sb, st);
   auto* nso = st->mutable_linux()->mutable_namespaces()->mutable_options();
   const auto& req_ns = sb.config.linux().security_context().namespace_options();
   nso->set_network(req_ns.network());
@@ -666,7 +668,8 @@ void RuntimeService::PodSandboxStatus(const v1::PodSandboxStatusRequest& req, v1
                            {"sandboxDir", sb->dir},
                            {"image", sb->image.empty() ? "berth-pause (built in)" : sb->image},
                            {"pauseStartedBy", sb->direct ? "berthd" : "runtime"},
-                           {"state", sb->state}};
+                           {"state", sb->state},
+                           {"cni", sb->network}};
     try {
       info["runtimeSpec"] = nlohmann::json::parse(fs::ReadFile(fs::Join(sb->dir, "config.json"), 1 << 20));
     } catch (...) {
@@ -796,6 +799,7 @@ void RuntimeService::Impl::Recover() {
   } catch (...) {
   }
   recovery = {{"sandboxes", sandboxes.size()}, {"containers", containers.size()}, {"cleaned", cleaned}};
+  RecoverNetworks(recovery["cleaned"]);
 }
 
 void RuntimeService::Impl::WakeWatcher() {

@@ -66,6 +66,9 @@ class Database;
 namespace berth::criplugins {
 class CRIRuntimePlugin;
 }
+namespace berth::network {
+class Cni;
+}
 
 namespace berth::lifecycle {
 
@@ -112,6 +115,8 @@ struct Handler {
   std::shared_ptr<const nlohmann::json> base_spec;
   bool privileged_without_host_devices = false;
   std::vector<std::string> pod_annotations, container_annotations;  // globs passed to the spec
+  // The handler's own CNI networks (cni_conf_dir); null: Options::cni.
+  std::shared_ptr<network::Cni> cni;
 };
 
 struct Options {
@@ -134,6 +139,8 @@ struct Options {
   // Exits are seen through pidfds at once; this is the exit watcher's safety-net sweep.
   std::chrono::milliseconds poll_interval{2000};
   bool watch_exits = true;
+  // Pod networking through CNI (docs/networking.md); null: pods get only a loopback interface.
+  std::shared_ptr<network::Cni> cni;
 };
 
 // Options from the CRI runtime plugin's validated configuration (handlers with their resolved

@@ -94,6 +94,13 @@ struct RuntimeService::Impl {
   void TeardownSandbox(SandboxRecord& sb, bool defer_cgroups = false);
   void RemoveSandboxRootfs(SandboxRecord& sb);  // a sandbox image's snapshot (idempotent)
   void StopSandboxLocked(SandboxRecord& sb);
+  // Network (network.cpp): the CNI step of a sandbox and its undo (DEL with the cached results;
+  // throws naming the plugin when one fails, the record kept for a retry).
+  network::Cni* CniFor(const std::string& handler) const;
+  void SetUpNetwork(SandboxRecord& sb);
+  void TearDownNetwork(SandboxRecord& sb);
+  void FillNetworkStatus(const SandboxRecord& sb, v1::PodSandboxStatus* st) const;
+  void RecoverNetworks(nlohmann::json& cleaned);  // DEL of dead pods' attachments, then CNI GC
   // Containers.
   void StopContainerLocked(ContainerRecord& c, int64_t timeout_s);
   void HandleExit(ContainerRecord& c);  // reads the exit file; runtime delete; marks exited

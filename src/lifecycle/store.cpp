@@ -49,7 +49,7 @@ void RecordStore::Save(const SandboxRecord& s) {
                       {"created_at", s.created_at}, {"pid", s.pid}, {"monitor_pid", s.monitor_pid},
                       {"netns_path", s.netns_path}, {"cgroups_path", s.cgroups_path}, {"dir", s.dir},
                       {"image", s.image}, {"shm_mounted", s.shm_mounted},
-                      {"runtime_gone", s.runtime_gone}, {"direct", s.direct}};
+                      {"runtime_gone", s.runtime_gone}, {"direct", s.direct}, {"network", s.network}};
   store::Transaction tx(db_);
   db_->Prepare("INSERT OR REPLACE INTO lifecycle_sandboxes (id, meta, config) VALUES (?, ?, ?)")
       .Bind(1, s.id)
@@ -116,6 +116,7 @@ std::vector<SandboxRecord> RecordStore::LoadSandboxes() {
     s.shm_mounted = m.value("shm_mounted", false);
     s.runtime_gone = m.value("runtime_gone", false);
     s.direct = m.value("direct", false);
+    if (m.contains("network")) s.network = m["network"];
     out.push_back(std::move(s));
   }
   return out;
