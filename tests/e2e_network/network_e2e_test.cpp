@@ -177,7 +177,7 @@ class NetworkE2E : public ::testing::Test {
     ASSERT_TRUE(st.ok()) << st.error_message();
   }
   virtual bool WriteDefaultNetwork() { return true; }
-  virtual std::string CniExtra() { return "plugin_timeout = \"3s\"\n"; }
+  virtual std::string CniExtra() { return "plugin_timeout = \"60s\"\n"; }
 
   void TearDown() override {
     if (d_) {
@@ -516,7 +516,11 @@ TEST_F(NetworkReadyE2E, NetworkReadyFollowsTheConfDir) {
   EXPECT_NE(NetworkReady().message().find("no network config found"), std::string::npos);
 }
 
-TEST_F(NetworkE2E, FailingAndHangingPluginsLeaveNothingBehind) {
+class ShortTimeoutE2E : public NetworkE2E {
+  std::string CniExtra() override { return "plugin_timeout = \"3s\"\n"; }
+};
+
+TEST_F(ShortTimeoutE2E, FailingAndHangingPluginsLeaveNothingBehind) {
   ASSERT_TRUE(WaitReady(true));
   std::string before = HostState();
   // Warm up: the bridge and portmap's top-level chains are made once and stay, as with any runtime.
