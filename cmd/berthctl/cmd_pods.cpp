@@ -53,13 +53,17 @@ std::string ToJson(const google::protobuf::Message& m) {
   return out;
 }
 
-std::unique_ptr<v1::RuntimeService::Stub> Stub(Globals& g) { return v1::RuntimeService::NewStub(g.Channel()); }
+std::unique_ptr<v1::RuntimeService::Stub> Stub(Globals& g) {
+  return v1::RuntimeService::NewStub(g.Channel());
+}
 
 std::string Short(const std::string& id) { return id.substr(0, 13); }
 
 std::string Ago(int64_t ns) {
   if (ns <= 0) return "";
-  int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
   int64_t s = (now - ns) / 1000000000;
   if (s < 60) return std::to_string(s) + " seconds ago";
   if (s < 3600) return std::to_string(s / 60) + " minutes ago";
@@ -69,15 +73,20 @@ std::string Ago(int64_t ns) {
 
 std::string StateName(v1::ContainerState s) {
   switch (s) {
-    case v1::CONTAINER_CREATED: return "Created";
-    case v1::CONTAINER_RUNNING: return "Running";
-    case v1::CONTAINER_EXITED: return "Exited";
-    default: return "Unknown";
+    case v1::CONTAINER_CREATED:
+      return "Created";
+    case v1::CONTAINER_RUNNING:
+      return "Running";
+    case v1::CONTAINER_EXITED:
+      return "Exited";
+    default:
+      return "Unknown";
   }
 }
 
 // Prints the status JSON with "info" entries parsed (as crictl inspect does).
-void PrintInspect(const google::protobuf::Message& status, const google::protobuf::Map<std::string, std::string>& info) {
+void PrintInspect(const google::protobuf::Message& status,
+                  const google::protobuf::Map<std::string, std::string>& info) {
   nlohmann::ordered_json out;
   out["status"] = nlohmann::ordered_json::parse(ToJson(status));
   for (const auto& [k, v] : info) {
@@ -87,11 +96,27 @@ void PrintInspect(const google::protobuf::Message& status, const google::protobu
   std::cout << out.dump(2) << "\n";
 }
 
+// The pod's IP (and how many more it has), "" when it has none or the status failed.
+std::string PodIP(Globals& g, const std::string& id) {
+  v1::PodSandboxStatusRequest req;
+  req.set_pod_sandbox_id(id);
+  v1::PodSandboxStatusResponse resp;
+  grpc::ClientContext ctx;
+  g.Prepare(ctx);
+  if (!Stub(g)->PodSandboxStatus(&ctx, req, &resp).ok()) return "";
+  const auto& n = resp.status().network();
+  if (n.ip().empty()) return "";
+  return n.additional_ips().empty()
+             ? n.ip()
+             : n.ip() + " (+" + std::to_string(n.additional_ips_size()) + ")";
+}
+
 struct Ids {
   std::vector<std::string> ids;
 };
 
-void ForEach(const std::vector<std::string>& ids, const std::function<void(const std::string&)>& fn) {
+void ForEach(const std::vector<std::string>& ids,
+             const std::function<void(const std::string&)>& fn) {
   int failed = 0;
   for (const auto& id : ids) {
     try {
@@ -102,7 +127,9 @@ void ForEach(const std::vector<std::string>& ids, const std::function<void(const
       ++failed;
     }
   }
-  if (failed) throw std::runtime_error(std::to_string(failed) + " of " + std::to_string(ids.size()) + " failed");
+  if (failed)
+    throw std::runtime_error(std::to_string(failed) + " of " + std::to_string(ids.size()) +
+                             " failed");
 }
 
 // Follows a CRI log file: "<time> <stream> <P|F> <text>" lines, partial lines joined.
@@ -160,7 +187,8 @@ void AddPodCommands(CLI::App& app, Globals& g) {
   }
   // create
   {
-    auto* c = app.add_subcommand("create", "Create a container in a pod: create POD_ID CONTAINER.json POD.json");
+    auto* c = app.add_subcommand(
+        "create", "Create a container in a pod: create POD_ID CONTAINER.json POD.json");
     auto pod = std::make_shared<std::string>();
     auto cpath = std::make_shared<std::string>();
     auto ppath = std::make_shared<std::string>();
@@ -200,7 +228,8 @@ void AddPodCommands(CLI::App& app, Globals& g) {
     auto ids = std::make_shared<std::vector<std::string>>();
     auto timeout = std::make_shared<int64_t>(10);
     c->add_option("ids", *ids, "container ids")->required();
-    c->add_option("-t,--time", *timeout, "seconds to wait before killing the container (default 10)");
+    c->add_option("-t,--time", *timeout,
+                  "seconds to wait before killing the container (default 10)");
     c->callback([&g, ids, timeout] {
       ForEach(*ids, [&](const std::string& id) {
         v1::StopContainerRequest req;
@@ -209,7 +238,8 @@ void AddPodCommands(CLI::App& app, Globals& g) {
         v1::StopContainerResponse resp;
         grpc::ClientContext ctx;
         g.Prepare(ctx);
-        ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(*timeout + g.timeout_seconds));
+        ctx.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::seconds(*timeout + g.timeout_seconds));
         Check(Stub(g)->StopContainer(&ctx, req, &resp), "stop container " + id);
       });
     });
@@ -310,10 +340,12 @@ void AddPodCommands(CLI::App& app, Globals& g) {
         for (const auto& x : resp.containers()) std::cout << x.id() << "\n";
         return;
       }
-      std::vector<std::vector<std::string>> rows = {{"CONTAINER", "IMAGE", "CREATED", "STATE", "NAME", "ATTEMPT", "POD ID"}};
+      std::vector<std::vector<std::string>> rows = {
+          {"CONTAINER", "IMAGE", "CREATED", "STATE", "NAME", "ATTEMPT", "POD ID"}};
       for (const auto& x : resp.containers()) {
         rows.push_back({Short(x.id()), x.image().image(), Ago(x.created_at()), StateName(x.state()),
-                        x.metadata().name(), std::to_string(x.metadata().attempt()), Short(x.pod_sandbox_id())});
+                        x.metadata().name(), std::to_string(x.metadata().attempt()),
+                        Short(x.pod_sandbox_id())});
       }
       PrintTable(rows);
     });
@@ -337,10 +369,13 @@ void AddPodCommands(CLI::App& app, Globals& g) {
         for (const auto& x : resp.items()) std::cout << x.id() << "\n";
         return;
       }
-      std::vector<std::vector<std::string>> rows = {{"POD ID", "CREATED", "STATE", "NAME", "NAMESPACE", "ATTEMPT", "RUNTIME"}};
+      std::vector<std::vector<std::string>> rows = {
+          {"POD ID", "CREATED", "STATE", "NAME", "NAMESPACE", "ATTEMPT", "IP", "RUNTIME"}};
       for (const auto& x : resp.items()) {
-        rows.push_back({Short(x.id()), Ago(x.created_at()), x.state() == v1::SANDBOX_READY ? "Ready" : "NotReady",
-                        x.metadata().name(), x.metadata().namespace_(), std::to_string(x.metadata().attempt()),
+        rows.push_back({Short(x.id()), Ago(x.created_at()),
+                        x.state() == v1::SANDBOX_READY ? "Ready" : "NotReady", x.metadata().name(),
+                        x.metadata().namespace_(), std::to_string(x.metadata().attempt()),
+                        PodIP(g, x.id()),
                         x.runtime_handler().empty() ? "(default)" : x.runtime_handler()});
       }
       PrintTable(rows);
@@ -383,7 +418,8 @@ void AddPodCommands(CLI::App& app, Globals& g) {
   }
   // exec (ExecSync)
   {
-    auto* c = app.add_subcommand("exec", "Run a command in a running container: exec [--timeout N] ID -- CMD...");
+    auto* c = app.add_subcommand(
+        "exec", "Run a command in a running container: exec [--timeout N] ID -- CMD...");
     auto id = std::make_shared<std::string>();
     auto cmd = std::make_shared<std::vector<std::string>>();
     auto timeout = std::make_shared<int64_t>(0);
@@ -398,8 +434,9 @@ void AddPodCommands(CLI::App& app, Globals& g) {
       v1::ExecSyncResponse resp;
       grpc::ClientContext ctx;
       g.Prepare(ctx);
-      ctx.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::seconds(*timeout > 0 ? *timeout + g.timeout_seconds : 24 * 3600));
+      ctx.set_deadline(
+          std::chrono::system_clock::now() +
+          std::chrono::seconds(*timeout > 0 ? *timeout + g.timeout_seconds : 24 * 3600));
       Check(Stub(g)->ExecSync(&ctx, req, &resp), "exec in container " + *id);
       std::cout << resp.stdout();
       std::cerr << resp.stderr();
@@ -444,7 +481,8 @@ void AddPodCommands(CLI::App& app, Globals& g) {
         std::cout << ToJson(resp) << "\n";
         return;
       }
-      std::vector<std::vector<std::string>> rows = {{"CONTAINER", "NAME", "CPU NS", "MEM (working set)", "DISK"}};
+      std::vector<std::vector<std::string>> rows = {
+          {"CONTAINER", "NAME", "CPU NS", "MEM (working set)", "DISK"}};
       for (const auto& s : resp.stats()) {
         rows.push_back({Short(s.attributes().id()), s.attributes().metadata().name(),
                         std::to_string(s.cpu().usage_core_nano_seconds().value()),
@@ -456,7 +494,8 @@ void AddPodCommands(CLI::App& app, Globals& g) {
   }
   // run: pod + container with defaults
   {
-    auto* c = app.add_subcommand("run", "Run a container in a new pod with defaults: run IMAGE -- CMD...");
+    auto* c = app.add_subcommand("run",
+                                 "Run a container in a new pod with defaults: run IMAGE -- CMD...");
     auto image = std::make_shared<std::string>();
     auto cmd = std::make_shared<std::vector<std::string>>();
     auto name = std::make_shared<std::string>();

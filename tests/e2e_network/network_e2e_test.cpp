@@ -474,7 +474,66 @@ TEST_F(NetworkE2E, DualStackGivesAdditionalIPs) {
 
 class NetworkReadyE2E : public NetworkE2E {
   bool WriteDefaultNetwork() override { return false; }
+  std::string CniExtra() override {
+    return "conf_template = \"" + *dir_ / "template.json" + "\"\n";
+  }
 };
+
+// containerd's documented template, with this test's bridge and lease directory.
+const char* kTemplate = R"({
+  "name": "templated",
+  "cniVersion": "1.0.0",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "BRIDGE",
+      "isGateway": true,
+      "ipMasq": true,
+      "ipam": {
+        "type": "host-local",
+        "dataDir": "DATADIR",
+        "ranges": [
+          {{- range $i, $range := .PodCIDRRanges}}{{if $i}},
+          {{end}}[{"subnet": "{{$range}}"}]
+          {{- end}}
+        ],
+        "routes": [
+          {{- range $i, $route := .Routes}}{{if $i}},
+          {{end}}{"dst": "{{$route}}"}
+          {{- end}}
+        ]
+      }
+    },
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+})";
+
+TEST_F(NetworkReadyE2E, UpdateRuntimeConfigRendersTheTemplate) {
+  std::string t = kTemplate;
+  t.replace(t.find("BRIDGE"), 6, bridge_);
+  t.replace(t.find("DATADIR"), 7, *dir_ / "ipam");
+  WriteFile(*dir_ / "template.json", "{{template \"nope\"}}");
+  v1::UpdateRuntimeConfigRequest req;
+  req.mutable_runtime_config()->mutable_network_config()->set_pod_cidr(subnet_);
+  v1::UpdateRuntimeConfigResponse resp;
+  auto st = d_->rt().UpdateRuntimeConfig(Ctx().get(), req, &resp);
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.error_message().find("unknown template action \"{{template \"nope\"}}\""),
+            std::string::npos)
+      << st.error_message();
+  EXPECT_FALSE(std::filesystem::exists(*dir_ / "net.d/10-containerd-net.conflist"));
+  WriteFile(*dir_ / "template.json", t);
+  st = d_->rt().UpdateRuntimeConfig(Ctx().get(), req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  auto conf = nlohmann::json::parse(ReadAll(*dir_ / "net.d/10-containerd-net.conflist"));
+  EXPECT_EQ(conf["plugins"][0]["ipam"]["ranges"][0][0]["subnet"], subnet_);
+  EXPECT_EQ(conf["plugins"][0]["ipam"]["routes"],
+            nlohmann::json::parse(R"([{"dst":"0.0.0.0/0"}])"));
+  ASSERT_TRUE(WaitReady(true)) << NetworkReady().message();
+  std::string id = MustRunPod(Pod("templated"));
+  EXPECT_TRUE(InSubnet(PodStatus(id).network().ip(), subnet_));
+  RemovePod(id);
+}
 
 TEST_F(NetworkReadyE2E, NetworkReadyFollowsTheConfDir) {
   auto c = NetworkReady();
