@@ -177,30 +177,50 @@ struct Cni::Watcher {
   }
 };
 
+namespace {
+
+constexpr uint32_t kWatchMask = IN_CREATE | IN_DELETE | IN_CLOSE_WRITE | IN_MODIFY | IN_MOVED_TO |
+                                IN_MOVED_FROM | IN_DELETE_SELF | IN_MOVE_SELF | IN_ATTRIB;
+
+// True when the events in buf[0, n) say that the watch itself is gone (the directory was
+// removed or moved).
+bool WatchGone(const char* buf, ssize_t n) {
+  for (ssize_t off = 0; off + static_cast<ssize_t>(sizeof(struct inotify_event)) <= n;) {
+    const auto* ev = reinterpret_cast<const struct inotify_event*>(buf + off);
+    if (ev->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF)) return true;
+    off += static_cast<ssize_t>(sizeof(struct inotify_event) + ev->len);
+  }
+  return false;
+}
+
+}  // namespace
+
+// conf_dir is not created (a berthd without networks leaves the host alone): while it does not
+// exist, the watcher looks for it every second.
 Cni::Cni(CniOptions opts) : opts_(std::move(opts)), state_(std::make_shared<CniState>()) {
   if (opts_.watch && !opts_.conf_dir.empty()) {
-    try {
-      fs::MkdirAll(opts_.conf_dir, 0755);  // as containerd does, so that it can be watched
-    } catch (const Error&) {
-    }
     auto w = std::make_unique<Watcher>();
     w->ino = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
     w->stop = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (w->ino >= 0 && w->stop >= 0 &&
-        ::inotify_add_watch(w->ino, opts_.conf_dir.c_str(),
-                            IN_CREATE | IN_DELETE | IN_CLOSE_WRITE | IN_MODIFY | IN_MOVED_TO |
-                                IN_MOVED_FROM | IN_DELETE_SELF | IN_MOVE_SELF | IN_ATTRIB) >= 0) {
-      w->thread = std::thread([this, ino = w->ino, stop = w->stop] {
+    if (w->ino >= 0 && w->stop >= 0) {
+      int wd = ::inotify_add_watch(w->ino, opts_.conf_dir.c_str(), kWatchMask);
+      w->thread = std::thread([this, ino = w->ino, stop = w->stop, wd]() mutable {
         for (;;) {
           struct pollfd p[2] = {{ino, POLLIN, 0}, {stop, POLLIN, 0}};
-          if (::poll(p, 2, -1) < 0 && errno != EINTR) return;
+          int n = ::poll(p, 2, wd < 0 ? 1000 : -1);
+          if (n < 0 && errno != EINTR) return;
           if (p[1].revents) return;
+          bool reload = false;
+          if (wd < 0 && (wd = ::inotify_add_watch(ino, opts_.conf_dir.c_str(), kWatchMask)) >= 0)
+            reload = true;
           if (p[0].revents) {
-            char buf[4096];
-            while (::read(ino, buf, sizeof buf) > 0) {
+            alignas(struct inotify_event) char buf[4096];
+            for (ssize_t r; (r = ::read(ino, buf, sizeof buf)) > 0;) {
+              if (WatchGone(buf, r)) wd = -1;
             }
-            Reload();
+            reload = true;
           }
+          if (reload) Reload();
         }
       });
     }
@@ -230,6 +250,7 @@ NetworkStatus Cni::Status() {
     s.networks = state_->loaded.networks;
     s.reason = state_->loaded.reason;
     s.message = state_->loaded.error;
+    s.unconfigured = state_->loaded.unconfigured;
   }
   if (!opts_.use_internal_loopback && !s.networks.empty())
     s.networks.insert(s.networks.begin(), LoopbackNetwork());
@@ -259,6 +280,7 @@ NetworkStatus Cni::Status() {
 void Cni::SetUp(const PodNetworkRequest& req, nlohmann::json* record,
                 const std::function<void(const nlohmann::json&)>& save) {
   NetworkStatus st = Status();
+  if (!st.ready && st.unconfigured) return;  // no network configured: loopback only
   if (!st.ready)
     throw Error(Code::kFailedPrecondition, "the pod network is not ready: " + st.message);
   nlohmann::json caps = CapabilityArgs(req);

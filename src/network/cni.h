@@ -57,6 +57,7 @@ struct PodIPs {
 
 struct NetworkStatus {
   bool ready = false;
+  bool unconfigured = false;  // conf_dir holds no configuration: pods get only loopback
   std::string reason, message;
   std::vector<Network> networks;  // loaded (the loopback network first unless internal)
 };
@@ -93,8 +94,10 @@ class Cni {
   // Reads conf_dir again (the watch does this on every change).
   void Reload();
 
-  // ADD of every network. `record` is filled and handed to `save` before the first ADD and after
-  // every result. Throws Error naming the plugin and its message; *record then describes what
+  // ADD of every network. While conf_dir holds no configuration at all, nothing is done (the pod
+  // keeps only its loopback interface, *record stays null); a configuration that is invalid or
+  // names a missing plugin fails. `record` is filled and handed to `save` before the first ADD and
+  // after every result. Throws Error naming the plugin and its message; *record then describes what
   // DEL must undo.
   void SetUp(const PodNetworkRequest& req, nlohmann::json* record,
              const std::function<void(const nlohmann::json&)>& save);

@@ -194,6 +194,7 @@ LoadResult LoadNetworks(const std::string& dir, int max_conf_num,
     }
   }
   if (r.networks.empty()) {
+    r.unconfigured = true;
     r.reason = "NetworkPluginNotReady";
     r.error = "no network config found in " + dir + (ec ? " (" + ec.message() + ")" : "") +
               ": cni plugin not initialized";

@@ -40,6 +40,7 @@ struct LoadResult {
   std::vector<Network> networks;  // in lexical order of their files, at most max_conf_num
   std::string error;              // "" when at least one network loaded and every plugin exists
   std::string reason;             // a short CamelCase reason with `error`
+  bool unconfigured = false;      // no configuration file at all (not an invalid one)
 };
 
 // Reads `dir` (.conf, .conflist, .json; lexical order; at most `max_conf_num`, <= 0: no limit)

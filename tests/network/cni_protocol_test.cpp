@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -80,6 +81,8 @@ class CniProtocol : public ::testing::Test {
 TEST_F(CniProtocol, AddChainsPluginsAndDelUndoesInReverse) {
   WriteFile(d_ / "conf/10-net.conflist", R"({"cniVersion":"1.0.0","name":"net","plugins":[
     {"type":"alpha","addresses":["10.99.0.7/24","fd99::7/64"]},{"type":"beta","capabilities":{"portMappings":true,"bandwidth":true}}]})");
+  opts_.setup_serially =
+      true;  // the call log in a fixed order (networks otherwise run in parallel)
   Cni cni(opts_);
   ASSERT_TRUE(cni.Status().ready) << cni.Status().message;
   nlohmann::json rec;
@@ -201,6 +204,18 @@ TEST_F(CniProtocol, StatusAndGcOnVersion11) {
   auto st = cni.Status();
   EXPECT_FALSE(st.ready);
   EXPECT_NE(st.message.find("failed to STATUS: code 11: no luck"), std::string::npos) << st.message;
+}
+
+TEST_F(CniProtocol, WithoutAnyConfigurationNothingRuns) {
+  Cni cni(opts_);
+  auto st = cni.Status();
+  EXPECT_FALSE(st.ready);
+  EXPECT_TRUE(st.unconfigured);
+  nlohmann::json rec;
+  cni.SetUp(Req(), &rec, [](const nlohmann::json&) { ADD_FAILURE() << "nothing to record"; });
+  EXPECT_TRUE(rec.is_null());
+  EXPECT_TRUE(Calls().empty());
+  EXPECT_FALSE(std::filesystem::exists(opts_.conf_dir)) << "conf_dir is not created";
 }
 
 TEST_F(CniProtocol, TheWatchPicksUpChanges) {
