@@ -785,7 +785,7 @@ TEST_F(LifecycleTest, RunAsUsernameAndSupplementalGroups) {
   EXPECT_EQ(st.user().linux().uid(), 1000);
   EXPECT_EQ(st.user().linux().gid(), 1000);
   EXPECT_EQ(std::vector<int64_t>(st.user().linux().supplemental_groups().begin(), st.user().linux().supplemental_groups().end()),
-            (std::vector<int64_t>{2000, 3000}));
+            (std::vector<int64_t>{1000, 2000, 3000}));
   auto ghost = CtrConfig("ghost", "true");
   ghost.mutable_linux()->mutable_security_context()->set_run_as_username("ghost");
   try {
