@@ -102,7 +102,8 @@ struct RuntimeService::Impl {
   void FillNetworkStatus(const SandboxRecord& sb, v1::PodSandboxStatus* st) const;
   void RecoverNetworks(nlohmann::json& cleaned);  // DEL of dead pods' attachments, then CNI GC
   // Containers.
-  void StopContainerLocked(ContainerRecord& c, int64_t timeout_s);
+  void StopContainerLocked(ContainerRecord& c, int64_t timeout_s,
+                           const std::function<bool()>& cancelled = {});
   void HandleExit(ContainerRecord& c);  // reads the exit file; runtime delete; marks exited
   void DeleteRuntimeContainer(ContainerRecord& c, const std::string& handler);  // once; saved
   void CleanupContainer(ContainerRecord& c);  // runtime, rootfs, snapshot, staging, dirs
