@@ -80,7 +80,7 @@ class Berthd {
       << "[plugins.\"io.containerd.cri.v1.runtime\".cni]\n"
       << "bin_dirs = [\"" << kPlugins << "\", \"" << dir << "/bin\"]\n"
       << "conf_dir = \"" << dir << "/net.d\"\n"
-      << cni_extra;
+      << cni_extra << extra;
     WriteFile(config_, c.str());
   }
   ~Berthd() { Stop(SIGTERM); }
@@ -162,7 +162,7 @@ class NetworkE2E : public ::testing::Test {
     std::filesystem::create_directories(*dir_ / "net.d");
     std::filesystem::create_directories(*dir_ / "bin");
     if (WriteDefaultNetwork()) WriteConflist(Conflist());
-    d_ = std::make_unique<Berthd>(dir_->path(), netns_, CniExtra());
+    d_ = std::make_unique<Berthd>(dir_->path(), netns_, CniExtra(), Extra());
     ASSERT_EQ(d_->Start(), "");
     berth::testing::TestImageOptions opts;
     opts.user = "";
@@ -177,6 +177,7 @@ class NetworkE2E : public ::testing::Test {
     ASSERT_TRUE(st.ok()) << st.error_message();
   }
   virtual bool WriteDefaultNetwork() { return true; }
+  virtual std::string Extra() { return ""; }
   virtual std::string CniExtra() { return "plugin_timeout = \"60s\"\n"; }
 
   void TearDown() override {
@@ -677,6 +678,47 @@ TEST_F(NetworkE2E, HostNetworkPodsCallNoPlugin) {
   EXPECT_EQ(PodStatus(id).network().ip(), "");
   EXPECT_EQ(LeaseCount(), "0");
   RemovePod(id);
+}
+
+// A runtime handler with its own networks (cni_conf_dir): its pods get addresses from those.
+class HandlerNetworkE2E : public NetworkE2E {
+ protected:
+  // Called before berthd starts: the handler's network is there from the beginning.
+  std::string Extra() override {
+    std::string other = Conflist();
+    std::string sub = subnet_.substr(0, subnet_.rfind('.'));  // 10.231.x
+    other_sub_ = "10.233" + sub.substr(sub.find('.', 3));     // 10.233.x
+    auto replace_all = [&](const std::string& from, const std::string& to) {
+      for (size_t p = 0; (p = other.find(from, p)) != std::string::npos; p += to.size())
+        other.replace(p, from.size(), to);
+    };
+    replace_all(sub + ".", other_sub_ + ".");
+    replace_all("\"berth-e2e\"", "\"other-net\"");
+    replace_all("\"" + bridge_ + "\"", "\"" + bridge_ + "o\"");
+    WriteFile(*dir_ / "other.d/10-other.conflist", other);
+    return "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.other]\n"
+           "runtime_type = \"io.containerd.runc.v2\"\n"
+           "cni_conf_dir = \"" +
+           *dir_ / "other.d" + "\"\n";
+  }
+  std::string other_sub_;
+};
+
+TEST_F(HandlerNetworkE2E, AHandlerHasItsOwnNetworks) {
+  ASSERT_TRUE(WaitReady(true));
+  v1::RunPodSandboxRequest req;
+  *req.mutable_config() = Pod("on-other");
+  req.set_runtime_handler("other");
+  v1::RunPodSandboxResponse resp;
+  auto st = d_->rt().RunPodSandbox(Ctx(120).get(), req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  std::string ip = PodStatus(resp.pod_sandbox_id()).network().ip();
+  EXPECT_EQ(ip.rfind(other_sub_ + ".", 0), 0u) << ip;
+  RemovePod(resp.pod_sandbox_id());
+  std::string id = MustRunPod(Pod("on-default"));
+  EXPECT_TRUE(InSubnet(PodStatus(id).network().ip(), subnet_));
+  RemovePod(id);
+  EXPECT_EQ(LeaseCount(), "0");
 }
 
 int EnvInt(const char* name, int def) {
