@@ -66,7 +66,8 @@ bool WaitFor(const std::function<bool()>& f, int seconds = 10) {
 // berthd in the test's network namespace.
 class Berthd {
  public:
-  Berthd(const std::string& dir, const std::string& netns, const std::string& cni_extra)
+  Berthd(const std::string& dir, const std::string& netns, const std::string& cni_extra,
+         const std::string& extra = "")
       : dir_(dir), netns_(netns) {
     socket_ = dir + "/berth.sock";
     config_ = dir + "/config.toml";
@@ -674,6 +675,7 @@ TEST_F(NetworkE2E, HostNetworkPodsCallNoPlugin) {
   ASSERT_TRUE(WaitReady(true));
   auto c = Pod("hostnet");
   c.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_network(v1::NODE);
+  c.clear_hostname();  // a host-network pod has the node's
   std::string id = MustRunPod(c);
   EXPECT_EQ(PodStatus(id).network().ip(), "");
   EXPECT_EQ(LeaseCount(), "0");

@@ -223,7 +223,7 @@ TEST_F(CniProtocol, TheWatchPicksUpChanges) {
   opts_.use_internal_loopback = true;
   Cni cni(opts_);
   auto wait = [&](bool ready) {
-    for (int i = 0; i < 100 && cni.Status().ready != ready; ++i)
+    for (int i = 0; i < 300 && cni.Status().ready != ready; ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     return cni.Status().ready == ready;
   };
