@@ -4,7 +4,10 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <chrono>
+#include <cstdlib>
 #include <iostream>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -50,6 +53,14 @@ int Serve(daemon::Options opts) {
   int sig = 0;
   sigwait(&set, &sig);
   spdlog::info("received signal {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  // Calls in flight get 5 s (the server's shutdown deadline) to finish; one that is stuck beyond
+  // that does not hold berthd: it exits, and the next start recovers what the call left, as after
+  // SIGKILL. Containers are never touched.
+  std::thread([] {
+    std::this_thread::sleep_for(std::chrono::seconds(10));
+    spdlog::warn("calls still running 10 s after the signal: exiting without them");
+    std::_Exit(0);
+  }).detach();
   d->Stop();
   return 0;
 }
