@@ -160,9 +160,13 @@ void RuntimeService::Impl::CleanupContainerRuntime(ContainerRecord& c) {
     try {
       CliFor(handler).DeleteExited(c.id);  // a runc `delete --force` when the init still runs
       c.runtime_gone = true;
-    } catch (...) {
+    } catch (const std::exception& e) {
+      spdlog::warn("container {}: runtime delete: {}", c.id, e.what());
     }
   }
+  // The record names the container's cgroup: it goes before the record, also when the runtime's
+  // state was already gone (a delete cut short by a restart).
+  if (!c.cgroups_path.empty() && c.cgroups_path[0] == '/') RemovePauseCgroups(c.cgroups_path);
 }
 
 void RuntimeService::Impl::CleanupContainerFiles(const std::string& id, const std::string& dir) {

@@ -88,6 +88,14 @@ void RuntimeService::Impl::RecoverSandbox(Recovery& r, std::shared_ptr<SandboxRe
     sb->state = kNotReady;
     Save(*sb);
     r.Decide("sandbox", sb->id, "NOTREADY", "its pause is gone (no live helper with its id)");
+  }
+  if (sb->state == kNotReady && sb->direct && helper == 0) {
+    // A stop removes the empty cgroups after its reply: a restart may have cut that short.
+    try {
+      RemovePauseCgroups(sb->cgroups_path);
+    } catch (const Error& e) {
+      r.Decide("sandbox", sb->id, "cgroups left", e.what());
+    }
   } else if (sb->state == kReady) {
     if (helper != sb->monitor_pid) {
       sb->monitor_pid = helper;

@@ -745,6 +745,9 @@ void RuntimeService::RemovePodSandbox(const v1::RemovePodSandboxRequest& req) {
   if (!sb) return;  // already removed
   std::lock_guard<std::mutex> op(*sb->op);
   I.StopSandboxLocked(*sb);
+  // The record names the pause's cgroups: they go before it (a stop removes them after its reply,
+  // which a restart may have cut).
+  if (sb->direct) RemovePauseCgroups(sb->cgroups_path);
   std::vector<std::shared_ptr<ContainerRecord>> ctrs;
   {
     std::lock_guard<std::mutex> lock(I.mu);
