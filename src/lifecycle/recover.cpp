@@ -150,7 +150,8 @@ static bool WaitForInit(const ContainerRecord& c, int monitor_pid) {
 void RuntimeService::Impl::RecoverStarted(Recovery& r, ContainerRecord& c) {
   bool cut_short = c.state == kCreated;
   int helper = r.LiveHelper(c.id, c.monitor_pid);
-  if (helper > 0 && !(c.pid > 0 && ProcAlive(c.pid, c.pid_start)) && !WaitForInit(c, helper)) helper = 0;
+  if (helper > 0 && !(c.pid > 0 && ProcAlive(c.pid, c.pid_start)) && !WaitForInit(c, helper))
+    helper = 0;
   if (helper > 0) return AdoptRunning(r, c, helper);
   bool exit_file = fs::Exists(fs::Join(c.dir, "exit"));
   if (exit_file || !cut_short) {

@@ -53,8 +53,10 @@ class Crash : public ::testing::Test {
     if (!reason.empty()) GTEST_SKIP() << reason;
     if (berth::testing::BusyboxPath().empty()) GTEST_SKIP() << "busybox-static is not installed";
     dir_ = std::make_unique<TempDir>("berth-soak");
-    const char* berthd = std::getenv("BERTH_TEST_BERTHD") ? std::getenv("BERTH_TEST_BERTHD") : BERTHD_PATH;
-    d_ = std::make_unique<berth::testing::BerthdProc>(dir_->path(), berthd, BERTH_MONITOR_PATH, BERTH_PAUSE_PATH);
+    const char* berthd =
+        std::getenv("BERTH_TEST_BERTHD") ? std::getenv("BERTH_TEST_BERTHD") : BERTHD_PATH;
+    d_ = std::make_unique<berth::testing::BerthdProc>(dir_->path(), berthd, BERTH_MONITOR_PATH,
+                                                      BERTH_PAUSE_PATH);
     ASSERT_EQ(d_->Start(), "");
     berth::testing::TestImageOptions o;
     o.user = "";
@@ -205,7 +207,8 @@ class Crash : public ::testing::Test {
     for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
       std::ifstream in(e.path() / "cmdline");
       std::string a((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      if (a.find(std::string("run\0--detach", 13)) != std::string::npos && a.find(d_->cri_state()) != std::string::npos)
+      if (a.find(std::string("run\0--detach", 13)) != std::string::npos &&
+          a.find(d_->cri_state()) != std::string::npos)
         return true;
     }
     return false;
@@ -293,7 +296,8 @@ std::string LogLines(const std::string& dir, const std::string& id) {
     std::ifstream in(e.path());
     std::string line;
     while (std::getline(in, line))
-      if (line.find(id) != std::string::npos) out += e.path().filename().string() + ": " + line.substr(0, 400) + "\n";
+      if (line.find(id) != std::string::npos)
+        out += e.path().filename().string() + ": " + line.substr(0, 400) + "\n";
   }
   return out;
 }
@@ -334,7 +338,8 @@ TEST_F(Crash, ParallelStartsKilledOneSecondIn) {
   auto at_kill = berth::testing::ScanHost(dir_->path(), d_->cri_state());
   std::cout << "killed with " << at_kill.monitors.size() << " berth-monitors running, " << started
             << " starts answered\n";
-  if (std::getenv("BERTH_SOAK_VERBOSE")) std::cout << d_->Log().substr(d_->Log().size() > 6000 ? d_->Log().size() - 6000 : 0);
+  if (std::getenv("BERTH_SOAK_VERBOSE"))
+    std::cout << d_->Log().substr(d_->Log().size() > 6000 ? d_->Log().size() - 6000 : 0);
   for (auto& t : ts) t.join();
   ASSERT_GE(starting.load(), 4) << "no container got to StartContainer";
   ASSERT_EQ(d_->Start(), "");
@@ -460,6 +465,39 @@ TEST_F(Crash, InitKilled) {
     EXPECT_EQ(rr.status().exit_code(), 137) << id;
   }
   EXPECT_EQ(CheckHost(), std::vector<std::string>{});
+}
+
+// SIGTERM lets a call in flight finish, then berthd exits; the container keeps running and is
+// RUNNING again after the restart.
+TEST_F(Crash, SigtermLetsCallsFinishAndLeavesContainers) {
+  auto pc = Pod("term");
+  std::string pod, ctr;
+  ASSERT_TRUE(RunPod(pc, &pod).ok());
+  ASSERT_TRUE(Create(pod, pc, "c", "sleep 1000", 0, &ctr).ok());
+  ASSERT_TRUE(Start(ctr).ok());
+  int pid = Info(ctr).value("pid", 0);
+  grpc::Status exec_status;
+  v1::ExecSyncResponse exec_out;
+  std::thread t([&] {
+    v1::ExecSyncRequest r;
+    r.set_container_id(ctr);
+    for (const char* a : {"sh", "-c", "sleep 2; echo done"}) r.add_cmd(a);
+    r.set_timeout(30);
+    exec_status = d_->rt().ExecSync(Deadline().get(), r, &exec_out);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  auto t0 = Clock::now();
+  d_->Kill(SIGTERM);
+  double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  t.join();
+  EXPECT_TRUE(exec_status.ok()) << exec_status.error_message();
+  EXPECT_EQ(exec_out.stdout(), "done\n");
+  EXPECT_LT(secs, 15.0);
+  EXPECT_TRUE(berth::testing::ProcessAlive(pid));
+  ASSERT_EQ(d_->Start(), "");
+  auto l = List();
+  EXPECT_EQ(l.ctrs[ctr].state(), v1::CONTAINER_RUNNING);
+  EXPECT_EQ(Info(ctr).value("pid", 0), pid);
 }
 
 // A damaged record: berthd starts, serves the rest and names what it set aside.
@@ -701,7 +739,8 @@ std::vector<std::string> Soak::CheckModel() {
       if (code != 137 && code != 143 && code != c.code)
         bad.push_back("container " + id + " exited with " + std::to_string(code) + " (" +
                       rr.status().reason() + ": " + rr.status().message() +
-                      "), its process returns " + std::to_string(c.code) + " or is killed (137, 143)");
+                      "), its process returns " + std::to_string(c.code) +
+                      " or is killed (137, 143)");
     }
   }
   if (pulled_ >= 0 && !pulled_ref_.empty()) {
@@ -823,8 +862,8 @@ TEST_F(Soak, RandomKillsKeepTheInvariants) {
                     << d_->Log();
     }
     Adopt();
-    std::cout << "round " << round << " (seed " << s << "): " << pods_.size() << " pods, " << ctrs_.size()
-              << " containers after the restart\n";
+    std::cout << "round " << round << " (seed " << s << "): " << pods_.size() << " pods, "
+              << ctrs_.size() << " containers after the restart\n";
     if (violations >= 3) break;
   }
   double secs = std::chrono::duration<double>(Clock::now() - start).count();
@@ -844,7 +883,9 @@ TEST_F(Soak, RandomKillsKeepTheInvariants) {
   EXPECT_TRUE(after.monitors.empty() && after.pauses.empty() && after.netns.empty() &&
               after.rro.empty());
   for (const auto& [id, path] : cgroups_)
-    EXPECT_EQ(berth::testing::ExistingCgroups(path), std::vector<std::string>{}) << id << ":\n" << LogLines(dir_->path(), id);
+    EXPECT_EQ(berth::testing::ExistingCgroups(path), std::vector<std::string>{})
+        << id << ":\n"
+        << LogLines(dir_->path(), id);
   for (const char* sub : {"containers", "sandboxes"}) {
     std::error_code ec;
     EXPECT_TRUE(std::filesystem::is_empty(d_->cri_state() + "/" + sub, ec)) << sub;
