@@ -67,21 +67,28 @@ std::string BerthdProc::Start(std::chrono::milliseconds timeout) {
             nullptr);
     ::_exit(127);
   }
-  channel_ = grpc::CreateChannel("unix:" + socket_, grpc::InsecureChannelCredentials());
-  rt_ = ::runtime::v1::RuntimeService::NewStub(channel_);
-  img_ = ::runtime::v1::ImageService::NewStub(channel_);
-  admin_ = berth::images::v1::Images::NewStub(channel_);
+  // The channel is made once the socket accepts: a channel that met the stale socket of a killed
+  // berthd would wait out gRPC's reconnect backoff (a second or more).
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
+  bool accepts = false;
+  while (!accepts && std::chrono::steady_clock::now() < deadline) {
     if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
       pid_ = -1;
       return "berthd exited during startup:\n" + Log();
     }
+    accepts = UnixSocketAccepts(socket_);
+    if (!accepts) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  channel_ = grpc::CreateChannel("unix:" + socket_, grpc::InsecureChannelCredentials());
+  rt_ = ::runtime::v1::RuntimeService::NewStub(channel_);
+  img_ = ::runtime::v1::ImageService::NewStub(channel_);
+  admin_ = berth::images::v1::Images::NewStub(channel_);
+  while (accepts && std::chrono::steady_clock::now() < deadline) {
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    ctx.set_wait_for_ready(true);
     ::runtime::v1::VersionResponse resp;
-    if (::access(socket_.c_str(), F_OK) == 0 && rt_->Version(&ctx, {}, &resp).ok()) return "";
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    if (rt_->Version(&ctx, {}, &resp).ok()) return "";
   }
   return "berthd did not answer on " + socket_ + ":\n" + Log();
 }
