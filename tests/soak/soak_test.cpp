@@ -892,4 +892,21 @@ TEST_F(Soak, RandomKillsKeepTheInvariants) {
   }
 }
 
+// After a soak was interrupted (its directory is kept then): BERTH_SOAK_CLEAN_DIR=<dir> starts
+// berthd on it and removes every pod, container and the berthd.
+TEST(SoakCleanup, RemovesWhatAnInterruptedRunLeft) {
+  const char* dir = std::getenv("BERTH_SOAK_CLEAN_DIR");
+  if (!dir) GTEST_SKIP() << "BERTH_SOAK_CLEAN_DIR is not set";
+  berth::testing::BerthdProc d(dir, BERTHD_PATH, BERTH_MONITOR_PATH, BERTH_PAUSE_PATH);
+  ASSERT_EQ(d.Start(), "");
+  v1::ListPodSandboxResponse pods;
+  ASSERT_TRUE(d.rt().ListPodSandbox(Deadline().get(), {}, &pods).ok());
+  for (const auto& p : pods.items()) {
+    v1::RemovePodSandboxRequest r;
+    r.set_pod_sandbox_id(p.id());
+    v1::RemovePodSandboxResponse rr;
+    EXPECT_TRUE(d.rt().RemovePodSandbox(Deadline().get(), r, &rr).ok());
+  }
+}
+
 }  // namespace
