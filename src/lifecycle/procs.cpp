@@ -35,6 +35,14 @@ std::vector<std::string> SplitNul(const std::string& s) {
   return out;
 }
 
+int ParentPid(int pid) {
+  std::string stat = ReadProc("/proc/" + std::to_string(pid) + "/stat");
+  size_t r = stat.rfind(')');
+  int ppid = 0;
+  if (r == std::string::npos || std::sscanf(stat.c_str() + r + 1, " %*c %d", &ppid) != 1) return 0;
+  return ppid;
+}
+
 }  // namespace
 
 uint64_t ProcStartTicks(int pid) {
@@ -74,6 +82,7 @@ bool ProcAlive(int pid, uint64_t ticks) {
 
 std::map<std::string, HelperProc> ScanHelpers() {
   std::map<std::string, HelperProc> out;
+  std::vector<std::pair<std::string, HelperProc>> found;
   DIR* d = ::opendir("/proc");
   if (!d) return out;
   while (auto* e = ::readdir(d)) {
@@ -96,9 +105,17 @@ std::map<std::string, HelperProc> ScanHelpers() {
       if (i + 1 < args.size() && args[i] == "--bundle") h.bundle = args[i + 1];
     }
     if (id.empty() || (pause && !sandbox)) continue;
-    out[id] = h;
+    found.emplace_back(id, h);
   }
   ::closedir(d);
+  // A helper forks before it execs the runtime (or the pause): for a moment the child has the
+  // same command line. The helper is the one whose parent is not a helper of the same id.
+  std::map<int, std::string> ids;
+  for (const auto& [id, h] : found) ids[h.pid] = id;
+  for (const auto& [id, h] : found) {
+    auto parent = ids.find(ParentPid(h.pid));
+    if (parent == ids.end() || parent->second != id) out[id] = h;
+  }
   return out;
 }
 
