@@ -103,7 +103,8 @@ struct RuntimeService::Impl {
   void RemoveSandboxRootfs(SandboxRecord& sb);  // a sandbox image's snapshot (idempotent)
   void StopSandboxLocked(SandboxRecord& sb);
   // Containers.
-  void StopContainerLocked(ContainerRecord& c, int64_t timeout_s);
+  void StopContainerLocked(ContainerRecord& c, int64_t timeout_s,
+                           const std::function<bool()>& cancelled = {});
   // CreateContainer's and StartContainer's steps: their journal in the record and their undo.
   StepCalls ContainerSteps(ContainerRecord& c, const char* call);
   void UndoContainerStep(ContainerRecord& c, const std::string& step);
