@@ -51,7 +51,7 @@ json Client(const std::vector<std::string>& argv) {
   berth::exec::Options o;
   o.timeout = std::chrono::seconds(180);
   o.max_output = 1u << 20;
-  if (argv[0] == "node") o.env = {"NODE_PATH=" NODE_DIR "/node_modules", "PATH=/usr/bin:/bin"};
+  if (argv[0] == "/usr/bin/node") o.env = {"NODE_PATH=" NODE_DIR "/node_modules", "PATH=/usr/bin:/bin"};
   auto r = berth::exec::Run(argv, o);
   auto j = json::parse(r.out, nullptr, false);
   if (!j.is_object())
@@ -75,7 +75,7 @@ class StreamingE2E : public ::testing::Test {
     std::string reason = berth::testing::ContainerSkipReason("runc");
     if (!reason.empty()) GTEST_SKIP() << reason;
     if (berth::testing::BusyboxPath().empty()) GTEST_SKIP() << "busybox-static is not installed";
-    if (berth::exec::Run({"python3", "-c", "import websocket"}).exit_code != 0)
+    if (berth::exec::Run({"/usr/bin/python3", "-c", "import websocket"}).exit_code != 0)
       GTEST_SKIP() << "python3-websocket is not installed";
     dir_ = std::make_unique<TempDir>("berth-e2e-stream");
     socket_ = *dir_ / "berth.sock";
@@ -83,6 +83,7 @@ class StreamingE2E : public ::testing::Test {
     c << "version = 3\nroot = \"" << dir_->path() << "/root\"\nstate = \"" << dir_->path()
       << "/state\"\n"
       << "[grpc]\naddress = \"" << socket_ << "\"\n"
+      << "[plugins.\"io.containerd.cri.v1.runtime\"]\nrestrict_oom_score_adj = true\n"
       << "[plugins.\"io.containerd.cri.v1.runtime\".containerd]\ndefault_runtime_name = \"runc\"\n"
       << "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.runc]\n"
       << "runtime_type = \"io.containerd.runc.v2\"\n";
@@ -195,12 +196,12 @@ class StreamingE2E : public ::testing::Test {
     return resp.url();
   }
   json Ws(const std::string& url, std::vector<std::string> args = {}) {
-    std::vector<std::string> argv = {"python3", CLIENTS_DIR "/ws_client.py", url};
+    std::vector<std::string> argv = {"/usr/bin/python3", CLIENTS_DIR "/ws_client.py", url};
     argv.insert(argv.end(), args.begin(), args.end());
     return Client(argv);
   }
   json Spdy(const std::string& url, const json& opts) {
-    return Client({"node", CLIENTS_DIR "/spdy_client.js", url, opts.dump()});
+    return Client({"/usr/bin/node", CLIENTS_DIR "/spdy_client.js", url, opts.dump()});
   }
   // A raw HTTP exchange with the streaming server: the status line.
   static std::string RawHttp(const std::string& url, const std::string& request, bool read = true) {
