@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pty.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -272,54 +273,6 @@ SyncResult RunExecSync(const ExecTarget& t, std::chrono::milliseconds timeout,
 
 namespace {
 
-// A unix socket for the runtime's --console-socket: the runtime sends the pty's master over it.
-class ConsoleSocket {
- public:
-  explicit ConsoleSocket(const std::string& dir) {
-    path_.path = fs::Join(dir, "c" + RandomSuffix() + ".sock");
-    sockaddr_un a = {};
-    a.sun_family = AF_UNIX;
-    if (path_.path.size() >= sizeof a.sun_path)
-      throw Error(Code::kFailedPrecondition, "console socket path " + path_.path + " is too long");
-    memcpy(a.sun_path, path_.path.c_str(), path_.path.size());
-    fd_.fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd_.fd < 0) ThrowErrno("console socket");
-    if (::bind(fd_.fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
-      ThrowErrno("bind " + path_.path);
-    if (::listen(fd_.fd, 1) != 0) ThrowErrno("listen " + path_.path);
-  }
-  const std::string& path() const { return path_.path; }
-  // The master, or -1 when the runtime exited (pidfd readable) first or 30 s passed.
-  int Receive(int pidfd) {
-    pollfd p[2] = {{fd_.fd, POLLIN, 0}, {pidfd, POLLIN, 0}};
-    int rc;
-    do {
-      rc = ::poll(p, pidfd >= 0 ? 2 : 1, 30000);
-    } while (rc < 0 && errno == EINTR);
-    if (rc <= 0 || !(p[0].revents & POLLIN)) return -1;
-    Fd conn(::accept4(fd_.fd, nullptr, nullptr, SOCK_CLOEXEC));
-    if (conn.fd < 0) return -1;
-    char data[256];
-    iovec iov = {data, sizeof data};
-    alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int))];
-    msghdr m = {};
-    m.msg_iov = &iov;
-    m.msg_iovlen = 1;
-    m.msg_control = ctrl;
-    m.msg_controllen = sizeof ctrl;
-    if (::recvmsg(conn.fd, &m, MSG_CMSG_CLOEXEC) <= 0) return -1;
-    cmsghdr* c = CMSG_FIRSTHDR(&m);
-    if (!c || c->cmsg_type != SCM_RIGHTS) return -1;
-    int fd;
-    memcpy(&fd, CMSG_DATA(c), sizeof fd);
-    return fd;
-  }
-
- private:
-  ScopedPath path_;
-  Fd fd_;
-};
-
 class ExecProcess : public streaming::Process {
  public:
   ExecProcess(const ExecTarget& t, const streaming::CommandOptions& o) : target_(t), files_(t) {
@@ -344,6 +297,7 @@ class ExecProcess : public streaming::Process {
     ws.ws_col = s.width;
     ws.ws_row = s.height;
     ::ioctl(master_.fd, TIOCSWINSZ, &ws);
+    if (!done_) ::kill(pid_, SIGWINCH);
   }
   int Wait() override {
     int status = 0;
@@ -390,23 +344,19 @@ class ExecProcess : public streaming::Process {
            target_.container_id},
           {{in_r.fd, 0}, {out_w.fd, 1}, {err_w.fd, 2}});
   }
+  // A terminal: berth's own pty is the runtime's stdio; the runtime makes the container's pty,
+  // copies between the two, and resizes the container's to ours on SIGWINCH (a runtime that is
+  // not detached takes no console socket).
   void StartTty(const streaming::CommandOptions& o) {
-    ConsoleSocket console(target_.dir);
-    Fd null = DevNull(O_RDWR);
-    Spawn({"exec", "--tty", "--console-socket", console.path(), "--process", files_.process.path,
-           "--pid-file", files_.pid.path, target_.container_id},
-          {{null.fd, 0}, {null.fd, 1}, {null.fd, 2}});
-    master_.fd = console.Receive(pidfd_);
-    if (master_.fd < 0) {
-      Cancel();
-      int st = 0;
-      exec::Reap(pidfd_, true, &st);
-      done_ = true;
-      std::string failure = RuntimeFailure(files_.log.path);
-      throw Error(Code::kUnknown,
-                  target_.cli.name() + " exec " + target_.container_id + ": " +
-                      (failure.empty() ? "no terminal received from the runtime" : failure));
-    }
+    int m = -1, sl = -1;
+    if (::openpty(&m, &sl, nullptr, nullptr, nullptr) != 0) ThrowErrno("exec: openpty");
+    master_.fd = m;
+    Fd slave(sl);
+    ::fcntl(m, F_SETFD, FD_CLOEXEC);
+    ::fcntl(sl, F_SETFD, FD_CLOEXEC);
+    Spawn({"exec", "--tty", "--process", files_.process.path, "--pid-file", files_.pid.path,
+           target_.container_id},
+          {{slave.fd, 0}, {slave.fd, 1}, {slave.fd, 2}});
     if (o.stdin) stdin_.fd = ::fcntl(master_.fd, F_DUPFD_CLOEXEC, 0);
     stdout_.fd = ::fcntl(master_.fd, F_DUPFD_CLOEXEC, 0);
   }

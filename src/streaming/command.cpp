@@ -72,8 +72,12 @@ awaitable<void> CommandRunner::Run() {
   auto start = req_.start;
   auto opts = opts_;
   try {
-    proc_ = co_await OffThread<std::shared_ptr<Process>>(
-        ex_, [start, opts]() -> std::shared_ptr<Process> { return start(opts); });
+    std::function<std::shared_ptr<Process>()> fn = [start, opts]() -> std::shared_ptr<Process> {
+      return start(opts);
+    };
+    auto started =
+        OffThread<std::shared_ptr<Process>>(ex_, std::move(fn));  // not in the co_await (GCC 12)
+    proc_ = co_await std::move(started);
   } catch (...) {
     error_ = What(std::current_exception());
   }
@@ -83,6 +87,7 @@ awaitable<void> CommandRunner::Run() {
     co_return;
   }
   if (gone_) proc_->Cancel();
+  if (size_.width > 0) proc_->Resize(size_);  // a resize that came while the process started
   int in = proc_->TakeStdin();
   if (in >= 0) {
     stdin_ = std::make_unique<asio::posix::stream_descriptor>(ex_, in);
@@ -178,7 +183,9 @@ void CommandRunner::StdinEof() {
 }
 
 void CommandRunner::Resize(TermSize s) {
-  if (proc_ && s.width > 0 && s.height > 0) proc_->Resize(s);
+  if (s.width == 0 || s.height == 0) return;
+  size_ = s;
+  if (proc_) proc_->Resize(s);
 }
 
 void CommandRunner::ResizeJson(const std::string& chunk) {

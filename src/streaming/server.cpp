@@ -92,11 +92,11 @@ struct Server::Impl {
 
 namespace {
 
-awaitable<void> Reply(beast::tcp_stream& s, http::status st, const std::string& body) {
+awaitable<void> Reply(beast::tcp_stream& s, http::status st, std::string_view body) {
   http::response<http::string_body> res{st, 11};
   res.set(http::field::content_type, "text/plain; charset=utf-8");
   res.set(http::field::connection, "close");
-  res.body() = body + "\n";
+  res.body() = std::string(body) + "\n";
   res.prepare_payload();
   boost::system::error_code ec;
   co_await http::async_write(s, res, asio::redirect_error(use_awaitable, ec));
@@ -139,8 +139,11 @@ awaitable<void> Server::Impl::Serve(tcp::socket sock) {
   co_await http::async_read(s, buf, parser, asio::redirect_error(use_awaitable, ec));
   if (ec) {
     if (ec != beast::error::timeout && ec != http::error::end_of_stream && ec != asio::error::eof &&
-        ec != asio::error::connection_reset)
-      co_await Reply(s, http::status::bad_request, "bad request: " + ec.message());
+        ec != asio::error::connection_reset) {
+      // No temporaries of class type in a co_await expression: GCC 12 destroys them twice.
+      std::string msg = "bad request: " + ec.message();
+      co_await Reply(s, http::status::bad_request, msg);
+    }
     co_return;
   }
   s.expires_never();

@@ -82,6 +82,7 @@ class CommandRunner : public std::enable_shared_from_this<CommandRunner> {
   int exit_code_ = -1;
   std::string error_;
   std::string resize_buf_;
+  TermSize size_;
 };
 
 }  // namespace berth::streaming

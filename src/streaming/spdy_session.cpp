@@ -40,7 +40,8 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
         window_(sock_.get_executor()),
         drained_(sock_.get_executor()),
         idle_(sock_.get_executor()),
-        creation_(sock_.get_executor()) {}
+        creation_(sock_.get_executor()),
+        linger_(sock_.get_executor()) {}
 
   awaitable<void> Run() {
     auto self = shared_from_this();
@@ -85,6 +86,7 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
     int64_t window = spdy::kInitialWindow;
     std::shared_ptr<PortPipe> pipe;  // port-forward data streams
     uint32_t pair = 0;               // port-forward: the other stream of the request
+    std::string early;               // port-forward: data that came while the port was dialled
   };
   struct Out {
     uint32_t id = 0;  // 0: control bytes
@@ -161,9 +163,11 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
     }
     boost::system::error_code ec;
     sock_.shutdown(tcp::socket::shutdown_send, ec);
-    if (closing_) {
-      // Let the client read everything, then go.
-      sock_.shutdown(tcp::socket::shutdown_receive, ec);
+    if (closing_ && !dead_) {
+      // Everything is written: the client reads it and closes (its frames meanwhile are read
+      // and dropped), or is cut off after a minute.
+      linger_.expires_after(std::chrono::minutes(1));
+      co_await linger_.async_wait(asio::redirect_error(use_awaitable, ec));
       sock_.close(ec);
     }
   }
@@ -278,6 +282,8 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
         early_stdin_ += f.data;
       } else if (st.pipe) {
         st.pipe->Input(std::move(f.data));
+      } else if (!Command() && st.early.size() < (4u << 20)) {
+        st.early += f.data;  // the port is still being dialled
       }
     }
     if (f.fin()) OnRemoteEnd(f.stream_id, false);
@@ -390,6 +396,7 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
     wake_.Notify();
     window_.Notify();
     drained_.Notify();
+    linger_.cancel();
   }
 
   struct Pair {
@@ -408,6 +415,7 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
   std::deque<Out> out_;
   size_t queued_ = 0;
   Event wake_, window_, drained_, idle_, creation_;
+  asio::steady_timer linger_;
   bool flow_control_ = false, closing_ = false, dead_ = false, active_ = false, early_eof_ = false;
   int64_t session_window_ = spdy::kInitialWindow;
   int64_t initial_window_ = spdy::kInitialWindow;
@@ -467,6 +475,7 @@ awaitable<void> SpdySession::Forward(uint32_t data, uint32_t error, uint16_t por
   }
   it->second.pipe = pipe;
   pipe->Start();
+  if (!it->second.early.empty()) pipe->Input(std::move(it->second.early));
   if (it->second.remote_fin) pipe->InputEof();
 }
 

@@ -113,8 +113,8 @@ class WsSession : public CommandSink, public std::enable_shared_from_this<WsSess
     }
     if (closing_ && !dead_) {
       boost::system::error_code ec;
-      co_await ws_.async_close(websocket::close_code::normal,
-                               asio::redirect_error(use_awaitable, ec));
+      websocket::close_reason reason(websocket::close_code::normal);
+      co_await ws_.async_close(reason, asio::redirect_error(use_awaitable, ec));
     }
   }
 
@@ -274,10 +274,10 @@ awaitable<void> ServeWebSocket(beast::tcp_stream s,
   const auto& ours =
       p.req.kind == Request::Kind::kPortForward ? kPortForwardProtocols : kCommandProtocols;
   std::string protocol = Negotiate(p.offered, ours);
+  bool echo = !protocol.empty();
   if (protocol.empty())
     protocol = p.req.kind == Request::Kind::kPortForward ? "portforward.k8s.io" : "channel.k8s.io";
   websocket::stream<beast::tcp_stream> ws(std::move(s));
-  bool echo = !p.offered.empty();
   ws.set_option(websocket::stream_base::decorator([protocol, echo](websocket::response_type& res) {
     if (echo) res.set(beast::http::field::sec_websocket_protocol, protocol);
   }));

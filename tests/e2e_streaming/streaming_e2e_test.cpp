@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 #include <thread>
 
@@ -51,7 +52,8 @@ json Client(const std::vector<std::string>& argv) {
   berth::exec::Options o;
   o.timeout = std::chrono::seconds(180);
   o.max_output = 1u << 20;
-  if (argv[0] == "/usr/bin/node") o.env = {"NODE_PATH=" NODE_DIR "/node_modules", "PATH=/usr/bin:/bin"};
+  if (argv[0] == "/usr/bin/node")
+    o.env = {"NODE_PATH=" NODE_DIR "/node_modules", "PATH=/usr/bin:/bin"};
   auto r = berth::exec::Run(argv, o);
   auto j = json::parse(r.out, nullptr, false);
   if (!j.is_object())
@@ -141,6 +143,10 @@ class StreamingE2E : public ::testing::Test {
 
   void TearDown() override {
     if (pid_ <= 0) return;
+    if (HasFailure()) {
+      std::string log = ReadAll(log_);
+      std::cerr << "berthd log (end):\n" << log.substr(log.size() > 6000 ? log.size() - 6000 : 0);
+    }
     if (!pod_.empty()) {
       v1::RemovePodSandboxRequest r;
       r.set_pod_sandbox_id(pod_);
@@ -312,11 +318,13 @@ TEST_F(StreamingE2E, ExecOverSpdy) {
 
 TEST_F(StreamingE2E, PortForward) {
   std::string get = "GET /index.html HTTP/1.0\r\n\r\n";
-  auto j = Ws(PortForwardUrl({8080}) + "?port=8080", {"--portforward", "--send", get});
+  auto j = Ws(PortForwardUrl({8080}) + "?port=8080",
+              {"--portforward", "--protocol", "v4.channel.k8s.io", "--send", get});
   EXPECT_EQ(j["ports"]["0"], 8080) << j;
   EXPECT_NE(j["stdout"].get<std::string>().find("hello-pf"), std::string::npos) << j;
 
-  j = Ws(PortForwardUrl() + "?port=9", {"--portforward", "--send", get});
+  j = Ws(PortForwardUrl() + "?port=9",
+         {"--portforward", "--protocol", "v4.channel.k8s.io", "--send", get});
   EXPECT_NE(j["error"].get<std::string>().find("port 9"), std::string::npos) << j;
 
   if (!spdy_ok_) GTEST_SKIP() << "spdy-transport could not be installed with npm";
