@@ -58,11 +58,13 @@ TEST(StreamingServer, TokensAreLimitedAndExpire) {
     EXPECT_EQ(e.code(), berth::Code::kResourceExhausted);
   }
   std::string path = first.substr(s.base_url().size());
-  EXPECT_EQ(StatusLine(s.port(), "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n"), "HTTP/1.1 400 Bad Request");
+  EXPECT_EQ(StatusLine(s.port(), "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n"),
+            "HTTP/1.1 400 Bad Request");
   EXPECT_EQ(StatusLine(s.port(), "GET /exec" + path.substr(12) + " HTTP/1.1\r\nHost: x\r\n\r\n"),
             "HTTP/1.1 404 Not Found");  // a port-forward token is no exec token
   std::this_thread::sleep_for(std::chrono::milliseconds(400));
-  EXPECT_EQ(StatusLine(s.port(), "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n"), "HTTP/1.1 404 Not Found");
+  EXPECT_EQ(StatusLine(s.port(), "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n"),
+            "HTTP/1.1 404 Not Found");
   s.Register(PortForward());  // expired tokens no longer count
 }
 

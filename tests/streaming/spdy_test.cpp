@@ -18,7 +18,9 @@ TEST(Spdy, HeadersCompressAcrossFramesOfOneConnection) {
   spdy::HeaderWriter w;
   spdy::Parser p;
   for (uint32_t id : {1u, 3u, 5u}) {
-    spdy::Headers h = {{"streamtype", id == 3 ? "stdout" : "error"}, {"port", "8080"}, {"x", std::string("a\0b", 3)}};
+    spdy::Headers h = {{"streamtype", id == 3 ? "stdout" : "error"},
+                       {"port", "8080"},
+                       {"x", std::string("a\0b", 3)}};
     auto f = ParseOne(p, spdy::SynStream(w, id, h, id == 5));
     EXPECT_EQ(f.type, spdy::Type::kSynStream);
     EXPECT_EQ(f.stream_id, id);
@@ -64,7 +66,9 @@ TEST(Spdy, PartialAndBadInput) {
   std::string v2("\x80\x02\x00\x06\x00\x00\x00\x04\x00\x00\x00\x01", 12);
   EXPECT_EQ(p.Next(v2, &f, &err), spdy::Parser::Result::kError);
   spdy::Parser q;
-  std::string corrupt("\x80\x03\x00\x01\x00\x00\x00\x0e\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x12\x34\x56\x78", 22);
+  std::string corrupt(
+      "\x80\x03\x00\x01\x00\x00\x00\x0e\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x12\x34\x56\x78",
+      22);
   EXPECT_EQ(q.Next(corrupt, &f, &err), spdy::Parser::Result::kError);
   EXPECT_FALSE(err.empty());
 }
