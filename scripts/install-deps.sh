@@ -11,7 +11,11 @@ PKGS=(
   libsqlite3-dev libcurl4-openssl-dev libarchive-dev libssl-dev libboost-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   runc crun busybox-static docker-registry skopeo iproute2 util-linux procps jq file
+  zlib1g-dev python3-websocket nodejs
 )
+# The streaming tests install the npm package spdy-transport with npm (Debian's, unless a
+# nodejs that ships its own npm is installed).
+command -v npm >/dev/null || PKGS+=(npm)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -6,6 +6,7 @@
 #include "config/cri.h"
 #include "cri/cri.h"
 #include "cri/server.h"
+#include "cri/streaming.h"
 #include "criplugins/criplugins.h"
 #include "image/service.h"
 #include "lifecycle/service.h"
@@ -87,6 +88,12 @@ void RegisterCRIServerPlugin(plugin::Registry& registry) {
     } catch (const std::exception& e) {
       deps.pods_error = e.what();
       spdlog::error("CRI: pods and containers are not available: {}", e.what());
+    }
+    try {
+      if (ic.config.has_value()) deps.streaming = StartStreamingServer(ic.Config<config::ServerConfig>());
+    } catch (const std::exception& e) {
+      deps.streaming_error = e.what();
+      spdlog::error("CRI: the streaming server is not available: {}", e.what());
     }
     for (const auto& h : deps.handlers) {
       spdlog::info("CRI: runtime handler \"{}\": recursive_read_only_mounts={} user_namespaces={}", h.name,

@@ -27,6 +27,9 @@ class ImageService;
 namespace berth::lifecycle {
 class RuntimeService;
 }
+namespace berth::streaming {
+class Server;
+}
 
 namespace berth::cri {
 
@@ -54,6 +57,9 @@ struct ServerDeps {
   // Pods and containers (src/lifecycle); null: those calls answer UNAVAILABLE with pods_error.
   std::shared_ptr<lifecycle::RuntimeService> pods;
   std::string pods_error;
+  // The streaming server for Exec, Attach and PortForward; null: they answer UNAVAILABLE.
+  std::shared_ptr<streaming::Server> streaming;
+  std::string streaming_error;
 };
 
 // The runtime handlers of the runtime plugin as Status reports them: "" (the default handler)

@@ -711,35 +711,4 @@ void RuntimeService::ReopenContainerLog(const v1::ReopenContainerLogRequest& req
   monitor::ReopenLog(c->monitor_pid, c->id);
 }
 
-void RuntimeService::ExecSync(const v1::ExecSyncRequest& req, v1::ExecSyncResponse* resp) {
-  auto& I = *impl_;
-  auto c = I.FindContainer(req.container_id());
-  if (req.cmd().empty()) throw Error(Code::kInvalidArgument, "exec command must not be empty");
-  if (req.timeout() < 0) throw Error(Code::kInvalidArgument, "exec timeout must not be negative");
-  std::string handler;
-  {
-    std::lock_guard<std::mutex> lock(I.mu);
-    if (c->state != kRunning) throw Error(Code::kFailedPrecondition, "container " + c->id + " is not running");
-    handler = I.sandboxes.count(c->sandbox_id) ? I.sandboxes[c->sandbox_id]->handler : "";
-  }
-  auto spec = nlohmann::json::parse(fs::ReadFile(fs::Join(c->dir, "config.json"), 4 << 20));
-  nlohmann::json process = spec["process"];
-  process["args"] = std::vector<std::string>(req.cmd().begin(), req.cmd().end());
-  process["terminal"] = false;
-  process.erase("oomScoreAdj");
-  runtime::ExecOptions eo;
-  eo.process_json = process.dump();
-  eo.timeout = req.timeout() > 0 ? std::chrono::milliseconds(std::min<int64_t>(req.timeout(), 86400LL * 365) * 1000)
-                                 : std::chrono::milliseconds(86400LL * 365 * 1000);
-  eo.max_output = 4u << 20;
-  auto r = I.CliFor(handler).Exec(c->id, eo);
-  if (r.timed_out) {
-    throw Error(Code::kDeadlineExceeded, "command " + req.cmd(0) + " in container " + c->id + " timed out after " +
-                                             std::to_string(req.timeout()) + "s");
-  }
-  resp->set_stdout(r.out);
-  resp->set_stderr(r.err);
-  resp->set_exit_code(r.exit_code);
-}
-
 }  // namespace berth::lifecycle

@@ -71,6 +71,9 @@ Options OptionsFromRuntimePlugin(const criplugins::CRIRuntimePlugin& plugin) {
   o.restrict_oom_score_adj = plugin.config.restrict_oom_score_adj;
   o.max_container_log_line_size = plugin.config.max_container_log_line_size;
   o.unset_seccomp_profile = plugin.config.unset_seccomp_profile;
+  std::chrono::nanoseconds drain{0};
+  if (config::ParseDuration(plugin.config.drain_exec_sync_io_timeout, &drain) && drain.count() > 0)
+    o.drain_exec_sync_io_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(drain);
   for (const auto& [name, info] : plugin.handlers) {
     Handler h;
     h.name = name;
