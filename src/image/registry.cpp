@@ -532,12 +532,15 @@ std::string RegistryClient::FetchBytes(const Descriptor& desc, size_t max_size, 
   });
 }
 
-void RegistryClient::FetchBlob(const Descriptor& desc, content::Store::Writer& w, std::atomic<int64_t>* received) {
+void RegistryClient::FetchBlob(const Descriptor& desc, content::Store::Writer& w,
+                               std::atomic<int64_t>* received, const Tee* tee) {
   Impl& im = *impl_;
   const std::string what = "failed to fetch blob " + im.registry + "/" + im.repository + "@" + desc.digest;
   std::string last_error;
+  bool cancelled = false;
   for (int attempt = 0; attempt < std::max(1, im.opts.retries); ++attempt) {
     try {
+      if (cancelled) break;
       im.TryHosts(false, what, [&](const RegistryHost& h) {
         int64_t offset = w.Offset();
         if (offset > desc.size) {
@@ -558,7 +561,12 @@ void RegistryClient::FetchBlob(const Descriptor& desc, content::Store::Writer& w
             }
           }
           if (w.Offset() + static_cast<int64_t>(n) > desc.size) return false;
+          const int64_t at = w.Offset();
           w.Write(d, n);
+          if (tee && !(*tee)(at, d, n)) {
+            cancelled = true;
+            return false;
+          }
           if (received) *received += static_cast<int64_t>(n);
           auto now = std::chrono::steady_clock::now();
           if (now - last_log > std::chrono::seconds(10)) {
@@ -589,6 +597,7 @@ void RegistryClient::FetchBlob(const Descriptor& desc, content::Store::Writer& w
       w.Commit(desc.digest, desc.size);  // verifies; on mismatch the partial data is discarded
       return;
     } catch (const Error& e) {
+      if (cancelled) throw Error(Code::kCancelled, what + ": cancelled");
       // Permanent failures are not retried.
       if (e.code() == Code::kNotFound || e.code() == Code::kPermissionDenied ||
           e.code() == Code::kInvalidArgument || e.code() == Code::kFailedPrecondition ||
@@ -601,6 +610,7 @@ void RegistryClient::FetchBlob(const Descriptor& desc, content::Store::Writer& w
         throw;
     }
   }
+  if (cancelled) throw Error(Code::kCancelled, what + ": cancelled");
   throw Error(Code::kUnavailable, what + ": " + last_error);
 }
 

@@ -54,6 +54,9 @@ class ImageService {
     std::string platform_os = "linux", platform_arch;  // arch default: the host's (amd64...)
     std::string platform_variant;                      // default: the host's (arm: v7/v8)
     std::chrono::seconds progress_timeout{300};
+    // containerd's image_pull_with_sync_fs: one syncfs of each unpacked layer before its commit
+    // (no per-file fsync either way).
+    bool pull_with_sync_fs = false;
   };
 
   explicit ImageService(Options opts);  // opens content store, snapshotter, SQLite store
