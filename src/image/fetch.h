@@ -5,6 +5,8 @@
 // few idle ones.
 #pragma once
 
+#include <signal.h>
+
 #include <functional>
 #include <map>
 #include <string>
@@ -44,6 +46,10 @@ class FetchProcess {
                  const std::function<bool(long, const char*, size_t)>& on_body,
                  const std::function<void(const char*, size_t)>& on_error_body);
   bool usable() const { return fd_ >= 0; }
+  // Kills the process from another thread: the exchange in progress fails.
+  void Interrupt() {
+    if (pid_ > 0) ::kill(pid_, SIGKILL);
+  }
 
  private:
   void Kill();

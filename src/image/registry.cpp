@@ -5,10 +5,11 @@
 #include <malloc.h>
 
 #include <cstring>
+#include <functional>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <functional>
 #include <optional>
+#include <set>
 
 #include "common/error.h"
 #include "common/fs.h"
@@ -239,9 +240,13 @@ struct RegistryClient::Impl {
   std::mutex pool_mu;
   std::vector<std::unique_ptr<FetchProcess>> pool;
 
+  std::set<FetchProcess*> active;  // under pool_mu
+  std::string cancelled;           // why, once Cancel was called (under pool_mu)
+
   std::unique_ptr<FetchProcess> Acquire() {
     {
       std::lock_guard<std::mutex> lk(pool_mu);
+      if (!cancelled.empty()) throw Error(Code::kDeadlineExceeded, cancelled);
       if (!pool.empty()) {
         auto p = std::move(pool.back());
         pool.pop_back();
@@ -317,6 +322,18 @@ struct RegistryClient::Impl {
       Response resp;
       auto proc = Acquire();
       requests++;
+      {
+        std::lock_guard<std::mutex> lk(pool_mu);
+        active.insert(proc.get());
+      }
+      struct Inactive {
+        Impl* im;
+        FetchProcess* p;
+        ~Inactive() {
+          std::lock_guard<std::mutex> lk(im->pool_mu);
+          im->active.erase(p);
+        }
+      } inactive{this, proc.get()};
       FetchResult r = proc->Do(
           q, [&](std::string_view line) { OnHeaderLine(resp, line); },
           [&](long status, const char* data, size_t n) { return !sink || (*sink)(status, data, n); },
@@ -325,6 +342,11 @@ struct RegistryClient::Impl {
               resp.error_body.append(data, std::min(n, kMaxErrorBody - resp.error_body.size()));
           });
       bool aborted = !proc->usable();
+      {
+        std::lock_guard<std::mutex> lk(pool_mu);
+        active.erase(proc.get());
+        if (!cancelled.empty()) throw Error(Code::kDeadlineExceeded, cancelled);
+      }
       Release(std::move(proc));
       resp.status = r.status;
       resp.url = url;
@@ -532,6 +554,13 @@ std::string RegistryClient::FetchBytes(const Descriptor& desc, size_t max_size, 
   });
 }
 
+void RegistryClient::Cancel(const std::string& why) {
+  Impl& im = *impl_;
+  std::lock_guard<std::mutex> lk(im.pool_mu);
+  im.cancelled = why.empty() ? "cancelled" : why;
+  for (FetchProcess* p : im.active) p->Interrupt();
+}
+
 void RegistryClient::FetchBlob(const Descriptor& desc, content::Store::Writer& w,
                                std::atomic<int64_t>* received, const Tee* tee) {
   Impl& im = *impl_;
@@ -598,6 +627,10 @@ void RegistryClient::FetchBlob(const Descriptor& desc, content::Store::Writer& w
       return;
     } catch (const Error& e) {
       if (cancelled) throw Error(Code::kCancelled, what + ": cancelled");
+      {
+        std::lock_guard<std::mutex> lk(im.pool_mu);
+        if (!im.cancelled.empty()) throw Error(Code::kDeadlineExceeded, what + ": " + im.cancelled);
+      }
       // Permanent failures are not retried.
       if (e.code() == Code::kNotFound || e.code() == Code::kPermissionDenied ||
           e.code() == Code::kInvalidArgument || e.code() == Code::kFailedPrecondition ||

@@ -62,6 +62,10 @@ class RegistryClient {
   void FetchBlob(const Descriptor& desc, content::Store::Writer& writer,
                  std::atomic<int64_t>* received = nullptr, const Tee* tee = nullptr);
 
+  // Stops every transfer in progress and refuses new ones: they fail with
+  // Error(kDeadlineExceeded, why). Thread-safe.
+  void Cancel(const std::string& why);
+
   // Number of HTTP requests sent (tests, benchmarks).
   int64_t requests() const;
 

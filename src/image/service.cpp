@@ -17,12 +17,13 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "content/store.h"
+#include "image/dynload.h"
 #include "image/hosts.h"
 #include "image/manifest.h"
 #include "image/pipe.h"
+#include "image/progress.h"
 #include "image/reference.h"
 #include "image/registry.h"
-#include "image/dynload.h"
 #include "image/unpack.h"
 #include "snapshot/snapshotter.h"
 #include "store/db.h"
@@ -75,6 +76,7 @@ struct ImageService::Impl {
   std::mutex inflight_mu;
   std::map<std::string, std::shared_future<Image>> pulls;  // by normalised reference
   std::map<std::string, std::shared_future<void>> blobs;   // by digest
+  std::map<std::string, std::shared_ptr<PullState>> progress;  // by normalised reference
 
   // Pulls and imports hold it shared; the garbage collector takes it exclusively (try_lock) so it
   // never deletes content an operation in progress is about to reference.
@@ -243,42 +245,39 @@ struct ImageService::Impl {
     out.Flush();
   }
 
-  void FetchLayers(RegistryClient& client, const std::vector<Descriptor>& layers, const std::string& name) {
-    std::vector<const Descriptor*> todo;
+  void FetchLayers(RegistryClient& client, PullState& ps) {
+    std::vector<size_t> todo;
     std::set<std::string> seen;
-    int64_t total = 0;
-    for (const auto& l : layers) {
-      if (!seen.insert(l.digest).second || content->Has(l.digest)) continue;
-      todo.push_back(&l);
-      total += l.size;
+    for (size_t i = 0; i < ps.layers.size(); ++i) {
+      if (!seen.insert(ps.layers[i].digest).second) continue;
+      if (content->Has(ps.layers[i].digest)) {
+        ps.state[i] = PullState::kExists;
+        continue;
+      }
+      todo.push_back(i);
     }
     if (todo.empty()) return;
-    spdlog::info("pulling {}: {} layer(s), {} bytes to download", name, todo.size(), total);
     std::atomic<size_t> next{0};
-    std::atomic<int64_t> received{0};
     std::mutex err_mu;
     std::exception_ptr first_error;
     auto worker = [&] {
-      while (true) {
-        size_t i = next++;
-        if (i >= todo.size()) return;
+      for (size_t k; (k = next++) < todo.size();) {
         {
           std::lock_guard<std::mutex> lk(err_mu);
           if (first_error) return;
         }
+        const size_t i = todo[k];
         try {
-          EnsureBlob(client, *todo[i], received);
+          ps.state[i] = PullState::kPulling;
+          EnsureBlob(client, ps.layers[i], ps.received[i]);
+          ps.state[i] = PullState::kDone;
         } catch (...) {
           std::lock_guard<std::mutex> lk(err_mu);
           if (!first_error) first_error = std::current_exception();
         }
       }
     };
-    size_t n = std::min<size_t>(todo.size(), static_cast<size_t>(std::max(1, opts.max_concurrent_downloads)));
-    std::vector<std::thread> threads;
-    for (size_t i = 1; i < n; ++i) threads.emplace_back(worker);
-    worker();
-    for (auto& t : threads) t.join();
+    RunWorkers(todo.size(), worker);
     if (first_error) std::rethrow_exception(first_error);
   }
 
@@ -341,11 +340,12 @@ struct ImageService::Impl {
   // unpack) into its own staging snapshot, up to max_concurrent_downloads at a time, committed in
   // order once all are in. Snapshotters that cannot rebase fetch in parallel and unpack in order.
   // Returns the top chain id. A failure removes every staging snapshot.
-  std::string PullLayers(RegistryClient& client, const Resolved& r, const std::string& name) {
+  std::string PullLayers(RegistryClient& client, const Resolved& r, PullState& ps) {
     const auto& layers = r.manifest.layers;
     if (layers.empty()) return "";
+    spdlog::info("pulling {}: {} layer(s), {} bytes", ps.ref, layers.size(), ps.Size());
     if (!snap->CanRebase()) {
-      FetchLayers(client, layers, name);
+      FetchLayers(client, ps);
       return UnpackImage(r);
     }
     std::vector<std::string> chains, staged(layers.size());
@@ -353,10 +353,6 @@ struct ImageService::Impl {
       content::CheckDigest(r.config.diff_ids[i]);
       chains.push_back(i ? ChainID({chains[i - 1], r.config.diff_ids[i]}) : r.config.diff_ids[i]);
     }
-    int64_t total = 0;
-    for (const auto& l : layers) total += l.size;
-    spdlog::info("pulling {}: {} layer(s), {} bytes", name, layers.size(), total);
-    std::atomic<int64_t> received{0};
     std::mutex mu;
     std::exception_ptr first_error;
     std::atomic<size_t> next{0};
@@ -367,7 +363,10 @@ struct ImageService::Impl {
           if (first_error) return;
         }
         try {
-          PullLayer(client, layers[i], r.config.diff_ids[i], chains[i], received, mu, staged[i]);
+          ps.state[i] = PullState::kPulling;
+          bool unpacked = PullLayer(client, layers[i], r.config.diff_ids[i], chains[i],
+                                    ps.received[i], mu, staged[i]);
+          ps.state[i] = unpacked ? PullState::kDone : PullState::kExists;
         } catch (...) {
           std::lock_guard<std::mutex> lk(mu);
           if (!first_error) first_error = std::current_exception();
@@ -414,12 +413,15 @@ struct ImageService::Impl {
   }
 
   // One layer: only fetched when its chain is unpacked already, else streamed into a staging
-  // snapshot (recorded in `staged` under mu) and checked against its DiffID.
-  void PullLayer(RegistryClient& client, const Descriptor& d, const std::string& diff_id,
+  // snapshot (recorded in `staged` under mu) and checked against its DiffID. Returns false when
+  // the layer was unpacked already.
+  bool PullLayer(RegistryClient& client, const Descriptor& d, const std::string& diff_id,
                  const std::string& chain, std::atomic<int64_t>& received, std::mutex& mu,
                  std::string& staged) {
-    if (auto info = snap->Stat(chain); info && info->kind == snapshot::Kind::kCommitted)
-      return EnsureBlob(client, d, received);
+    if (auto info = snap->Stat(chain); info && info->kind == snapshot::Kind::kCommitted) {
+      EnsureBlob(client, d, received);
+      return false;
+    }
     std::string key = "extract-" + RandomKey() + "-" + chain;
     snap->Prepare(key, "");
     {
@@ -434,6 +436,7 @@ struct ImageService::Impl {
       throw Error(Code::kInvalidArgument, what + ": diff id mismatch: image config says " +
                                               diff_id + ", content is " + res.diff_id);
     if (opts.pull_with_sync_fs) SyncFs(dir, what);
+    return true;
   }
 
   void Record(const std::vector<std::string>& names, const Resolved& r, const std::string& chain_id) {
@@ -454,6 +457,20 @@ struct ImageService::Impl {
       images->Put(rec);
     }
   }
+
+  // A pull's progress, visible to Progress() while it lives.
+  struct Tracked {
+    Impl& im;
+    std::string ref;
+    Tracked(Impl& i, std::shared_ptr<PullState> ps) : im(i), ref(ps->ref) {
+      std::lock_guard<std::mutex> lk(im.inflight_mu);
+      im.progress[ref] = std::move(ps);
+    }
+    ~Tracked() {
+      std::lock_guard<std::mutex> lk(im.inflight_mu);
+      im.progress.erase(ref);
+    }
+  };
 
   // A failed pull leaves nothing: what it stored that no image references is collected (now, or
   // after the last operation in progress).
@@ -482,7 +499,14 @@ struct ImageService::Impl {
       auto top = client.GetManifest(ref.digest.empty() ? ref.tag : ref.digest);
       auto get = [&](const Descriptor& d, size_t max, bool manifest) { return SmallBlob(client, d, max, manifest); };
       Resolved r = ResolveManifest(top.digest, top.media_type, top.body, get, name);
-      std::string chain = PullLayers(client, r, name);
+      auto ps = std::make_shared<PullState>(name, r.manifest.layers);
+      Tracked tracked(*this, ps);
+      std::string chain;
+      {
+        PullWatchdog dog(*ps, opts.progress_timeout,
+                         [&](const std::string& why) { client.Cancel(why); });
+        chain = PullLayers(client, r, *ps);
+      }
       if (!content->Has(top.digest)) content->Write(top.body, top.digest);
       std::vector<std::string> names;
       if (!ref.tag.empty()) names.push_back(ref.Repository() + ":" + ref.tag);
@@ -661,6 +685,15 @@ Image ImageService::Pull(const std::string& ref_str, const AuthConfig& auth) {
     im.pulls.erase(key);
   }
   return fut.get();
+}
+
+std::optional<PullProgress> ImageService::Progress(const std::string& ref_str) {
+  Impl& im = *impl_;
+  std::string key = NormalizeOrEmpty(ref_str);
+  std::lock_guard<std::mutex> lk(im.inflight_mu);
+  auto it = im.progress.find(key);
+  if (it == im.progress.end()) return std::nullopt;
+  return it->second->Snapshot();
 }
 
 std::vector<Image> ImageService::List(const std::string& filter_ref) {

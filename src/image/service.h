@@ -36,6 +36,18 @@ struct Image {
   std::string manifest_digest;
 };
 
+// An in-flight pull, layer by layer (ImageService::Progress).
+struct LayerProgress {
+  std::string digest;
+  int64_t size = 0, received = 0;  // compressed bytes
+  std::string state;               // "waiting", "pulling", "done" (fetched and unpacked), "exists"
+};
+struct PullProgress {
+  std::string ref;  // normalised
+  std::vector<LayerProgress> layers;
+  int64_t elapsed_ms = 0;
+};
+
 struct FsUsage {
   std::string mountpoint;
   int64_t used_bytes = 0, inodes_used = 0;
@@ -65,6 +77,9 @@ class ImageService {
   ImageService& operator=(const ImageService&) = delete;
 
   Image Pull(const std::string& ref, const AuthConfig& auth);  // returns the image
+  // The progress of a pull of `ref` in flight; nullopt when there is none (or it has not yet
+  // read its manifest).
+  std::optional<PullProgress> Progress(const std::string& ref);
   std::vector<Image> List(const std::string& filter_ref = "");
   std::optional<Image> Status(const std::string& ref_or_id);
   void Remove(const std::string& ref_or_id);  // throws Error(kNotFound) when absent

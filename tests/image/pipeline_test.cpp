@@ -235,6 +235,42 @@ TEST_P(PipelineTest, StalledRegistryIsCancelledByProgressTimeout) {
   ExpectNothingLeft(s);
 }
 
+TEST_P(PipelineTest, ProgressIsVisibleWhilePullingAndAStallIsCancelled) {
+  TestImage img = Push("progress-" + GetParam(), "test/progress:v1", Filler(4 << 20));
+  TokenProxy::Options po = Plain();
+  po.cut_blobs_after = 1 << 20;
+  po.stall_after_cut = true;
+  TokenProxy proxy(registry_->host(), po);
+  ImageService::Options o;
+  o.progress_timeout = std::chrono::seconds(3);
+  ImageService& s = Service(o);
+  const std::string ref = proxy.host() + "/test/progress:v1";
+  auto pull = std::async(std::launch::async, [&] { return s.Pull(ref, {}); });
+  std::optional<berth::image::PullProgress> seen;
+  for (int i = 0; i < 200; ++i) {
+    auto p = s.Progress(ref);
+    if (p && p->layers.size() == 3 && p->layers[1].received >= (1 << 20)) {
+      seen = p;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  ASSERT_TRUE(seen.has_value()) << "no progress seen";
+  EXPECT_EQ(seen->ref, ref);
+  EXPECT_EQ(seen->layers[1].digest, img.layer_digests[1]);
+  EXPECT_EQ(seen->layers[1].state, "pulling");
+  EXPECT_GT(seen->layers[1].size, seen->layers[1].received);
+  try {
+    pull.get();
+    FAIL() << "a stalled pull succeeded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Code::kDeadlineExceeded) << e.what();
+    EXPECT_NE(std::string(e.what()).find("no progress for 3s"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(s.Progress(ref).has_value());
+  ExpectNothingLeft(s);
+}
+
 INSTANTIATE_TEST_SUITE_P(Snapshotters, PipelineTest, ::testing::Values("overlayfs", "native"),
                          [](const auto& info) { return info.param; });
 
