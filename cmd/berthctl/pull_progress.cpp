@@ -1,6 +1,7 @@
 // berthctl pull's progress: while PullImage runs, berth.images.v1.Images/PullProgress is polled
 // and shown as one bar per layer on a terminal (redrawn in place), or as plain lines otherwise
-// (a line when a layer changes state, and the total every 5 seconds).
+// (a line when a layer changes state, and the total every 5 seconds), on stderr: stdout keeps
+// only the result.
 #include "cmd/berthctl/pull_progress.h"
 
 #include <grpcpp/grpcpp.h>
@@ -47,19 +48,19 @@ class Renderer {
     Lines(p);
   }
   void Finish() {
-    if (tty_ && drawn_ > 0) std::fflush(stdout);
+    if (tty_ && drawn_ > 0) std::fflush(stderr);
   }
 
  private:
   void Bars(const pb::PullProgressResponse& p) {
-    if (drawn_ > 0) std::printf("\033[%dA", drawn_);  // back to the first bar
+    if (drawn_ > 0) std::fprintf(stderr, "\033[%dA", drawn_);  // back to the first bar
     for (const auto& l : p.layers()) {
-      std::printf("\033[2K%s %s %s / %s %s\n", Short(l.digest()).c_str(),
-                  Bar(l.received(), l.size(), 30).c_str(), Mib(l.received()).c_str(),
-                  Mib(l.size()).c_str(), l.state().c_str());
+      std::fprintf(stderr, "\033[2K%s %s %s / %s %s\n", Short(l.digest()).c_str(),
+                   Bar(l.received(), l.size(), 30).c_str(), Mib(l.received()).c_str(),
+                   Mib(l.size()).c_str(), l.state().c_str());
     }
     drawn_ = p.layers_size();
-    std::fflush(stdout);
+    std::fflush(stderr);
   }
   void Lines(const pb::PullProgressResponse& p) {
     int64_t got = 0, size = 0;
@@ -69,16 +70,16 @@ class Renderer {
       auto& seen = states_[l.digest()];
       if (seen != l.state()) {
         seen = l.state();
-        std::printf("%s: %s (%s)\n", Short(l.digest()).c_str(), l.state().c_str(),
-                    Mib(l.size()).c_str());
+        std::fprintf(stderr, "%s: %s (%s)\n", Short(l.digest()).c_str(), l.state().c_str(),
+                     Mib(l.size()).c_str());
       }
     }
     if (p.elapsed_ms() - last_total_ms_ >= 5000) {
       last_total_ms_ = p.elapsed_ms();
-      std::printf("%s of %s after %.0f s\n", Mib(got).c_str(), Mib(size).c_str(),
-                  p.elapsed_ms() / 1000.0);
+      std::fprintf(stderr, "%s of %s after %.0f s\n", Mib(got).c_str(), Mib(size).c_str(),
+                   p.elapsed_ms() / 1000.0);
     }
-    std::fflush(stdout);
+    std::fflush(stderr);
   }
   bool tty_;
   int drawn_ = 0;
@@ -91,7 +92,7 @@ class Renderer {
 void ShowPullProgress(const std::shared_ptr<grpc::Channel>& channel, const std::string& ref,
                       const std::function<bool()>& done) {
   auto stub = pb::Images::NewStub(channel);
-  Renderer r(::isatty(STDOUT_FILENO) == 1);
+  Renderer r(::isatty(STDERR_FILENO) == 1);
   while (!done()) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
