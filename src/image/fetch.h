@@ -9,6 +9,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -58,5 +59,14 @@ class FetchProcess {
 
 // berth-fetch's path: BERTH_FETCH_PATH, else beside the running program or in its build tree.
 std::string FetchHelperPath();
+
+// Idle berth-fetch processes outlive the registry client that used them for a while, so that
+// the next pull starts no process (and may reuse a connection): up to kIdleFetchProcesses, each
+// closed kIdleFetchSeconds after it was last used.
+inline constexpr size_t kIdleFetchProcesses = 4;
+inline constexpr int kIdleFetchSeconds = 30;
+// An idle process started from `path`, or nullptr.
+std::unique_ptr<FetchProcess> TakeIdleFetchProcess(const std::string& path);
+void KeepIdleFetchProcess(const std::string& path, std::unique_ptr<FetchProcess> p);
 
 }  // namespace berth::image

@@ -253,6 +253,7 @@ struct RegistryClient::Impl {
         return p;
       }
     }
+    if (auto p = TakeIdleFetchProcess(fetch_path)) return p;
     return std::make_unique<FetchProcess>(fetch_path);
   }
   void Release(std::unique_ptr<FetchProcess> p) {
@@ -498,7 +499,8 @@ RegistryClient::RegistryClient(std::vector<RegistryHost> hosts, std::string regi
 }
 
 RegistryClient::~RegistryClient() {
-  impl_.reset();  // the berth-fetch processes exit
+  for (auto& p : impl_->pool) KeepIdleFetchProcess(impl_->fetch_path, std::move(p));
+  impl_.reset();
   ::malloc_trim(0);  // the buffers of the transfers go back to the system
 }
 
