@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <fstream>
@@ -323,12 +324,23 @@ void AddPodCommands(CLI::App& app, Globals& g) {
     auto* c = app.add_subcommand("pods", "List pod sandboxes");
     auto quiet = std::make_shared<bool>(false);
     c->add_flag("-q,--quiet", *quiet, "only ids");
-    c->callback([&g, quiet] {
+    auto runtime = std::make_shared<std::string>();
+    auto* by_runtime = c->add_option(
+        "-r,--runtime", *runtime,
+        "only pods of this runtime handler, as named at creation (\"\": the default)");
+    c->callback([&g, quiet, runtime, by_runtime] {
       v1::ListPodSandboxRequest req;
       v1::ListPodSandboxResponse resp;
       grpc::ClientContext ctx;
       g.Prepare(ctx);
       Check(Stub(g)->ListPodSandbox(&ctx, req, &resp), "list pod sandboxes");
+      if (by_runtime->count() > 0) {
+        auto* items = resp.mutable_items();
+        items->erase(std::remove_if(
+                         items->begin(), items->end(),
+                         [&](const v1::PodSandbox& p) { return p.runtime_handler() != *runtime; }),
+                     items->end());
+      }
       if (g.Json()) {
         std::cout << ToJson(resp) << "\n";
         return;
