@@ -9,6 +9,7 @@ PKGS=(
   protobuf-compiler libprotobuf-dev protobuf-compiler-grpc libgrpc++-dev libgrpc-dev
   libtomlplusplus-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   libsqlite3-dev libcurl4-openssl-dev libarchive-dev libssl-dev libboost-dev
+  libisal-dev isal libzstd-dev zstd zlib1g-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   runc crun busybox-static docker-registry skopeo iproute2 util-linux procps jq file
   zlib1g-dev python3-websocket nodejs

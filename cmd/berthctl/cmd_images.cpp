@@ -6,11 +6,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <stdexcept>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 #include <grpcpp/grpcpp.h>
@@ -18,6 +20,7 @@
 #include "berth/images/v1/images.grpc.pb.h"
 #include "cmd/berthctl/cmd_cri.h"
 #include "cmd/berthctl/commands.h"
+#include "cmd/berthctl/pull_progress.h"
 
 namespace berth::berthctl {
 
@@ -133,7 +136,13 @@ void AddImageCommands(CLI::App& app, Globals& g) {
     }
     if (!auth->empty()) req.mutable_auth()->set_auth(*auth);
     v1::PullImageResponse resp;
-    Check(stub->PullImage(Ctx(g, 3600).get(), req, &resp), "pull image " + *pull_ref);
+    std::atomic<bool> done{false};
+    std::thread progress(
+        [&] { ShowPullProgress(g.Channel(), *pull_ref, [&] { return done.load(); }); });
+    grpc::Status st = stub->PullImage(Ctx(g, 3600).get(), req, &resp);
+    done = true;
+    progress.join();
+    Check(st, "pull image " + *pull_ref);
     std::cout << "Image is up to date for " << resp.image_ref() << "\n";
   });
 

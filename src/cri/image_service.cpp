@@ -142,4 +142,24 @@ grpc::Status ImagesServiceImpl::Import(grpc::ServerContext*, const berth::images
   });
 }
 
+grpc::Status ImagesServiceImpl::PullProgress(grpc::ServerContext*,
+                                             const berth::images::v1::PullProgressRequest* req,
+                                             berth::images::v1::PullProgressResponse* resp) {
+  return Guard("PullProgress", [&] {
+    if (req->image().empty()) throw Error(Code::kInvalidArgument, "image: empty reference");
+    auto p = server_.Images().Progress(req->image());
+    resp->set_in_progress(p.has_value());
+    if (!p) return;
+    resp->set_image(p->ref);
+    resp->set_elapsed_ms(p->elapsed_ms);
+    for (const auto& l : p->layers) {
+      auto* out = resp->add_layers();
+      out->set_digest(l.digest);
+      out->set_size(l.size);
+      out->set_received(l.received);
+      out->set_state(l.state);
+    }
+  });
+}
+
 }  // namespace berth::cri

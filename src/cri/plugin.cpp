@@ -39,6 +39,7 @@ std::shared_ptr<image::ImageService> MakeImageService(plugin::InitContext& ic,
   o.snapshotter = images.config.snapshotter;
   o.hosts_config_path = images.config.registry.config_path;
   o.max_concurrent_downloads = images.config.max_concurrent_downloads;
+  o.pull_with_sync_fs = images.config.image_pull_with_sync_fs;
   o.pinned_images = images.config.pinned_images;
   std::chrono::nanoseconds timeout{};
   if (config::ParseDuration(images.config.image_pull_progress_timeout, &timeout) && timeout.count() > 0) {
