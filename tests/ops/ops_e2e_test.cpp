@@ -206,7 +206,9 @@ std::string ContainerSkip() {
 // Runs `berthctl run IMAGE -- CMD` and waits for the container to exit; returns its log.
 std::string RunToCompletion(const Daemon& d, const std::string& ref, const std::string& name,
                             std::string* error) {
-  auto r = d.Ctl({"run", "--name", name, ref, "--", "echo", "hello from " + name});
+  // berthctl run logs under /var/log/berth/pods/<name>: a name of this run only, removed after.
+  const std::string unique = name + "-" + std::to_string(getpid());
+  auto r = d.Ctl({"run", "--name", unique, ref, "--", "echo", "hello from " + name});
   if (!r.ok()) {
     *error = "berthctl run: " + r.out + r.err;
     return "";
@@ -218,7 +220,9 @@ std::string RunToCompletion(const Daemon& d, const std::string& ref, const std::
       },
       std::chrono::seconds(30));
   if (!exited) *error = "container " + id + " did not exit";
-  return d.Ctl({"logs", id}).out;
+  std::string log = d.Ctl({"logs", id}).out;
+  berth::exec::Run({"/bin/rm", "-rf", "/var/log/berth/pods/" + unique});
+  return log;
 }
 
 // Removes every pod of the daemon (so that the temporary directories can go).
@@ -733,7 +737,8 @@ TEST(KubernetesDoc, EveryCommandRuns) {
   EXPECT_NE(r.out.find("checks ok"), std::string::npos) << r.out;
 }
 
-// ---- berthctl output formats ---------------------------------------------------------------------
+// ---- berthctl output formats
+// ---------------------------------------------------------------------
 
 // `text` parsed as the proto3 JSON of message M, unknown fields refused: the output is the struct.
 template <typename M>
@@ -746,13 +751,34 @@ M AsMessage(const std::string& text) {
   return msg;
 }
 
-// YAML output read by PyYAML equals the JSON output.
-void ExpectYamlEqualsJson(const std::string& yaml_text, const std::string& json_text) {
+// Drops every "timestamp" member (two calls of a stats listing differ only there).
+json WithoutTimestamps(json j) {
+  if (j.is_object()) {
+    j.erase("timestamp");
+    for (auto& [k, v] : j.items()) v = WithoutTimestamps(v);
+  } else if (j.is_array()) {
+    for (auto& v : j) v = WithoutTimestamps(v);
+  }
+  return j;
+}
+
+// YAML output read by PyYAML equals the JSON output (of another call; with drop_times, up to the
+// sample times).
+void ExpectYamlEqualsJson(const std::string& yaml_text, const std::string& json_text,
+                          bool drop_times = false) {
   berth::exec::Options o;
   o.stdin_data = yaml_text;
-  auto r = berth::exec::Run({"/usr/bin/python3", "-c", "import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.stdin)))"}, o);
+  auto r =
+      berth::exec::Run({"/usr/bin/python3", "-c",
+                        "import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.stdin)))"},
+                       o);
   ASSERT_TRUE(r.ok()) << r.err << yaml_text;
-  EXPECT_EQ(json::parse(r.out), json::parse(json_text)) << yaml_text;
+  json from_yaml = json::parse(r.out), from_json = json::parse(json_text);
+  if (drop_times) {
+    from_yaml = WithoutTimestamps(from_yaml);
+    from_json = WithoutTimestamps(from_json);
+  }
+  EXPECT_EQ(from_yaml, from_json) << yaml_text;
 }
 
 std::vector<std::string> Lines(const std::string& s) {
@@ -770,7 +796,8 @@ TEST(BerthctlFormats, ListingsMatchTheirStructs) {
   ASSERT_EQ(ImportImage(d, dir.path(), "docker.io/library/busybox:fmt"), "");
   for (const char* name : {"fmt-a", "fmt-b"}) {
     json pod = {{"metadata", {{"name", name}, {"namespace", "default"}, {"uid", name}}},
-                {"labels", {{"app", name}}}, {"log_directory", dir / name}};
+                {"labels", {{"app", name}}},
+                {"log_directory", dir / name}};
     berth::testing::WriteFile(dir / (std::string(name) + ".json"), pod.dump());
     auto r = d.Ctl({"runp", dir / (std::string(name) + ".json")});
     ASSERT_TRUE(r.ok()) << r.out << r.err;
@@ -790,22 +817,34 @@ TEST(BerthctlFormats, ListingsMatchTheirStructs) {
   EXPECT_EQ(Lines(d.Ctl({"pods", "--no-trunc"}).out)[1].find(' '), 64u);
   auto a = Lines(d.Ctl({"pods", "-q", "--label", "app=fmt-a"}).out);
   ASSERT_EQ(a.size(), 1u);
-  EXPECT_EQ(AsMessage<runtime::v1::ListPodSandboxResponse>(d.Ctl({"-o", "json", "pods", "--name", "^fmt-b$"}).out).items(0).metadata().name(), "fmt-b");
+  EXPECT_EQ(AsMessage<runtime::v1::ListPodSandboxResponse>(
+                d.Ctl({"-o", "json", "pods", "--name", "^fmt-b$"}).out)
+                .items(0)
+                .metadata()
+                .name(),
+            "fmt-b");
   EXPECT_TRUE(d.Ctl({"pods", "-q", "--state", "notready"}).out.empty());
   EXPECT_EQ(d.Ctl({"pods", "--state", "sleepy"}).exit_code, 1);
   EXPECT_EQ(d.Ctl({"pods", "--label", "novalue"}).exit_code, 1);
 
   // ps and logs.
-  auto run = d.Ctl({"run", "--name", "fmt-c", "docker.io/library/busybox:fmt", "--", "sh", "-c", "echo one; echo two; echo three"});
+  // berthctl run logs under /var/log/berth/pods/<name>: a name of this run only, removed after.
+  const std::string cname = "fmt-c-" + std::to_string(getpid());
+  auto run = d.Ctl({"run", "--name", cname, "docker.io/library/busybox:fmt", "--", "sh", "-c",
+                    "echo one; echo two; echo three"});
   ASSERT_TRUE(run.ok()) << run.out << run.err;
   std::string cid = Lines(run.out)[0];
-  ASSERT_TRUE(berth::testing::Eventually([&] { return !d.Ctl({"ps", "-q", "--state", "exited"}).out.empty(); }, std::chrono::seconds(30)));
+  ASSERT_TRUE(berth::testing::Eventually(
+      [&] {
+        return !d.Ctl({"ps", "-q", "--state", "exited"}).out.empty();
+      },
+      std::chrono::seconds(30)));
   auto cj = d.Ctl({"-o", "json", "ps", "-a"});
   auto ctrs = AsMessage<runtime::v1::ListContainersResponse>(cj.out);
   ASSERT_EQ(ctrs.containers_size(), 1);
   EXPECT_EQ(ctrs.containers(0).id(), cid);
   ExpectYamlEqualsJson(d.Ctl({"-o", "yaml", "ps", "-a"}).out, cj.out);
-  EXPECT_EQ(Lines(d.Ctl({"ps", "-a", "-q", "--name", "fmt-c"}).out), std::vector<std::string>{cid});
+  EXPECT_EQ(Lines(d.Ctl({"ps", "-a", "-q", "--name", cname}).out), std::vector<std::string>{cid});
   EXPECT_TRUE(d.Ctl({"ps", "-a", "-q", "--name", "^nothing$"}).out.empty());
   EXPECT_TRUE(d.Ctl({"ps", "-q"}).out.empty());  // default: running only
   EXPECT_EQ(Lines(d.Ctl({"ps", "-a", "--no-trunc"}).out)[1].substr(0, 64), cid);
@@ -813,7 +852,8 @@ TEST(BerthctlFormats, ListingsMatchTheirStructs) {
   EXPECT_EQ(d.Ctl({"logs", "--tail", "1", cid}).out, "three\n");
   EXPECT_EQ(d.Ctl({"logs", "--since", "1h", cid}).out, "one\ntwo\nthree\n");
   EXPECT_EQ(d.Ctl({"logs", "--since", "2099-01-01T00:00:00Z", cid}).out, "");
-  EXPECT_TRUE(std::regex_match(Lines(d.Ctl({"logs", "-t", "--tail", "1", cid}).out)[0], std::regex("\\d{4}-\\d\\d-\\d\\dT\\S+ three")));
+  EXPECT_TRUE(std::regex_match(Lines(d.Ctl({"logs", "-t", "--tail", "1", cid}).out)[0],
+                               std::regex("\\d{4}-\\d\\d-\\d\\dT\\S+ three")));
   EXPECT_EQ(d.Ctl({"logs", "--since", "yesterday", cid}).exit_code, 1);
 
   // images and stats.
@@ -826,8 +866,9 @@ TEST(BerthctlFormats, ListingsMatchTheirStructs) {
   EXPECT_TRUE(d.Ctl({"images", "-q", "--name", "nginx"}).out.empty());
   auto sj = d.Ctl({"-o", "json", "stats"});
   AsMessage<runtime::v1::ListContainerStatsResponse>(sj.out);
-  ExpectYamlEqualsJson(d.Ctl({"-o", "yaml", "stats"}).out, sj.out);
+  ExpectYamlEqualsJson(d.Ctl({"-o", "yaml", "stats"}).out, sj.out, /*drop_times=*/true);
   RemovePods(d);
+  berth::exec::Run({"/bin/rm", "-rf", "/var/log/berth/pods/" + cname});
 }
 
 }  // namespace
