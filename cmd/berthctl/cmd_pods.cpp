@@ -496,7 +496,11 @@ void AddPodCommands(CLI::App& app, Globals& g) {
     auto* c = app.add_subcommand("pods", "List pod sandboxes");
     auto f = std::make_shared<ListFlags>();
     AddListFlags(c, *f, "ready or notready");
-    c->callback([&g, f] {
+    auto runtime = std::make_shared<std::string>();
+    auto* by_runtime = c->add_option(
+        "-r,--runtime", *runtime,
+        "only pods of this runtime handler, as named at creation (\"\": the default)");
+    c->callback([&g, f, runtime, by_runtime] {
       v1::ListPodSandboxRequest req;
       auto* filter = req.mutable_filter();
       if (!f->state.empty()) filter->mutable_state()->set_state(PodStateFromName(f->state));
@@ -505,6 +509,13 @@ void AddPodCommands(CLI::App& app, Globals& g) {
       grpc::ClientContext ctx;
       g.Prepare(ctx);
       Check(Stub(g)->ListPodSandbox(&ctx, req, &resp), "list pod sandboxes");
+      if (by_runtime->count() > 0) {
+        auto* items = resp.mutable_items();
+        items->erase(std::remove_if(
+                         items->begin(), items->end(),
+                         [&](const v1::PodSandbox& p) { return p.runtime_handler() != *runtime; }),
+                     items->end());
+      }
       KeepMatching(resp.mutable_items(), f->name,
                    [](const v1::PodSandbox& x) { return x.metadata().name(); });
       if (PrintList(

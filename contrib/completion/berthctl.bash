@@ -41,7 +41,7 @@ _berthctl() {
   local flags=""
   case $cmd in
     ps) flags="-a --all -p --pod -q --quiet --no-trunc -l --label -s --state --name" ;;
-    pods) flags="-q --quiet --no-trunc -l --label -s --state --name" ;;
+    pods) flags="-q --quiet --no-trunc -l --label -s --state --name -r --runtime" ;;
     images) flags="-q --quiet --no-trunc --name -o --output import" ;;
     logs) flags="-f --follow --tail --since -t --timestamps" ;;
     exec) flags="--timeout" ;;

@@ -60,6 +60,7 @@ void RegisterCRIServerPlugin(plugin::Registry& registry) {
     ServerDeps deps;
     deps.runtime = ic.GetAs<criplugins::CRIRuntimePlugin>(plugin::kCRIServicePlugin, criplugins::kRuntimeID);
     deps.images = ic.GetAs<criplugins::CRIImagesPlugin>(plugin::kCRIServicePlugin, criplugins::kImagesID);
+    if (auto* sc = std::any_cast<std::shared_ptr<config::ServerConfig>>(&ic.config)) deps.server_config = *sc;
     try {
       deps.warnings = ic.GetSingle<plugin::WarningService>(plugin::kWarningPlugin);
     } catch (const Error&) {

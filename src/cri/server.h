@@ -18,6 +18,9 @@ struct CRIImagesPlugin;
 namespace berth::plugin {
 class WarningService;
 }
+namespace berth::config {
+struct ServerConfig;
+}
 namespace berth::image {
 class ImageService;
 }
@@ -28,6 +31,7 @@ class RuntimeService;
 namespace berth::cri {
 
 class RuntimeServiceImpl;
+struct InfoConfigInput;
 class ImageServiceImpl;
 class ImagesServiceImpl;
 
@@ -43,6 +47,7 @@ struct ServerDeps {
   std::shared_ptr<criplugins::CRIImagesPlugin> images;    // null: default image config
   std::shared_ptr<image::ImageService> image_service;     // null: image calls answer UNAVAILABLE
   std::shared_ptr<plugin::WarningService> warnings;       // may be null
+  std::shared_ptr<const config::ServerConfig> server_config;  // null: the default server config
   // Per handler, the default handler once more as "" (see ResolveHandlerFeatures).
   std::vector<HandlerFeatures> handlers;
   std::string image_service_error;  // why image_service is null, for messages
@@ -72,8 +77,10 @@ class CRIServer : public plugin::GrpcService {
   void SetPodCIDRs(std::vector<std::string> cidrs);
   std::vector<std::string> PodCIDRs() const;
 
-  // The effective CRI configuration: the runtime and images plugin configs (config::Encode)
-  // merged into one object, plus rootDir/stateDir/containerdEndpoint/podCIDRs.
+  // Status info["config"]: the effective configuration as containerd's CRI plugin writes it
+  // (cri/info_config.h), berth's own additions under "berth" (per handler: the config keys
+  // containerd 1.7 lacks and the resolved recursive read-only behaviour; CNI bin_dirs; pinned
+  // images; podCIDRs).
   nlohmann::ordered_json ConfigJSON() const;
 
   RuntimeServiceImpl& runtime_service() { return *runtime_service_; }
@@ -81,6 +88,7 @@ class CRIServer : public plugin::GrpcService {
   ImagesServiceImpl& images_service() { return *images_service_; }
 
  private:
+  nlohmann::ordered_json BerthInfoConfig(const InfoConfigInput& in) const;
   ServerDeps deps_;
   mutable std::mutex mu_;
   std::vector<std::string> pod_cidrs_;

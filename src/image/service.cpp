@@ -108,7 +108,9 @@ struct ImageService::Impl {
     return img;
   }
 
-  // Records of the image named by an id, an id prefix, or a reference; empty when absent.
+  // Records of the image named by an id, a reference, or a unique id prefix ("sha256:" optional,
+  // as containerd's digest set resolves them); empty when absent. Throws Error(kInvalidArgument)
+  // when a prefix matches several images.
   std::vector<store::ImageRecord> Find(const std::string& s, std::string* config_digest) {
     if (s.empty()) return {};
     std::string id;
@@ -116,21 +118,21 @@ struct ImageService::Impl {
       id = s;
     } else if (s.size() == 64 && IsHexString(s)) {
       id = "sha256:" + s;
-    } else if (IsHexString(s) && s.size() >= 12 && s.size() < 64) {
-      std::string found;
-      for (const auto& r : images->List()) {
-        if (r.config_digest.compare(7, s.size(), s) == 0) {
-          if (!found.empty() && found != r.config_digest) return {};  // ambiguous
-          found = r.config_digest;
-        }
-      }
-      id = found;
     }
     if (!id.empty()) {
       auto recs = images->ByConfig(id);
       if (!recs.empty() && config_digest) *config_digest = id;
       if (!recs.empty() || s.size() != 64) return recs;
     }
+    if (auto recs = FindByReference(s, config_digest); !recs.empty()) return recs;
+    id = FindByIdPrefix(s.rfind("sha256:", 0) == 0 ? s.substr(7) : s);
+    if (id.empty()) return {};
+    if (config_digest) *config_digest = id;
+    return images->ByConfig(id);
+  }
+
+  std::vector<store::ImageRecord> FindByReference(const std::string& s,
+                                                  std::string* config_digest) {
     Reference ref;
     try {
       ref = ParseReference(s);
@@ -142,6 +144,20 @@ struct ImageService::Impl {
     if (!rec) return {};
     if (config_digest) *config_digest = rec->config_digest;
     return images->ByConfig(rec->config_digest);
+  }
+
+  // The config digest whose hex starts with `hex`; "" when none does.
+  std::string FindByIdPrefix(const std::string& hex) {
+    if (hex.empty() || hex.size() >= 64 || !IsHexString(hex)) return "";
+    std::set<std::string> found;
+    for (const auto& r : images->List())
+      if (r.config_digest.size() > 7 && r.config_digest.compare(7, hex.size(), hex) == 0)
+        found.insert(r.config_digest);
+    if (found.size() > 1) {
+      throw Error(Code::kInvalidArgument, "ID prefix \"" + hex + "\" is ambiguous: it matches " +
+                                              std::to_string(found.size()) + " images");
+    }
+    return found.empty() ? "" : *found.begin();
   }
 
   // ---- pulling ----

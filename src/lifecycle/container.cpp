@@ -11,6 +11,7 @@
 #include "common/error.h"
 #include "common/exec.h"
 #include "common/fs.h"
+#include "lifecycle/compat.h"
 #include "metrics/metrics.h"
 #include "monitor/client.h"
 #include "mount/rro.h"
@@ -448,7 +449,8 @@ void RuntimeService::StartContainer(const v1::StartContainerRequest& req) {
   I.Publish(*c, v1::CONTAINER_STARTED_EVENT);
 }
 
-void RuntimeService::Impl::StopContainerLocked(ContainerRecord& c, int64_t timeout_s) {
+void RuntimeService::Impl::StopContainerLocked(ContainerRecord& c, int64_t timeout_s,
+                                               const std::function<bool()>& cancelled) {
   if (c.state != kRunning) return;
   std::string handler;
   {
@@ -462,7 +464,12 @@ void RuntimeService::Impl::StopContainerLocked(ContainerRecord& c, int64_t timeo
       cli.Kill(c.id, c.stop_signal);
     } catch (const Error&) {
     }
-    monitor::WaitMonitor(c.monitor_pid, c.id, std::chrono::seconds(std::min<int64_t>(timeout_s, 365LL * 86400)));
+    auto timeout = std::chrono::seconds(std::min<int64_t>(timeout_s, 365LL * 86400));
+    if (WaitForStop(c.monitor_pid, c.id, timeout, cancelled) == StopWait::kCancelled) {
+      throw Error(Code::kDeadlineExceeded, "stop of container " + c.id +
+                                               " abandoned: the caller's context ended before it exited "
+                                               "(not killed; it keeps running)");
+    }
   }
   while (c.monitor_pid > 0 && monitor::IsMonitorAlive(c.monitor_pid, c.id)) {
     try {
@@ -474,10 +481,11 @@ void RuntimeService::Impl::StopContainerLocked(ContainerRecord& c, int64_t timeo
   HandleExit(c);
 }
 
-void RuntimeService::StopContainer(const v1::StopContainerRequest& req) {
+void RuntimeService::StopContainer(const v1::StopContainerRequest& req,
+                                   const std::function<bool()>& cancelled) {
   auto c = impl_->FindContainer(req.container_id());
   std::lock_guard<std::mutex> op(*c->op);
-  impl_->StopContainerLocked(*c, req.timeout());
+  impl_->StopContainerLocked(*c, req.timeout(), cancelled);
 }
 
 void RuntimeService::Impl::RemoveContainerLocked(const std::shared_ptr<ContainerRecord>& c) {

@@ -33,6 +33,7 @@ inline constexpr const char* kExited = "exited";      // container
 
 struct SandboxRecord {
   std::string id, name_key, handler, state = kCreating;
+  std::string requested_handler;  // RunPodSandbox's runtime_handler as named ("" = the default)
   v1::PodSandboxConfig config;
   int64_t created_at = 0;
   int pid = 0, monitor_pid = 0;

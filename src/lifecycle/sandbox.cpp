@@ -23,6 +23,7 @@
 #include "common/error.h"
 #include "common/exec.h"
 #include "common/fs.h"
+#include "lifecycle/compat.h"
 #include "lifecycle/pause.h"
 #include "monitor/client.h"
 #include "mount/rro.h"
@@ -233,26 +234,13 @@ oci::NodeInfo RuntimeService::Impl::NodeFor(const Handler& h) const {
   return n;
 }
 
-template <typename M>
-static typename M::mapped_type FindByPrefix(M& m, const std::string& key) {
-  if (key.empty()) return nullptr;
-  auto it = m.find(key);
-  if (it != m.end()) return it->second;
-  typename M::mapped_type found;
-  for (auto i = m.lower_bound(key); i != m.end() && i->first.compare(0, key.size(), key) == 0; ++i) {
-    if (found) throw Error(Code::kInvalidArgument, "id prefix \"" + key + "\" is ambiguous");
-    found = i->second;
-  }
-  return found;
-}
-
 std::shared_ptr<SandboxRecord> RuntimeService::Impl::FindSandboxOrNull(const std::string& id) {
   std::lock_guard<std::mutex> lock(mu);
-  return FindByPrefix(sandboxes, id);
+  return LookupIdPrefix(sandboxes, id, "pod sandboxes");
 }
 std::shared_ptr<ContainerRecord> RuntimeService::Impl::FindContainerOrNull(const std::string& id) {
   std::lock_guard<std::mutex> lock(mu);
-  return FindByPrefix(containers, id);
+  return LookupIdPrefix(containers, id, "containers");
 }
 std::shared_ptr<SandboxRecord> RuntimeService::Impl::FindSandbox(const std::string& id) {
   if (id.empty()) throw Error(Code::kInvalidArgument, "pod sandbox id must not be empty");
@@ -445,6 +433,7 @@ void RuntimeService::RunPodSandbox(const v1::RunPodSandboxRequest& req, v1::RunP
   const auto& ns = lsc.namespace_options();
   std::string resolv = ResolvConf(cfg);
   bool host_net = ns.network() == v1::NODE;
+  CheckHostNetworkHostname(cfg);
 
   // The pause process: the pinned sandbox image when it is present locally, else berth-pause.
   std::optional<ImageInfo> pause_image;
@@ -463,6 +452,7 @@ void RuntimeService::RunPodSandbox(const v1::RunPodSandboxRequest& req, v1::RunP
   sb->id = NewId();
   sb->name_key = SandboxNameKey(md);
   sb->handler = handler.name;
+  sb->requested_handler = req.runtime_handler();  // echoed as named: "" for the default
   sb->config = cfg;
   sb->created_at = NowNs();
   sb->dir = fs::Join(I.opts.state_dir, "sandboxes/" + sb->id);
@@ -648,7 +638,7 @@ void RuntimeService::Impl::FillSandboxStatus(const SandboxRecord& sb, v1::PodSan
   nso->set_ipc(req_ns.ipc());
   *st->mutable_labels() = sb.config.labels();
   *st->mutable_annotations() = sb.config.annotations();
-  st->set_runtime_handler(sb.handler);
+  st->set_runtime_handler(sb.requested_handler);
 }
 
 void RuntimeService::PodSandboxStatus(const v1::PodSandboxStatusRequest& req, v1::PodSandboxStatusResponse* resp) {
@@ -700,7 +690,7 @@ void RuntimeService::ListPodSandbox(const v1::ListPodSandboxRequest& req, v1::Li
     item->set_created_at(sb->created_at);
     *item->mutable_labels() = sb->config.labels();
     *item->mutable_annotations() = sb->config.annotations();
-    item->set_runtime_handler(sb->handler);
+    item->set_runtime_handler(sb->requested_handler);
   }
 }
 

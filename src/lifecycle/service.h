@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -172,7 +173,11 @@ class RuntimeService {
 
   void CreateContainer(const runtime::v1::CreateContainerRequest& req, runtime::v1::CreateContainerResponse* resp);
   void StartContainer(const runtime::v1::StartContainerRequest& req);
-  void StopContainer(const runtime::v1::StopContainerRequest& req);
+  // The container's stop signal, up to req.timeout() seconds, then SIGKILL. When `cancelled`
+  // (the caller's context has ended) turns true during that wait, the stop is abandoned: no
+  // SIGKILL, the state unchanged, Error(kDeadlineExceeded).
+  void StopContainer(const runtime::v1::StopContainerRequest& req,
+                     const std::function<bool()>& cancelled = {});
   void RemoveContainer(const runtime::v1::RemoveContainerRequest& req);
   void ListContainers(const runtime::v1::ListContainersRequest& req, runtime::v1::ListContainersResponse* resp);
   // The same answer as ListContainers, already in protobuf wire format (a serialized

@@ -95,7 +95,8 @@ struct RuntimeService::Impl {
   void RemoveSandboxRootfs(SandboxRecord& sb);  // a sandbox image's snapshot (idempotent)
   void StopSandboxLocked(SandboxRecord& sb);
   // Containers.
-  void StopContainerLocked(ContainerRecord& c, int64_t timeout_s);
+  void StopContainerLocked(ContainerRecord& c, int64_t timeout_s,
+                           const std::function<bool()>& cancelled = {});
   void HandleExit(ContainerRecord& c);  // reads the exit file; runtime delete; marks exited
   void DeleteRuntimeContainer(ContainerRecord& c, const std::string& handler);  // once; saved
   void CleanupContainer(ContainerRecord& c);  // runtime, rootfs, snapshot, staging, dirs

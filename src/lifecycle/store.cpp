@@ -49,6 +49,7 @@ void RecordStore::Save(const SandboxRecord& s) {
                       {"created_at", s.created_at}, {"pid", s.pid}, {"monitor_pid", s.monitor_pid},
                       {"netns_path", s.netns_path}, {"cgroups_path", s.cgroups_path}, {"dir", s.dir},
                       {"image", s.image}, {"shm_mounted", s.shm_mounted},
+                      {"requested_handler", s.requested_handler},
                       {"runtime_gone", s.runtime_gone}, {"direct", s.direct}};
   store::Transaction tx(db_);
   db_->Prepare("INSERT OR REPLACE INTO lifecycle_sandboxes (id, meta, config) VALUES (?, ?, ?)")
@@ -105,6 +106,7 @@ std::vector<SandboxRecord> RecordStore::LoadSandboxes() {
     if (m.is_discarded() || !s.config.ParseFromString(st.Text(2))) continue;
     s.name_key = m.value("name_key", "");
     s.handler = m.value("handler", "");
+    s.requested_handler = m.value("requested_handler", s.handler);
     s.state = m.value("state", kCreating);
     s.created_at = m.value("created_at", int64_t{0});
     s.pid = m.value("pid", 0);

@@ -293,9 +293,10 @@ TestImage BuildTestImage(const std::string& oci_dir, const TestImageOptions& opt
                                "touch", "test", "ps", "wc", "head", "grep", "sed", "stat", "printf", "pwd",
                                "whoami", "hostname", "mount", "uname", "date", "kill", "readlink", "find"})
       l.push_back({std::string("bin/") + applet, 'l', "busybox"});
-    l.push_back({"etc/passwd", 'f', "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/tmp:/bin/sh\n"
-                                    "nobody:x:65534:65534:nobody:/:/bin/false\n"});
-    l.push_back({"etc/group", 'f', "root:x:0:\nuser:x:1000:\nnogroup:x:65534:\n"});
+    l.push_back({"etc/passwd", 'f', !opts.passwd.empty() ? opts.passwd
+                                    : "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/tmp:/bin/sh\n"
+                                      "nobody:x:65534:65534:nobody:/:/bin/false\n"});
+    l.push_back({"etc/group", 'f', !opts.group.empty() ? opts.group : "root:x:0:\nuser:x:1000:\nnogroup:x:65534:\n"});
     layers.push_back(std::move(l));
   }
   {

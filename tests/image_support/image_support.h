@@ -63,6 +63,8 @@ struct TestImageOptions {
                                   "BERTH_TEST=1"};
   std::vector<std::string> entrypoint = {"/bin/sh", "-c"};
   std::vector<std::string> cmd = {"echo hello from berth"};
+  // /etc/passwd and /etc/group of the image ("": root, user 1000 and nobody).
+  std::string passwd, group;
   // Written to /etc/berth-id so that images built with different ids have different digests.
   std::string id = "default";
   size_t filler_bytes = 64 * 1024;  // size of /usr/share/berth/filler.bin (pseudo-random)

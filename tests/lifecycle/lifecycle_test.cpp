@@ -269,7 +269,8 @@ TEST_F(LifecycleTest, FullLifecycleWithLogsAndEvents) {
   svc_->PodSandboxStatus(sreq, &sresp);
   EXPECT_EQ(sresp.status().state(), v1::SANDBOX_READY);
   EXPECT_EQ(sresp.status().metadata().name(), "web");
-  EXPECT_EQ(sresp.status().runtime_handler(), "runc");
+  EXPECT_EQ(sresp.status().runtime_handler(), "");  // as the request named it: the default
+  EXPECT_EQ(nlohmann::json::parse(sresp.info().at("info"))["runtimeHandler"], "runc");
   EXPECT_EQ(sresp.status().network().ip(), "");
   EXPECT_EQ(sresp.status().labels().at("app"), "web");
   EXPECT_NE(sresp.info().at("info").find("netNamespacePath"), std::string::npos);
@@ -785,7 +786,7 @@ TEST_F(LifecycleTest, RunAsUsernameAndSupplementalGroups) {
   EXPECT_EQ(st.user().linux().uid(), 1000);
   EXPECT_EQ(st.user().linux().gid(), 1000);
   EXPECT_EQ(std::vector<int64_t>(st.user().linux().supplemental_groups().begin(), st.user().linux().supplemental_groups().end()),
-            (std::vector<int64_t>{2000, 3000}));
+            (std::vector<int64_t>{1000, 2000, 3000}));
   auto ghost = CtrConfig("ghost", "true");
   ghost.mutable_linux()->mutable_security_context()->set_run_as_username("ghost");
   try {
@@ -1092,6 +1093,7 @@ TEST_F(LifecycleTest, BuiltInPauseSpareServesTheNextSandbox) {
   ASSERT_TRUE(berth::testing::Eventually([&] { return (spare = SparePause()) > 0; }));
   auto hcfg = PodConfig("spare-host");
   hcfg.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_network(v1::NODE);
+  hcfg.clear_hostname();  // a host-network pod has the node's
   std::string h = RunPod(hcfg);
   auto hinfo = VerboseInfo(h);
   EXPECT_EQ(hinfo["monitorPid"].get<int>(), spare);
@@ -1119,7 +1121,10 @@ TEST_F(LifecycleTest, BuiltInPauseRefusesBadSysctls) {
     auto pcfg = PodConfig("sysctl-" + std::to_string(std::hash<std::string>()(key) % 1000));
     pcfg.mutable_linux()->set_cgroup_parent("/berth-test-sysctl/pod");
     (*pcfg.mutable_linux()->mutable_sysctls())[key] = value;
-    if (host_net) pcfg.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_network(v1::NODE);
+    if (host_net) {
+      pcfg.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_network(v1::NODE);
+      pcfg.clear_hostname();  // a host-network pod has the node's
+    }
     try {
       RunPod(pcfg);
       ADD_FAILURE() << key << " accepted";
