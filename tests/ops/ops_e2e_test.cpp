@@ -341,7 +341,9 @@ TEST(Metrics, SeriesMoveWithPodsPullsAndFailures) {
 
   // A pull from a real registry, and a failed one.
   berth::testing::LocalRegistry reg;
-  auto img = berth::testing::BuildTestImage(dir / "pull-oci", {.id = "pull"});
+  berth::testing::TestImageOptions pull_opts;
+  pull_opts.id = "pull";
+  auto img = berth::testing::BuildTestImage(dir / "pull-oci", pull_opts);
   berth::testing::PushImage(img, reg.host(), "test/busybox:v1");
   auto p = d.Ctl({"pull", reg.host() + "/test/busybox:v1"});
   ASSERT_TRUE(p.ok()) << p.out << p.err;
@@ -656,7 +658,9 @@ TEST(KubernetesDoc, EveryCommandRuns) {
   }
   TempDir dir("berth-ops-k8sdoc");
   const std::string t = dir.path();
-  auto img = berth::testing::BuildTestImage(t + "/oci", {.id = "migrate"});
+  berth::testing::TestImageOptions migrate_opts;
+  migrate_opts.id = "migrate";
+  auto img = berth::testing::BuildTestImage(t + "/oci", migrate_opts);
   berth::testing::WriteOciArchive(img, t + "/busybox.tar", "docker.io/library/busybox:migrate");
   berth::fs::MkdirAll(t + "/work");
   ASSERT_EQ(symlink(BERTH_BUILD_DIR, (t + "/work/build").c_str()), 0);
