@@ -12,7 +12,8 @@ PKGS=(
   libisal-dev isal libzstd-dev zstd zlib1g-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   runc crun busybox-static docker-registry skopeo iproute2 util-linux procps jq file
-  zlib1g-dev python3-websocket nodejs
+  python3-websocket nodejs
+  python3 python3-prometheus-client python3-yaml libcap2-bin systemd containerd zsh
 )
 # The streaming tests install the npm package spdy-transport with npm (Debian's, unless a
 # nodejs that ships its own npm is installed).

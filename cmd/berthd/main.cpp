@@ -17,6 +17,7 @@
 #include "cmd/berthd/plugins.h"
 #include "common/error.h"
 #include "config/config.h"
+#include "daemon/check.h"
 #include "daemon/daemon.h"
 #include "plugin/services.h"
 
@@ -26,8 +27,8 @@ using namespace berth;
 
 void SetupLogging() {
   auto logger = spdlog::stderr_logger_mt("berthd");
-  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%fZ %l %v", spdlog::pattern_time_type::utc);
   spdlog::set_default_logger(logger);
+  daemon::SetLogFormat("text");
   spdlog::flush_on(spdlog::level::trace);
 }
 
@@ -128,6 +129,29 @@ int ConfigCheck(const daemon::Options& opts) {
   return 0;
 }
 
+// `berthd check`: one line per check; exit status 1 when a check failed fatally.
+int Check(const daemon::Options& opts, const std::string& output) {
+  auto reg = Registrations();
+  auto p = daemon::RunConfigPipeline(opts, reg);
+  for (const auto& e : p.errors) std::cerr << "error: " << e << "\n";
+  if (!p.errors.empty()) return 1;
+  auto results = daemon::RunChecks(p);
+  if (output == "json") {
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& r : results) {
+      j.push_back({{"name", r.name},
+                   {"status", daemon::StatusName(r.status)},
+                   {"fatal", r.fatal},
+                   {"detail", r.detail},
+                   {"fix", r.fix}});
+    }
+    std::cout << j.dump(2) << "\n";
+  } else {
+    for (const auto& r : results) std::cout << daemon::FormatCheckLine(r) << "\n";
+  }
+  return daemon::AnyFatal(results) ? 1 : 0;
+}
+
 int Plugins(daemon::Options opts, const std::string& output) {
   if (!opts.log_level) opts.log_level = "warn";
   opts.registrars = berthd::Plugins();
@@ -193,6 +217,12 @@ int main(int argc, char** argv) {
   auto* plugins_cmd = app.add_subcommand("plugins", "initialise the plugins without serving and list them");
   plugins_cmd->add_option("-o,--output", output, "table or json")->check(CLI::IsMember({"table", "json"}));
 
+  std::string check_output = "text";
+  auto* check_cmd = app.add_subcommand(
+      "check", "check that this host can run pods; exit status 1 on a fatal failure");
+  check_cmd->add_option("-o,--output", check_output, "text or json")
+      ->check(CLI::IsMember({"text", "json"}));
+
   CLI11_PARSE(app, argc, argv);
   if (!address.empty()) opts.address = address;
   if (!root.empty()) opts.root = root;
@@ -206,6 +236,7 @@ int main(int argc, char** argv) {
     if (cfg_dump->parsed()) return ConfigDump(opts);
     if (cfg_check->parsed()) return ConfigCheck(opts);
     if (plugins_cmd->parsed()) return Plugins(opts, output);
+    if (check_cmd->parsed()) return Check(opts, check_output);
     return Serve(std::move(opts));
   } catch (const std::exception& e) {
     spdlog::error("berthd: {}", e.what());

@@ -11,6 +11,7 @@
 #include "cri/user.h"
 #include "cri/validate.h"
 #include "image/service.h"
+#include "metrics/pull.h"
 
 namespace berth::cri {
 
@@ -90,7 +91,7 @@ grpc::Status ImageServiceImpl::PullImage(grpc::ServerContext*, const v1::PullIma
     image::AuthConfig auth;
     if (req->has_auth()) auth = ToAuthConfig(req->auth());
     auto start = std::chrono::steady_clock::now();
-    image::Image img = server_.Images().Pull(ref, auth);
+    image::Image img = metrics::ObservePull([&] { return server_.Images().Pull(ref, auth); });
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
     spdlog::info("pulled image {} ({}) in {} ms", ref, img.id, ms.count());
     resp->set_image_ref(img.id);

@@ -5,6 +5,7 @@
 #include "common/error.h"
 #include "config/cri.h"
 #include "cri/cri.h"
+#include "cri/metrics.h"
 #include "cri/server.h"
 #include "cri/streaming.h"
 #include "criplugins/criplugins.h"
@@ -100,6 +101,7 @@ void RegisterCRIServerPlugin(plugin::Registry& registry) {
       spdlog::info("CRI: runtime handler \"{}\": recursive_read_only_mounts={} user_namespaces={}", h.name,
                    h.recursive_read_only_mounts, h.user_namespaces);
     }
+    RegisterStateMetrics(deps.pods, deps.runtime);
     auto server = std::make_shared<CRIServer>(std::move(deps));
     ic.Provide<plugin::GrpcService>(server);
     return server;

@@ -12,6 +12,7 @@
 #include "common/exec.h"
 #include "common/fs.h"
 #include "lifecycle/compat.h"
+#include "metrics/metrics.h"
 #include "monitor/client.h"
 #include "mount/rro.h"
 #include "oci/spec.h"
@@ -74,6 +75,7 @@ void RuntimeService::Impl::FillStatus(const ContainerRecord& c, v1::ContainerSta
 }
 
 void RuntimeService::Impl::Publish(const ContainerRecord& c, v1::ContainerEventType type) {
+  metrics::ContainerEvent(static_cast<int>(type), c.reason);
   v1::ContainerEventResponse ev;
   ev.set_container_id(c.id);
   ev.set_container_event_type(type);
@@ -347,6 +349,7 @@ static void ApplyVolumes(RuntimeService::Impl& I, ContainerRecord& c, const std:
     v1::Mount applied = c.config.mounts(static_cast<int>(i));
     const auto& mo = plan.mount.options;
     bool rro = plan.stage_read_only || std::find(mo.begin(), mo.end(), "rro") != mo.end();
+    metrics::VolumeMount(applied.readonly(), rro, plan.stage_read_only);
     if (plan.stage_read_only) {
       std::string staged = mount::StageReadOnly(I.opts.state_dir, c.id, plan.resolved_host_path);
       for (auto& jm : spec["mounts"]) {
