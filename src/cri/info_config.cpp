@@ -132,7 +132,7 @@ Json ContainerdInfoConfig(const InfoConfigInput& in) {
   c["maxContainerLogSize"] = rt.max_container_log_line_size;
   c["disableCgroup"] = false;
   c["disableApparmor"] = rt.disable_apparmor;
-  c["restrictOOMScoreAdj"] = rt.restrict_oom_score_adj;
+  c["restrictOOMScoreAdj"] = rt.restrict_oom_score_adj.value_or(false);
   c["maxConcurrentDownloads"] = img.max_concurrent_downloads;
   c["disableProcMount"] = rt.disable_proc_mount;
   c["unsetSeccompProfile"] = rt.unset_seccomp_profile;

@@ -27,7 +27,6 @@ network::CniOptions CniOptionsFrom(const config::CniConfig& c) {
   network::CniOptions o;
   o.bin_dirs = c.bin_dirs;
   if (o.bin_dirs.empty() && !c.bin_dir.empty()) o.bin_dirs = {c.bin_dir};
-  if (o.bin_dirs == std::vector<std::string>{"/opt/cni/bin"}) o.bin_dirs.push_back("/usr/lib/cni");
   o.conf_dir = c.conf_dir;
   o.max_conf_num = c.max_conf_num;
   o.conf_template = c.conf_template;

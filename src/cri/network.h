@@ -22,9 +22,7 @@ class Cni;
 namespace berth::cri {
 
 // The default networks (cni.conf_dir) into o->cni, and a handler's own (cni_conf_dir) into its
-// Handler::cni. Returns the default ones; null (and no CNI at all) when conf_dir is "". bin_dirs
-// left at containerd's default
-// ["/opt/cni/bin"] also search /usr/lib/cni, where Debian installs the plugins.
+// Handler::cni. Returns the default ones; null (and no CNI at all) when conf_dir is "".
 std::shared_ptr<network::Cni> AttachNetworks(const criplugins::CRIRuntimePlugin& plugin,
                                              lifecycle::Options* o);
 

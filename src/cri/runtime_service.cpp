@@ -195,17 +195,7 @@ grpc::Status RuntimeServiceImpl::ExecSync(grpc::ServerContext*, const v1::ExecSy
   return Guard("ExecSync", [&] { Pods(server_).ExecSync(*req, resp); });
 }
 
-grpc::Status RuntimeServiceImpl::Exec(grpc::ServerContext*, const v1::ExecRequest*, v1::ExecResponse*) {
-  return Unimplemented("Exec");
-}
-
-grpc::Status RuntimeServiceImpl::Attach(grpc::ServerContext*, const v1::AttachRequest*, v1::AttachResponse*) {
-  return Unimplemented("Attach");
-}
-
-grpc::Status RuntimeServiceImpl::PortForward(grpc::ServerContext*, const v1::PortForwardRequest*, v1::PortForwardResponse*) {
-  return Unimplemented("PortForward");
-}
+// Exec, Attach and PortForward: cri/streaming.cpp.
 
 grpc::Status RuntimeServiceImpl::ContainerStats(grpc::ServerContext*, const v1::ContainerStatsRequest* req, v1::ContainerStatsResponse* resp) {
   return Guard("ContainerStats", [&] { Pods(server_).ContainerStats(*req, resp); });

@@ -113,6 +113,7 @@ nlohmann::ordered_json CRIServer::ConfigJSON() const {
   InfoConfigInput in;
   if (deps_.runtime) {
     in.runtime = deps_.runtime->config;
+    in.runtime.restrict_oom_score_adj = deps_.runtime->restrict_oom_score_adj;  // as resolved at init
     in.root_dir = deps_.runtime->root_dir;
     in.state_dir = deps_.runtime->state_dir;
     in.containerd_root_dir = std::filesystem::path(in.root_dir).parent_path().string();

@@ -30,6 +30,9 @@ class RuntimeService;
 namespace berth::network {
 class Cni;
 }
+namespace berth::streaming {
+class Server;
+}
 
 namespace berth::cri {
 
@@ -59,6 +62,9 @@ struct ServerDeps {
   std::string pods_error;
   // The default CNI networks (NetworkReady, UpdateRuntimeConfig's conf_template); null: none.
   std::shared_ptr<network::Cni> cni;
+  // The streaming server for Exec, Attach and PortForward; null: they answer UNAVAILABLE.
+  std::shared_ptr<streaming::Server> streaming;
+  std::string streaming_error;
 };
 
 // The runtime handlers of the runtime plugin as Status reports them: "" (the default handler)

@@ -51,6 +51,9 @@ struct SandboxRecord {
   bool runtime_gone = false;  // the runtime's container has been deleted
   // The CNI attachments (network::Cni's record: configs, arguments, results); null: none.
   nlohmann::json network;
+  uint64_t pid_start = 0;     // start time of the pause (ProcStartTicks), 0 = not known
+  // The steps of RunPodSandbox begun, while it runs (lifecycle/steps.h); cleared once ready.
+  std::vector<std::string> steps;
   std::shared_ptr<std::mutex> op = std::make_shared<std::mutex>();
 };
 
@@ -71,6 +74,10 @@ struct ContainerRecord {
   // The runtime's container does not exist: not created yet (it is created by StartContainer)
   // or deleted after the exit. Records stored without the flag load as false.
   bool runtime_gone = true;
+  uint64_t pid_start = 0;  // start time of the init (ProcStartTicks), 0 = not known
+  // The steps of the CreateContainer or StartContainer in progress (lifecycle/steps.h); cleared
+  // when the call is through.
+  std::vector<std::string> steps;
   std::vector<v1::Mount> mounts;  // as applied (recursive_read_only = effective)
   v1::LinuxContainerResources resources;
   int64_t uid = 0, gid = 0;
@@ -92,9 +99,13 @@ class RecordStore {
   void DeleteContainer(const std::string& id);
   std::vector<SandboxRecord> LoadSandboxes();
   std::vector<ContainerRecord> LoadContainers();
+  // Records the loads could not read ("<kind> <id>: <why>"): left in the database, not served.
+  const std::vector<std::string>& set_aside() const { return set_aside_; }
 
  private:
+  void SetAside(const std::string& kind, const std::string& id, const std::string& why);
   std::shared_ptr<store::Database> db_;
+  std::vector<std::string> set_aside_;
 };
 
 }  // namespace berth::lifecycle

@@ -2,8 +2,6 @@
 // with the cached results as its undo (docs/networking.md).
 #include "lifecycle/service_impl.h"  // first: its enum Signal names collide with <signal.h> macros
 
-#include <set>
-
 #include "common/error.h"
 #include "network/cni.h"
 
@@ -85,33 +83,6 @@ void RuntimeService::Impl::FillNetworkStatus(const SandboxRecord& sb,
   auto* n = st->mutable_network();
   n->set_ip(ips.ip);
   for (const auto& ip : ips.additional) n->add_additional_ips()->set_ip(ip);
-}
-
-void RuntimeService::Impl::RecoverNetworks(nlohmann::json& cleaned) {
-  std::vector<nlohmann::json> live;
-  nlohmann::json errors = nlohmann::json::array();
-  for (auto& [id, sb] : sandboxes) {
-    if (sb->network.is_null()) continue;
-    if (sb->state == kReady) {
-      live.push_back(sb->network);
-      continue;
-    }
-    // The pod's pause is gone: its attachments are released now, from the cached results.
-    try {
-      TearDownNetwork(*sb);
-      cleaned.push_back(id + " (network)");
-    } catch (const std::exception& e) {
-      errors.push_back(e.what());
-      live.push_back(sb->network);
-    }
-  }
-  std::set<network::Cni*> done;
-  for (const auto& [name, h] : opts.handlers) {
-    network::Cni* cni = CniFor(name);
-    if (!cni || !done.insert(cni).second) continue;
-    for (auto& e : cni->GC(live)) errors.push_back(e);
-  }
-  if (!errors.empty()) recovery["networkErrors"] = errors;
 }
 
 }  // namespace berth::lifecycle

@@ -21,6 +21,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "oci/mounts.h"
+#include "streaming/process.h"
 
 namespace runtime::v1 {
 class RunPodSandboxRequest;
@@ -44,6 +45,9 @@ class UpdateContainerResourcesRequest;
 class ReopenContainerLogRequest;
 class ExecSyncRequest;
 class ExecSyncResponse;
+class ExecRequest;
+class AttachRequest;
+class PortForwardRequest;
 class ContainerStatsRequest;
 class ContainerStatsResponse;
 class ListContainerStatsRequest;
@@ -142,6 +146,9 @@ struct Options {
   bool watch_exits = true;
   // Pod networking through CNI (docs/networking.md); null: pods get only a loopback interface.
   std::shared_ptr<network::Cni> cni;
+  // After an ExecSync's process exited, how long its output is read while other processes still
+  // hold it (drain_exec_sync_io_timeout; 0 = until the call's timeout).
+  std::chrono::milliseconds drain_exec_sync_io_timeout{0};
 };
 
 // Options from the CRI runtime plugin's validated configuration (handlers with their resolved
@@ -195,6 +202,12 @@ class RuntimeService {
   void UpdateContainerResources(const runtime::v1::UpdateContainerResourcesRequest& req);
   void ReopenContainerLog(const runtime::v1::ReopenContainerLogRequest& req);
   void ExecSync(const runtime::v1::ExecSyncRequest& req, runtime::v1::ExecSyncResponse* resp);
+  // What the streaming server runs for Exec, Attach and PortForward: the request validated
+  // against the container or sandbox now; the process starts (or the port is dialled) when the
+  // client connects (lifecycle/exec_service.cpp, attach.cpp).
+  streaming::Request PrepareExec(const runtime::v1::ExecRequest& req);
+  streaming::Request PrepareAttach(const runtime::v1::AttachRequest& req);
+  streaming::Request PreparePortForward(const runtime::v1::PortForwardRequest& req);
 
   void ContainerStats(const runtime::v1::ContainerStatsRequest& req, runtime::v1::ContainerStatsResponse* resp);
   void ListContainerStats(const runtime::v1::ListContainerStatsRequest& req, runtime::v1::ListContainerStatsResponse* resp);

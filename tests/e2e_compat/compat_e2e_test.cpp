@@ -370,7 +370,7 @@ TEST_F(CompatE2E, StatusConfigIsContainerdsJSON) {
   EXPECT_FALSE(cfg["containerd"]["runtimes"]["runc"].contains("treat_ro_mounts_as_rro"));
   EXPECT_EQ(cfg["berth"]["runtimes"]["runc"]["treatRoMountsAsRro"], "");
   EXPECT_TRUE(cfg["berth"]["runtimes"]["runc"]["recursiveReadOnly"].contains("enabled"));
-  EXPECT_EQ(cfg["berth"]["cni"]["binDirs"], nlohmann::json({"/opt/cni/bin"}));
+  EXPECT_EQ(cfg["berth"]["cni"]["binDirs"], nlohmann::json({"/opt/cni/bin", "/usr/lib/cni"}));
 }
 
 // A stop whose caller gives up is abandoned: no SIGKILL, the container keeps running; a later

@@ -1180,7 +1180,7 @@ TEST(OptionsFromRuntimePlugin, CarriesTheResolvedHandlers) {
   berth::criplugins::CRIRuntimePlugin p;
   p.root_dir = d / "root";
   p.state_dir = d / "state";
-  p.config.restrict_oom_score_adj = true;
+  p.restrict_oom_score_adj = true;  // resolved at init from the config (ResolveRestrictOom)
   p.config.unset_seccomp_profile = "runtime/default";
   p.config.max_container_log_line_size = 1234;
   p.config.containerd.default_runtime_name = "fast";
