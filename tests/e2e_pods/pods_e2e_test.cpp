@@ -299,8 +299,8 @@ TEST_F(PodsE2E, LifecycleExecLogsEventsAndBadRequests) {
     er.set_container_id(a);
     v1::ExecResponse r;
     auto st = d_->rt().Exec(Ctx().get(), er, &r);
-    EXPECT_EQ(st.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-    EXPECT_NE(st.error_message().find("Exec"), std::string::npos);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);  // no command
+    EXPECT_NE(st.error_message().find("exec command must not be empty"), std::string::npos);
   }
   EXPECT_EQ(Status(a).state(), v1::CONTAINER_RUNNING);
 
