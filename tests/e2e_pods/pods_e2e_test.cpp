@@ -297,6 +297,7 @@ TEST_F(PodsE2E, LifecycleExecLogsEventsAndBadRequests) {
   {
     v1::ExecRequest er;
     er.set_container_id(a);
+    er.set_stdout(true);
     v1::ExecResponse r;
     auto st = d_->rt().Exec(Ctx().get(), er, &r);
     EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);  // no command
