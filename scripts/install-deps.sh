@@ -9,9 +9,15 @@ PKGS=(
   protobuf-compiler libprotobuf-dev protobuf-compiler-grpc libgrpc++-dev libgrpc-dev
   libtomlplusplus-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   libsqlite3-dev libcurl4-openssl-dev libarchive-dev libssl-dev libboost-dev
+  libisal-dev isal libzstd-dev zstd zlib1g-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   runc crun busybox-static docker-registry skopeo iproute2 util-linux procps jq file
+  python3-websocket nodejs
+  python3 python3-prometheus-client python3-yaml libcap2-bin systemd containerd zsh
 )
+# The streaming tests install the npm package spdy-transport with npm (Debian's, unless a
+# nodejs that ships its own npm is installed).
+command -v npm >/dev/null || PKGS+=(npm)
 
 missing=()
 for p in "${PKGS[@]}"; do

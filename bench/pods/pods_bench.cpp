@@ -9,7 +9,10 @@
 //
 //   pods_bench [--pods N] [--running N] [--list N] [--list-calls N] [--warmup N]
 //              [--runtime runc|crun] [--berthd PATH] [--monitor PATH] [--pause PATH]
-//              [--log-level LEVEL] [--strace FILE] [--keep]
+//              [--log-level LEVEL] [--strace FILE] [--keep] [--metrics]
+//
+// --metrics turns berthd's [metrics] endpoint on (with grpc_histogram) and times scrapes of
+// /v1/metrics with the `--list` containers present; compare the other figures with a run without.
 //
 // --strace FILE runs berthd under `strace -f --seccomp-bpf` (execve, clone, fsync, mount, umount2,
 // unshare, setns) and prints, for the `true` pods, which runtime and monitor processes and which
@@ -17,9 +20,12 @@
 // each other, not with an untraced run.
 #include "runtime/v1/api.grpc.pb.h"  // first: its enum Signal names collide with <signal.h> macros
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
@@ -230,6 +236,7 @@ struct Config {
   std::string log_level = "info";
   std::string strace_file;
   bool keep = false;
+  bool metrics = false;  // [metrics] on (grpc_histogram too); scrapes timed with `list` containers
 };
 
 class Berthd {
@@ -253,6 +260,7 @@ class Berthd {
       << "runtime_type = \"io.containerd.runc.v2\"\n"
       << p << ".containerd.runtimes." << cfg.runtime << ".options]\n"
       << "BinaryName = \"" << cfg.runtime << "\"\n";
+    if (cfg.metrics) c << "[metrics]\naddress = \"127.0.0.1:0\"\ngrpc_histogram = true\n";
     berth::testing::WriteFile(config_, c.str());
   }
   ~Berthd() { Stop(); }
@@ -319,6 +327,14 @@ class Berthd {
   const std::string& log() const { return log_; }
   v1::RuntimeService::Stub& rt() { return *rt_; }
   const std::string& socket() const { return socket_; }
+  // The metrics port berthd logged ("metrics on ... (port N)"); 0 when metrics are off.
+  int MetricsPort() const {
+    std::string log = ReadAll(log_);
+    auto at = log.find("metrics on ");
+    if (at == std::string::npos) return 0;
+    auto p = log.find("(port ", at);
+    return p == std::string::npos ? 0 : std::atoi(log.c_str() + p + 6);
+  }
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
   berth::images::v1::Images::Stub& images() { return *images_; }
 
@@ -576,6 +592,25 @@ void PrintProfile(const std::vector<Phase>& phases, std::vector<ExecSpan> spans,
 
 // ---------------------------------------------------------------------------------------------
 
+// GET /v1/metrics on 127.0.0.1:port; the whole response.
+std::string Scrape(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string out;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+    const char req[] = "GET /v1/metrics HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    if (write(fd, req, sizeof req - 1) == ssize_t(sizeof req - 1)) {
+      char buf[65536];
+      for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) out.append(buf, size_t(n));
+    }
+  }
+  close(fd);
+  return out;
+}
+
 class Bench {
  public:
   explicit Bench(Config cfg) : cfg_(std::move(cfg)), dir_("berth-pods-bench") {}
@@ -597,6 +632,24 @@ class Bench {
   nlohmann::json Info(const google::protobuf::Map<std::string, std::string>& info);
 
   Config cfg_;
+  // With --metrics: the time of a whole scrape (connect, exposition, transfer) with `n` containers.
+  void TimeScrapes(int n) {
+    const int port = d_->MetricsPort();
+    if (port == 0) throw std::runtime_error("--metrics: berthd logged no metrics port");
+    std::vector<double> t;
+    size_t bytes = 0;
+    for (int i = -3; i < cfg_.list_calls; ++i) {
+      auto t0 = Clock::now();
+      std::string r = Scrape(port);
+      auto t1 = Clock::now();
+      if (r.rfind("HTTP/1.1 200", 0) != 0) throw std::runtime_error("scrape failed: " + r.substr(0, 200));
+      bytes = r.size();
+      if (i >= 0) t.push_back(Ms(t1 - t0));
+    }
+    Stats s = Summarise(t);
+    std::printf("  metrics scrape with %d containers: median %.2f ms, p90 %.2f ms, min %.2f ms (%zu bytes)\n", n,
+                s.median, s.p90, s.min, bytes);
+  }
   berth::testing::TempDir dir_;
   std::unique_ptr<Berthd> d_;
   int seq_ = 0;
@@ -1063,6 +1116,7 @@ void Bench::Run() {
       create_only.push_back(Ms(Clock::now() - t0));
     }
   }
+  if (cfg_.metrics && total > 0) TimeScrapes(total);
   if (cfg_.list > 0) {
     std::fprintf(stderr, "[pods_bench] listing %d containers, %d calls each\n", total,
                  cfg_.list_calls);
@@ -1287,12 +1341,14 @@ int main(int argc, char** argv) {
       cfg.strace_file = next();
     else if (a == "--keep")
       cfg.keep = true;
+    else if (a == "--metrics")
+      cfg.metrics = true;
     else {
       std::fprintf(
           stderr,
           "usage: %s [--pods N] [--running N] [--list N] [--list-calls N] [--warmup N]\n"
           "          [--runtime runc|crun] [--berthd PATH] [--monitor PATH] [--pause PATH]\n"
-          "          [--log-level LEVEL] [--strace FILE] [--keep]\n",
+          "          [--log-level LEVEL] [--strace FILE] [--keep] [--metrics]\n",
           argv[0]);
       return 2;
     }

@@ -6,11 +6,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <regex>
 #include <stdexcept>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 #include <grpcpp/grpcpp.h>
@@ -18,6 +21,7 @@
 #include "berth/images/v1/images.grpc.pb.h"
 #include "cmd/berthctl/cmd_cri.h"
 #include "cmd/berthctl/commands.h"
+#include "cmd/berthctl/pull_progress.h"
 
 namespace berth::berthctl {
 
@@ -45,6 +49,24 @@ std::string ShortID(const std::string& id) {
   return s.substr(0, 13);
 }
 
+// Keeps the images with a repo tag or digest matching `pattern` (ECMAScript regular expression).
+void KeepNamed(google::protobuf::RepeatedPtrField<v1::Image>* images, const std::string& pattern) {
+  std::regex re;
+  try {
+    re = std::regex(pattern);
+  } catch (const std::regex_error& e) {
+    throw std::runtime_error("--name " + pattern + ": " + e.what());
+  }
+  google::protobuf::RepeatedPtrField<v1::Image> kept;
+  for (auto& img : *images) {
+    bool match = false;
+    for (const auto& t : img.repo_tags()) match = match || std::regex_search(t, re);
+    for (const auto& d : img.repo_digests()) match = match || std::regex_search(d, re);
+    if (match) *kept.Add() = std::move(img);
+  }
+  images->Swap(&kept);
+}
+
 // A context with the global --timeout, or at least `min_seconds` (pulls and imports take longer).
 std::unique_ptr<grpc::ClientContext> Ctx(const Globals& g, int min_seconds) {
   auto ctx = std::make_unique<grpc::ClientContext>();
@@ -62,8 +84,13 @@ void AddImageCommands(CLI::App& app, Globals& g) {
   auto list_ref = std::make_shared<std::string>();
   auto quiet = std::make_shared<bool>(false);
   auto output = std::make_shared<std::string>();
+  auto no_trunc = std::make_shared<bool>(false);
+  auto name = std::make_shared<std::string>();
   images->add_option("ref", *list_ref, "only images matching this reference");
   images->add_flag("-q,--quiet", *quiet, "only image ids");
+  images->add_flag("--no-trunc", *no_trunc, "full image ids");
+  images->add_option("--name", *name,
+                     "only images with a tag or digest matching this regular expression");
   images->add_option("-o,--output", *output, "table, json or yaml")
       ->check(CLI::IsMember({"table", "json", "yaml"}));
   auto* import = images->add_subcommand("import", "load an image archive (docker save or OCI layout tar)");
@@ -82,13 +109,14 @@ void AddImageCommands(CLI::App& app, Globals& g) {
       std::cout << "Imported " << img.id() << (names.empty() ? "" : " (" + names + ")") << "\n";
     }
   });
-  images->callback([import, &g, list_ref, quiet, output] {
+  images->callback([import, &g, list_ref, quiet, output, no_trunc, name] {
     if (import->parsed()) return;
-        auto stub = v1::ImageService::NewStub(g.Channel());
+    auto stub = v1::ImageService::NewStub(g.Channel());
     v1::ListImagesRequest req;
     if (!list_ref->empty()) req.mutable_filter()->mutable_image()->set_image(*list_ref);
     v1::ListImagesResponse resp;
     Check(stub->ListImages(Ctx(g, 60).get(), req, &resp), "list images");
+    if (!name->empty()) KeepNamed(resp.mutable_images(), *name);
     if (*quiet) {
       for (const auto& img : resp.images()) std::cout << img.id() << "\n";
       return;
@@ -103,12 +131,13 @@ void AddImageCommands(CLI::App& app, Globals& g) {
       std::string size = HumanSize(img.size());
       if (img.repo_tags().empty()) {
         std::string repo = "<none>";
-        if (!img.repo_digests().empty()) repo = img.repo_digests(0).substr(0, img.repo_digests(0).find('@'));
-        rows.push_back({repo, "<none>", ShortID(img.id()), size});
+        if (!img.repo_digests().empty())
+          repo = img.repo_digests(0).substr(0, img.repo_digests(0).find('@'));
+        rows.push_back({repo, "<none>", *no_trunc ? img.id() : ShortID(img.id()), size});
       }
       for (const auto& t : img.repo_tags()) {
         auto [repo, tag] = SplitTag(t);
-        rows.push_back({repo, tag, ShortID(img.id()), size});
+        rows.push_back({repo, tag, *no_trunc ? img.id() : ShortID(img.id()), size});
       }
     }
     PrintTable(rows);
@@ -133,7 +162,13 @@ void AddImageCommands(CLI::App& app, Globals& g) {
     }
     if (!auth->empty()) req.mutable_auth()->set_auth(*auth);
     v1::PullImageResponse resp;
-    Check(stub->PullImage(Ctx(g, 3600).get(), req, &resp), "pull image " + *pull_ref);
+    std::atomic<bool> done{false};
+    std::thread progress(
+        [&] { ShowPullProgress(g.Channel(), *pull_ref, [&] { return done.load(); }); });
+    grpc::Status st = stub->PullImage(Ctx(g, 3600).get(), req, &resp);
+    done = true;
+    progress.join();
+    Check(st, "pull image " + *pull_ref);
     std::cout << "Image is up to date for " << resp.image_ref() << "\n";
   });
 

@@ -7,17 +7,21 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <ctime>
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <regex>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
+#include "cmd/berthctl/cmd_cri.h"
 #include "cmd/berthctl/commands.h"
 
 namespace berth::berthctl {
@@ -87,6 +91,81 @@ void PrintInspect(const google::protobuf::Message& status, const google::protobu
   std::cout << out.dump(2) << "\n";
 }
 
+// Flags shared by the listings (ps, pods): crictl's -q, --no-trunc, --label, --state, --name.
+struct ListFlags {
+  bool quiet = false, no_trunc = false;
+  std::vector<std::string> labels;  // key=value
+  std::string state, name;          // name: a regular expression (ECMAScript), as crictl's
+};
+
+void AddListFlags(CLI::App* c, ListFlags& f, const std::string& states) {
+  c->add_flag("-q,--quiet", f.quiet, "only ids");
+  c->add_flag("--no-trunc", f.no_trunc, "full ids");
+  c->add_option("-l,--label", f.labels, "only with this label (key=value; repeatable)");
+  c->add_option("-s,--state", f.state, states);
+  c->add_option("--name", f.name, "only those whose name matches this regular expression");
+}
+
+std::map<std::string, std::string> ParseLabels(const std::vector<std::string>& labels) {
+  std::map<std::string, std::string> out;
+  for (const auto& l : labels) {
+    auto eq = l.find('=');
+    if (eq == std::string::npos || eq == 0)
+      throw std::runtime_error("--label " + l + ": expected key=value");
+    out[l.substr(0, eq)] = l.substr(eq + 1);
+  }
+  return out;
+}
+
+v1::ContainerState ContainerStateFromName(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), ::tolower);
+  if (s == "created") return v1::CONTAINER_CREATED;
+  if (s == "running") return v1::CONTAINER_RUNNING;
+  if (s == "exited") return v1::CONTAINER_EXITED;
+  if (s == "unknown") return v1::CONTAINER_UNKNOWN;
+  throw std::runtime_error("--state " + s + ": expected created, running, exited or unknown");
+}
+
+v1::PodSandboxState PodStateFromName(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), ::tolower);
+  if (s == "ready") return v1::SANDBOX_READY;
+  if (s == "notready") return v1::SANDBOX_NOTREADY;
+  throw std::runtime_error("--state " + s + ": expected ready or notready");
+}
+
+// Drops the items whose name does not match `pattern` (nothing when it is empty).
+template <typename T, typename Name>
+void KeepMatching(google::protobuf::RepeatedPtrField<T>* items, const std::string& pattern,
+                  Name name) {
+  if (pattern.empty()) return;
+  std::regex re;
+  try {
+    re = std::regex(pattern);
+  } catch (const std::regex_error& e) {
+    throw std::runtime_error("--name " + pattern + ": " + e.what());
+  }
+  google::protobuf::RepeatedPtrField<T> kept;
+  for (auto& x : *items) {
+    if (std::regex_search(name(x), re)) *kept.Add() = std::move(x);
+  }
+  items->Swap(&kept);
+}
+
+std::string Id(const std::string& id, const ListFlags& f) { return f.no_trunc ? id : Short(id); }
+
+// -q (ids), -o json / yaml (the whole response): true when printed.
+template <typename Resp, typename IdOf, typename Items>
+bool PrintList(const Resp& resp, const Globals& g, const ListFlags& f, IdOf id_of,
+               const Items& items) {
+  if (f.quiet) {
+    for (const auto& x : items) std::cout << id_of(x) << "\n";
+    return true;
+  }
+  if (g.Table()) return false;
+  cri::PrintStructured(cri::ToJSON(resp), g.output);
+  return true;
+}
+
 struct Ids {
   std::vector<std::string> ids;
 };
@@ -105,35 +184,125 @@ void ForEach(const std::vector<std::string>& ids, const std::function<void(const
   if (failed) throw std::runtime_error(std::to_string(failed) + " of " + std::to_string(ids.size()) + " failed");
 }
 
-// Follows a CRI log file: "<time> <stream> <P|F> <text>" lines, partial lines joined.
-void PrintLog(const std::string& path, bool follow, const std::function<bool()>& running) {
+// Nanoseconds since the epoch of an RFC 3339 time; -1 when it does not parse.
+int64_t CriLogTime(const std::string& s) {
+  std::tm tm{};
+  int frac_digits = 0;
+  const char* p = strptime(s.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (!p) return -1;
+  int64_t ns = 0;
+  if (*p == '.') {
+    ++p;
+    while (std::isdigit(static_cast<unsigned char>(*p))) {
+      if (frac_digits < 9) {
+        ns = ns * 10 + (*p - '0');
+        ++frac_digits;
+      }
+      ++p;
+    }
+    for (; frac_digits < 9; ++frac_digits) ns *= 10;
+  }
+  int64_t offset = 0;
+  if (*p == 'Z') {
+    ++p;
+  } else if (*p == '+' || *p == '-') {
+    int hh = 0, mm = 0;
+    if (std::sscanf(p + 1, "%2d:%2d", &hh, &mm) != 2) return -1;
+    offset = (*p == '+' ? 1 : -1) * (hh * 3600 + mm * 60);
+    p += 6;
+  } else {
+    return -1;
+  }
+  if (*p) return -1;
+  return (int64_t(timegm(&tm)) - offset) * 1000000000LL + ns;
+}
+
+struct LogOptions {
+  bool follow = false, timestamps = false;
+  int64_t tail = -1;     // lines; -1: all
+  int64_t since_ns = 0;  // 0: all
+};
+
+// Nanoseconds since the epoch of an RFC 3339 time ("2026-12-04T05:00:00Z", fractions and offsets
+// allowed) or of now minus a duration ("90s", "5m", "1h30m").
+int64_t ParseSince(const std::string& s) {
+  using namespace std::chrono;
+  const int64_t now = duration_cast<nanoseconds>(system_clock::now().time_since_epoch()).count();
+  static const std::regex kDuration("^(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?$");
+  std::smatch m;
+  if (std::regex_match(s, m, kDuration) && !s.empty()) {
+    int64_t secs = (m[2].matched ? std::stoll(m[2]) * 3600 : 0) +
+                   (m[4].matched ? std::stoll(m[4]) * 60 : 0) +
+                   (m[6].matched ? std::stoll(m[6]) : 0);
+    return now - secs * 1000000000LL;
+  }
+  int64_t t = CriLogTime(s);
+  if (t < 0)
+    throw std::runtime_error("--since " + s +
+                             ": expected an RFC 3339 time or a duration like 10s, 5m, 2h");
+  return t;
+}
+
+// One complete log entry (partial lines joined).
+struct LogEntry {
+  int64_t time_ns;
+  std::string time, stream, text;
+};
+
+// Reads the complete entries of a CRI log from `f` onwards ("<time> <stream> <P|F> <text>").
+void ReadEntries(std::ifstream& f, std::string& partial, std::vector<LogEntry>& out) {
+  std::string line;
+  while (std::getline(f, line)) {
+    if (f.eof()) {  // incomplete line: wait for the rest
+      f.clear();
+      f.seekg(-static_cast<std::streamoff>(line.size()), std::ios::cur);
+      break;
+    }
+    size_t a = line.find(' '), b = a == std::string::npos ? a : line.find(' ', a + 1);
+    size_t c = b == std::string::npos ? b : line.find(' ', b + 1);
+    if (c == std::string::npos) continue;
+    std::string tag = line.substr(b + 1, c - b - 1);
+    partial += line.substr(c + 1);
+    if (tag == "P") continue;
+    std::string time = line.substr(0, a);
+    out.push_back({CriLogTime(time), time, line.substr(a + 1, b - a - 1), std::move(partial)});
+    partial.clear();
+  }
+}
+
+void PrintEntries(const std::vector<LogEntry>& entries, size_t from, const LogOptions& o) {
+  for (size_t i = from; i < entries.size(); ++i) {
+    const auto& e = entries[i];
+    if (o.since_ns > 0 && e.time_ns < o.since_ns) continue;
+    auto& out = e.stream == "stderr" ? std::cerr : std::cout;
+    if (o.timestamps) out << e.time << " ";
+    out << e.text << "\n";
+  }
+}
+
+// Prints a CRI log file: entries since --since, the last --tail of them, then with --follow the
+// new ones while the container runs.
+void PrintLog(const std::string& path, const LogOptions& o, const std::function<bool()>& running) {
   std::ifstream f(path);
   if (!f) throw std::runtime_error("cannot open log file " + path);
-  std::string line, partial;
-  for (;;) {
-    while (std::getline(f, line)) {
-      if (f.eof()) {  // incomplete line: wait for the rest
-        f.clear();
-        f.seekg(-static_cast<std::streamoff>(line.size()), std::ios::cur);
-        break;
-      }
-      size_t a = line.find(' '), b = a == std::string::npos ? a : line.find(' ', a + 1);
-      size_t c = b == std::string::npos ? b : line.find(' ', b + 1);
-      if (c == std::string::npos) continue;
-      std::string stream = line.substr(a + 1, b - a - 1), tag = line.substr(b + 1, c - b - 1);
-      partial += line.substr(c + 1);
-      if (tag == "P") continue;
-      (stream == "stderr" ? std::cerr : std::cout) << partial << "\n";
-      partial.clear();
-    }
-    if (!follow) break;
-    f.clear();
-    if (!running()) {
-      follow = false;
-      continue;
-    }
+  std::string partial;
+  std::vector<LogEntry> entries;
+  ReadEntries(f, partial, entries);
+  std::vector<LogEntry> shown;
+  for (auto& e : entries) {
+    if (o.since_ns <= 0 || e.time_ns >= o.since_ns) shown.push_back(std::move(e));
+  }
+  size_t from = o.tail >= 0 && size_t(o.tail) < shown.size() ? shown.size() - size_t(o.tail) : 0;
+  PrintEntries(shown, from, o);
+  bool follow = o.follow;
+  while (follow) {
     std::cout.flush();
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    f.clear();
+    follow = running();
+    std::vector<LogEntry> more;
+    ReadEntries(f, partial, more);
+    PrintEntries(more, 0, o);
   }
 }
 
@@ -288,32 +457,36 @@ void AddPodCommands(CLI::App& app, Globals& g) {
   // ps
   {
     auto* c = app.add_subcommand("ps", "List containers");
+    auto f = std::make_shared<ListFlags>();
     auto all = std::make_shared<bool>(false);
-    auto quiet = std::make_shared<bool>(false);
     auto pod = std::make_shared<std::string>();
     c->add_flag("-a,--all", *all, "show all containers (default: running)");
-    c->add_flag("-q,--quiet", *quiet, "only ids");
     c->add_option("-p,--pod", *pod, "filter by pod id");
-    c->callback([&g, all, quiet, pod] {
+    AddListFlags(c, *f, "created, running, exited or unknown (default: running; with -a: all)");
+    c->callback([&g, all, pod, f] {
       v1::ListContainersRequest req;
-      if (!*all) req.mutable_filter()->mutable_state()->set_state(v1::CONTAINER_RUNNING);
-      req.mutable_filter()->set_pod_sandbox_id(*pod);
+      auto* filter = req.mutable_filter();
+      if (!f->state.empty()) {
+        filter->mutable_state()->set_state(ContainerStateFromName(f->state));
+      } else if (!*all) {
+        filter->mutable_state()->set_state(v1::CONTAINER_RUNNING);
+      }
+      filter->set_pod_sandbox_id(*pod);
+      for (const auto& [k, v] : ParseLabels(f->labels)) (*filter->mutable_label_selector())[k] = v;
       v1::ListContainersResponse resp;
       grpc::ClientContext ctx;
       g.Prepare(ctx);
       Check(Stub(g)->ListContainers(&ctx, req, &resp), "list containers");
-      if (g.Json()) {
-        std::cout << ToJson(resp) << "\n";
+      KeepMatching(resp.mutable_containers(), f->name,
+                   [](const v1::Container& x) { return x.metadata().name(); });
+      if (PrintList(
+              resp, g, *f, [](const v1::Container& x) { return x.id(); }, resp.containers()))
         return;
-      }
-      if (*quiet) {
-        for (const auto& x : resp.containers()) std::cout << x.id() << "\n";
-        return;
-      }
       std::vector<std::vector<std::string>> rows = {{"CONTAINER", "IMAGE", "CREATED", "STATE", "NAME", "ATTEMPT", "POD ID"}};
       for (const auto& x : resp.containers()) {
-        rows.push_back({Short(x.id()), x.image().image(), Ago(x.created_at()), StateName(x.state()),
-                        x.metadata().name(), std::to_string(x.metadata().attempt()), Short(x.pod_sandbox_id())});
+        rows.push_back({Id(x.id(), *f), x.image().image(), Ago(x.created_at()),
+                        StateName(x.state()), x.metadata().name(),
+                        std::to_string(x.metadata().attempt()), Id(x.pod_sandbox_id(), *f)});
       }
       PrintTable(rows);
     });
@@ -321,26 +494,38 @@ void AddPodCommands(CLI::App& app, Globals& g) {
   // pods
   {
     auto* c = app.add_subcommand("pods", "List pod sandboxes");
-    auto quiet = std::make_shared<bool>(false);
-    c->add_flag("-q,--quiet", *quiet, "only ids");
-    c->callback([&g, quiet] {
+    auto f = std::make_shared<ListFlags>();
+    AddListFlags(c, *f, "ready or notready");
+    auto runtime = std::make_shared<std::string>();
+    auto* by_runtime = c->add_option(
+        "-r,--runtime", *runtime,
+        "only pods of this runtime handler, as named at creation (\"\": the default)");
+    c->callback([&g, f, runtime, by_runtime] {
       v1::ListPodSandboxRequest req;
+      auto* filter = req.mutable_filter();
+      if (!f->state.empty()) filter->mutable_state()->set_state(PodStateFromName(f->state));
+      for (const auto& [k, v] : ParseLabels(f->labels)) (*filter->mutable_label_selector())[k] = v;
       v1::ListPodSandboxResponse resp;
       grpc::ClientContext ctx;
       g.Prepare(ctx);
       Check(Stub(g)->ListPodSandbox(&ctx, req, &resp), "list pod sandboxes");
-      if (g.Json()) {
-        std::cout << ToJson(resp) << "\n";
-        return;
+      if (by_runtime->count() > 0) {
+        auto* items = resp.mutable_items();
+        items->erase(std::remove_if(
+                         items->begin(), items->end(),
+                         [&](const v1::PodSandbox& p) { return p.runtime_handler() != *runtime; }),
+                     items->end());
       }
-      if (*quiet) {
-        for (const auto& x : resp.items()) std::cout << x.id() << "\n";
+      KeepMatching(resp.mutable_items(), f->name,
+                   [](const v1::PodSandbox& x) { return x.metadata().name(); });
+      if (PrintList(
+              resp, g, *f, [](const v1::PodSandbox& x) { return x.id(); }, resp.items()))
         return;
-      }
       std::vector<std::vector<std::string>> rows = {{"POD ID", "CREATED", "STATE", "NAME", "NAMESPACE", "ATTEMPT", "RUNTIME"}};
       for (const auto& x : resp.items()) {
-        rows.push_back({Short(x.id()), Ago(x.created_at()), x.state() == v1::SANDBOX_READY ? "Ready" : "NotReady",
-                        x.metadata().name(), x.metadata().namespace_(), std::to_string(x.metadata().attempt()),
+        rows.push_back({Id(x.id(), *f), Ago(x.created_at()),
+                        x.state() == v1::SANDBOX_READY ? "Ready" : "NotReady", x.metadata().name(),
+                        x.metadata().namespace_(), std::to_string(x.metadata().attempt()),
                         x.runtime_handler().empty() ? "(default)" : x.runtime_handler()});
       }
       PrintTable(rows);
@@ -411,10 +596,15 @@ void AddPodCommands(CLI::App& app, Globals& g) {
   {
     auto* c = app.add_subcommand("logs", "Print the log of a container");
     auto id = std::make_shared<std::string>();
-    auto follow = std::make_shared<bool>(false);
+    auto opts = std::make_shared<LogOptions>();
+    auto since = std::make_shared<std::string>();
     c->add_option("id", *id, "container id")->required();
-    c->add_flag("-f,--follow", *follow, "follow the log while the container runs");
-    c->callback([&g, id, follow] {
+    c->add_flag("-f,--follow", opts->follow, "follow the log while the container runs");
+    c->add_option("--tail", opts->tail, "only the last N lines (-1: all)");
+    c->add_option("--since", *since,
+                  "only lines since a time (RFC 3339) or a duration ago (10s, 5m, 2h)");
+    c->add_flag("-t,--timestamps", opts->timestamps, "show each line's time");
+    c->callback([&g, id, opts, since] {
       auto status = [&] {
         v1::ContainerStatusRequest req;
         req.set_container_id(*id);
@@ -424,9 +614,10 @@ void AddPodCommands(CLI::App& app, Globals& g) {
         Check(Stub(g)->ContainerStatus(&ctx, req, &resp), "container status " + *id);
         return resp.status();
       };
+      if (!since->empty()) opts->since_ns = ParseSince(*since);
       auto st = status();
       if (st.log_path().empty()) throw std::runtime_error("container " + *id + " has no log path");
-      PrintLog(st.log_path(), *follow, [&] { return status().state() == v1::CONTAINER_RUNNING; });
+      PrintLog(st.log_path(), *opts, [&] { return status().state() == v1::CONTAINER_RUNNING; });
     });
   }
   // stats
@@ -440,8 +631,8 @@ void AddPodCommands(CLI::App& app, Globals& g) {
       grpc::ClientContext ctx;
       g.Prepare(ctx);
       Check(Stub(g)->ListContainerStats(&ctx, req, &resp), "list container stats");
-      if (g.Json()) {
-        std::cout << ToJson(resp) << "\n";
+      if (!g.Table()) {
+        cri::PrintStructured(cri::ToJSON(resp), g.output);
         return;
       }
       std::vector<std::vector<std::string>> rows = {{"CONTAINER", "NAME", "CPU NS", "MEM (working set)", "DISK"}};

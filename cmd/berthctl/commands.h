@@ -22,14 +22,17 @@ inline constexpr const char* kDefaultAddress = "/run/berth/berth.sock";
 
 struct Globals {
   std::string address = kDefaultAddress;  // --address / --runtime-endpoint ("unix://" optional)
-  std::string output = "table";           // -o table|json
+  std::string output = "table";           // -o table|json|yaml
   int timeout_seconds = 10;               // --timeout
+  int exit_code = 0;                      // main's exit status when no command threw
 
   // The channel to berthd, created on first use.
   std::shared_ptr<grpc::Channel> Channel();
   // Sets the deadline from --timeout.
   void Prepare(grpc::ClientContext& ctx) const;
   bool Json() const { return output == "json"; }
+  bool Yaml() const { return output == "yaml"; }
+  bool Table() const { return output == "table"; }
 
  private:
   std::shared_ptr<grpc::Channel> channel_;
@@ -47,6 +50,9 @@ void AddFeaturesCommands(CLI::App& app, Globals& g);  // features [HANDLER] (cmd
 void AddMountsCommands(CLI::App& app, Globals& g);    // mounts audit (cmd_mounts.cpp)
 void AddPodCommands(CLI::App& app, Globals& g);  // runp, create, start, stop, rm, stopp, rmp, ps, pods, inspect[p], exec, logs, stats, run (cmd_pods.cpp)
 void AddCRICommands(CLI::App& app, Globals& g);  // version, info (cmd_cri.cpp)
-void AddImageCommands(CLI::App& app, Globals& g);  // images [import], pull, rmi, inspecti, imagefsinfo (cmd_images.cpp)
+void AddImageCommands(CLI::App& app, Globals& g);
+void AddOpsCommands(CLI::App& app,
+                    Globals& g);  // check, log-level (cmd_ops.cpp)  // images [import], pull, rmi,
+                                  // inspecti, imagefsinfo (cmd_images.cpp)
 
 }  // namespace berth::berthctl

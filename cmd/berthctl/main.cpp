@@ -13,8 +13,8 @@ int main(int argc, char** argv) {
   app.fallthrough();
   Globals g;
   app.add_option("-a,--address,-r,--runtime-endpoint", g.address, "berthd socket")->capture_default_str();
-  app.add_option("-o,--output", g.output, "output format: table or json")
-      ->check(CLI::IsMember({"table", "json"}))
+  app.add_option("-o,--output", g.output, "output format: table, json or yaml")
+      ->check(CLI::IsMember({"table", "json", "yaml"}))
       ->capture_default_str();
   app.add_option("--timeout", g.timeout_seconds, "seconds to wait for an answer")->capture_default_str();
 
@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   AddPodCommands(app, g);
   AddCRICommands(app, g);
   AddImageCommands(app, g);
+  AddOpsCommands(app, g);
 
   try {
     app.parse(argc, argv);
@@ -36,5 +37,5 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "berthctl: %s\n", e.what());
     return 1;
   }
-  return 0;
+  return g.exit_code;
 }

@@ -4,7 +4,10 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <chrono>
+#include <cstdlib>
 #include <iostream>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -14,6 +17,7 @@
 #include "cmd/berthd/plugins.h"
 #include "common/error.h"
 #include "config/config.h"
+#include "daemon/check.h"
 #include "daemon/daemon.h"
 #include "plugin/services.h"
 
@@ -23,8 +27,8 @@ using namespace berth;
 
 void SetupLogging() {
   auto logger = spdlog::stderr_logger_mt("berthd");
-  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%fZ %l %v", spdlog::pattern_time_type::utc);
   spdlog::set_default_logger(logger);
+  daemon::SetLogFormat("text");
   spdlog::flush_on(spdlog::level::trace);
 }
 
@@ -50,6 +54,14 @@ int Serve(daemon::Options opts) {
   int sig = 0;
   sigwait(&set, &sig);
   spdlog::info("received signal {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  // Calls in flight get 5 s (the server's shutdown deadline) to finish; one that is stuck beyond
+  // that does not hold berthd: it exits, and the next start recovers what the call left, as after
+  // SIGKILL. Containers are never touched.
+  std::thread([] {
+    std::this_thread::sleep_for(std::chrono::seconds(10));
+    spdlog::warn("calls still running 10 s after the signal: exiting without them");
+    std::_Exit(0);
+  }).detach();
   d->Stop();
   return 0;
 }
@@ -117,6 +129,29 @@ int ConfigCheck(const daemon::Options& opts) {
   return 0;
 }
 
+// `berthd check`: one line per check; exit status 1 when a check failed fatally.
+int Check(const daemon::Options& opts, const std::string& output) {
+  auto reg = Registrations();
+  auto p = daemon::RunConfigPipeline(opts, reg);
+  for (const auto& e : p.errors) std::cerr << "error: " << e << "\n";
+  if (!p.errors.empty()) return 1;
+  auto results = daemon::RunChecks(p);
+  if (output == "json") {
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& r : results) {
+      j.push_back({{"name", r.name},
+                   {"status", daemon::StatusName(r.status)},
+                   {"fatal", r.fatal},
+                   {"detail", r.detail},
+                   {"fix", r.fix}});
+    }
+    std::cout << j.dump(2) << "\n";
+  } else {
+    for (const auto& r : results) std::cout << daemon::FormatCheckLine(r) << "\n";
+  }
+  return daemon::AnyFatal(results) ? 1 : 0;
+}
+
 int Plugins(daemon::Options opts, const std::string& output) {
   if (!opts.log_level) opts.log_level = "warn";
   opts.registrars = berthd::Plugins();
@@ -182,6 +217,12 @@ int main(int argc, char** argv) {
   auto* plugins_cmd = app.add_subcommand("plugins", "initialise the plugins without serving and list them");
   plugins_cmd->add_option("-o,--output", output, "table or json")->check(CLI::IsMember({"table", "json"}));
 
+  std::string check_output = "text";
+  auto* check_cmd = app.add_subcommand(
+      "check", "check that this host can run pods; exit status 1 on a fatal failure");
+  check_cmd->add_option("-o,--output", check_output, "text or json")
+      ->check(CLI::IsMember({"text", "json"}));
+
   CLI11_PARSE(app, argc, argv);
   if (!address.empty()) opts.address = address;
   if (!root.empty()) opts.root = root;
@@ -195,6 +236,7 @@ int main(int argc, char** argv) {
     if (cfg_dump->parsed()) return ConfigDump(opts);
     if (cfg_check->parsed()) return ConfigCheck(opts);
     if (plugins_cmd->parsed()) return Plugins(opts, output);
+    if (check_cmd->parsed()) return Check(opts, check_output);
     return Serve(std::move(opts));
   } catch (const std::exception& e) {
     spdlog::error("berthd: {}", e.what());

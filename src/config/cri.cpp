@@ -275,7 +275,8 @@ std::string Runtime::TreatRoMountsAsRro() const {
 
 RuntimeConfig DefaultRuntimeConfig() {
   RuntimeConfig c;
-  c.cni.bin_dirs = {"/opt/cni/bin"};
+  c.cni.bin_dirs = {"/opt/cni/bin",
+                    "/usr/lib/cni"};  // the second: where Debian installs the plugins
   c.containerd.default_runtime_name = "runc";
   Runtime runc;
   runc.runtime_type = "io.containerd.runc.v2";
@@ -337,7 +338,11 @@ RuntimeConfig DecodeRuntimeConfig(const Tree& table, std::vector<std::string>* u
   rd.Int("selinux_category_range", c.selinux_category_range);
   rd.Int("max_container_log_line_size", c.max_container_log_line_size);
   rd.Bool("disable_apparmor", c.disable_apparmor);
-  rd.Bool("restrict_oom_score_adj", c.restrict_oom_score_adj);
+  if (rd.Has("restrict_oom_score_adj")) {
+    bool v = false;
+    rd.Bool("restrict_oom_score_adj", v);
+    c.restrict_oom_score_adj = v;
+  }
   rd.Bool("disable_proc_mount", c.disable_proc_mount);
   rd.Str("unset_seccomp_profile", c.unset_seccomp_profile);
   rd.Bool("tolerate_missing_hugetlb_controller", c.tolerate_missing_hugetlb_controller);
@@ -428,7 +433,7 @@ Tree Encode(const RuntimeConfig& c) {
   t["selinux_category_range"] = c.selinux_category_range;
   t["max_container_log_line_size"] = c.max_container_log_line_size;
   t["disable_apparmor"] = c.disable_apparmor;
-  t["restrict_oom_score_adj"] = c.restrict_oom_score_adj;
+  if (c.restrict_oom_score_adj) t["restrict_oom_score_adj"] = *c.restrict_oom_score_adj;
   t["disable_proc_mount"] = c.disable_proc_mount;
   t["unset_seccomp_profile"] = c.unset_seccomp_profile;
   t["tolerate_missing_hugetlb_controller"] = c.tolerate_missing_hugetlb_controller;

@@ -68,7 +68,7 @@ struct ContainerdConfig {
 
 struct CniConfig {
   std::string bin_dir;                  // deprecated, folded into bin_dirs
-  std::vector<std::string> bin_dirs;    // default {"/opt/cni/bin"}
+  std::vector<std::string> bin_dirs;    // default {"/opt/cni/bin", "/usr/lib/cni"}
   std::string conf_dir = "/etc/cni/net.d";
   int max_conf_num = 1;
   bool setup_serially = false;
@@ -85,7 +85,9 @@ struct RuntimeConfig {
   int selinux_category_range = 1024;
   int max_container_log_line_size = 16 * 1024;
   bool disable_apparmor = false;
-  bool restrict_oom_score_adj = false;
+  // Unset: clamp only when berthd lacks CAP_SYS_RESOURCE (the kernel would refuse a lower score);
+  // true: always clamp to berthd's own oom_score_adj; false: never (as containerd).
+  std::optional<bool> restrict_oom_score_adj;
   bool disable_proc_mount = false;
   std::string unset_seccomp_profile;
   bool tolerate_missing_hugetlb_controller = true;

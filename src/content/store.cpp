@@ -128,6 +128,7 @@ class FileWriter : public Store::Writer {
     offset_ += static_cast<int64_t>(n);
   }
   int64_t Offset() const override { return offset_; }
+  std::string DataPath() const override { return data_path_; }
   void Truncate() override {
     if (fd_ < 0) throw Error(Code::kFailedPrecondition, "ingest of " + digest_ + " is closed");
     if (::ftruncate(fd_, 0) != 0 || ::lseek(fd_, 0, SEEK_SET) < 0)

@@ -33,7 +33,8 @@ class Store {
    public:
     virtual ~Writer() = default;  // not committed: keeps the partial file for resume
     virtual void Write(const void* data, size_t n) = 0;
-    virtual int64_t Offset() const = 0;  // bytes already present (resume point)
+    virtual int64_t Offset() const = 0;        // bytes already present (resume point)
+    virtual std::string DataPath() const = 0;  // the partial file (its first Offset() bytes)
     // mismatch -> Error(kInternal, "digest mismatch for <digest>: got <actual>"), partial
     // discarded. expected_size < 0: size not checked. Committing a blob that already exists is
     // fine.

@@ -11,6 +11,7 @@
 #include "cri/user.h"
 #include "cri/validate.h"
 #include "image/service.h"
+#include "metrics/pull.h"
 
 namespace berth::cri {
 
@@ -90,7 +91,7 @@ grpc::Status ImageServiceImpl::PullImage(grpc::ServerContext*, const v1::PullIma
     image::AuthConfig auth;
     if (req->has_auth()) auth = ToAuthConfig(req->auth());
     auto start = std::chrono::steady_clock::now();
-    image::Image img = server_.Images().Pull(ref, auth);
+    image::Image img = metrics::ObservePull([&] { return server_.Images().Pull(ref, auth); });
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
     spdlog::info("pulled image {} ({}) in {} ms", ref, img.id, ms.count());
     resp->set_image_ref(img.id);
@@ -138,6 +139,26 @@ grpc::Status ImagesServiceImpl::Import(grpc::ServerContext*, const berth::images
       for (const auto& t : img.repo_tags) out->add_repo_tags(t);
       for (const auto& d : img.repo_digests) out->add_repo_digests(d);
       out->set_size(img.size > 0 ? static_cast<uint64_t>(img.size) : 0);
+    }
+  });
+}
+
+grpc::Status ImagesServiceImpl::PullProgress(grpc::ServerContext*,
+                                             const berth::images::v1::PullProgressRequest* req,
+                                             berth::images::v1::PullProgressResponse* resp) {
+  return Guard("PullProgress", [&] {
+    if (req->image().empty()) throw Error(Code::kInvalidArgument, "image: empty reference");
+    auto p = server_.Images().Progress(req->image());
+    resp->set_in_progress(p.has_value());
+    if (!p) return;
+    resp->set_image(p->ref);
+    resp->set_elapsed_ms(p->elapsed_ms);
+    for (const auto& l : p->layers) {
+      auto* out = resp->add_layers();
+      out->set_digest(l.digest);
+      out->set_size(l.size);
+      out->set_received(l.received);
+      out->set_state(l.state);
     }
   });
 }

@@ -47,6 +47,9 @@ class ImagesServiceImpl final : public berth::images::v1::Images::Service {
 
   grpc::Status Import(grpc::ServerContext* ctx, const berth::images::v1::ImportRequest* req,
                       berth::images::v1::ImportResponse* resp) override;
+  grpc::Status PullProgress(grpc::ServerContext* ctx,
+                            const berth::images::v1::PullProgressRequest* req,
+                            berth::images::v1::PullProgressResponse* resp) override;
 
  private:
   CRIServer& server_;

@@ -5,7 +5,9 @@
 #include "common/error.h"
 #include "config/cri.h"
 #include "cri/cri.h"
+#include "cri/metrics.h"
 #include "cri/server.h"
+#include "cri/streaming.h"
 #include "criplugins/criplugins.h"
 #include "image/service.h"
 #include "lifecycle/service.h"
@@ -38,6 +40,7 @@ std::shared_ptr<image::ImageService> MakeImageService(plugin::InitContext& ic,
   o.snapshotter = images.config.snapshotter;
   o.hosts_config_path = images.config.registry.config_path;
   o.max_concurrent_downloads = images.config.max_concurrent_downloads;
+  o.pull_with_sync_fs = images.config.image_pull_with_sync_fs;
   o.pinned_images = images.config.pinned_images;
   std::chrono::nanoseconds timeout{};
   if (config::ParseDuration(images.config.image_pull_progress_timeout, &timeout) && timeout.count() > 0) {
@@ -59,6 +62,7 @@ void RegisterCRIServerPlugin(plugin::Registry& registry) {
     ServerDeps deps;
     deps.runtime = ic.GetAs<criplugins::CRIRuntimePlugin>(plugin::kCRIServicePlugin, criplugins::kRuntimeID);
     deps.images = ic.GetAs<criplugins::CRIImagesPlugin>(plugin::kCRIServicePlugin, criplugins::kImagesID);
+    if (auto* sc = std::any_cast<std::shared_ptr<config::ServerConfig>>(&ic.config)) deps.server_config = *sc;
     try {
       deps.warnings = ic.GetSingle<plugin::WarningService>(plugin::kWarningPlugin);
     } catch (const Error&) {
@@ -87,10 +91,17 @@ void RegisterCRIServerPlugin(plugin::Registry& registry) {
       deps.pods_error = e.what();
       spdlog::error("CRI: pods and containers are not available: {}", e.what());
     }
+    try {
+      if (ic.config.has_value()) deps.streaming = StartStreamingServer(ic.Config<config::ServerConfig>());
+    } catch (const std::exception& e) {
+      deps.streaming_error = e.what();
+      spdlog::error("CRI: the streaming server is not available: {}", e.what());
+    }
     for (const auto& h : deps.handlers) {
       spdlog::info("CRI: runtime handler \"{}\": recursive_read_only_mounts={} user_namespaces={}", h.name,
                    h.recursive_read_only_mounts, h.user_namespaces);
     }
+    RegisterStateMetrics(deps.pods, deps.runtime);
     auto server = std::make_shared<CRIServer>(std::move(deps));
     ic.Provide<plugin::GrpcService>(server);
     return server;

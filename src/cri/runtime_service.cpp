@@ -51,7 +51,7 @@ grpc::Status RuntimeServiceImpl::Status(grpc::ServerContext*, const v1::StatusRe
       rh->mutable_features()->set_recursive_read_only_mounts(h.recursive_read_only_mounts);
       rh->mutable_features()->set_user_namespaces(h.user_namespaces);
     }
-    resp->mutable_features()->set_supplemental_groups_policy(false);
+    resp->mutable_features()->set_supplemental_groups_policy(true);  // KEP-3619: Merge and Strict
     resp->mutable_features()->set_user_namespaces_host_network(false);
     if (req->verbose()) {
       auto& info = *resp->mutable_info();
@@ -119,8 +119,12 @@ grpc::Status RuntimeServiceImpl::StartContainer(grpc::ServerContext*, const v1::
   return Guard("StartContainer", [&] { Pods(server_).StartContainer(*req); });
 }
 
-grpc::Status RuntimeServiceImpl::StopContainer(grpc::ServerContext*, const v1::StopContainerRequest* req, v1::StopContainerResponse*) {
-  return Guard("StopContainer", [&] { Pods(server_).StopContainer(*req); });
+grpc::Status RuntimeServiceImpl::StopContainer(grpc::ServerContext* ctx, const v1::StopContainerRequest* req, v1::StopContainerResponse*) {
+  // The stop is abandoned (no SIGKILL) when the caller's context ends first, as containerd does.
+  auto caller_gone = [ctx] {
+    return ctx && (ctx->IsCancelled() || ctx->deadline() <= std::chrono::system_clock::now());
+  };
+  return Guard("StopContainer", [&] { Pods(server_).StopContainer(*req, caller_gone); });
 }
 
 grpc::Status RuntimeServiceImpl::RemoveContainer(grpc::ServerContext*, const v1::RemoveContainerRequest* req, v1::RemoveContainerResponse*) {
@@ -187,17 +191,7 @@ grpc::Status RuntimeServiceImpl::ExecSync(grpc::ServerContext*, const v1::ExecSy
   return Guard("ExecSync", [&] { Pods(server_).ExecSync(*req, resp); });
 }
 
-grpc::Status RuntimeServiceImpl::Exec(grpc::ServerContext*, const v1::ExecRequest*, v1::ExecResponse*) {
-  return Unimplemented("Exec");
-}
-
-grpc::Status RuntimeServiceImpl::Attach(grpc::ServerContext*, const v1::AttachRequest*, v1::AttachResponse*) {
-  return Unimplemented("Attach");
-}
-
-grpc::Status RuntimeServiceImpl::PortForward(grpc::ServerContext*, const v1::PortForwardRequest*, v1::PortForwardResponse*) {
-  return Unimplemented("PortForward");
-}
+// Exec, Attach and PortForward: cri/streaming.cpp.
 
 grpc::Status RuntimeServiceImpl::ContainerStats(grpc::ServerContext*, const v1::ContainerStatsRequest* req, v1::ContainerStatsResponse* resp) {
   return Guard("ContainerStats", [&] { Pods(server_).ContainerStats(*req, resp); });

@@ -1,5 +1,7 @@
 #include "cri/server.h"
 
+#include <filesystem>
+
 #include <fmt/format.h>
 #include <grpcpp/server_builder.h>
 #include <spdlog/spdlog.h>
@@ -7,6 +9,7 @@
 #include "common/error.h"
 #include "config/cri.h"
 #include "cri/image_service.h"
+#include "cri/info_config.h"
 #include "cri/runtime_service.h"
 #include "criplugins/criplugins.h"
 #include "runtime/features.h"
@@ -107,19 +110,45 @@ std::vector<std::string> CRIServer::PodCIDRs() const {
 }
 
 nlohmann::ordered_json CRIServer::ConfigJSON() const {
-  nlohmann::ordered_json out = nlohmann::ordered_json::object();
-  auto merge = [&](const nlohmann::ordered_json& j) {
-    for (auto it = j.begin(); it != j.end(); ++it) out[it.key()] = it.value();
-  };
-  merge(deps_.runtime ? config::Encode(deps_.runtime->config) : config::Encode(config::DefaultRuntimeConfig()));
-  merge(deps_.images ? config::Encode(deps_.images->config) : config::Encode(config::DefaultImageConfig()));
+  InfoConfigInput in;
   if (deps_.runtime) {
-    out["rootDir"] = deps_.runtime->root_dir;
-    out["stateDir"] = deps_.runtime->state_dir;
-    out["containerdEndpoint"] = deps_.runtime->grpc_address;
+    in.runtime = deps_.runtime->config;
+    in.runtime.restrict_oom_score_adj = deps_.runtime->restrict_oom_score_adj;  // as resolved at init
+    in.root_dir = deps_.runtime->root_dir;
+    in.state_dir = deps_.runtime->state_dir;
+    in.containerd_root_dir = std::filesystem::path(in.root_dir).parent_path().string();
+    in.containerd_endpoint = deps_.runtime->grpc_address;
   }
-  out["podCIDRs"] = PodCIDRs();
+  if (deps_.images) in.images = deps_.images->config;
+  if (deps_.server_config) in.server = *deps_.server_config;
+  nlohmann::ordered_json out = ContainerdInfoConfig(in);
+  out["berth"] = BerthInfoConfig(in);
   return out;
+}
+
+nlohmann::ordered_json CRIServer::BerthInfoConfig(const InfoConfigInput& in) const {
+  nlohmann::ordered_json runtimes = nlohmann::ordered_json::object();
+  for (const auto& [name, r] : in.runtime.containerd.runtimes) {
+    nlohmann::ordered_json h = {{"ioType", r.io_type},
+                                {"treatRoMountsAsRro", r.treat_ro_mounts_as_rro}};
+    const criplugins::HandlerInfo* info = deps_.runtime ? deps_.runtime->Handler(name) : nullptr;
+    if (info) {
+      h["recursiveReadOnly"] = {{"enabled", info->rro.enabled},
+                                {"viaFallback", info->rro.via_fallback},
+                                {"supportedForKEP", info->rro.supported_for_kep},
+                                {"kepViaFallback", info->rro.kep_via_fallback}};
+      h["features"] = info->features;
+    }
+    runtimes[name] = h;
+  }
+  nlohmann::ordered_json b = nlohmann::ordered_json::object();
+  b["runtimes"] = runtimes;
+  b["cni"] = {{"binDirs", in.runtime.cni.bin_dirs},
+              {"useInternalLoopback", in.runtime.cni.use_internal_loopback}};
+  b["pinnedImages"] = in.images.pinned_images;
+  b["useLocalImagePull"] = in.images.use_local_image_pull;
+  b["podCIDRs"] = PodCIDRs();
+  return b;
 }
 
 }  // namespace berth::cri

@@ -18,16 +18,23 @@ struct CRIImagesPlugin;
 namespace berth::plugin {
 class WarningService;
 }
+namespace berth::config {
+struct ServerConfig;
+}
 namespace berth::image {
 class ImageService;
 }
 namespace berth::lifecycle {
 class RuntimeService;
 }
+namespace berth::streaming {
+class Server;
+}
 
 namespace berth::cri {
 
 class RuntimeServiceImpl;
+struct InfoConfigInput;
 class ImageServiceImpl;
 class ImagesServiceImpl;
 
@@ -43,12 +50,16 @@ struct ServerDeps {
   std::shared_ptr<criplugins::CRIImagesPlugin> images;    // null: default image config
   std::shared_ptr<image::ImageService> image_service;     // null: image calls answer UNAVAILABLE
   std::shared_ptr<plugin::WarningService> warnings;       // may be null
+  std::shared_ptr<const config::ServerConfig> server_config;  // null: the default server config
   // Per handler, the default handler once more as "" (see ResolveHandlerFeatures).
   std::vector<HandlerFeatures> handlers;
   std::string image_service_error;  // why image_service is null, for messages
   // Pods and containers (src/lifecycle); null: those calls answer UNAVAILABLE with pods_error.
   std::shared_ptr<lifecycle::RuntimeService> pods;
   std::string pods_error;
+  // The streaming server for Exec, Attach and PortForward; null: they answer UNAVAILABLE.
+  std::shared_ptr<streaming::Server> streaming;
+  std::string streaming_error;
 };
 
 // The runtime handlers of the runtime plugin as Status reports them: "" (the default handler)
@@ -72,8 +83,10 @@ class CRIServer : public plugin::GrpcService {
   void SetPodCIDRs(std::vector<std::string> cidrs);
   std::vector<std::string> PodCIDRs() const;
 
-  // The effective CRI configuration: the runtime and images plugin configs (config::Encode)
-  // merged into one object, plus rootDir/stateDir/containerdEndpoint/podCIDRs.
+  // Status info["config"]: the effective configuration as containerd's CRI plugin writes it
+  // (cri/info_config.h), berth's own additions under "berth" (per handler: the config keys
+  // containerd 1.7 lacks and the resolved recursive read-only behaviour; CNI bin_dirs; pinned
+  // images; podCIDRs).
   nlohmann::ordered_json ConfigJSON() const;
 
   RuntimeServiceImpl& runtime_service() { return *runtime_service_; }
@@ -81,6 +94,7 @@ class CRIServer : public plugin::GrpcService {
   ImagesServiceImpl& images_service() { return *images_service_; }
 
  private:
+  nlohmann::ordered_json BerthInfoConfig(const InfoConfigInput& in) const;
   ServerDeps deps_;
   mutable std::mutex mu_;
   std::vector<std::string> pod_cidrs_;

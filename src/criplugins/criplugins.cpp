@@ -7,6 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/caps.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "config/config.h"
@@ -139,6 +140,23 @@ nlohmann::json CRIRuntimePlugin::PluginInfo(const nlohmann::json& options) {
           {"features", features}};
 }
 
+// restrict_oom_score_adj as set, or when unset, on iff berthd lacks CAP_SYS_RESOURCE: without it
+// the kernel refuses any oom_score_adj below berthd's own, so every pod asking for one would fail.
+bool ResolveRestrictOom(const config::RuntimeConfig& c, plugin::WarningService* ws) {
+  if (c.restrict_oom_score_adj) return *c.restrict_oom_score_adj;
+  if (caps::HasEffective(caps::kSysResource)) return false;
+  const std::string msg =
+      "berthd lacks CAP_SYS_RESOURCE: oom_score_adj of pods and containers is clamped to berthd's "
+      "own "
+      "(as restrict_oom_score_adj = true); set restrict_oom_score_adj in the config to choose";
+  if (ws) {
+    ws->Emit(kRestrictOomWarningID, msg);
+  } else {
+    spdlog::warn("{}", msg);
+  }
+  return true;
+}
+
 // ---- registrations -----------------------------------------------------------------------------
 
 plugin::Registration RuntimeRegistration(Options options) {
@@ -193,6 +211,7 @@ plugin::Registration RuntimeRegistration(Options options) {
       ws = ic.GetSingle<plugin::WarningService>(plugin::kWarningPlugin);
     } catch (const Error&) {
     }
+    p->restrict_oom_score_adj = ResolveRestrictOom(p->config, ws.get());
     ResolveContext rc{*p, ic, ws.get()};
     auto resolvers = BuiltinHandlerResolvers();
     resolvers.insert(resolvers.end(), options.handler_resolvers.begin(), options.handler_resolvers.end());

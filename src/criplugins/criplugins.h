@@ -28,6 +28,8 @@ inline constexpr const char* kImagesID = "images";
 inline constexpr const char* kServerID = "cri";
 // The CRI plugins keep their files where containerd's CRI plugin always did.
 inline constexpr const char* kCRIDirName = "io.containerd.grpc.v1.cri";
+// Warning emitted once when restrict_oom_score_adj is unset and berthd lacks CAP_SYS_RESOURCE.
+inline constexpr const char* kRestrictOomWarningID = "io.berth.warning/restrict-oom-score-adj";
 
 // Base OCI runtime specs (`base_runtime_spec` of runtime handlers), read once per file at init.
 class BaseSpecCache {
@@ -85,6 +87,8 @@ class CRIRuntimePlugin : public plugin::InfoProvider {
   std::string grpc_address;      // the daemon's socket
   BaseSpecCache base_specs;
   std::map<std::string, HandlerInfo> handlers;  // by handler name
+  // The config's restrict_oom_score_adj, or when unset, true iff berthd lacks CAP_SYS_RESOURCE.
+  bool restrict_oom_score_adj = false;
 
   // The handler by name; "" is the default handler. Null when unknown.
   const HandlerInfo* Handler(const std::string& name) const;
@@ -108,6 +112,10 @@ struct Options {
   // Run after the built-in resolvers.
   std::vector<HandlerResolver> handler_resolvers;
 };
+
+// restrict_oom_score_adj as configured; when unset, true iff berthd lacks CAP_SYS_RESOURCE, which
+// is then said once through the warning service (kRestrictOomWarningID; logged when ws is null).
+bool ResolveRestrictOom(const config::RuntimeConfig& c, plugin::WarningService* ws);
 
 // Registers io.containerd.cri.v1.images, io.containerd.cri.v1.runtime and the config of
 // io.containerd.grpc.v1.cri (in containerd's migration order: images, runtime, server).

@@ -2,10 +2,12 @@
 #include <chrono>
 
 #include <grpcpp/grpcpp.h>
+#include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
 #include "berth/admin/v1/admin.grpc.pb.h"
 #include "common/error.h"
+#include "daemon/check.h"
 #include "daemon/daemon.h"
 #include "plugin/grpc_service.h"
 #include "plugin/services.h"
@@ -27,8 +29,12 @@ class AdminService final : public pb::Admin::Service, public plugin::GrpcService
  public:
   AdminService(std::shared_ptr<plugin::IntrospectionService> intro,
                std::shared_ptr<plugin::WarningService> warnings,
-               std::shared_ptr<const std::string> config)
-      : intro_(std::move(intro)), warnings_(std::move(warnings)), config_(std::move(config)) {}
+               std::shared_ptr<const std::string> config,
+               std::shared_ptr<const PipelineResult> pipeline)
+      : intro_(std::move(intro)),
+        warnings_(std::move(warnings)),
+        config_(std::move(config)),
+        pipeline_(std::move(pipeline)) {}
 
   void Register(grpc::ServerBuilder& builder) override { builder.RegisterService(this); }
 
@@ -90,23 +96,62 @@ class AdminService final : public pb::Admin::Service, public plugin::GrpcService
     return grpc::Status::OK;
   }
 
+  grpc::Status SetLogLevel(grpc::ServerContext*, const pb::SetLogLevelRequest* req,
+                           pb::SetLogLevelResponse* resp) override {
+    try {
+      resp->set_previous(LogLevel());
+      if (!req->level().empty()) daemon::SetLogLevel(req->level());
+      resp->set_level(LogLevel());
+      if (!req->level().empty())
+        spdlog::info("log level set to {} (was {})", resp->level(), resp->previous());
+      return grpc::Status::OK;
+    } catch (const std::exception& e) {
+      return ToStatus(e);
+    }
+  }
+
+  grpc::Status Check(grpc::ServerContext*, const pb::CheckRequest*,
+                     pb::CheckResponse* resp) override {
+    try {
+      if (!pipeline_ || pipeline_->config.root.empty()) {
+        return grpc::Status(grpc::StatusCode::UNAVAILABLE, "berthd has not loaded its config yet");
+      }
+      CheckOptions o;
+      o.from_daemon = true;
+      for (const auto& r : RunChecks(*pipeline_, o)) {
+        auto* out = resp->add_results();
+        out->set_name(r.name);
+        out->set_status(StatusName(r.status));
+        out->set_fatal(r.fatal);
+        out->set_detail(r.detail);
+        out->set_fix(r.fix);
+      }
+      return grpc::Status::OK;
+    } catch (const std::exception& e) {
+      return ToStatus(e);
+    }
+  }
+
  private:
   std::shared_ptr<plugin::IntrospectionService> intro_;
   std::shared_ptr<plugin::WarningService> warnings_;
   std::shared_ptr<const std::string> config_;
+  std::shared_ptr<const PipelineResult> pipeline_;
 };
 
 }  // namespace
 
-void RegisterAdminPlugin(plugin::Registry& registry, std::shared_ptr<const std::string> effective_toml) {
+void RegisterAdminPlugin(plugin::Registry& registry,
+                         std::shared_ptr<const std::string> effective_toml,
+                         std::shared_ptr<const PipelineResult> pipeline) {
   plugin::Registration r;
   r.type = plugin::kGRPCPlugin;
   r.id = kAdminPluginID;
   r.requirements = {plugin::kServicePlugin, plugin::kWarningPlugin};
-  r.init = [effective_toml](plugin::InitContext& ic) -> std::any {
+  r.init = [effective_toml, pipeline](plugin::InitContext& ic) -> std::any {
     auto intro = ic.GetAs<plugin::IntrospectionService>(plugin::kServicePlugin, plugin::kIntrospectionID);
     auto warnings = ic.GetSingle<plugin::WarningService>(plugin::kWarningPlugin);
-    auto svc = std::make_shared<AdminService>(intro, warnings, effective_toml);
+    auto svc = std::make_shared<AdminService>(intro, warnings, effective_toml, pipeline);
     ic.Provide<plugin::GrpcService>(svc);
     return svc;
   };

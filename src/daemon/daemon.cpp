@@ -16,6 +16,8 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "metrics/http.h"
+#include "metrics/metrics.h"
 #include "plugin/grpc_service.h"
 
 namespace berth::daemon {
@@ -76,12 +78,16 @@ void PrepareSocket(const std::string& path) {
 std::unique_ptr<Daemon> Daemon::Load(Options opts) {
   std::unique_ptr<Daemon> d(new Daemon());
   d->effective_toml_ = std::make_shared<std::string>();
+  d->check_pipeline_ = std::make_shared<PipelineResult>();
   for (const auto& reg : opts.registrars) reg(d->registry_);
-  RegisterAdminPlugin(d->registry_, d->effective_toml_);
+  RegisterAdminPlugin(d->registry_, d->effective_toml_, d->check_pipeline_);
 
   d->pipeline_ = RunConfigPipeline(opts, d->registry_);
   auto& p = d->pipeline_;
   SetLogLevel(p.config.debug.level.empty() ? "info" : p.config.debug.level);
+  SetLogFormat(p.config.debug.format);
+  d->metrics_config_ = MetricsConfigFrom(p.config);
+  metrics::SetGrpcHistogram(d->metrics_config_.grpc_histogram);
   if (!p.file.empty()) spdlog::info("loaded config {}", p.file);
   if (p.migrated) {
     spdlog::warn("migrated config from version {}; run `berthd config migrate` to update the file",
@@ -96,6 +102,7 @@ std::unique_ptr<Daemon> Daemon::Load(Options opts) {
     throw Error(Code::kInvalidArgument, msg);
   }
   *d->effective_toml_ = config::ToToml(EffectiveConfig(p, d->registry_));
+  *d->check_pipeline_ = p;
 
   const auto& c = p.config;
   if (c.root.empty() || c.state.empty()) throw Error(Code::kInvalidArgument, "root and state must be set");
@@ -160,6 +167,7 @@ void Daemon::Start() {
                  g.tcp_address);
   }
 
+  if (!metrics_config_.address.empty()) AddMetricsInterceptor(builder);
   int services = 0;
   for (const auto& s : registry_.States()) {
     if (s.registration->type != plugin::kGRPCPlugin) continue;
@@ -179,11 +187,21 @@ void Daemon::Start() {
   }
   socket_owned_ = true;
   if (::chmod(path.c_str(), 0660) != 0) ThrowErrno("failed to chmod " + path);
+  // [grpc] uid and gid: the socket's owner and group (e.g. a group whose members may use crictl).
   if ((g.uid != 0 || g.gid != 0) && ::chown(path.c_str(), g.uid, g.gid) != 0) {
-    ThrowErrno("failed to chown " + path);
+    ThrowErrno("failed to chown " + path + " to uid " + std::to_string(g.uid) + " gid " +
+               std::to_string(g.gid));
+  }
+  if (!metrics_config_.address.empty()) {
+    metrics_ = std::make_unique<metrics::HttpServer>(metrics_config_.address);
+    spdlog::info("metrics on {} (port {}) at {}", metrics_config_.address, metrics_->port(),
+                 metrics::kMetricsPath);
   }
   spdlog::info("berthd serving on {} ({} gRPC plugins)", path, services);
+  NotifySystemd("READY=1\nSTATUS=serving on " + path + "\nMAINPID=" + std::to_string(::getpid()));
 }
+
+int Daemon::metrics_port() const { return metrics_ ? metrics_->port() : 0; }
 
 void Daemon::Wait() {
   std::unique_lock<std::mutex> lock(mu_);
@@ -196,6 +214,8 @@ void Daemon::Stop() {
     if (stopped_) return;
     stopped_ = true;
   }
+  NotifySystemd("STOPPING=1");
+  metrics_.reset();
   if (server_) {
     spdlog::info("stopping gRPC server");
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));

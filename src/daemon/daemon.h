@@ -17,6 +17,10 @@
 
 namespace grpc {
 class Server;
+class ServerBuilder;
+}  // namespace grpc
+namespace berth::metrics {
+class HttpServer;
 }
 
 namespace berth::daemon {
@@ -58,6 +62,25 @@ config::Config EffectiveConfig(const PipelineResult& p, const plugin::Registry& 
 
 // Applies a log level name (trace, debug, info, warn, error); throws Error(InvalidArgument).
 void SetLogLevel(const std::string& level);
+// The current log level's name ("info", "warn", ...).
+std::string LogLevel();
+// [debug] format: "" or "text" (the default lines), "json" (one JSON object per line with
+// containerd's keys time, level, msg). Throws Error(InvalidArgument) for another value.
+void SetLogFormat(const std::string& format);
+
+// containerd's [metrics] table: address ("host:port"; empty: no metrics) and grpc_histogram.
+struct MetricsConfig {
+  std::string address;
+  bool grpc_histogram = false;
+};
+// Reads config.extra["metrics"]; throws Error(InvalidArgument) naming the key for a wrong type.
+MetricsConfig MetricsConfigFrom(const config::Config& c);
+
+// Sends a state ("READY=1", "STOPPING=1") to systemd when $NOTIFY_SOCKET is set; false otherwise
+// or when sending failed.
+bool NotifySystemd(const std::string& state);
+// Counts and times every gRPC call (metrics::GrpcHandled).
+void AddMetricsInterceptor(grpc::ServerBuilder& builder);
 
 class Daemon {
  public:
@@ -71,6 +94,8 @@ class Daemon {
   // a live one (Error AlreadyExists), sets mode 0660 (and uid/gid). Logs
   // "berthd serving on <address>" once the socket accepts connections.
   void Start();
+  // The port of the metrics endpoint; 0 when [metrics] address is empty.
+  int metrics_port() const;
   // Blocks until Stop() is called.
   void Wait();
   // Stops serving, closes plugins in reverse init order and removes the socket. Idempotent;
@@ -87,8 +112,11 @@ class Daemon {
   Daemon() = default;
   plugin::Registry registry_;
   PipelineResult pipeline_;
+  std::shared_ptr<PipelineResult> check_pipeline_;  // a copy for Admin.Check
   std::shared_ptr<std::string> effective_toml_;
   std::unique_ptr<grpc::Server> server_;
+  MetricsConfig metrics_config_;
+  std::unique_ptr<metrics::HttpServer> metrics_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopped_ = false;
@@ -96,6 +124,9 @@ class Daemon {
 };
 
 // Registers the berth.admin.v1.Admin service as the gRPC plugin io.containerd.grpc.v1.berth-admin.
-void RegisterAdminPlugin(plugin::Registry& registry, std::shared_ptr<const std::string> effective_toml);
+// `pipeline` (optional) is the daemon's config for Admin.Check; filled before the plugins init.
+void RegisterAdminPlugin(plugin::Registry& registry,
+                         std::shared_ptr<const std::string> effective_toml,
+                         std::shared_ptr<const PipelineResult> pipeline = nullptr);
 
 }  // namespace berth::daemon

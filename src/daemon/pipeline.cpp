@@ -24,6 +24,27 @@ void SetLogLevel(const std::string& level) {
   spdlog::set_level(it->second);
 }
 
+MetricsConfig MetricsConfigFrom(const config::Config& c) {
+  MetricsConfig m;
+  auto it = c.extra.find("metrics");
+  if (it == c.extra.end()) return m;
+  if (!it->is_object()) throw Error(Code::kInvalidArgument, "metrics: expected a table");
+  for (const auto& [key, v] : it->items()) {
+    if (key == "address") {
+      if (!v.is_string())
+        throw Error(Code::kInvalidArgument, "metrics.address: expected a string (host:port)");
+      m.address = v.get<std::string>();
+    } else if (key == "grpc_histogram") {
+      if (!v.is_boolean())
+        throw Error(Code::kInvalidArgument, "metrics.grpc_histogram: expected a boolean");
+      m.grpc_histogram = v.get<bool>();
+    } else {
+      spdlog::warn("unknown config key metrics.{} (ignored)", key);
+    }
+  }
+  return m;
+}
+
 PipelineResult RunConfigPipeline(const Options& opts, const plugin::Registry& registry, bool validate) {
   PipelineResult p;
   std::string path = opts.config_path;

@@ -6,7 +6,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
+#include <mutex>
+#include <thread>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -22,6 +26,79 @@ constexpr uint32_t kMaxFrame = 8u << 20;
 }  // namespace
 
 std::string FetchHelperPath() { return exec::FindHelper("berth-fetch"); }
+
+namespace {
+
+struct IdlePool {
+  struct Entry {
+    std::string path;
+    std::unique_ptr<FetchProcess> proc;
+    std::chrono::steady_clock::time_point since;
+  };
+  std::mutex mu;
+  std::vector<Entry> idle;
+  bool reaper = false;
+};
+
+IdlePool& Pool() {
+  static auto* pool = new IdlePool;  // never destroyed: the reaper may outlive main()
+  return *pool;
+}
+
+// Closes expired processes every few seconds; ends when none is left.
+void Reap() {
+  IdlePool& pool = Pool();
+  for (;;) {
+    std::this_thread::sleep_for(std::chrono::seconds(5));
+    std::vector<std::unique_ptr<FetchProcess>> expired;
+    {
+      std::lock_guard<std::mutex> lk(pool.mu);
+      auto now = std::chrono::steady_clock::now();
+      for (auto it = pool.idle.begin(); it != pool.idle.end();) {
+        if (now - it->since >= std::chrono::seconds(kIdleFetchSeconds)) {
+          expired.push_back(std::move(it->proc));
+          it = pool.idle.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      if (pool.idle.empty()) {
+        pool.reaper = false;
+        return;  // `expired` closes them on the way out
+      }
+    }
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<FetchProcess> TakeIdleFetchProcess(const std::string& path) {
+  IdlePool& pool = Pool();
+  std::lock_guard<std::mutex> lk(pool.mu);
+  for (auto it = pool.idle.rbegin(); it != pool.idle.rend(); ++it) {
+    if (it->path != path) continue;
+    auto p = std::move(it->proc);
+    pool.idle.erase(std::next(it).base());
+    return p;
+  }
+  return nullptr;
+}
+
+void KeepIdleFetchProcess(const std::string& path, std::unique_ptr<FetchProcess> p) {
+  if (!p || !p->usable()) return;
+  IdlePool& pool = Pool();
+  std::unique_ptr<FetchProcess> drop;
+  std::lock_guard<std::mutex> lk(pool.mu);
+  if (pool.idle.size() >= kIdleFetchProcesses) {
+    drop = std::move(pool.idle.front().proc);  // the oldest goes
+    pool.idle.erase(pool.idle.begin());
+  }
+  pool.idle.push_back({path, std::move(p), std::chrono::steady_clock::now()});
+  if (!pool.reaper) {
+    pool.reaper = true;
+    std::thread(Reap).detach();
+  }
+}
 
 FetchProcess::FetchProcess(const std::string& path) {
   if (path.empty()) throw Error(Code::kUnavailable, "berth-fetch (registry transfers) not found: set BERTH_FETCH_PATH");

@@ -5,8 +5,11 @@
 // few idle ones.
 #pragma once
 
+#include <signal.h>
+
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -44,6 +47,10 @@ class FetchProcess {
                  const std::function<bool(long, const char*, size_t)>& on_body,
                  const std::function<void(const char*, size_t)>& on_error_body);
   bool usable() const { return fd_ >= 0; }
+  // Kills the process from another thread: the exchange in progress fails.
+  void Interrupt() {
+    if (pid_ > 0) ::kill(pid_, SIGKILL);
+  }
 
  private:
   void Kill();
@@ -52,5 +59,14 @@ class FetchProcess {
 
 // berth-fetch's path: BERTH_FETCH_PATH, else beside the running program or in its build tree.
 std::string FetchHelperPath();
+
+// Idle berth-fetch processes outlive the registry client that used them for a while, so that
+// the next pull starts no process (and may reuse a connection): up to kIdleFetchProcesses, each
+// closed kIdleFetchSeconds after it was last used.
+inline constexpr size_t kIdleFetchProcesses = 4;
+inline constexpr int kIdleFetchSeconds = 30;
+// An idle process started from `path`, or nullptr.
+std::unique_ptr<FetchProcess> TakeIdleFetchProcess(const std::string& path);
+void KeepIdleFetchProcess(const std::string& path, std::unique_ptr<FetchProcess> p);
 
 }  // namespace berth::image

@@ -5,10 +5,11 @@
 #include <malloc.h>
 
 #include <cstring>
+#include <functional>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <functional>
 #include <optional>
+#include <set>
 
 #include "common/error.h"
 #include "common/fs.h"
@@ -239,15 +240,20 @@ struct RegistryClient::Impl {
   std::mutex pool_mu;
   std::vector<std::unique_ptr<FetchProcess>> pool;
 
+  std::set<FetchProcess*> active;  // under pool_mu
+  std::string cancelled;           // why, once Cancel was called (under pool_mu)
+
   std::unique_ptr<FetchProcess> Acquire() {
     {
       std::lock_guard<std::mutex> lk(pool_mu);
+      if (!cancelled.empty()) throw Error(Code::kDeadlineExceeded, cancelled);
       if (!pool.empty()) {
         auto p = std::move(pool.back());
         pool.pop_back();
         return p;
       }
     }
+    if (auto p = TakeIdleFetchProcess(fetch_path)) return p;
     return std::make_unique<FetchProcess>(fetch_path);
   }
   void Release(std::unique_ptr<FetchProcess> p) {
@@ -317,6 +323,18 @@ struct RegistryClient::Impl {
       Response resp;
       auto proc = Acquire();
       requests++;
+      {
+        std::lock_guard<std::mutex> lk(pool_mu);
+        active.insert(proc.get());
+      }
+      struct Inactive {
+        Impl* im;
+        FetchProcess* p;
+        ~Inactive() {
+          std::lock_guard<std::mutex> lk(im->pool_mu);
+          im->active.erase(p);
+        }
+      } inactive{this, proc.get()};
       FetchResult r = proc->Do(
           q, [&](std::string_view line) { OnHeaderLine(resp, line); },
           [&](long status, const char* data, size_t n) { return !sink || (*sink)(status, data, n); },
@@ -325,6 +343,11 @@ struct RegistryClient::Impl {
               resp.error_body.append(data, std::min(n, kMaxErrorBody - resp.error_body.size()));
           });
       bool aborted = !proc->usable();
+      {
+        std::lock_guard<std::mutex> lk(pool_mu);
+        active.erase(proc.get());
+        if (!cancelled.empty()) throw Error(Code::kDeadlineExceeded, cancelled);
+      }
       Release(std::move(proc));
       resp.status = r.status;
       resp.url = url;
@@ -476,7 +499,8 @@ RegistryClient::RegistryClient(std::vector<RegistryHost> hosts, std::string regi
 }
 
 RegistryClient::~RegistryClient() {
-  impl_.reset();  // the berth-fetch processes exit
+  for (auto& p : impl_->pool) KeepIdleFetchProcess(impl_->fetch_path, std::move(p));
+  impl_.reset();
   ::malloc_trim(0);  // the buffers of the transfers go back to the system
 }
 
@@ -532,12 +556,22 @@ std::string RegistryClient::FetchBytes(const Descriptor& desc, size_t max_size, 
   });
 }
 
-void RegistryClient::FetchBlob(const Descriptor& desc, content::Store::Writer& w, std::atomic<int64_t>* received) {
+void RegistryClient::Cancel(const std::string& why) {
+  Impl& im = *impl_;
+  std::lock_guard<std::mutex> lk(im.pool_mu);
+  im.cancelled = why.empty() ? "cancelled" : why;
+  for (FetchProcess* p : im.active) p->Interrupt();
+}
+
+void RegistryClient::FetchBlob(const Descriptor& desc, content::Store::Writer& w,
+                               std::atomic<int64_t>* received, const Tee* tee) {
   Impl& im = *impl_;
   const std::string what = "failed to fetch blob " + im.registry + "/" + im.repository + "@" + desc.digest;
   std::string last_error;
+  bool cancelled = false;
   for (int attempt = 0; attempt < std::max(1, im.opts.retries); ++attempt) {
     try {
+      if (cancelled) break;
       im.TryHosts(false, what, [&](const RegistryHost& h) {
         int64_t offset = w.Offset();
         if (offset > desc.size) {
@@ -558,7 +592,12 @@ void RegistryClient::FetchBlob(const Descriptor& desc, content::Store::Writer& w
             }
           }
           if (w.Offset() + static_cast<int64_t>(n) > desc.size) return false;
+          const int64_t at = w.Offset();
           w.Write(d, n);
+          if (tee && !(*tee)(at, d, n)) {
+            cancelled = true;
+            return false;
+          }
           if (received) *received += static_cast<int64_t>(n);
           auto now = std::chrono::steady_clock::now();
           if (now - last_log > std::chrono::seconds(10)) {
@@ -589,6 +628,11 @@ void RegistryClient::FetchBlob(const Descriptor& desc, content::Store::Writer& w
       w.Commit(desc.digest, desc.size);  // verifies; on mismatch the partial data is discarded
       return;
     } catch (const Error& e) {
+      if (cancelled) throw Error(Code::kCancelled, what + ": cancelled");
+      {
+        std::lock_guard<std::mutex> lk(im.pool_mu);
+        if (!im.cancelled.empty()) throw Error(Code::kDeadlineExceeded, what + ": " + im.cancelled);
+      }
       // Permanent failures are not retried.
       if (e.code() == Code::kNotFound || e.code() == Code::kPermissionDenied ||
           e.code() == Code::kInvalidArgument || e.code() == Code::kFailedPrecondition ||
@@ -601,6 +645,7 @@ void RegistryClient::FetchBlob(const Descriptor& desc, content::Store::Writer& w
         throw;
     }
   }
+  if (cancelled) throw Error(Code::kCancelled, what + ": cancelled");
   throw Error(Code::kUnavailable, what + ": " + last_error);
 }
 

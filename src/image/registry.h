@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -54,8 +55,16 @@ class RegistryClient {
   std::string FetchBytes(const Descriptor& desc, size_t max_size, bool manifest);
   // Streams a blob into the writer (resuming at writer.Offset() with a Range request, restarting
   // when the server ignores it) and commits it with digest and size verification.
-  // `received` counts bytes as they arrive (for progress reports).
-  void FetchBlob(const Descriptor& desc, content::Store::Writer& writer, std::atomic<int64_t>* received = nullptr);
+  // `received` counts bytes as they arrive (for progress reports). `tee`, when given, sees every
+  // byte written with its offset in the blob (after a restart from zero, offsets start again);
+  // when it returns false the transfer stops with Error(kCancelled).
+  using Tee = std::function<bool(int64_t offset, const char* data, size_t n)>;
+  void FetchBlob(const Descriptor& desc, content::Store::Writer& writer,
+                 std::atomic<int64_t>* received = nullptr, const Tee* tee = nullptr);
+
+  // Stops every transfer in progress and refuses new ones: they fail with
+  // Error(kDeadlineExceeded, why). Thread-safe.
+  void Cancel(const std::string& why);
 
   // Number of HTTP requests sent (tests, benchmarks).
   int64_t requests() const;

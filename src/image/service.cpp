@@ -1,8 +1,10 @@
 #include "image/service.h"
 
+#include <fcntl.h>
 #include <ftw.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <future>
@@ -15,11 +17,13 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "content/store.h"
+#include "image/dynload.h"
 #include "image/hosts.h"
 #include "image/manifest.h"
+#include "image/pipe.h"
+#include "image/progress.h"
 #include "image/reference.h"
 #include "image/registry.h"
-#include "image/dynload.h"
 #include "image/unpack.h"
 #include "snapshot/snapshotter.h"
 #include "store/db.h"
@@ -41,6 +45,13 @@ bool IsHexString(std::string_view s) {
 int64_t NowUnix() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+std::string RandomKey() {
+  static std::atomic<uint64_t> counter{0};
+  return std::to_string(::getpid()) + "-" +
+         std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()) + "-" +
+         std::to_string(counter++);
 }
 
 std::string NormalizeOrEmpty(const std::string& s) {
@@ -65,6 +76,7 @@ struct ImageService::Impl {
   std::mutex inflight_mu;
   std::map<std::string, std::shared_future<Image>> pulls;  // by normalised reference
   std::map<std::string, std::shared_future<void>> blobs;   // by digest
+  std::map<std::string, std::shared_ptr<PullState>> progress;  // by normalised reference
 
   // Pulls and imports hold it shared; the garbage collector takes it exclusively (try_lock) so it
   // never deletes content an operation in progress is about to reference.
@@ -108,7 +120,9 @@ struct ImageService::Impl {
     return img;
   }
 
-  // Records of the image named by an id, an id prefix, or a reference; empty when absent.
+  // Records of the image named by an id, a reference, or a unique id prefix ("sha256:" optional,
+  // as containerd's digest set resolves them); empty when absent. Throws Error(kInvalidArgument)
+  // when a prefix matches several images.
   std::vector<store::ImageRecord> Find(const std::string& s, std::string* config_digest) {
     if (s.empty()) return {};
     std::string id;
@@ -116,21 +130,21 @@ struct ImageService::Impl {
       id = s;
     } else if (s.size() == 64 && IsHexString(s)) {
       id = "sha256:" + s;
-    } else if (IsHexString(s) && s.size() >= 12 && s.size() < 64) {
-      std::string found;
-      for (const auto& r : images->List()) {
-        if (r.config_digest.compare(7, s.size(), s) == 0) {
-          if (!found.empty() && found != r.config_digest) return {};  // ambiguous
-          found = r.config_digest;
-        }
-      }
-      id = found;
     }
     if (!id.empty()) {
       auto recs = images->ByConfig(id);
       if (!recs.empty() && config_digest) *config_digest = id;
       if (!recs.empty() || s.size() != 64) return recs;
     }
+    if (auto recs = FindByReference(s, config_digest); !recs.empty()) return recs;
+    id = FindByIdPrefix(s.rfind("sha256:", 0) == 0 ? s.substr(7) : s);
+    if (id.empty()) return {};
+    if (config_digest) *config_digest = id;
+    return images->ByConfig(id);
+  }
+
+  std::vector<store::ImageRecord> FindByReference(const std::string& s,
+                                                  std::string* config_digest) {
     Reference ref;
     try {
       ref = ParseReference(s);
@@ -144,9 +158,52 @@ struct ImageService::Impl {
     return images->ByConfig(rec->config_digest);
   }
 
+  // The config digest whose hex starts with `hex`; "" when none does.
+  std::string FindByIdPrefix(const std::string& hex) {
+    if (hex.empty() || hex.size() >= 64 || !IsHexString(hex)) return "";
+    std::set<std::string> found;
+    for (const auto& r : images->List())
+      if (r.config_digest.size() > 7 && r.config_digest.compare(7, hex.size(), hex) == 0)
+        found.insert(r.config_digest);
+    if (found.size() > 1) {
+      throw Error(Code::kInvalidArgument, "ID prefix \"" + hex + "\" is ambiguous: it matches " +
+                                              std::to_string(found.size()) + " images");
+    }
+    return found.empty() ? "" : *found.begin();
+  }
+
   // ---- pulling ----
-  void EnsureBlob(RegistryClient& client, const Descriptor& d, std::atomic<int64_t>& received) {
-    if (content->Has(d.digest)) return;
+  // The bytes a resumed download already has, from its partial file; false when cancelled.
+  static bool SendPartial(content::Store::Writer& w, ChunkWriter& out, int64_t& sent) {
+    const std::string path = w.DataPath();
+    const int64_t have = w.Offset();
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) ThrowErrno("open " + path);
+    std::string buf(1 << 20, '\0');
+    bool ok = true;
+    while (ok && sent < have) {
+      ssize_t n = ::pread(fd, buf.data(),
+                          static_cast<size_t>(std::min<int64_t>(1 << 20, have - sent)), sent);
+      if (n <= 0) {
+        ::close(fd);
+        throw Error(Code::kInternal, "read " + path + ": short read");
+      }
+      ok = out.Write(buf.data(), static_cast<size_t>(n));
+      sent += n;
+    }
+    ::close(fd);
+    return ok;
+  }
+
+  // Makes sure the blob is in the content store: fetched once however many pulls want it at the
+  // same time. With `stream`, its bytes also go into the pipe as they arrive (or from the store
+  // when it is there, or once another pull has fetched it).
+  void EnsureBlob(RegistryClient& client, const Descriptor& d, std::atomic<int64_t>& received,
+                  ChunkPipe* stream = nullptr) {
+    auto from_store = [&] {
+      if (stream) ProduceFromFile(content->Path(d.digest), *stream);
+    };
+    if (content->Has(d.digest)) return from_store();
     std::promise<void> promise;
     std::shared_future<void> fut;
     bool owner = false;
@@ -163,12 +220,13 @@ struct ImageService::Impl {
     }
     if (!owner) {
       fut.get();
-      return;
+      return from_store();
     }
+    bool fetched = false;
     try {
       if (!content->Has(d.digest)) {
-        auto w = content->OpenWriter(d.digest);
-        client.FetchBlob(d, *w, &received);
+        Fetch(client, d, received, stream);
+        fetched = true;
       }
       promise.set_value();
     } catch (...) {
@@ -179,44 +237,63 @@ struct ImageService::Impl {
       blobs.erase(d.digest);
     }
     fut.get();
+    if (!fetched) from_store();
   }
 
-  void FetchLayers(RegistryClient& client, const std::vector<Descriptor>& layers, const std::string& name) {
-    std::vector<const Descriptor*> todo;
+  // Downloads a blob into the store; with `stream`, tees its bytes into the pipe (a partial
+  // download from an earlier attempt is sent first from its file).
+  void Fetch(RegistryClient& client, const Descriptor& d, std::atomic<int64_t>& received,
+             ChunkPipe* stream) {
+    auto w = content->OpenWriter(d.digest);
+    if (!stream) return client.FetchBlob(d, *w, &received);
+    ChunkWriter out(*stream);
+    int64_t forwarded = 0;
+    if (w->Offset() > 0 && !SendPartial(*w, out, forwarded)) return;  // cancelled
+    RegistryClient::Tee tee = [&](int64_t at, const char* p, size_t n) {
+      int64_t end = at + static_cast<int64_t>(n);
+      if (end <= forwarded) return true;  // sent already (a restart from zero)
+      if (at > forwarded) return false;   // cannot happen: the writer appends
+      size_t skip = static_cast<size_t>(forwarded - at);
+      forwarded = end;
+      return out.Write(p + skip, n - skip);
+    };
+    client.FetchBlob(d, *w, &received, &tee);
+    out.Flush();
+  }
+
+  void FetchLayers(RegistryClient& client, PullState& ps) {
+    std::vector<size_t> todo;
     std::set<std::string> seen;
-    int64_t total = 0;
-    for (const auto& l : layers) {
-      if (!seen.insert(l.digest).second || content->Has(l.digest)) continue;
-      todo.push_back(&l);
-      total += l.size;
+    for (size_t i = 0; i < ps.layers.size(); ++i) {
+      if (!seen.insert(ps.layers[i].digest).second) continue;
+      if (content->Has(ps.layers[i].digest)) {
+        ps.state[i] = PullState::kExists;
+        continue;
+      }
+      todo.push_back(i);
     }
     if (todo.empty()) return;
-    spdlog::info("pulling {}: {} layer(s), {} bytes to download", name, todo.size(), total);
     std::atomic<size_t> next{0};
-    std::atomic<int64_t> received{0};
     std::mutex err_mu;
     std::exception_ptr first_error;
     auto worker = [&] {
-      while (true) {
-        size_t i = next++;
-        if (i >= todo.size()) return;
+      for (size_t k; (k = next++) < todo.size();) {
         {
           std::lock_guard<std::mutex> lk(err_mu);
           if (first_error) return;
         }
+        const size_t i = todo[k];
         try {
-          EnsureBlob(client, *todo[i], received);
+          ps.state[i] = PullState::kPulling;
+          EnsureBlob(client, ps.layers[i], ps.received[i]);
+          ps.state[i] = PullState::kDone;
         } catch (...) {
           std::lock_guard<std::mutex> lk(err_mu);
           if (!first_error) first_error = std::current_exception();
         }
       }
     };
-    size_t n = std::min<size_t>(todo.size(), static_cast<size_t>(std::max(1, opts.max_concurrent_downloads)));
-    std::vector<std::thread> threads;
-    for (size_t i = 1; i < n; ++i) threads.emplace_back(worker);
-    worker();
-    for (auto& t : threads) t.join();
+    RunWorkers(todo.size(), worker);
     if (first_error) std::rethrow_exception(first_error);
   }
 
@@ -272,7 +349,110 @@ struct ImageService::Impl {
     std::vector<std::string> digests;
     for (const auto& l : r.manifest.layers) digests.push_back(l.digest);
     if (digests.empty()) return "";
-    return Unpack(*content, *snap, digests, r.config.diff_ids);
+    return Unpack(*content, *snap, digests, r.config.diff_ids, opts.pull_with_sync_fs);
+  }
+
+  // Fetches and unpacks the layers: each in its own pipeline (fetch -> verify -> decompress ->
+  // unpack) into its own staging snapshot, up to max_concurrent_downloads at a time, committed in
+  // order once all are in. Snapshotters that cannot rebase fetch in parallel and unpack in order.
+  // Returns the top chain id. A failure removes every staging snapshot.
+  std::string PullLayers(RegistryClient& client, const Resolved& r, PullState& ps) {
+    const auto& layers = r.manifest.layers;
+    if (layers.empty()) return "";
+    spdlog::info("pulling {}: {} layer(s), {} bytes", ps.ref, layers.size(), ps.Size());
+    if (!snap->CanRebase()) {
+      FetchLayers(client, ps);
+      return UnpackImage(r);
+    }
+    std::vector<std::string> chains, staged(layers.size());
+    for (size_t i = 0; i < layers.size(); ++i) {
+      content::CheckDigest(r.config.diff_ids[i]);
+      chains.push_back(i ? ChainID({chains[i - 1], r.config.diff_ids[i]}) : r.config.diff_ids[i]);
+    }
+    std::mutex mu;
+    std::exception_ptr first_error;
+    std::atomic<size_t> next{0};
+    auto worker = [&] {
+      for (size_t i; (i = next++) < layers.size();) {
+        {
+          std::lock_guard<std::mutex> lk(mu);
+          if (first_error) return;
+        }
+        try {
+          ps.state[i] = PullState::kPulling;
+          bool unpacked = PullLayer(client, layers[i], r.config.diff_ids[i], chains[i],
+                                    ps.received[i], mu, staged[i]);
+          ps.state[i] = unpacked ? PullState::kDone : PullState::kExists;
+        } catch (...) {
+          std::lock_guard<std::mutex> lk(mu);
+          if (!first_error) first_error = std::current_exception();
+        }
+      }
+    };
+    RunWorkers(layers.size(), worker);
+    size_t committed = 0;
+    try {
+      if (first_error) std::rethrow_exception(first_error);
+      for (; committed < layers.size(); ++committed) {
+        if (staged[committed].empty()) continue;
+        try {
+          snap->CommitOnto(chains[committed], staged[committed],
+                           committed ? chains[committed - 1] : "");
+        } catch (const Error& e) {
+          if (e.code() != Code::kAlreadyExists) throw;
+          snap->Remove(staged[committed]);  // unpacked by a concurrent pull
+        }
+      }
+    } catch (...) {
+      for (size_t i = committed; i < staged.size(); ++i) RemoveQuietly(staged[i]);
+      throw;
+    }
+    return chains.back();
+  }
+
+  void RunWorkers(size_t jobs, const std::function<void()>& worker) {
+    size_t n =
+        std::min<size_t>(jobs, static_cast<size_t>(std::max(1, opts.max_concurrent_downloads)));
+    std::vector<std::thread> threads;
+    for (size_t i = 1; i < n; ++i) threads.emplace_back(worker);
+    worker();
+    for (auto& t : threads) t.join();
+  }
+
+  void RemoveQuietly(const std::string& key) {
+    if (key.empty()) return;
+    try {
+      if (snap->Stat(key)) snap->Remove(key);
+    } catch (const std::exception& e) {
+      spdlog::warn("staging snapshot {}: {}", key, e.what());
+    }
+  }
+
+  // One layer: only fetched when its chain is unpacked already, else streamed into a staging
+  // snapshot (recorded in `staged` under mu) and checked against its DiffID. Returns false when
+  // the layer was unpacked already.
+  bool PullLayer(RegistryClient& client, const Descriptor& d, const std::string& diff_id,
+                 const std::string& chain, std::atomic<int64_t>& received, std::mutex& mu,
+                 std::string& staged) {
+    if (auto info = snap->Stat(chain); info && info->kind == snapshot::Kind::kCommitted) {
+      EnsureBlob(client, d, received);
+      return false;
+    }
+    std::string key = "extract-" + RandomKey() + "-" + chain;
+    snap->Prepare(key, "");
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      staged = key;
+    }
+    const std::string what = "layer " + d.digest;
+    std::string dir = snap->ApplyDir(key);
+    ApplyResult res = ApplyLayerStream([&](ChunkPipe& p) { EnsureBlob(client, d, received, &p); },
+                                       what, dir, true);
+    if (res.diff_id != diff_id)
+      throw Error(Code::kInvalidArgument, what + ": diff id mismatch: image config says " +
+                                              diff_id + ", content is " + res.diff_id);
+    if (opts.pull_with_sync_fs) SyncFs(dir, what);
+    return true;
   }
 
   void Record(const std::vector<std::string>& names, const Resolved& r, const std::string& chain_id) {
@@ -294,7 +474,36 @@ struct ImageService::Impl {
     }
   }
 
+  // A pull's progress, visible to Progress() while it lives.
+  struct Tracked {
+    Impl& im;
+    std::string ref;
+    Tracked(Impl& i, std::shared_ptr<PullState> ps) : im(i), ref(ps->ref) {
+      std::lock_guard<std::mutex> lk(im.inflight_mu);
+      im.progress[ref] = std::move(ps);
+    }
+    ~Tracked() {
+      std::lock_guard<std::mutex> lk(im.inflight_mu);
+      im.progress.erase(ref);
+    }
+  };
+
+  // A failed pull leaves nothing: what it stored that no image references is collected (now, or
+  // after the last operation in progress).
   Image DoPull(const Reference& ref, const AuthConfig& auth) {
+    Image img;
+    try {
+      img = PullShared(ref, auth);
+    } catch (...) {
+      gc_pending = true;
+      MaybeRunPendingGC();
+      throw;
+    }
+    MaybeRunPendingGC();
+    return img;
+  }
+
+  Image PullShared(const Reference& ref, const AuthConfig& auth) {
     auto start = std::chrono::steady_clock::now();
     const std::string name = ref.String();
     Image result;
@@ -306,22 +515,25 @@ struct ImageService::Impl {
       auto top = client.GetManifest(ref.digest.empty() ? ref.tag : ref.digest);
       auto get = [&](const Descriptor& d, size_t max, bool manifest) { return SmallBlob(client, d, max, manifest); };
       Resolved r = ResolveManifest(top.digest, top.media_type, top.body, get, name);
-      FetchLayers(client, r.manifest.layers, name);
+      auto ps = std::make_shared<PullState>(name, r.manifest.layers);
+      Tracked tracked(*this, ps);
+      std::string chain;
+      {
+        PullWatchdog dog(*ps, opts.progress_timeout,
+                         [&](const std::string& why) { client.Cancel(why); });
+        chain = PullLayers(client, r, *ps);
+      }
       if (!content->Has(top.digest)) content->Write(top.body, top.digest);
-      auto fetched = std::chrono::steady_clock::now();
-      std::string chain = UnpackImage(r);
-      auto unpacked = std::chrono::steady_clock::now();
       std::vector<std::string> names;
       if (!ref.tag.empty()) names.push_back(ref.Repository() + ":" + ref.tag);
       names.push_back(ref.Repository() + "@" + top.digest);
       Record(names, r, chain);
       result = Build(r.config_digest, images->ByConfig(r.config_digest));
-      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
-      auto unpack_ms = std::chrono::duration_cast<std::chrono::milliseconds>(unpacked - fetched);
-      spdlog::info("pulled {} ({}, {} bytes) in {} ms (unpack {} ms, {} requests)", name, r.config_digest,
-                   result.size, ms.count(), unpack_ms.count(), client.requests());
+      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::steady_clock::now() - start);
+      spdlog::info("pulled {} ({}, {} bytes) in {} ms ({} requests)", name, r.config_digest,
+                   result.size, ms.count(), client.requests());
     }
-    MaybeRunPendingGC();
     return result;
   }
 
@@ -489,6 +701,15 @@ Image ImageService::Pull(const std::string& ref_str, const AuthConfig& auth) {
     im.pulls.erase(key);
   }
   return fut.get();
+}
+
+std::optional<PullProgress> ImageService::Progress(const std::string& ref_str) {
+  Impl& im = *impl_;
+  std::string key = NormalizeOrEmpty(ref_str);
+  std::lock_guard<std::mutex> lk(im.inflight_mu);
+  auto it = im.progress.find(key);
+  if (it == im.progress.end()) return std::nullopt;
+  return it->second->Snapshot();
 }
 
 std::vector<Image> ImageService::List(const std::string& filter_ref) {

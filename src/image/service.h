@@ -36,6 +36,18 @@ struct Image {
   std::string manifest_digest;
 };
 
+// An in-flight pull, layer by layer (ImageService::Progress).
+struct LayerProgress {
+  std::string digest;
+  int64_t size = 0, received = 0;  // compressed bytes
+  std::string state;               // "waiting", "pulling", "done" (fetched and unpacked), "exists"
+};
+struct PullProgress {
+  std::string ref;  // normalised
+  std::vector<LayerProgress> layers;
+  int64_t elapsed_ms = 0;
+};
+
 struct FsUsage {
   std::string mountpoint;
   int64_t used_bytes = 0, inodes_used = 0;
@@ -54,6 +66,9 @@ class ImageService {
     std::string platform_os = "linux", platform_arch;  // arch default: the host's (amd64...)
     std::string platform_variant;                      // default: the host's (arm: v7/v8)
     std::chrono::seconds progress_timeout{300};
+    // containerd's image_pull_with_sync_fs: one syncfs of each unpacked layer before its commit
+    // (no per-file fsync either way).
+    bool pull_with_sync_fs = false;
   };
 
   explicit ImageService(Options opts);  // opens content store, snapshotter, SQLite store
@@ -62,6 +77,9 @@ class ImageService {
   ImageService& operator=(const ImageService&) = delete;
 
   Image Pull(const std::string& ref, const AuthConfig& auth);  // returns the image
+  // The progress of a pull of `ref` in flight; nullopt when there is none (or it has not yet
+  // read its manifest).
+  std::optional<PullProgress> Progress(const std::string& ref);
   std::vector<Image> List(const std::string& filter_ref = "");
   std::optional<Image> Status(const std::string& ref_or_id);
   void Remove(const std::string& ref_or_id);  // throws Error(kNotFound) when absent

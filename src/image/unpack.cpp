@@ -1,5 +1,8 @@
-// Layer extraction with libarchive into a directory, walking every path below one directory file
-// descriptor with openat(O_NOFOLLOW), so that no entry of a hostile layer can reach outside it.
+// Layer extraction as a pipeline: the blob's bytes (from the registry or the content store) ->
+// a decompressing thread (isa-l, zstd; DiffID hashed there) -> a thread reading the tar stream
+// with libarchive and writing it below one directory file descriptor with openat(O_NOFOLLOW),
+// so that no entry of a hostile layer can reach outside it. Directories are opened once and
+// kept open while the layer is written (a bounded cache, forgotten when an entry replaces them).
 #include "image/unpack.h"
 #include "image/entry_path.h"
 
@@ -14,13 +17,18 @@
 
 #include <cerrno>
 #include <cstring>
+#include <map>
+#include <memory>
 #include <optional>
 #include <random>
+#include <thread>
 #include <unordered_set>
 
 #include "common/error.h"
 #include "content/store.h"
+#include "image/codec.h"
 #include "image/dynload.h"
+#include "image/pipe.h"
 #include "snapshot/snapshotter.h"
 
 namespace berth::image {
@@ -77,53 +85,6 @@ class Sha256 {
   SHA256_CTX ctx_;
 };
 
-enum class Compression { kNone, kGzip, kZstd };
-
-// The uncompressed tar stream: read from the blob (through a raw libarchive decompressor when
-// compressed), hashed and counted on the way to the tar reader.
-struct Source {
-  int fd = -1;
-  archive* decomp = nullptr;
-  Sha256 hash;
-  int64_t size = 0;
-  std::string error;
-  std::vector<char> buf = std::vector<char>(1 << 17);
-
-  ssize_t Next() {
-    ssize_t n;
-    if (decomp) {
-      n = Archive().read_data(decomp, buf.data(), buf.size());
-      if (n < 0) {
-        const char* e = Archive().error_string(decomp);
-        error = std::string("decompress: ") + (e ? e : "error");
-        return -1;
-      }
-    } else {
-      do {
-        n = ::read(fd, buf.data(), buf.size());
-      } while (n < 0 && errno == EINTR);
-      if (n < 0) {
-        error = std::string("read: ") + strerror(errno);
-        return -1;
-      }
-    }
-    hash.Update(buf.data(), static_cast<size_t>(n));
-    size += n;
-    return n;
-  }
-};
-
-ssize_t SourceRead(archive* a, void* ud, const void** out) {
-  auto* s = static_cast<Source*>(ud);
-  ssize_t n = s->Next();
-  if (n < 0) {
-    Archive().set_error(a, EIO, "%s", s->error.c_str());
-    return -1;
-  }
-  *out = s->buf.data();
-  return n;
-}
-
 struct ArchiveReader {
   archive* a = Archive().read_new();
   ~ArchiveReader() { Archive().read_free(a); }
@@ -165,12 +126,14 @@ void RemoveAt(int dirfd, const std::string& name, const std::string& shown) {
     ThrowErrno("remove " + shown);
 }
 
+using DirRef = std::shared_ptr<Fd>;
+
 class Extractor {
  public:
   Extractor(std::string blob, std::string dest, bool overlay)
       : blob_(std::move(blob)), dest_(std::move(dest)), overlay_(overlay) {
-    root_ = Fd(::open(dest_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!root_.ok()) ThrowErrno("open layer destination " + dest_);
+    root_ = std::make_shared<Fd>(::open(dest_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!root_->ok()) ThrowErrno("open layer destination " + dest_);
   }
 
   void Entry(archive* a, archive_entry* e) {
@@ -190,61 +153,64 @@ class Extractor {
       return;
     }
 
-    Fd parent = OpenParent(comps, comps.size() - 1);
+    DirRef parent = OpenParent(comps, comps.size() - 1);
     std::string path = JoinPath(comps, comps.size());
     mode_t type = Archive().entry_filetype(e);
     const char* hardlink = Archive().entry_hardlink(e);
 
     struct stat existing;
-    bool exists = ::fstatat(parent.get(), base.c_str(), &existing, AT_SYMLINK_NOFOLLOW) == 0;
+    bool exists = ::fstatat(parent->get(), base.c_str(), &existing, AT_SYMLINK_NOFOLLOW) == 0;
     if (exists && !(S_ISDIR(existing.st_mode) && type == AE_IFDIR && !hardlink)) {
-      RemoveAt(parent.get(), base, dest_ + "/" + path);
+      Forget(path);
+      RemoveAt(parent->get(), base, dest_ + "/" + path);
       exists = false;
     }
     for (size_t i = 1; i <= comps.size(); ++i) written_.insert(JoinPath(comps, i));
 
     if (hardlink) {
-      Hardlink(parent.get(), base, hardlink);
+      Hardlink(parent->get(), base, hardlink);
       return;
     }
     switch (type) {
       case AE_IFDIR:
-        if (!exists && ::mkdirat(parent.get(), base.c_str(), 0700) != 0) Fail("mkdir", errno);
+        if (!exists && ::mkdirat(parent->get(), base.c_str(), 0700) != 0) Fail("mkdir", errno);
         {
-          Fd d(::openat(parent.get(), base.c_str(),
-                        O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-          if (!d.ok()) Fail("open directory", errno);
-          MetaFd(d.get(), e);
+          auto d = std::make_shared<Fd>(::openat(parent->get(), base.c_str(),
+                                                 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+          if (!d->ok()) Fail("open directory", errno);
+          MetaFd(d->get(), e);
+          Remember(path, std::move(d));
         }
         dirs_.push_back({comps, Archive().entry_mtime(e), Archive().entry_mtime_nsec(e),
                          Archive().entry_atime(e), Archive().entry_atime_nsec(e)});
         return;
       case AE_IFREG: {
-        Fd f(::openat(parent.get(), base.c_str(),
+        Fd f(::openat(parent->get(), base.c_str(),
                       O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
         if (!f.ok()) Fail("create", errno);
         WriteData(a, e, f.get());
         MetaFd(f.get(), e);
-        SetTimes(parent.get(), base, e);
+        SetTimes(parent->get(), base, e);
         return;
       }
       case AE_IFLNK: {
         const char* target = Archive().entry_symlink(e);
         if (!target || !*target) Reject("symlink without a target");
         if (strlen(target) > 4095) Reject("symlink target longer than 4095 bytes");
-        if (::symlinkat(target, parent.get(), base.c_str()) != 0) Fail("symlink", errno);
-        MetaAt(parent.get(), base, e, true);
-        SetTimes(parent.get(), base, e);
+        if (::symlinkat(target, parent->get(), base.c_str()) != 0) Fail("symlink", errno);
+        MetaAt(parent->get(), base, e, true);
+        SetTimes(parent->get(), base, e);
         return;
       }
       case AE_IFCHR:
       case AE_IFBLK:
       case AE_IFIFO: {
-        dev_t dev =
-            type == AE_IFIFO ? 0 : makedev(Archive().entry_rdevmajor(e), Archive().entry_rdevminor(e));
-        if (::mknodat(parent.get(), base.c_str(), type | 0600, dev) != 0) Fail("mknod", errno);
-        MetaAt(parent.get(), base, e, false);
-        SetTimes(parent.get(), base, e);
+        dev_t dev = type == AE_IFIFO
+                        ? 0
+                        : makedev(Archive().entry_rdevmajor(e), Archive().entry_rdevminor(e));
+        if (::mknodat(parent->get(), base.c_str(), type | 0600, dev) != 0) Fail("mknod", errno);
+        MetaAt(parent->get(), base, e, false);
+        SetTimes(parent->get(), base, e);
         return;
       }
       default:
@@ -255,9 +221,9 @@ class Extractor {
   void Finish() {
     // Directory times last: creating their children changed them. Deepest first.
     for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it) {
-      Fd parent = OpenParent(it->comps, it->comps.size() - 1);
+      DirRef parent = OpenParent(it->comps, it->comps.size() - 1);
       struct timespec ts[2] = {{it->atime, it->atime_nsec}, {it->mtime, it->mtime_nsec}};
-      ::utimensat(parent.get(), it->comps.back().c_str(), ts, AT_SYMLINK_NOFOLLOW);
+      ::utimensat(parent->get(), it->comps.back().c_str(), ts, AT_SYMLINK_NOFOLLOW);
     }
   }
 
@@ -271,41 +237,73 @@ class Extractor {
   };
 
   [[noreturn]] void Reject(const std::string& why) const {
-    throw Error(Code::kInvalidArgument,
-                "layer " + blob_ + ": entry \"" + name_.substr(0, 512) + "\": " + why);
+    throw Error(Code::kInvalidArgument, blob_ + ": entry \"" + name_.substr(0, 512) + "\": " + why);
   }
   [[noreturn]] void Fail(const std::string& what, int err) const {
     Error e = ErrnoError(what, err);
     throw Error(e.code() == Code::kNotFound ? Code::kInvalidArgument : e.code(),
-                "layer " + blob_ + ": entry \"" + name_.substr(0, 512) + "\": " + e.what());
+                blob_ + ": entry \"" + name_.substr(0, 512) + "\": " + e.what());
   }
 
-  // Opens the directory formed by the first n components, creating missing ones (0755). A
-  // component that is a symlink or not a directory rejects the entry.
-  Fd OpenParent(const std::vector<std::string>& comps, size_t n) {
-    Fd cur(::dup(root_.get()));
-    if (!cur.ok()) ThrowErrno("dup");
+  // The directory formed by the first n components, creating missing ones (0755); from the cache
+  // of open directories when it is there. A component that is a symlink or not a directory
+  // rejects the entry.
+  DirRef OpenParent(const std::vector<std::string>& comps, size_t n) {
+    std::string prefix;
+    std::vector<size_t> ends;  // prefix.substr(0, ends[i]) = the first i+1 components
     for (size_t i = 0; i < n; ++i) {
+      if (i) prefix += '/';
+      prefix += comps[i];
+      ends.push_back(prefix.size());
+    }
+    size_t have = n;
+    DirRef cur;
+    for (; have > 0; --have) {
+      auto it = open_dirs_.find(prefix.substr(0, ends[have - 1]));
+      if (it != open_dirs_.end()) {
+        cur = it->second;
+        break;
+      }
+    }
+    if (!cur) cur = root_;
+    for (size_t i = have; i < n; ++i) {
       const std::string& c = comps[i];
-      int fd = ::openat(cur.get(), c.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      int fd = ::openat(cur->get(), c.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       if (fd < 0 && errno == ENOENT) {
-        if (::mkdirat(cur.get(), c.c_str(), 0755) != 0 && errno != EEXIST)
+        if (::mkdirat(cur->get(), c.c_str(), 0755) != 0 && errno != EEXIST)
           Fail("mkdir " + JoinPath(comps, i + 1), errno);
-        fd = ::openat(cur.get(), c.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        fd = ::openat(cur->get(), c.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       }
       if (fd < 0) {
         if (errno == ELOOP || errno == ENOTDIR) {
           struct stat st;
-          bool link =
-              ::fstatat(cur.get(), c.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode);
+          bool link = ::fstatat(cur->get(), c.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                      S_ISLNK(st.st_mode);
           Reject("parent " + JoinPath(comps, i + 1) +
                  (link ? " is a symlink" : " is not a directory"));
         }
         Fail("open " + JoinPath(comps, i + 1), errno);
       }
-      cur = Fd(fd);
+      cur = std::make_shared<Fd>(fd);
+      Remember(prefix.substr(0, ends[i]), cur);
     }
     return cur;
+  }
+
+  void Remember(const std::string& path, DirRef d) {
+    if (open_dirs_.size() >= kMaxOpenDirs) open_dirs_.clear();  // holders keep theirs open
+    open_dirs_[path] = std::move(d);
+  }
+  // An entry at path is being removed or replaced: it and everything below leave the cache.
+  void Forget(const std::string& path) {
+    auto it = open_dirs_.lower_bound(path);
+    while (it != open_dirs_.end() && it->first.compare(0, path.size(), path) == 0 &&
+           (it->first.size() == path.size() || it->first[path.size()] == '/'))
+      it = open_dirs_.erase(it);
+    // lower_bound skips "a/b" for "a" when "a!x" sorts between: walk the "a/" range too.
+    it = open_dirs_.lower_bound(path + "/");
+    while (it != open_dirs_.end() && it->first.compare(0, path.size() + 1, path + "/") == 0)
+      it = open_dirs_.erase(it);
   }
 
   void Hardlink(int parent, const std::string& base, const char* target_name) {
@@ -314,26 +312,26 @@ class Extractor {
     std::vector<std::string> tc;
     if (!CleanEntryPath(t, tc) || tc.empty())
       Reject("hard link target \"" + t.substr(0, 512) + "\" escapes the layer root");
-    Fd tparent = OpenParent(tc, tc.size() - 1);
+    DirRef tparent = OpenParent(tc, tc.size() - 1);
     struct stat st;
-    if (::fstatat(tparent.get(), tc.back().c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+    if (::fstatat(tparent->get(), tc.back().c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
       Reject("hard link target \"" + t.substr(0, 512) + "\" does not exist in the layer");
     if (S_ISDIR(st.st_mode)) Reject("hard link target \"" + t.substr(0, 512) + "\" is a directory");
-    if (::linkat(tparent.get(), tc.back().c_str(), parent, base.c_str(), 0) != 0)
+    if (::linkat(tparent->get(), tc.back().c_str(), parent, base.c_str(), 0) != 0)
       Fail("link", errno);
   }
 
   void Whiteout(const std::vector<std::string>& comps) {
     const std::string& base = comps.back();
-    Fd parent = OpenParent(comps, comps.size() - 1);
+    DirRef parent = OpenParent(comps, comps.size() - 1);
     std::string dir = JoinPath(comps, comps.size() - 1);
     if (base == kOpaqueMarker) {
       if (overlay_) {
-        if (::fsetxattr(parent.get(), "trusted.overlay.opaque", "y", 1, 0) != 0)
+        if (::fsetxattr(parent->get(), "trusted.overlay.opaque", "y", 1, 0) != 0)
           Fail("set opaque xattr", errno);
       } else {
         // Everything in the directory that this layer did not put there goes.
-        int dupfd = ::dup(parent.get());
+        int dupfd = ::dup(parent->get());
         if (dupfd < 0) ThrowErrno("dup");
         DIR* d = ::fdopendir(dupfd);
         if (!d) {
@@ -347,8 +345,10 @@ class Extractor {
           if (!written_.count(dir.empty() ? n : dir + "/" + n)) names.push_back(n);
         }
         ::closedir(d);
-        for (auto& n : names)
-          RemoveAt(parent.get(), n, dest_ + "/" + (dir.empty() ? n : dir + "/" + n));
+        for (auto& n : names) {
+          Forget(dir.empty() ? n : dir + "/" + n);
+          RemoveAt(parent->get(), n, dest_ + "/" + (dir.empty() ? n : dir + "/" + n));
+        }
       }
       return;
     }
@@ -356,9 +356,10 @@ class Extractor {
     if (target.empty() || target == "." || target == ".." || target.rfind(kWhiteoutPrefix, 0) == 0)
       Reject("invalid whiteout");
     std::string shown = dest_ + "/" + (dir.empty() ? target : dir + "/" + target);
-    RemoveAt(parent.get(), target, shown);
+    Forget(dir.empty() ? target : dir + "/" + target);
+    RemoveAt(parent->get(), target, shown);
     if (overlay_) {
-      if (::mknodat(parent.get(), target.c_str(), S_IFCHR | 0, makedev(0, 0)) != 0)
+      if (::mknodat(parent->get(), target.c_str(), S_IFCHR | 0, makedev(0, 0)) != 0)
         Fail("create whiteout", errno);
     }
   }
@@ -445,28 +446,15 @@ class Extractor {
     ::utimensat(parent, base.c_str(), ts, AT_SYMLINK_NOFOLLOW);
   }
 
+  static constexpr size_t kMaxOpenDirs = 512;
   std::string blob_, dest_;
   bool overlay_;
-  Fd root_;
+  DirRef root_;
+  std::map<std::string, DirRef> open_dirs_;
   std::string name_;
   std::unordered_set<std::string> written_;
   std::vector<DirTime> dirs_;
 };
-
-Compression Detect(int fd, const std::string& path) {
-  unsigned char m[6] = {};
-  ssize_t n = ::pread(fd, m, sizeof m, 0);
-  if (n < 0) ThrowErrno("read layer " + path);
-  if (n >= 2 && m[0] == 0x1f && m[1] == 0x8b) return Compression::kGzip;
-  if (n >= 4 && m[0] == 0x28 && m[1] == 0xb5 && m[2] == 0x2f && m[3] == 0xfd)
-    return Compression::kZstd;
-  if (n >= 3 && m[0] == 'B' && m[1] == 'Z' && m[2] == 'h')
-    throw Error(Code::kInvalidArgument, "layer " + path + ": bzip2 compression is not supported");
-  if (n >= 6 && m[0] == 0xfd && m[1] == '7' && m[2] == 'z' && m[3] == 'X' && m[4] == 'Z' &&
-      m[5] == 0)
-    throw Error(Code::kInvalidArgument, "layer " + path + ": xz compression is not supported");
-  return Compression::kNone;
-}
 
 std::string RandomHex(size_t n) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -499,61 +487,174 @@ bool CleanEntryPath(const std::string& name, std::vector<std::string>& out) {
   return true;
 }
 
-ApplyResult ApplyLayer(const std::string& blob_path, const std::string& dest_dir, bool overlay) {
-  ArchiveUse use;
-  Fd blob(::open(blob_path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!blob.ok()) ThrowErrno("open layer " + blob_path);
-  Compression comp = Detect(blob.get(), blob_path);
+namespace {
 
-  Source src;
-  src.fd = blob.get();
-  ArchiveReader decomp;
-  if (comp != Compression::kNone) {
-    if (comp == Compression::kGzip)
-      Archive().read_support_filter_gzip(decomp.a);
-    else if (Archive().read_support_filter_zstd(decomp.a) != ARCHIVE_OK)
-      throw Error(Code::kUnimplemented,
-                  "layer " + blob_path + ": zstd is not supported by this libarchive");
-    Archive().read_support_format_raw(decomp.a);
-    if (Archive().read_open_fd(decomp.a, blob.get(), 1 << 17) != ARCHIVE_OK)
-      throw Error(Code::kInvalidArgument,
-                  "layer " + blob_path + ": " + Archive().error_string(decomp.a));
-    archive_entry* raw;
-    if (Archive().read_next_header(decomp.a, &raw) != ARCHIVE_OK) {
-      const char* es = Archive().error_string(decomp.a);
-      throw Error(Code::kInvalidArgument,
-                  "layer " + blob_path + ": " + (es ? es : "cannot decompress"));
+// A stage that stops because another one failed (its pipe was cancelled).
+struct StageCancelled {};
+
+// The first error of a pipeline's stages; recording it cancels both pipes so that every stage
+// stops.
+class FirstError {
+ public:
+  FirstError(ChunkPipe& a, ChunkPipe& b) : a_(a), b_(b) {}
+  void Set(std::exception_ptr e) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (!err_) err_ = std::move(e);
     }
-    src.decomp = decomp.a;
+    a_.Cancel();
+    b_.Cancel();
+  }
+  void Rethrow() {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (err_) std::rethrow_exception(err_);
   }
 
+ private:
+  std::mutex mu_;
+  std::exception_ptr err_;
+  ChunkPipe &a_, &b_;
+};
+
+// Blob bytes -> uncompressed tar bytes, hashed (the DiffID) on the way.
+void DecompressStage(ChunkPipe& in, ChunkPipe& out, const std::string& what, Sha256& hash,
+                     int64_t& size) {
+  ChunkWriter w(out);
+  auto emit = [&](const char* p, size_t n) {
+    hash.Update(p, n);
+    size += static_cast<int64_t>(n);
+    if (!w.Write(p, n)) throw StageCancelled{};
+  };
+  std::unique_ptr<Decompressor> d;
+  std::string chunk, head;
+  auto start = [&] {
+    d = NewDecompressor(
+        DetectCodec(reinterpret_cast<const unsigned char*>(head.data()), head.size(), what), what);
+    d->Feed(head.data(), head.size(), emit);
+    head.clear();
+  };
+  while (in.Pop(chunk)) {
+    if (d) {
+      d->Feed(chunk.data(), chunk.size(), emit);
+      continue;
+    }
+    head += chunk;
+    if (head.size() >= 6) start();
+  }
+  if (in.Cancelled()) throw StageCancelled{};
+  if (!d) start();
+  d->Finish(emit);
+  if (!w.Flush()) throw StageCancelled{};
+  out.Close();
+}
+
+struct TarSource {
+  ChunkPipe* pipe;
+  std::string cur;
+};
+
+// No exception crosses libarchive: a cancelled pipe is a read error, told apart by the stage.
+ssize_t TarRead(archive* a, void* ud, const void** out) {
+  auto* s = static_cast<TarSource*>(ud);
+  if (!s->pipe->Pop(s->cur)) {
+    if (s->pipe->Cancelled()) {
+      Archive().set_error(a, ECANCELED, "cancelled");
+      return -1;
+    }
+    s->cur.clear();
+  }
+  *out = s->cur.data();
+  return static_cast<ssize_t>(s->cur.size());
+}
+
+// The tar stream -> files below dest.
+void ExtractStage(ChunkPipe& in, const std::string& what, const std::string& dest, bool overlay) {
+  TarSource src{&in, {}};
   ArchiveReader tar;
   Archive().read_support_format_tar(tar.a);
-  if (Archive().read_open(tar.a, &src, nullptr, SourceRead, nullptr) != ARCHIVE_OK) {
+  if (Archive().read_open(tar.a, &src, nullptr, TarRead, nullptr) != ARCHIVE_OK) {
     const char* es = Archive().error_string(tar.a);
-    throw Error(Code::kInvalidArgument,
-                "layer " + blob_path + ": " + (es ? es : "not a tar archive"));
+    throw Error(Code::kInvalidArgument, what + ": " + (es ? es : "not a tar archive"));
   }
-  Extractor ex(blob_path, dest_dir, overlay);
-  for (;;) {
-    archive_entry* e;
-    int r = Archive().read_next_header(tar.a, &e);
-    if (r == ARCHIVE_EOF) break;
-    if (r < ARCHIVE_WARN) {
-      const char* es = Archive().error_string(tar.a);
-      throw Error(Code::kInvalidArgument,
-                  "layer " + blob_path + ": " + (es ? es : "invalid tar archive"));
+  Extractor ex(what, dest, overlay);
+  try {
+    for (;;) {
+      archive_entry* e;
+      int r = Archive().read_next_header(tar.a, &e);
+      if (r == ARCHIVE_EOF) break;
+      if (r < ARCHIVE_WARN) {
+        const char* es = Archive().error_string(tar.a);
+        throw Error(Code::kInvalidArgument, what + ": " + (es ? es : "invalid tar archive"));
+      }
+      ex.Entry(tar.a, e);
     }
-    ex.Entry(tar.a, e);
+    ex.Finish();
+  } catch (const Error&) {
+    if (in.Cancelled()) throw StageCancelled{};
+    throw;
   }
-  ex.Finish();
-  // The diff id covers the whole uncompressed stream, including padding after the tar trailer.
+  // The DiffID covers the whole stream, padding after the tar trailer included.
+  while (in.Pop(src.cur)) {
+  }
+  if (in.Cancelled()) throw StageCancelled{};
+}
+
+}  // namespace
+
+ApplyResult ApplyLayerStream(const std::function<void(ChunkPipe&)>& produce,
+                             const std::string& what, const std::string& dest_dir, bool overlay) {
+  ArchiveUse use;
+  ChunkPipe compressed, tar;
+  FirstError first(compressed, tar);
+  Sha256 hash;
+  int64_t size = 0;
+  auto stage = [&](auto&& fn) {
+    return [&, fn] {
+      try {
+        fn();
+      } catch (const StageCancelled&) {
+      } catch (...) {
+        first.Set(std::current_exception());
+      }
+    };
+  };
+  std::thread dec(stage([&] { DecompressStage(compressed, tar, what, hash, size); }));
+  std::thread ext(stage([&] { ExtractStage(tar, what, dest_dir, overlay); }));
+  stage([&] {
+    produce(compressed);
+    compressed.Close();
+  })();
+  dec.join();
+  ext.join();
+  first.Rethrow();
+  if (compressed.Cancelled())  // a producer that stopped without saying why
+    throw Error(Code::kAborted, what + ": cancelled");
+  return ApplyResult{hash.Final(), size};
+}
+
+void ProduceFromFile(const std::string& path, ChunkPipe& out) {
+  Fd f(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!f.ok()) ThrowErrno("open layer " + path);
   for (;;) {
-    ssize_t n = src.Next();
-    if (n < 0) throw Error(Code::kInvalidArgument, "layer " + blob_path + ": " + src.error);
-    if (n == 0) break;
+    std::string buf(1 << 20, '\0');
+    ssize_t n = ::read(f.get(), buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) ThrowErrno("read layer " + path);
+    if (n == 0) return;
+    buf.resize(static_cast<size_t>(n));
+    if (!out.Push(std::move(buf))) return;
   }
-  return ApplyResult{src.hash.Final(), src.size};
+}
+
+ApplyResult ApplyLayer(const std::string& blob_path, const std::string& dest_dir, bool overlay) {
+  return ApplyLayerStream([&](ChunkPipe& p) { ProduceFromFile(blob_path, p); },
+                          "layer " + blob_path, dest_dir, overlay);
+}
+
+void SyncFs(const std::string& dir, const std::string& what) {
+  Fd d(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!d.ok()) ThrowErrno(what + ": open " + dir);
+  if (::syncfs(d.get()) != 0) ThrowErrno(what + ": syncfs " + dir);
 }
 
 std::string ChainID(const std::vector<std::string>& diff_ids) {
@@ -566,7 +667,7 @@ std::string ChainID(const std::vector<std::string>& diff_ids) {
 
 std::string Unpack(content::Store& store, snapshot::Snapshotter& sn,
                    const std::vector<std::string>& layer_digests,
-                   const std::vector<std::string>& diff_ids) {
+                   const std::vector<std::string>& diff_ids, bool sync_fs) {
   if (layer_digests.size() != diff_ids.size())
     throw Error(Code::kInvalidArgument, "unpack: " + std::to_string(layer_digests.size()) +
                                             " layers but " + std::to_string(diff_ids.size()) +
@@ -594,6 +695,7 @@ std::string Unpack(content::Store& store, snapshot::Snapshotter& sn,
         throw Error(Code::kInvalidArgument, "layer " + layer_digests[i] +
                                                 ": diff id mismatch: image config says " +
                                                 diff_ids[i] + ", content is " + r.diff_id);
+      if (sync_fs) SyncFs(sn.ApplyDir(key), "layer " + layer_digests[i]);
       try {
         sn.Commit(chain, key);
       } catch (const Error& e) {

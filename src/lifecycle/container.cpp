@@ -11,10 +11,15 @@
 #include "common/error.h"
 #include "common/exec.h"
 #include "common/fs.h"
+#include "lifecycle/compat.h"
+#include "metrics/metrics.h"
 #include "monitor/client.h"
 #include "mount/rro.h"
 #include "oci/spec.h"
 #include "snapshot/snapshotter.h"
+#include "lifecycle/procs.h"
+
+#include <spdlog/spdlog.h>
 
 namespace berth::lifecycle {
 
@@ -70,6 +75,7 @@ void RuntimeService::Impl::FillStatus(const ContainerRecord& c, v1::ContainerSta
 }
 
 void RuntimeService::Impl::Publish(const ContainerRecord& c, v1::ContainerEventType type) {
+  metrics::ContainerEvent(static_cast<int>(type), c.reason);
   v1::ContainerEventResponse ev;
   ev.set_container_id(c.id);
   ev.set_container_event_type(type);
@@ -157,20 +163,19 @@ void RuntimeService::Impl::CleanupContainerRuntime(ContainerRecord& c) {
     try {
       CliFor(handler).DeleteExited(c.id);  // a runc `delete --force` when the init still runs
       c.runtime_gone = true;
-    } catch (...) {
+    } catch (const std::exception& e) {
+      spdlog::warn("container {}: runtime delete: {}", c.id, e.what());
     }
   }
+  // The record names the container's cgroup: it goes before the record, also when the runtime's
+  // state was already gone (a delete cut short by a restart).
+  if (!c.cgroups_path.empty() && c.cgroups_path[0] == '/') RemovePauseCgroups(c.cgroups_path);
 }
 
 void RuntimeService::Impl::CleanupContainerFiles(const std::string& id, const std::string& dir) {
   if (!dir.empty()) {
     std::string rootfs = fs::Join(dir, "rootfs");
-    if (fs::Exists(rootfs)) {
-      try {
-        snapshot::UnmountAll(rootfs);
-      } catch (...) {
-      }
-    }
+    if (fs::Exists(rootfs)) snapshot::UnmountAll(rootfs);  // before anything is deleted below it
   }
   if (opts.images) {
     try {
@@ -183,10 +188,30 @@ void RuntimeService::Impl::CleanupContainerFiles(const std::string& id, const st
   if (!dir.empty()) fs::RemoveAll(dir);  // last: a container dir left marks unfinished cleanup
 }
 
-// --- create ------------------------------------------------------------------------------------
+// --- create: its steps -------------------------------------------------------------------------
 
-void RuntimeService::CreateContainer(const v1::CreateContainerRequest& req, v1::CreateContainerResponse* resp) {
-  auto& I = *impl_;
+namespace {
+
+// The pod as the new container needs it, read under the service lock.
+struct PodView {
+  std::string state, netns, dir, handler;
+  int pid = 0;
+  v1::PodSandboxConfig config;
+};
+
+// What CreateContainer works from, settled before anything is created.
+struct ContainerPlan {
+  std::shared_ptr<ContainerRecord> c;
+  std::shared_ptr<SandboxRecord> sb;
+  PodView pod;
+  const Handler* handler = nullptr;
+  ImageInfo image;
+  oci::ImageConfig icfg;
+  int target_pid = 0;
+  std::string rootfs;
+};
+
+void ValidateContainerRequest(const v1::CreateContainerRequest& req) {
   const auto& cfg = req.config();
   if (!req.has_config() || !cfg.has_metadata() || cfg.metadata().name().empty()) {
     throw Error(Code::kInvalidArgument, "container config must include metadata with a name");
@@ -195,49 +220,6 @@ void RuntimeService::CreateContainer(const v1::CreateContainerRequest& req, v1::
     throw Error(Code::kInvalidArgument, "invalid container name \"" + cfg.metadata().name() + "\"");
   }
   if (cfg.image().image().empty()) throw Error(Code::kInvalidArgument, "container config must include an image");
-  auto sb = I.FindSandbox(req.pod_sandbox_id());
-  std::string sb_state, sb_netns, sb_dir, sb_handler;
-  int sb_pid = 0;
-  v1::PodSandboxConfig sbcfg;
-  {
-    std::lock_guard<std::mutex> lock(I.mu);
-    sb_state = sb->state;
-    sb_netns = sb->netns_path;
-    sb_dir = sb->dir;
-    sb_handler = sb->handler;
-    sb_pid = sb->pid;
-    sbcfg = sb->config;
-  }
-  if (sb_state != kReady) {
-    throw Error(Code::kFailedPrecondition, "pod sandbox " + sb->id + " is not ready (state " + sb_state + ")");
-  }
-  if (!I.opts.images) throw Error(Code::kFailedPrecondition, "no image service configured");
-  const Handler& handler = I.HandlerFor(sb_handler);
-
-  // What the spec cannot check: the log path, the TARGET container, volume paths to create.
-  std::string log_path;
-  if (!cfg.log_path().empty()) {
-    if (cfg.log_path()[0] == '/' || cfg.log_path().find("..") != std::string::npos) {
-      throw Error(Code::kInvalidArgument, "log_path \"" + cfg.log_path() + "\" must be relative to the pod's log_directory without \"..\"");
-    }
-    if (sbcfg.log_directory().empty()) {
-      throw Error(Code::kInvalidArgument, "log_path \"" + cfg.log_path() + "\" given but the pod sandbox has no log_directory");
-    }
-    log_path = fs::Join(sbcfg.log_directory(), cfg.log_path());
-  }
-  const auto& cns = cfg.linux().security_context().namespace_options();
-  int target_pid = 0;
-  if (cns.pid() == v1::TARGET) {
-    if (cns.target_id().empty()) {
-      throw Error(Code::kInvalidArgument, "linux.security_context.namespace_options.target_id: required for the TARGET pid mode");
-    }
-    auto target = I.FindContainer(cns.target_id());
-    std::lock_guard<std::mutex> lock(I.mu);
-    if (target->state != kRunning || target->pid <= 0) {
-      throw Error(Code::kFailedPrecondition, "target container " + cns.target_id() + " is not running");
-    }
-    target_pid = target->pid;
-  }
   for (int i = 0; i < cfg.mounts_size(); ++i) {
     const auto& m = cfg.mounts(i);
     if (!CleanAbsPath(m.container_path())) {
@@ -247,20 +229,66 @@ void RuntimeService::CreateContainer(const v1::CreateContainerRequest& req, v1::
       throw Error(Code::kInvalidArgument, "mounts[" + std::to_string(i) + "].host_path: \"" + m.host_path() + "\" must be an absolute path without \"..\"");
     }
   }
+}
 
+// log_path is relative to the pod's log_directory.
+std::string ContainerLogPath(const v1::ContainerConfig& cfg, const v1::PodSandboxConfig& pod) {
+  if (cfg.log_path().empty()) return "";
+  if (cfg.log_path()[0] == '/' || cfg.log_path().find("..") != std::string::npos) {
+    throw Error(Code::kInvalidArgument, "log_path \"" + cfg.log_path() + "\" must be relative to the pod's log_directory without \"..\"");
+  }
+  if (pod.log_directory().empty()) {
+    throw Error(Code::kInvalidArgument, "log_path \"" + cfg.log_path() + "\" given but the pod sandbox has no log_directory");
+  }
+  return fs::Join(pod.log_directory(), cfg.log_path());
+}
+
+}  // namespace
+
+static PodView ViewPod(RuntimeService::Impl& I, const SandboxRecord& sb) {
+  std::lock_guard<std::mutex> lock(I.mu);
+  return PodView{sb.state, sb.netns_path, sb.dir, sb.handler, sb.pid, sb.config};
+}
+
+// The pid of the TARGET container of the pid namespace mode (0 for the other modes).
+static int TargetPid(RuntimeService::Impl& I, const v1::ContainerConfig& cfg) {
+  const auto& cns = cfg.linux().security_context().namespace_options();
+  if (cns.pid() != v1::TARGET) return 0;
+  if (cns.target_id().empty()) {
+    throw Error(Code::kInvalidArgument, "linux.security_context.namespace_options.target_id: required for the TARGET pid mode");
+  }
+  auto target = I.FindContainer(cns.target_id());
+  std::lock_guard<std::mutex> lock(I.mu);
+  if (target->state != kRunning || target->pid <= 0) {
+    throw Error(Code::kFailedPrecondition, "target container " + cns.target_id() + " is not running");
+  }
+  return target->pid;
+}
+
+static ContainerPlan PlanContainer(RuntimeService::Impl& I, const v1::CreateContainerRequest& req) {
+  const auto& cfg = req.config();
+  ContainerPlan p;
+  p.sb = I.FindSandbox(req.pod_sandbox_id());
+  p.pod = ViewPod(I, *p.sb);
+  if (p.pod.state != kReady) {
+    throw Error(Code::kFailedPrecondition, "pod sandbox " + p.sb->id + " is not ready (state " + p.pod.state + ")");
+  }
+  if (!I.opts.images) throw Error(Code::kFailedPrecondition, "no image service configured");
+  p.handler = &I.HandlerFor(p.pod.handler);
+  std::string log_path = ContainerLogPath(cfg, p.pod.config);
+  p.target_pid = TargetPid(I, cfg);
   auto image = I.opts.images->Resolve(cfg.image().image());
   if (!image) throw Error(Code::kNotFound, "image \"" + cfg.image().image() + "\" not found");
+  p.image = *image;
   auto image_doc = nlohmann::json::parse(image->config_json, nullptr, false);
   if (image_doc.is_discarded()) {
     throw Error(Code::kFailedPrecondition, "image " + image->ref + ": the image config is not JSON");
   }
-  oci::ImageConfig icfg = oci::ParseImageConfig(image_doc);
-  int stop_signal = oci::StopSignal(cfg.stop_signal(), icfg.stop_signal);
-
-  auto c = std::make_shared<ContainerRecord>();
+  p.icfg = oci::ParseImageConfig(image_doc);
+  auto& c = p.c = std::make_shared<ContainerRecord>();
   c->id = NewObjectId();
-  c->sandbox_id = sb->id;
-  c->name_key = ContainerNameKey(cfg.metadata(), sbcfg.metadata());
+  c->sandbox_id = p.sb->id;
+  c->name_key = ContainerNameKey(cfg.metadata(), p.pod.config.metadata());
   c->config = cfg;
   c->image_id = image->id;
   c->image_ref = image->ref;
@@ -268,184 +296,304 @@ void RuntimeService::CreateContainer(const v1::CreateContainerRequest& req, v1::
   c->dir = fs::Join(I.opts.state_dir, "containers/" + c->id);
   c->log_path = log_path;
   c->resources = cfg.linux().resources();
-  c->stop_signal = stop_signal;
-  {
-    std::lock_guard<std::mutex> lock(I.mu);
-    auto it = I.container_names.find(c->name_key);
-    if (it != I.container_names.end()) {
-      throw Error(Code::kAlreadyExists, "container name \"" + c->name_key + "\" is reserved for " + it->second);
-    }
-    I.container_names[c->name_key] = c->id;
-    I.containers[c->id] = c;
-  }
-  std::lock_guard<std::mutex> op(*c->op);
-  try {
-    // Stored once, created: a restart midway finds the directory without a record and sweeps
-    // it (Recover), with the snapshot and mounts it names.
-    fs::MkdirAll(c->dir, 0711);
-    std::string rootfs = fs::Join(c->dir, "rootfs");
-    fs::MkdirAll(rootfs, 0755);
-    auto mounts = I.opts.images->snapshotter().Prepare(c->id, image->chain_id);
-    c->snapshot_prepared = true;
-    snapshot::MountAll(mounts, rootfs);
-    c->rootfs_mounted = true;
-    // Volume host paths that do not exist yet become directories (as containerd does).
-    for (const auto& m : cfg.mounts()) {
-      if (!fs::Exists(m.host_path())) fs::MkdirAll(m.host_path(), 0755);
-    }
-
-    std::string hostname = fs::ReadFile(fs::Join(sb_dir, "hostname"), 4096);
-    while (!hostname.empty() && hostname.back() == '\n') hostname.pop_back();
-    oci::ContainerSpecOptions o;
-    o.id = c->id;
-    o.sandbox_id = sb->id;
-    o.sandbox_pid = sb_pid;
-    o.netns_path = sb_netns;
-    o.hostname = hostname;
-    o.target_pid = target_pid;
-    o.rootfs = rootfs;
-    o.image_name = image->ref;
-    o.image = icfg;
-    o.base_spec = handler.base_spec;
-    o.hosts_path = fs::Join(sb_dir, "hosts");
-    o.hostname_path = fs::Join(sb_dir, "hostname");
-    o.resolv_conf_path = fs::Join(sb_dir, "resolv.conf");
-    o.shm_path = sbcfg.linux().security_context().namespace_options().ipc() == v1::NODE ? "/dev/shm"
-                                                                                         : fs::Join(sb_dir, "shm");
-    o.rro = handler.rro.value_or(oci::HandlerRRO{});
-    o.privileged_without_host_devices = handler.privileged_without_host_devices;
-    o.restrict_oom_score_adj = I.opts.restrict_oom_score_adj;
-    o.unset_seccomp_profile = I.opts.unset_seccomp_profile;
-    o.container_annotation_patterns = handler.container_annotations;
-    o.node = I.NodeFor(handler);
-    std::vector<oci::MountPlan> plans;
-    nlohmann::json spec = oci::ContainerSpec(cfg, sbcfg, o, &plans);
-
-    // Volumes: stage those that only berth's fallback can make recursively read-only, and record
-    // each as applied (recursive_read_only = effective).
-    for (size_t i = 0; i < plans.size(); ++i) {
-      const auto& plan = plans[i];
-      v1::Mount applied = cfg.mounts(static_cast<int>(i));
-      const auto& mo = plan.mount.options;
-      bool rro = plan.stage_read_only || std::find(mo.begin(), mo.end(), "rro") != mo.end();
-      if (plan.stage_read_only) {
-        std::string staged = mount::StageReadOnly(I.opts.state_dir, c->id, plan.resolved_host_path);
-        for (auto& jm : spec["mounts"]) {
-          if (jm.value("destination", "") == plan.mount.destination) jm["source"] = staged;
-        }
-      }
-      applied.set_recursive_read_only(rro);
-      c->mounts.push_back(applied);
-    }
-    const auto& user = spec["process"]["user"];
-    c->uid = user.value("uid", 0);
-    c->gid = user.value("gid", 0);
-    if (user.contains("additionalGids")) c->groups = user["additionalGids"].get<std::vector<int64_t>>();
-    if (spec["process"].contains("oomScoreAdj")) c->resources.set_oom_score_adj(spec["process"]["oomScoreAdj"].get<int>());
-    c->cgroups_path = spec["linux"].value("cgroupsPath", "");
-
-    if (!c->log_path.empty()) fs::MkdirAll(std::filesystem::path(c->log_path).parent_path().string(), 0755);
-    fs::WriteFileAtomic(fs::Join(c->dir, "config.json"), spec.dump(), 0600, /*durable=*/false);
-    {
-      std::lock_guard<std::mutex> lock(I.mu);
-      c->state = kCreated;
-    }
-    I.Save(*c);
-  } catch (...) {
-    try {
-      I.CleanupContainer(*c);
-      I.records->DeleteContainer(c->id);
-    } catch (...) {
-    }
-    std::lock_guard<std::mutex> lock(I.mu);
-    I.containers.erase(c->id);
-    I.container_names.erase(c->name_key);
-    throw;
-  }
-  I.Publish(*c, v1::CONTAINER_CREATED_EVENT);
-  resp->set_container_id(c->id);
+  c->stop_signal = oci::StopSignal(cfg.stop_signal(), p.icfg.stop_signal);
+  p.rootfs = fs::Join(c->dir, "rootfs");
+  return p;
 }
 
-// --- start, stop, remove -----------------------------------------------------------------------
-
-void RuntimeService::StartContainer(const v1::StartContainerRequest& req) {
-  auto& I = *impl_;
-  auto c = I.FindContainer(req.container_id());
-  std::lock_guard<std::mutex> op(*c->op);
-  if (c->state != kCreated) {
-    throw Error(Code::kFailedPrecondition, "container " + c->id + " is in " + c->state + " state, not created");
+static void ReserveContainer(RuntimeService::Impl& I, const std::shared_ptr<ContainerRecord>& c) {
+  std::lock_guard<std::mutex> lock(I.mu);
+  auto it = I.container_names.find(c->name_key);
+  if (it != I.container_names.end()) {
+    throw Error(Code::kAlreadyExists, "container name \"" + c->name_key + "\" is reserved for " + it->second);
   }
-  auto sb = I.FindSandbox(c->sandbox_id);
+  I.container_names[c->name_key] = c->id;
+  I.containers[c->id] = c;
+}
+
+static oci::ContainerSpecOptions SpecOptions(RuntimeService::Impl& I, const ContainerPlan& p) {
+  std::string hostname = fs::ReadFile(fs::Join(p.pod.dir, "hostname"), 4096);
+  while (!hostname.empty() && hostname.back() == '\n') hostname.pop_back();
+  const auto& h = *p.handler;
+  oci::ContainerSpecOptions o;
+  o.id = p.c->id;
+  o.sandbox_id = p.sb->id;
+  o.sandbox_pid = p.pod.pid;
+  o.netns_path = p.pod.netns;
+  o.hostname = hostname;
+  o.target_pid = p.target_pid;
+  o.rootfs = p.rootfs;
+  o.image_name = p.image.ref;
+  o.image = p.icfg;
+  o.base_spec = h.base_spec;
+  o.hosts_path = fs::Join(p.pod.dir, "hosts");
+  o.hostname_path = fs::Join(p.pod.dir, "hostname");
+  o.resolv_conf_path = fs::Join(p.pod.dir, "resolv.conf");
+  bool host_ipc = p.pod.config.linux().security_context().namespace_options().ipc() == v1::NODE;
+  o.shm_path = host_ipc ? "/dev/shm" : fs::Join(p.pod.dir, "shm");
+  o.rro = h.rro.value_or(oci::HandlerRRO{});
+  o.privileged_without_host_devices = h.privileged_without_host_devices;
+  o.restrict_oom_score_adj = I.opts.restrict_oom_score_adj;
+  o.unset_seccomp_profile = I.opts.unset_seccomp_profile;
+  o.container_annotation_patterns = h.container_annotations;
+  o.node = I.NodeFor(h);
+  return o;
+}
+
+// Volumes: those only berth's fallback can make recursively read-only are staged; each is
+// recorded as applied (recursive_read_only = effective).
+static void ApplyVolumes(RuntimeService::Impl& I, ContainerRecord& c, const std::vector<oci::MountPlan>& plans,
+                         nlohmann::json& spec) {
+  for (size_t i = 0; i < plans.size(); ++i) {
+    const auto& plan = plans[i];
+    v1::Mount applied = c.config.mounts(static_cast<int>(i));
+    const auto& mo = plan.mount.options;
+    bool rro = plan.stage_read_only || std::find(mo.begin(), mo.end(), "rro") != mo.end();
+    metrics::VolumeMount(applied.readonly(), rro, plan.stage_read_only);
+    if (plan.stage_read_only) {
+      std::string staged = mount::StageReadOnly(I.opts.state_dir, c.id, plan.resolved_host_path);
+      for (auto& jm : spec["mounts"]) {
+        if (jm.value("destination", "") == plan.mount.destination) jm["source"] = staged;
+      }
+    }
+    applied.set_recursive_read_only(rro);
+    c.mounts.push_back(applied);
+  }
+}
+
+// The OCI spec (with the rro staging of volumes) written as config.json; what it settled (user,
+// oom_score_adj, cgroup) kept in the record.
+static void WriteContainerSpec(RuntimeService::Impl& I, const ContainerPlan& p) {
+  auto& c = *p.c;
+  std::vector<oci::MountPlan> plans;
+  nlohmann::json spec = oci::ContainerSpec(c.config, p.pod.config, SpecOptions(I, p), &plans);
+  ApplyVolumes(I, c, plans, spec);
+  const auto& user = spec["process"]["user"];
+  c.uid = user.value("uid", 0);
+  c.gid = user.value("gid", 0);
+  if (user.contains("additionalGids")) c.groups = user["additionalGids"].get<std::vector<int64_t>>();
+  if (spec["process"].contains("oomScoreAdj")) c.resources.set_oom_score_adj(spec["process"]["oomScoreAdj"].get<int>());
+  c.cgroups_path = spec["linux"].value("cgroupsPath", "");
+  if (!c.log_path.empty()) fs::MkdirAll(std::filesystem::path(c.log_path).parent_path().string(), 0755);
+  fs::WriteFileAtomic(fs::Join(c.dir, "config.json"), spec.dump(), 0600, /*durable=*/false);
+}
+
+// Volume host paths that do not exist yet become directories (as containerd does; they stay).
+static void MakeVolumeDirs(const v1::ContainerConfig& cfg) {
+  for (const auto& m : cfg.mounts()) {
+    if (!fs::Exists(m.host_path())) fs::MkdirAll(m.host_path(), 0755);
+  }
+}
+
+void RuntimeService::Impl::UndoContainerStep(ContainerRecord& c, const std::string& step) {
+  if (step == "dir") {
+    CleanupContainerFiles(c.id, c.dir);
+  } else if (step == "snapshot") {
+    try {
+      opts.images->snapshotter().Remove(c.id);
+    } catch (const Error& e) {
+      if (e.code() != Code::kNotFound) throw;
+    }
+  } else if (step == "rootfs") {
+    snapshot::UnmountAll(fs::Join(c.dir, "rootfs"));
+  } else if (step == "spec") {
+    mount::CleanupStaged(opts.state_dir, c.id);
+  } else if (step == "monitor") {
+    StopStartedMonitor(c);
+  }
+  // "record", "volumes" (host directories stay, as with containerd), "created" and "running"
+  // change nothing outside the record.
+}
+
+StepCalls RuntimeService::Impl::ContainerSteps(ContainerRecord& c, const char* call) {
+  StepCalls s;
+  s.call = call;
+  s.id = c.id;
+  s.record = [this, &c](const std::vector<std::string>& begun) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      c.steps = begun;
+    }
+    Save(c);
+  };
+  s.undo = [this, &c](const std::string& step) { UndoContainerStep(c, step); };
+  return s;
+}
+
+static void MarkCreated(RuntimeService::Impl& I, ContainerRecord& c) {
   {
     std::lock_guard<std::mutex> lock(I.mu);
-    if (sb->state != kReady) throw Error(Code::kFailedPrecondition, "pod sandbox " + sb->id + " is not ready");
+    c.state = kCreated;
+    c.steps.clear();
   }
-  auto cli = I.CliFor(sb->handler);
+  I.Save(c);
+}
+
+// After a failed CreateContainer: the record goes unless an undo failed (kept, state creating,
+// for RemoveContainer or a restart to retry).
+static void DropContainer(RuntimeService::Impl& I, const std::shared_ptr<ContainerRecord>& c, bool keep) {
+  if (!keep) I.records->DeleteContainer(c->id);
+  std::lock_guard<std::mutex> lock(I.mu);
+  if (!keep) I.containers.erase(c->id);
+  I.container_names.erase(c->name_key);
+}
+
+void RuntimeService::CreateContainer(const v1::CreateContainerRequest& req, v1::CreateContainerResponse* resp) {
+  auto& I = *impl_;
+  ValidateContainerRequest(req);
+  ContainerPlan p = PlanContainer(I, req);
+  auto& c = *p.c;
+  ReserveContainer(I, p.c);
+  std::lock_guard<std::mutex> op(*c.op);
+  std::vector<snapshot::Mount> mounts;
+  std::vector<Step> steps = {
+      {"record", [] {}},
+      {"dir", [&] { fs::MkdirAll(p.rootfs, 0755); }},
+      {"snapshot", [&] { mounts = I.opts.images->snapshotter().Prepare(c.id, p.image.chain_id); }},
+      {"rootfs", [&] { snapshot::MountAll(mounts, p.rootfs); }},
+      {"volumes", [&] { MakeVolumeDirs(c.config); }},
+      {"spec", [&] { WriteContainerSpec(I, p); }},
+      {"created", [&] { MarkCreated(I, c); }},
+  };
+  bool undo_failed = false;
+  try {
+    RunSteps(I.ContainerSteps(c, "CreateContainer"), steps, &undo_failed);
+  } catch (...) {
+    DropContainer(I, p.c, undo_failed);
+    throw;
+  }
+  I.Publish(c, v1::CONTAINER_CREATED_EVENT);
+  resp->set_container_id(c.id);
+}
+
+// --- start: its steps --------------------------------------------------------------------------
+
+static std::string HandlerOf(RuntimeService::Impl& I, const ContainerRecord& c) {
+  std::lock_guard<std::mutex> lock(I.mu);
+  auto it = I.sandboxes.find(c.sandbox_id);
+  return it == I.sandboxes.end() ? "" : it->second->handler;
+}
+
+// As containerd answers: only a created container starts; a running one is left alone.
+static void CheckStartable(RuntimeService::Impl& I, const ContainerRecord& c) {
+  std::lock_guard<std::mutex> lock(I.mu);
+  if (c.state == kCreated) return;
+  std::string state = c.state == kRunning ? "CONTAINER_RUNNING" : c.state == kExited ? "CONTAINER_EXITED" : "CONTAINER_UNKNOWN";
+  throw Error(Code::kFailedPrecondition,
+              "failed to set starting state for container \"" + c.id + "\": container is in " + state + " state");
+}
+
+static monitor::SpawnOptions MonitorOptions(RuntimeService::Impl& I, const ContainerRecord& c, const runtime::Cli& cli) {
   monitor::SpawnOptions so;
   so.monitor_path = I.opts.monitor_path;
-  so.id = c->id;
-  so.bundle = c->dir;
-  so.runtime_log = fs::Join(c->dir, "runtime.log");
+  so.id = c.id;
+  so.bundle = c.dir;
+  so.runtime_log = fs::Join(c.dir, "runtime.log");
   so.runtime_argv = cli.Argv({}, so.runtime_log);
-  so.log_path = c->log_path.empty() ? "/dev/null" : c->log_path;
+  so.log_path = c.log_path.empty() ? "/dev/null" : c.log_path;
   so.max_line = I.opts.max_container_log_line_size;
   so.start = true;  // created and started by one `<runtime> run --detach`
-  if (c->config.tty()) {
+  if (c.config.tty()) {
     // The runtime hands the terminal to berth-monitor over this socket; the bundle path is too
     // long for a unix socket address, so it lives in a short directory of the state dir.
     so.tty = true;
     std::string dir = fs::Join(I.opts.state_dir, "tty");
     fs::MkdirAll(dir, 0700);
-    so.console_socket = fs::Join(dir, c->id.substr(0, 16) + ".sock");
+    so.console_socket = fs::Join(dir, c.id.substr(0, 16) + ".sock");
     if (so.console_socket.size() > 107) {
       throw Error(Code::kFailedPrecondition, "console socket path " + so.console_socket + " is longer than 107 bytes");
     }
   }
-  ::unlink(fs::Join(c->dir, "exit").c_str());
-  c->runtime_gone = false;  // stored with the monitor's pid below
-  try {
-    auto spawned = monitor::Spawn(so);
-    {
-      std::lock_guard<std::mutex> lock(I.mu);
-      c->pid = spawned.container_pid;
-      c->monitor_pid = spawned.monitor_pid;
-      c->monitor_fd = spawned.monitor_fd;
-    }
-    I.Save(*c);
-  } catch (const Error& e) {
-    try {
-      cli.Kill(c->id, SIGKILL, true);
-    } catch (...) {
-    }
-    if (c->monitor_pid > 0) monitor::WaitMonitor(c->monitor_pid, c->id, std::chrono::seconds(10));
-    try {
-      cli.Delete(c->id, true);
-      c->runtime_gone = true;
-    } catch (...) {
-    }
-    {
-      std::lock_guard<std::mutex> lock(I.mu);
-      c->state = kExited;
-      c->exit_code = 128;
-      c->reason = "StartError";
-      c->message = e.what();
-      c->finished_at = NowNs();
-    }
-    I.Save(*c);
-    I.Publish(*c, v1::CONTAINER_STOPPED_EVENT);
-    throw Error(e.code() == Code::kOk ? Code::kUnknown : e.code(), "failed to start container " + c->id + ": " + e.what());
-  }
+  return so;
+}
+
+static void SpawnMonitor(RuntimeService::Impl& I, ContainerRecord& c, const monitor::SpawnOptions& so) {
+  ::unlink(fs::Join(c.dir, "exit").c_str());
+  c.runtime_gone = false;
+  auto spawned = monitor::Spawn(so);
+  std::lock_guard<std::mutex> lock(I.mu);
+  c.pid = spawned.container_pid;
+  c.monitor_pid = spawned.monitor_pid;
+  c.monitor_fd = spawned.monitor_fd;
+  c.pid_start = ProcStartTicks(c.pid);
+}
+
+static void MarkRunning(RuntimeService::Impl& I, ContainerRecord& c) {
   {
     std::lock_guard<std::mutex> lock(I.mu);
-    c->state = kRunning;
-    c->started_at = NowNs();
+    c.state = kRunning;
+    c.started_at = NowNs();
+    c.steps.clear();
   }
-  I.Save(*c);
+  I.Save(c);
+}
+
+// The undo of the "monitor" step: the monitor (found by its id when the record has no pid) and
+// the runtime's container are gone afterwards, or this throws.
+void RuntimeService::Impl::StopStartedMonitor(ContainerRecord& c) {
+  auto cli = CliFor(HandlerOf(*this, c));
+  if (c.monitor_pid <= 0) {
+    auto helpers = ScanHelpers();
+    auto it = helpers.find(c.id);
+    if (it != helpers.end()) c.monitor_pid = it->second.pid;
+  }
+  if (c.monitor_pid > 0 && monitor::IsMonitorAlive(c.monitor_pid, c.id)) {
+    try {
+      cli.Kill(c.id, SIGKILL, true);
+    } catch (const Error& e) {
+      spdlog::warn("container {}: runtime kill: {}", c.id, e.what());
+    }
+    if (!monitor::WaitMonitor(c.monitor_pid, c.id, std::chrono::seconds(10))) {
+      throw Error(Code::kUnavailable, "container " + c.id + ": its berth-monitor (pid " + std::to_string(c.monitor_pid) + ") did not exit");
+    }
+  }
+  exec::Reap(c.monitor_fd);
+  cli.Delete(c.id, true);
+  c.runtime_gone = true;
+}
+
+static void MarkStartError(RuntimeService::Impl& I, ContainerRecord& c, const std::string& why) {
+  {
+    std::lock_guard<std::mutex> lock(I.mu);
+    c.state = kExited;
+    c.exit_code = 128;
+    c.reason = "StartError";
+    c.message = why;
+    c.finished_at = NowNs();
+    c.steps.clear();
+  }
+  I.Save(c);
+  I.Publish(c, v1::CONTAINER_STOPPED_EVENT);
+}
+
+void RuntimeService::StartContainer(const v1::StartContainerRequest& req) {
+  auto& I = *impl_;
+  auto c = I.FindContainer(req.container_id());
+  std::lock_guard<std::mutex> op(*c->op);
+  CheckStartable(I, *c);
+  auto sb = I.FindSandbox(c->sandbox_id);
+  {
+    std::lock_guard<std::mutex> lock(I.mu);
+    if (sb->state != kReady) throw Error(Code::kFailedPrecondition, "pod sandbox " + sb->id + " is not ready");
+  }
+  auto so = MonitorOptions(I, *c, I.CliFor(sb->handler));
+  std::vector<Step> steps = {
+      {"monitor", [&] { SpawnMonitor(I, *c, so); }},
+      {"running", [&] { MarkRunning(I, *c); }},
+  };
+  bool undo_failed = false;
+  try {
+    RunSteps(I.ContainerSteps(*c, "StartContainer"), steps, &undo_failed);
+  } catch (const Error& e) {
+    MarkStartError(I, *c, e.what());
+    throw Error(e.code() == Code::kOk ? Code::kUnknown : e.code(), "failed to start container " + c->id + ": " + e.what());
+  }
   I.WakeWatcher();
   I.Publish(*c, v1::CONTAINER_STARTED_EVENT);
 }
 
-void RuntimeService::Impl::StopContainerLocked(ContainerRecord& c, int64_t timeout_s) {
+void RuntimeService::Impl::StopContainerLocked(ContainerRecord& c, int64_t timeout_s,
+                                               const std::function<bool()>& cancelled) {
   if (c.state != kRunning) return;
   std::string handler;
   {
@@ -459,7 +607,12 @@ void RuntimeService::Impl::StopContainerLocked(ContainerRecord& c, int64_t timeo
       cli.Kill(c.id, c.stop_signal);
     } catch (const Error&) {
     }
-    monitor::WaitMonitor(c.monitor_pid, c.id, std::chrono::seconds(std::min<int64_t>(timeout_s, 365LL * 86400)));
+    auto timeout = std::chrono::seconds(std::min<int64_t>(timeout_s, 365LL * 86400));
+    if (WaitForStop(c.monitor_pid, c.id, timeout, cancelled) == StopWait::kCancelled) {
+      throw Error(Code::kDeadlineExceeded, "stop of container " + c.id +
+                                               " abandoned: the caller's context ended before it exited "
+                                               "(not killed; it keeps running)");
+    }
   }
   while (c.monitor_pid > 0 && monitor::IsMonitorAlive(c.monitor_pid, c.id)) {
     try {
@@ -471,10 +624,11 @@ void RuntimeService::Impl::StopContainerLocked(ContainerRecord& c, int64_t timeo
   HandleExit(c);
 }
 
-void RuntimeService::StopContainer(const v1::StopContainerRequest& req) {
+void RuntimeService::StopContainer(const v1::StopContainerRequest& req,
+                                   const std::function<bool()>& cancelled) {
   auto c = impl_->FindContainer(req.container_id());
   std::lock_guard<std::mutex> op(*c->op);
-  impl_->StopContainerLocked(*c, req.timeout());
+  impl_->StopContainerLocked(*c, req.timeout(), cancelled);
 }
 
 void RuntimeService::Impl::RemoveContainerLocked(const std::shared_ptr<ContainerRecord>& c) {
@@ -561,37 +715,6 @@ void RuntimeService::ReopenContainerLog(const v1::ReopenContainerLogRequest& req
   auto c = impl_->FindContainer(req.container_id());
   if (c->state != kRunning) throw Error(Code::kFailedPrecondition, "container " + c->id + " is not running");
   monitor::ReopenLog(c->monitor_pid, c->id);
-}
-
-void RuntimeService::ExecSync(const v1::ExecSyncRequest& req, v1::ExecSyncResponse* resp) {
-  auto& I = *impl_;
-  auto c = I.FindContainer(req.container_id());
-  if (req.cmd().empty()) throw Error(Code::kInvalidArgument, "exec command must not be empty");
-  if (req.timeout() < 0) throw Error(Code::kInvalidArgument, "exec timeout must not be negative");
-  std::string handler;
-  {
-    std::lock_guard<std::mutex> lock(I.mu);
-    if (c->state != kRunning) throw Error(Code::kFailedPrecondition, "container " + c->id + " is not running");
-    handler = I.sandboxes.count(c->sandbox_id) ? I.sandboxes[c->sandbox_id]->handler : "";
-  }
-  auto spec = nlohmann::json::parse(fs::ReadFile(fs::Join(c->dir, "config.json"), 4 << 20));
-  nlohmann::json process = spec["process"];
-  process["args"] = std::vector<std::string>(req.cmd().begin(), req.cmd().end());
-  process["terminal"] = false;
-  process.erase("oomScoreAdj");
-  runtime::ExecOptions eo;
-  eo.process_json = process.dump();
-  eo.timeout = req.timeout() > 0 ? std::chrono::milliseconds(std::min<int64_t>(req.timeout(), 86400LL * 365) * 1000)
-                                 : std::chrono::milliseconds(86400LL * 365 * 1000);
-  eo.max_output = 4u << 20;
-  auto r = I.CliFor(handler).Exec(c->id, eo);
-  if (r.timed_out) {
-    throw Error(Code::kDeadlineExceeded, "command " + req.cmd(0) + " in container " + c->id + " timed out after " +
-                                             std::to_string(req.timeout()) + "s");
-  }
-  resp->set_stdout(r.out);
-  resp->set_stderr(r.err);
-  resp->set_exit_code(r.exit_code);
 }
 
 }  // namespace berth::lifecycle

@@ -33,6 +33,7 @@ inline constexpr const char* kExited = "exited";      // container
 
 struct SandboxRecord {
   std::string id, name_key, handler, state = kCreating;
+  std::string requested_handler;  // RunPodSandbox's runtime_handler as named ("" = the default)
   v1::PodSandboxConfig config;
   int64_t created_at = 0;
   int pid = 0, monitor_pid = 0;
@@ -48,6 +49,9 @@ struct SandboxRecord {
   int pause_fd = -1;
   bool shm_mounted = false;
   bool runtime_gone = false;  // the runtime's container has been deleted
+  uint64_t pid_start = 0;     // start time of the pause (ProcStartTicks), 0 = not known
+  // The steps of RunPodSandbox begun, while it runs (lifecycle/steps.h); cleared once ready.
+  std::vector<std::string> steps;
   std::shared_ptr<std::mutex> op = std::make_shared<std::mutex>();
 };
 
@@ -68,6 +72,10 @@ struct ContainerRecord {
   // The runtime's container does not exist: not created yet (it is created by StartContainer)
   // or deleted after the exit. Records stored without the flag load as false.
   bool runtime_gone = true;
+  uint64_t pid_start = 0;  // start time of the init (ProcStartTicks), 0 = not known
+  // The steps of the CreateContainer or StartContainer in progress (lifecycle/steps.h); cleared
+  // when the call is through.
+  std::vector<std::string> steps;
   std::vector<v1::Mount> mounts;  // as applied (recursive_read_only = effective)
   v1::LinuxContainerResources resources;
   int64_t uid = 0, gid = 0;
@@ -89,9 +97,13 @@ class RecordStore {
   void DeleteContainer(const std::string& id);
   std::vector<SandboxRecord> LoadSandboxes();
   std::vector<ContainerRecord> LoadContainers();
+  // Records the loads could not read ("<kind> <id>: <why>"): left in the database, not served.
+  const std::vector<std::string>& set_aside() const { return set_aside_; }
 
  private:
+  void SetAside(const std::string& kind, const std::string& id, const std::string& why);
   std::shared_ptr<store::Database> db_;
+  std::vector<std::string> set_aside_;
 };
 
 }  // namespace berth::lifecycle

@@ -68,9 +68,13 @@ Options OptionsFromRuntimePlugin(const criplugins::CRIRuntimePlugin& plugin) {
   o.root_dir = fs::Join(plugin.root_dir, "lifecycle");
   o.state_dir = plugin.state_dir;
   o.default_handler = plugin.config.containerd.default_runtime_name;
-  o.restrict_oom_score_adj = plugin.config.restrict_oom_score_adj;
+  o.restrict_oom_score_adj =
+      plugin.restrict_oom_score_adj;  // config, or forced without CAP_SYS_RESOURCE
   o.max_container_log_line_size = plugin.config.max_container_log_line_size;
   o.unset_seccomp_profile = plugin.config.unset_seccomp_profile;
+  std::chrono::nanoseconds drain{0};
+  if (config::ParseDuration(plugin.config.drain_exec_sync_io_timeout, &drain) && drain.count() > 0)
+    o.drain_exec_sync_io_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(drain);
   for (const auto& [name, info] : plugin.handlers) {
     Handler h;
     h.name = name;

@@ -23,13 +23,18 @@
 #include "common/error.h"
 #include "common/exec.h"
 #include "common/fs.h"
+#include "lifecycle/compat.h"
 #include "lifecycle/pause.h"
+#include "lifecycle/procs.h"
+#include "lifecycle/steps.h"
 #include "monitor/client.h"
 #include "mount/rro.h"
 #include "network/netns.h"
 #include "runtime/rro.h"
 #include "snapshot/snapshotter.h"
 #include "store/db.h"
+
+#include <spdlog/spdlog.h>
 
 namespace berth::lifecycle {
 
@@ -233,26 +238,13 @@ oci::NodeInfo RuntimeService::Impl::NodeFor(const Handler& h) const {
   return n;
 }
 
-template <typename M>
-static typename M::mapped_type FindByPrefix(M& m, const std::string& key) {
-  if (key.empty()) return nullptr;
-  auto it = m.find(key);
-  if (it != m.end()) return it->second;
-  typename M::mapped_type found;
-  for (auto i = m.lower_bound(key); i != m.end() && i->first.compare(0, key.size(), key) == 0; ++i) {
-    if (found) throw Error(Code::kInvalidArgument, "id prefix \"" + key + "\" is ambiguous");
-    found = i->second;
-  }
-  return found;
-}
-
 std::shared_ptr<SandboxRecord> RuntimeService::Impl::FindSandboxOrNull(const std::string& id) {
   std::lock_guard<std::mutex> lock(mu);
-  return FindByPrefix(sandboxes, id);
+  return LookupIdPrefix(sandboxes, id, "pod sandboxes");
 }
 std::shared_ptr<ContainerRecord> RuntimeService::Impl::FindContainerOrNull(const std::string& id) {
   std::lock_guard<std::mutex> lock(mu);
-  return FindByPrefix(containers, id);
+  return LookupIdPrefix(containers, id, "containers");
 }
 std::shared_ptr<SandboxRecord> RuntimeService::Impl::FindSandbox(const std::string& id) {
   if (id.empty()) throw Error(Code::kInvalidArgument, "pod sandbox id must not be empty");
@@ -303,7 +295,17 @@ static void KillPauseWaiter(const SandboxRecord& sb) {
   ::close(fd);
 }
 
-void RuntimeService::Impl::TeardownSandbox(SandboxRecord& sb, bool defer_cgroups) {
+// Finds the pause's waiter or berth-monitor when the record has no pid for it (a start cut short
+// by a restart).
+static void FindPauseHelper(SandboxRecord& sb) {
+  if (sb.monitor_pid > 0) return;
+  auto helpers = ScanHelpers();
+  auto it = helpers.find(sb.id);
+  if (it != helpers.end()) sb.monitor_pid = it->second.pid;
+}
+
+void RuntimeService::Impl::StopPause(SandboxRecord& sb, bool defer_cgroups, bool must) {
+  FindPauseHelper(sb);
   if (sb.monitor_pid > 0 && monitor::IsMonitorAlive(sb.monitor_pid, sb.id)) {
     if (!KillPauseDirectly(sb) || !monitor::WaitMonitor(sb.monitor_pid, sb.id, std::chrono::seconds(5))) {
       if (sb.direct) {
@@ -311,10 +313,14 @@ void RuntimeService::Impl::TeardownSandbox(SandboxRecord& sb, bool defer_cgroups
       } else {
         try {
           CliFor(sb.handler).Kill(sb.id, SIGKILL, true);
-        } catch (const Error&) {
+        } catch (const Error& e) {
+          spdlog::warn("pod sandbox {}: runtime kill: {}", sb.id, e.what());
         }
       }
-      monitor::WaitMonitor(sb.monitor_pid, sb.id, std::chrono::seconds(30));
+      if (!monitor::WaitMonitor(sb.monitor_pid, sb.id, std::chrono::seconds(30)) && must) {
+        throw Error(Code::kUnavailable, "pod sandbox " + sb.id + ": its pause (monitor pid " +
+                                            std::to_string(sb.monitor_pid) + ") did not exit");
+      }
     }
   }
   exec::Reap(sb.pause_fd);
@@ -325,17 +331,28 @@ void RuntimeService::Impl::TeardownSandbox(SandboxRecord& sb, bool defer_cgroups
   } else if (sb.direct) {
     RemovePauseCgroups(sb.cgroups_path);
   } else if (!sb.runtime_gone) {
-    auto cli = CliFor(sb.handler);
     try {
-      cli.Delete(sb.id, true);
+      CliFor(sb.handler).Delete(sb.id, true);
       sb.runtime_gone = true;
-    } catch (const Error&) {
+    } catch (const Error& e) {
+      if (must) throw;
+      spdlog::warn("pod sandbox {}: runtime delete: {} (retried at removal)", sb.id, e.what());
     }
   }
-  if (sb.shm_mounted || fs::Exists(fs::Join(sb.dir, "shm"))) {
-    ::umount2(fs::Join(sb.dir, "shm").c_str(), MNT_DETACH);
-    sb.shm_mounted = false;
+}
+
+void RuntimeService::Impl::UnmountSandboxShm(SandboxRecord& sb) {
+  std::string shm = fs::Join(sb.dir, "shm");
+  if (!sb.shm_mounted && !fs::Exists(shm)) return;
+  if (::umount2(shm.c_str(), MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT) {
+    ThrowErrno("failed to unmount /dev/shm of pod sandbox " + sb.id + " at " + shm);
   }
+  sb.shm_mounted = false;
+}
+
+void RuntimeService::Impl::TeardownSandbox(SandboxRecord& sb, bool defer_cgroups) {
+  StopPause(sb, defer_cgroups, /*must=*/false);
+  UnmountSandboxShm(sb);
   if (!sb.netns_path.empty()) network::RemoveNetns(sb.netns_path);
 }
 
@@ -424,8 +441,22 @@ void RuntimeService::Impl::StopSandboxLocked(SandboxRecord& sb) {
   Save(sb);
 }
 
-void RuntimeService::RunPodSandbox(const v1::RunPodSandboxRequest& req, v1::RunPodSandboxResponse* resp) {
-  auto& I = *impl_;
+// --- RunPodSandbox: its steps ------------------------------------------------------------------
+
+namespace {
+
+// What RunPodSandbox works from, settled before anything is created.
+struct SandboxPlan {
+  std::shared_ptr<SandboxRecord> sb;
+  const Handler* handler = nullptr;
+  std::optional<ImageInfo> image;  // the pinned sandbox image, when it runs
+  oci::SandboxSpecOptions so;
+  nlohmann::json spec;
+  std::string rootfs, hostname, resolv, pause_user;
+  bool host_net = false;
+};
+
+void ValidateSandboxRequest(const v1::RunPodSandboxRequest& req) {
   const auto& cfg = req.config();
   if (!req.has_config() || !cfg.has_metadata() || cfg.metadata().name().empty()) {
     throw Error(Code::kInvalidArgument, "pod sandbox config must include metadata with a name");
@@ -434,174 +465,261 @@ void RuntimeService::RunPodSandbox(const v1::RunPodSandboxRequest& req, v1::RunP
   if (!ValidName(md.name(), 253) || !ValidName(md.namespace_(), 253) || !ValidName(md.uid(), 253)) {
     throw Error(Code::kInvalidArgument, "invalid pod sandbox metadata: name, namespace and uid must be printable, without '/', at most 253 bytes");
   }
-  const Handler& handler = I.HandlerFor(req.runtime_handler());
   if (!ValidName(cfg.hostname(), 64)) {
     throw Error(Code::kInvalidArgument, "invalid hostname \"" + cfg.hostname() + "\"");
   }
   if (!cfg.log_directory().empty() && cfg.log_directory()[0] != '/') {
     throw Error(Code::kInvalidArgument, "log_directory \"" + cfg.log_directory() + "\" must be an absolute path");
   }
-  const auto& lsc = cfg.linux().security_context();
-  const auto& ns = lsc.namespace_options();
-  std::string resolv = ResolvConf(cfg);
-  bool host_net = ns.network() == v1::NODE;
+  CheckHostNetworkHostname(cfg);
+}
 
-  // The pause process: the pinned sandbox image when it is present locally, else berth-pause.
-  std::optional<ImageInfo> pause_image;
-  if (!I.opts.sandbox_image.empty() && I.opts.images) {
-    pause_image = I.opts.images->Resolve(I.opts.sandbox_image);
-    if (!pause_image && I.opts.pull_sandbox_image) {
-      try {
-        pause_image = I.opts.images->Pull(I.opts.sandbox_image);
-      } catch (const Error& e) {
-        throw Error(e.code(), "sandbox image " + I.opts.sandbox_image + " (pinned_images.sandbox): " + e.what());
-      }
+// The pause process: the pinned sandbox image when it is present locally (pulled first unless it
+// is Kubernetes' own pause image), else berth-pause.
+std::optional<ImageInfo> SandboxImage(const Options& opts) {
+  if (opts.sandbox_image.empty() || !opts.images) return std::nullopt;
+  auto image = opts.images->Resolve(opts.sandbox_image);
+  if (!image && opts.pull_sandbox_image) {
+    try {
+      image = opts.images->Pull(opts.sandbox_image);
+    } catch (const Error& e) {
+      throw Error(e.code(), "sandbox image " + opts.sandbox_image + " (pinned_images.sandbox): " + e.what());
     }
   }
+  return image;
+}
 
-  auto sb = std::make_shared<SandboxRecord>();
+// The image's entrypoint and cmd as the pause process.
+void ApplySandboxImage(SandboxPlan& p) {
+  auto doc = nlohmann::json::parse(p.image->config_json, nullptr, false);
+  if (doc.is_discarded()) {
+    throw Error(Code::kFailedPrecondition, "sandbox image " + p.image->ref + ": the image config is not JSON");
+  }
+  oci::ImageConfig ic = oci::ParseImageConfig(doc);
+  std::vector<std::string> argv = ic.entrypoint;
+  argv.insert(argv.end(), ic.cmd.begin(), ic.cmd.end());
+  if (argv.empty()) {
+    throw Error(Code::kFailedPrecondition, "sandbox image " + p.image->ref + " has neither Entrypoint nor Cmd");
+  }
+  p.so.pause_args = argv;
+  p.so.pause_env = ic.env;
+  p.pause_user = ic.user;
+  if (!ic.working_dir.empty()) p.so.pause_cwd = ic.working_dir;
+}
+
+void MakeSandboxSpec(SandboxPlan& p) {
+  p.spec = oci::SandboxSpec(p.sb->config, p.so);
+  if (!p.host_net) p.spec["hostname"] = p.hostname;
+}
+
+}  // namespace
+
+// The record and the spec: a bad request is refused before anything is created.
+static SandboxPlan PlanSandbox(RuntimeService::Impl& I, const v1::RunPodSandboxRequest& req) {
+  const auto& cfg = req.config();
+  SandboxPlan p;
+  p.handler = &I.HandlerFor(req.runtime_handler());
+  const auto& ns = cfg.linux().security_context().namespace_options();
+  p.resolv = ResolvConf(cfg);
+  p.host_net = ns.network() == v1::NODE;
+  p.image = SandboxImage(I.opts);
+  auto& sb = p.sb = std::make_shared<SandboxRecord>();
   sb->id = NewId();
-  sb->name_key = SandboxNameKey(md);
-  sb->handler = handler.name;
+  sb->name_key = SandboxNameKey(cfg.metadata());
+  sb->handler = p.handler->name;
+  sb->requested_handler = req.runtime_handler();  // echoed as named: "" for the default
   sb->config = cfg;
   sb->created_at = NowNs();
   sb->dir = fs::Join(I.opts.state_dir, "sandboxes/" + sb->id);
-  if (pause_image) sb->image = pause_image->ref;
-  std::string rootfs = fs::Join(sb->dir, "rootfs");
-
-  // The spec first: bad requests are refused before anything is created.
-  oci::SandboxSpecOptions so_spec;
-  so_spec.id = sb->id;
-  so_spec.pause_rootfs = rootfs;
-  std::string pause_user;  // the sandbox image's User, resolved once its rootfs is mounted
-  if (pause_image) {
-    auto doc = nlohmann::json::parse(pause_image->config_json, nullptr, false);
-    if (doc.is_discarded()) {
-      throw Error(Code::kFailedPrecondition, "sandbox image " + pause_image->ref + ": the image config is not JSON");
-    }
-    oci::ImageConfig ic = oci::ParseImageConfig(doc);
-    std::vector<std::string> argv = ic.entrypoint;
-    argv.insert(argv.end(), ic.cmd.begin(), ic.cmd.end());
-    if (argv.empty()) {
-      throw Error(Code::kFailedPrecondition, "sandbox image " + pause_image->ref + " has neither Entrypoint nor Cmd");
-    }
-    so_spec.pause_args = argv;
-    so_spec.pause_env = ic.env;
-    pause_user = ic.user;
-    if (!ic.working_dir.empty()) so_spec.pause_cwd = ic.working_dir;
-  }
-  if (!host_net) so_spec.netns_path = fs::Join(I.opts.state_dir, "netns/" + sb->id);
-  if (ns.ipc() != v1::NODE) so_spec.shm_path = fs::Join(sb->dir, "shm");
-  so_spec.base_spec = handler.base_spec;
-  so_spec.restrict_oom_score_adj = I.opts.restrict_oom_score_adj;
-  so_spec.unset_seccomp_profile = I.opts.unset_seccomp_profile;
-  so_spec.pod_annotation_patterns = handler.pod_annotations;
-  so_spec.node = I.NodeFor(handler);
-  nlohmann::json spec = oci::SandboxSpec(cfg, so_spec);
-  sb->cgroups_path = spec["linux"].value("cgroupsPath", "");
-  std::string hostname = cfg.hostname().empty() || host_net ? HostHostname() : cfg.hostname();
-  if (!host_net) spec["hostname"] = hostname;
-
-  {
-    std::lock_guard<std::mutex> lock(I.mu);
-    auto it = I.sandbox_names.find(sb->name_key);
-    if (it != I.sandbox_names.end()) {
-      throw Error(Code::kAlreadyExists, "pod sandbox name \"" + sb->name_key + "\" is reserved for " + it->second);
-    }
-    I.sandbox_names[sb->name_key] = sb->id;
-    I.sandboxes[sb->id] = sb;
-  }
+  if (p.image) sb->image = p.image->ref;
+  p.rootfs = fs::Join(sb->dir, "rootfs");
+  p.so.id = sb->id;
+  p.so.pause_rootfs = p.rootfs;
+  if (p.image) ApplySandboxImage(p);
+  if (!p.host_net) p.so.netns_path = fs::Join(I.opts.state_dir, "netns/" + sb->id);
+  if (ns.ipc() != v1::NODE) p.so.shm_path = fs::Join(sb->dir, "shm");
+  p.so.base_spec = p.handler->base_spec;
+  p.so.restrict_oom_score_adj = I.opts.restrict_oom_score_adj;
+  p.so.unset_seccomp_profile = I.opts.unset_seccomp_profile;
+  p.so.pod_annotation_patterns = p.handler->pod_annotations;
+  p.so.node = I.NodeFor(*p.handler);
+  p.hostname = cfg.hostname().empty() || p.host_net ? HostHostname() : cfg.hostname();
+  MakeSandboxSpec(p);
+  sb->cgroups_path = p.spec["linux"].value("cgroupsPath", "");
   // berthd starts the built-in pause itself unless the sandbox needs the OCI runtime: a sandbox
   // image, the systemd cgroup driver (cgroups through systemd) or a base spec (which may carry
   // hooks or settings meant for the sandbox).
-  sb->direct = !pause_image && !handler.systemd_cgroup && !handler.base_spec;
+  sb->direct = !p.image && !p.handler->systemd_cgroup && !p.handler->base_spec;
   sb->runtime_gone = sb->direct;
-  if (!host_net) sb->netns_path = so_spec.netns_path;  // recorded first: a teardown removes it
-  std::lock_guard<std::mutex> op(*sb->op);
-  try {
-    I.Save(*sb);
-    fs::MkdirAll(rootfs, 0755);
-    if (pause_image) {
-      auto mounts = I.opts.images->snapshotter().Prepare(sb->id, pause_image->chain_id);
-      snapshot::MountAll(mounts, rootfs);
-      if (!pause_user.empty()) {
-        so_spec.pause_user = oci::ResolveUser(rootfs, pause_user, "sandbox image config User");
-        spec = oci::SandboxSpec(cfg, so_spec);
-        if (!host_net) spec["hostname"] = hostname;
-      }
-    } else if (!sb->direct) {
-      for (const char* d : {"proc", "dev", "sys", "etc", "tmp"}) fs::MkdirAll(fs::Join(rootfs, d), 0755);
-      if (I.opts.pause_path.empty() || !fs::Exists(I.opts.pause_path)) {
-        throw Error(Code::kFailedPrecondition, "berth-pause binary \"" + I.opts.pause_path + "\" not found");
-      }
-      std::filesystem::copy_file(I.opts.pause_path, fs::Join(rootfs, "pause"),
-                                 std::filesystem::copy_options::overwrite_existing);
-      ::chmod(fs::Join(rootfs, "pause").c_str(), 0755);
-    }
-    fs::WriteFileAtomic(fs::Join(sb->dir, "hostname"), hostname + "\n", 0644, /*durable=*/false);
-    std::string hosts = kDefaultHosts;
-    if (host_net) {
-      try {
-        hosts = fs::ReadFile("/etc/hosts", 1 << 20);
-      } catch (const Error&) {
-      }
-    }
-    fs::WriteFileAtomic(fs::Join(sb->dir, "hosts"), hosts, 0644, /*durable=*/false);
-    fs::WriteFileAtomic(fs::Join(sb->dir, "resolv.conf"), resolv, 0644, /*durable=*/false);
-    if (!so_spec.shm_path.empty()) {
-      fs::MkdirAll(so_spec.shm_path, 0755);
-      if (::mount("shm", so_spec.shm_path.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k") != 0) {
-        ThrowErrno("failed to mount /dev/shm of pod sandbox " + sb->id + " at " + so_spec.shm_path);
-      }
-      sb->shm_mounted = true;
-    }
-    if (!host_net && sb->direct) {
-      network::CreateNetnsFile(sb->netns_path);  // berth-pause makes the namespace and mounts it
-    } else if (!host_net) {
-      network::CreateNetns(sb->netns_path);
-    }
-    fs::WriteFileAtomic(fs::Join(sb->dir, "config.json"), spec.dump(), 0600, /*durable=*/false);
+  sb->netns_path = p.so.netns_path;
+  return p;
+}
 
-    if (sb->direct) {
-      auto pause = I.pauses->Start(sb->id, spec, rootfs, /*create_netns=*/!host_net);
-      sb->pid = pause.pause_pid;
-      sb->monitor_pid = pause.waiter_pid;
-      sb->pause_fd = pause.waiter_fd;
-    } else {
-      monitor::SpawnOptions so;
-      so.monitor_path = I.opts.monitor_path;
-      so.id = sb->id;
-      so.bundle = sb->dir;
-      so.runtime_log = fs::Join(sb->dir, "runtime.log");
-      so.runtime_argv = I.CliFor(sb->handler).Argv({}, so.runtime_log);
-      so.log_path = "/dev/null";
-      so.start = true;  // created and started by one `<runtime> run --detach`
-      auto spawned = monitor::Spawn(so);
-      sb->pid = spawned.container_pid;
-      sb->monitor_pid = spawned.monitor_pid;
-      sb->pause_fd = spawned.monitor_fd;
-    }
-    {
-      std::lock_guard<std::mutex> lock(I.mu);
-      sb->state = kReady;
-    }
-    I.Save(*sb);
-    I.WakeWatcher();
-    if (sb->direct) I.Defer([&I] { I.pauses->Refill(); });  // the next sandbox's berth-pause
-  } catch (...) {
+static void ReserveSandbox(RuntimeService::Impl& I, const std::shared_ptr<SandboxRecord>& sb) {
+  std::lock_guard<std::mutex> lock(I.mu);
+  auto it = I.sandbox_names.find(sb->name_key);
+  if (it != I.sandbox_names.end()) {
+    throw Error(Code::kAlreadyExists, "pod sandbox name \"" + sb->name_key + "\" is reserved for " + it->second);
+  }
+  I.sandbox_names[sb->name_key] = sb->id;
+  I.sandboxes[sb->id] = sb;
+}
+
+// A sandbox image's snapshot, mounted as the read-only root; its User resolved in it.
+static void MountSandboxSnapshot(RuntimeService::Impl& I, SandboxPlan& p) {
+  auto mounts = I.opts.images->snapshotter().Prepare(p.sb->id, p.image->chain_id);
+  snapshot::MountAll(mounts, p.rootfs);
+  if (p.pause_user.empty()) return;
+  p.so.pause_user = oci::ResolveUser(p.rootfs, p.pause_user, "sandbox image config User");
+  MakeSandboxSpec(p);
+}
+
+// The built-in pause through the OCI runtime: a root with only `pause`.
+static void CopyPauseBinary(RuntimeService::Impl& I, const SandboxPlan& p) {
+  for (const char* d : {"proc", "dev", "sys", "etc", "tmp"}) fs::MkdirAll(fs::Join(p.rootfs, d), 0755);
+  if (I.opts.pause_path.empty() || !fs::Exists(I.opts.pause_path)) {
+    throw Error(Code::kFailedPrecondition, "berth-pause binary \"" + I.opts.pause_path + "\" not found");
+  }
+  std::filesystem::copy_file(I.opts.pause_path, fs::Join(p.rootfs, "pause"),
+                             std::filesystem::copy_options::overwrite_existing);
+  ::chmod(fs::Join(p.rootfs, "pause").c_str(), 0755);
+}
+
+static void WriteSandboxFiles(const SandboxPlan& p) {
+  const std::string& dir = p.sb->dir;
+  fs::WriteFileAtomic(fs::Join(dir, "hostname"), p.hostname + "\n", 0644, /*durable=*/false);
+  std::string hosts = kDefaultHosts;
+  if (p.host_net) {
     try {
-      I.TeardownSandbox(*sb);
-      I.RemoveSandboxRootfs(*sb);
-      fs::RemoveAll(sb->dir);
-      I.records->DeleteSandbox(sb->id);
-    } catch (...) {
+      hosts = fs::ReadFile("/etc/hosts", 1 << 20);
+    } catch (const Error&) {
     }
+  }
+  fs::WriteFileAtomic(fs::Join(dir, "hosts"), hosts, 0644, /*durable=*/false);
+  fs::WriteFileAtomic(fs::Join(dir, "resolv.conf"), p.resolv, 0644, /*durable=*/false);
+}
+
+static void MountSandboxShm(RuntimeService::Impl& I, SandboxPlan& p) {
+  fs::MkdirAll(p.so.shm_path, 0755);
+  if (::mount("shm", p.so.shm_path.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k") != 0) {
+    ThrowErrno("failed to mount /dev/shm of pod sandbox " + p.sb->id + " at " + p.so.shm_path);
+  }
+  std::lock_guard<std::mutex> lock(I.mu);
+  p.sb->shm_mounted = true;
+}
+
+static void MakeSandboxNetns(const SandboxPlan& p) {
+  if (p.sb->direct) {
+    network::CreateNetnsFile(p.sb->netns_path);  // berth-pause makes the namespace and mounts it
+  } else {
+    network::CreateNetns(p.sb->netns_path);
+  }
+}
+
+static void StartSandboxPause(RuntimeService::Impl& I, SandboxPlan& p) {
+  auto& sb = *p.sb;
+  int pid = 0, monitor_pid = 0, fd = -1;
+  if (sb.direct) {
+    auto pause = I.pauses->Start(sb.id, p.spec, p.rootfs, /*create_netns=*/!p.host_net);
+    pid = pause.pause_pid;
+    monitor_pid = pause.waiter_pid;
+    fd = pause.waiter_fd;
+  } else {
+    monitor::SpawnOptions so;
+    so.monitor_path = I.opts.monitor_path;
+    so.id = sb.id;
+    so.bundle = sb.dir;
+    so.runtime_log = fs::Join(sb.dir, "runtime.log");
+    so.runtime_argv = I.CliFor(sb.handler).Argv({}, so.runtime_log);
+    so.log_path = "/dev/null";
+    so.start = true;  // created and started by one `<runtime> run --detach`
+    auto spawned = monitor::Spawn(so);
+    pid = spawned.container_pid;
+    monitor_pid = spawned.monitor_pid;
+    fd = spawned.monitor_fd;
+  }
+  std::lock_guard<std::mutex> lock(I.mu);
+  sb.pid = pid;
+  sb.monitor_pid = monitor_pid;
+  sb.pause_fd = fd;
+  sb.pid_start = ProcStartTicks(pid);
+}
+
+static void MarkSandboxReady(RuntimeService::Impl& I, SandboxRecord& sb) {
+  {
     std::lock_guard<std::mutex> lock(I.mu);
-    I.sandboxes.erase(sb->id);
-    I.sandbox_names.erase(sb->name_key);
+    sb.state = kReady;
+    sb.steps.clear();
+  }
+  I.Save(sb);
+  I.WakeWatcher();
+  if (sb.direct) I.Defer([&I] { I.pauses->Refill(); });  // the next sandbox's berth-pause
+}
+
+// The undo of each step of RunPodSandbox, by name (also after a restart: from the record alone).
+void RuntimeService::Impl::UndoSandboxStep(SandboxRecord& sb, const std::string& step) {
+  if (step == "dir") {
+    RemoveSandboxFiles(sb.id, sb.dir, "");
+  } else if (step == "snapshot") {
+    RemoveSandboxRootfs(sb);
+  } else if (step == "shm") {
+    UnmountSandboxShm(sb);
+  } else if (step == "netns") {
+    if (!sb.netns_path.empty()) network::RemoveNetns(sb.netns_path);
+  } else if (step == "pause") {
+    StopPause(sb, /*defer_cgroups=*/false, /*must=*/true);
+  }
+  // "record", "pause-binary", "files", "spec" and "ready" leave nothing outside the directory.
+}
+
+StepCalls RuntimeService::Impl::SandboxSteps(SandboxRecord& sb, const char* call) {
+  StepCalls c;
+  c.call = call;
+  c.id = sb.id;
+  c.record = [this, &sb](const std::vector<std::string>& begun) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      sb.steps = begun;
+    }
+    Save(sb);
+  };
+  c.undo = [this, &sb](const std::string& step) { UndoSandboxStep(sb, step); };
+  return c;
+}
+
+// After a failed RunPodSandbox: the record goes unless an undo failed (kept, state creating, for
+// RemovePodSandbox or a restart to retry).
+static void DropSandbox(RuntimeService::Impl& I, const std::shared_ptr<SandboxRecord>& sb, bool keep) {
+  if (!keep) I.records->DeleteSandbox(sb->id);
+  std::lock_guard<std::mutex> lock(I.mu);
+  if (!keep) I.sandboxes.erase(sb->id);
+  I.sandbox_names.erase(sb->name_key);
+}
+
+void RuntimeService::RunPodSandbox(const v1::RunPodSandboxRequest& req, v1::RunPodSandboxResponse* resp) {
+  auto& I = *impl_;
+  ValidateSandboxRequest(req);
+  SandboxPlan p = PlanSandbox(I, req);
+  auto& sb = *p.sb;
+  ReserveSandbox(I, p.sb);
+  std::lock_guard<std::mutex> op(*sb.op);
+  std::vector<Step> steps = {{"record", [] {}}, {"dir", [&] { fs::MkdirAll(p.rootfs, 0755); }}};
+  if (p.image) steps.push_back({"snapshot", [&] { MountSandboxSnapshot(I, p); }});
+  if (!p.image && !sb.direct) steps.push_back({"pause-binary", [&] { CopyPauseBinary(I, p); }});
+  steps.push_back({"files", [&] { WriteSandboxFiles(p); }});
+  if (!p.so.shm_path.empty()) steps.push_back({"shm", [&] { MountSandboxShm(I, p); }});
+  if (!p.host_net) steps.push_back({"netns", [&] { MakeSandboxNetns(p); }});
+  steps.push_back({"spec", [&] { fs::WriteFileAtomic(fs::Join(sb.dir, "config.json"), p.spec.dump(), 0600, false); }});
+  steps.push_back({"pause", [&] { StartSandboxPause(I, p); }});
+  steps.push_back({"ready", [&] { MarkSandboxReady(I, sb); }});
+  bool undo_failed = false;
+  try {
+    RunSteps(I.SandboxSteps(sb, "RunPodSandbox"), steps, &undo_failed);
+  } catch (...) {
+    DropSandbox(I, p.sb, undo_failed);
     throw;
   }
-  resp->set_pod_sandbox_id(sb->id);
+  resp->set_pod_sandbox_id(sb.id);
 }
 
 void RuntimeService::StopPodSandbox(const v1::StopPodSandboxRequest& req) {
@@ -617,6 +735,9 @@ void RuntimeService::RemovePodSandbox(const v1::RemovePodSandboxRequest& req) {
   if (!sb) return;  // already removed
   std::lock_guard<std::mutex> op(*sb->op);
   I.StopSandboxLocked(*sb);
+  // The record names the pause's cgroups: they go before it (a stop removes them after its reply,
+  // which a restart may have cut).
+  if (sb->direct) RemovePauseCgroups(sb->cgroups_path);
   std::vector<std::shared_ptr<ContainerRecord>> ctrs;
   {
     std::lock_guard<std::mutex> lock(I.mu);
@@ -648,7 +769,7 @@ void RuntimeService::Impl::FillSandboxStatus(const SandboxRecord& sb, v1::PodSan
   nso->set_ipc(req_ns.ipc());
   *st->mutable_labels() = sb.config.labels();
   *st->mutable_annotations() = sb.config.annotations();
-  st->set_runtime_handler(sb.handler);
+  st->set_runtime_handler(sb.requested_handler);
 }
 
 void RuntimeService::PodSandboxStatus(const v1::PodSandboxStatusRequest& req, v1::PodSandboxStatusResponse* resp) {
@@ -700,103 +821,11 @@ void RuntimeService::ListPodSandbox(const v1::ListPodSandboxRequest& req, v1::Li
     item->set_created_at(sb->created_at);
     *item->mutable_labels() = sb->config.labels();
     *item->mutable_annotations() = sb->config.annotations();
-    item->set_runtime_handler(sb->handler);
+    item->set_runtime_handler(sb->requested_handler);
   }
 }
 
-// --- recovery and the exit watcher -------------------------------------------------------------
-
-void RuntimeService::Impl::Recover() {
-  nlohmann::json cleaned = nlohmann::json::array();
-  for (auto& s : records->LoadSandboxes()) {
-    auto sb = std::make_shared<SandboxRecord>(std::move(s));
-    if (sb->state == kCreating) {
-      try {
-        TeardownSandbox(*sb);
-        RemoveSandboxRootfs(*sb);
-        fs::RemoveAll(sb->dir);
-      } catch (...) {
-      }
-      records->DeleteSandbox(sb->id);
-      cleaned.push_back(sb->id);
-      continue;
-    }
-    if (sb->state == kReady && !(sb->monitor_pid > 0 && monitor::IsMonitorAlive(sb->monitor_pid, sb->id))) {
-      sb->state = kNotReady;
-      Save(*sb);
-    }
-    sandbox_names[sb->name_key] = sb->id;
-    sandboxes[sb->id] = sb;
-  }
-  for (auto& r : records->LoadContainers()) {
-    auto c = std::make_shared<ContainerRecord>(std::move(r));
-    // StartContainer stores runtime_gone = false with the monitor's pid: a restart in between
-    // may leave a runtime container behind that the record does not know of.
-    if (c->state == kCreated) c->runtime_gone = false;
-    if (c->state == kCreating || !sandboxes.count(c->sandbox_id)) {
-      try {
-        CleanupContainer(*c);
-      } catch (...) {
-      }
-      records->DeleteContainer(c->id);
-      cleaned.push_back(c->id);
-      continue;
-    }
-    if (c->state == kRunning || (c->state == kCreated && c->monitor_pid > 0)) {
-      bool alive = c->monitor_pid > 0 && monitor::IsMonitorAlive(c->monitor_pid, c->id);
-      if (!alive) {
-        if (c->state == kCreated) {
-          // berthd stopped during StartContainer: the container never ran.
-          try {
-            CliFor(sandboxes[c->sandbox_id]->handler).Delete(c->id, true);
-            c->runtime_gone = true;
-          } catch (...) {
-          }
-          c->monitor_pid = c->pid = 0;
-          Save(*c);
-        } else {
-          HandleExit(*c);
-        }
-      } else if (c->state == kCreated) {
-        try {
-          auto st = CliFor(sandboxes[c->sandbox_id]->handler).GetState(c->id);
-          if (st.status == "running") {
-            c->state = kRunning;
-            if (c->started_at == 0) c->started_at = NowNs();
-            Save(*c);
-          }
-        } catch (...) {
-        }
-      }
-    }
-    container_names[c->name_key] = c->id;
-    containers[c->id] = c;
-  }
-  // Files of removed containers and sandboxes whose deferred cleanup a restart interrupted.
-  auto sweep = [&](const char* sub, const auto& records, const std::function<void(const std::string&, const std::string&)>& clean) {
-    std::error_code ec;
-    for (const auto& e : std::filesystem::directory_iterator(fs::Join(opts.state_dir, sub), ec)) {
-      std::string id = e.path().filename().string();
-      if (records.count(id) || !e.is_directory()) continue;
-      try {
-        clean(id, e.path().string());
-      } catch (...) {
-      }
-      cleaned.push_back(id);
-    }
-  };
-  sweep("containers", containers, [&](const std::string& id, const std::string& dir) { CleanupContainerFiles(id, dir); });
-  sweep("sandboxes", sandboxes, [&](const std::string& id, const std::string& dir) {
-    RemoveSandboxFiles(id, dir, "(unknown: its snapshot is removed if there is one)");
-  });
-  std::set<std::string> live;
-  for (auto& [id, c] : containers) live.insert(id);
-  try {
-    mount::CleanupOrphans(opts.state_dir, live);
-  } catch (...) {
-  }
-  recovery = {{"sandboxes", sandboxes.size()}, {"containers", containers.size()}, {"cleaned", cleaned}};
-}
+// --- the exit watcher -------------------------------------------------------------
 
 void RuntimeService::Impl::WakeWatcher() {
   int fd = wake_fd.load();

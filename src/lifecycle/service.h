@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -20,6 +21,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "oci/mounts.h"
+#include "streaming/process.h"
 
 namespace runtime::v1 {
 class RunPodSandboxRequest;
@@ -43,6 +45,9 @@ class UpdateContainerResourcesRequest;
 class ReopenContainerLogRequest;
 class ExecSyncRequest;
 class ExecSyncResponse;
+class ExecRequest;
+class AttachRequest;
+class PortForwardRequest;
 class ContainerStatsRequest;
 class ContainerStatsResponse;
 class ListContainerStatsRequest;
@@ -134,6 +139,9 @@ struct Options {
   // Exits are seen through pidfds at once; this is the exit watcher's safety-net sweep.
   std::chrono::milliseconds poll_interval{2000};
   bool watch_exits = true;
+  // After an ExecSync's process exited, how long its output is read while other processes still
+  // hold it (drain_exec_sync_io_timeout; 0 = until the call's timeout).
+  std::chrono::milliseconds drain_exec_sync_io_timeout{0};
 };
 
 // Options from the CRI runtime plugin's validated configuration (handlers with their resolved
@@ -172,7 +180,11 @@ class RuntimeService {
 
   void CreateContainer(const runtime::v1::CreateContainerRequest& req, runtime::v1::CreateContainerResponse* resp);
   void StartContainer(const runtime::v1::StartContainerRequest& req);
-  void StopContainer(const runtime::v1::StopContainerRequest& req);
+  // The container's stop signal, up to req.timeout() seconds, then SIGKILL. When `cancelled`
+  // (the caller's context has ended) turns true during that wait, the stop is abandoned: no
+  // SIGKILL, the state unchanged, Error(kDeadlineExceeded).
+  void StopContainer(const runtime::v1::StopContainerRequest& req,
+                     const std::function<bool()>& cancelled = {});
   void RemoveContainer(const runtime::v1::RemoveContainerRequest& req);
   void ListContainers(const runtime::v1::ListContainersRequest& req, runtime::v1::ListContainersResponse* resp);
   // The same answer as ListContainers, already in protobuf wire format (a serialized
@@ -183,6 +195,12 @@ class RuntimeService {
   void UpdateContainerResources(const runtime::v1::UpdateContainerResourcesRequest& req);
   void ReopenContainerLog(const runtime::v1::ReopenContainerLogRequest& req);
   void ExecSync(const runtime::v1::ExecSyncRequest& req, runtime::v1::ExecSyncResponse* resp);
+  // What the streaming server runs for Exec, Attach and PortForward: the request validated
+  // against the container or sandbox now; the process starts (or the port is dialled) when the
+  // client connects (lifecycle/exec_service.cpp, attach.cpp).
+  streaming::Request PrepareExec(const runtime::v1::ExecRequest& req);
+  streaming::Request PrepareAttach(const runtime::v1::AttachRequest& req);
+  streaming::Request PreparePortForward(const runtime::v1::PortForwardRequest& req);
 
   void ContainerStats(const runtime::v1::ContainerStatsRequest& req, runtime::v1::ContainerStatsResponse* resp);
   void ListContainerStats(const runtime::v1::ListContainerStatsRequest& req, runtime::v1::ListContainerStatsResponse* resp);

@@ -11,6 +11,7 @@
 
 #include "lifecycle/pause.h"
 #include "lifecycle/service.h"
+#include "lifecycle/steps.h"
 #include "oci/spec.h"
 #include "runtime/cli.h"
 
@@ -92,10 +93,22 @@ struct RuntimeService::Impl {
   // Kills the pause; runtime delete or cgroup removal (after the reply with `defer_cgroups`);
   // shm, netns. Idempotent.
   void TeardownSandbox(SandboxRecord& sb, bool defer_cgroups = false);
+  // The pause (found by its id when the record has no pid), reaped; its cgroups (the built-in
+  // pause) or its runtime container deleted. With `must`, what cannot be done throws.
+  void StopPause(SandboxRecord& sb, bool defer_cgroups, bool must);
+  void UnmountSandboxShm(SandboxRecord& sb);  // throws when it stays mounted
+  // RunPodSandbox's steps (lifecycle/steps.h): their journal in the record and their undo.
+  StepCalls SandboxSteps(SandboxRecord& sb, const char* call);
+  void UndoSandboxStep(SandboxRecord& sb, const std::string& step);
   void RemoveSandboxRootfs(SandboxRecord& sb);  // a sandbox image's snapshot (idempotent)
   void StopSandboxLocked(SandboxRecord& sb);
   // Containers.
-  void StopContainerLocked(ContainerRecord& c, int64_t timeout_s);
+  void StopContainerLocked(ContainerRecord& c, int64_t timeout_s,
+                           const std::function<bool()>& cancelled = {});
+  // CreateContainer's and StartContainer's steps: their journal in the record and their undo.
+  StepCalls ContainerSteps(ContainerRecord& c, const char* call);
+  void UndoContainerStep(ContainerRecord& c, const std::string& step);
+  void StopStartedMonitor(ContainerRecord& c);  // the undo of StartContainer's "monitor"
   void HandleExit(ContainerRecord& c);  // reads the exit file; runtime delete; marks exited
   void DeleteRuntimeContainer(ContainerRecord& c, const std::string& handler);  // once; saved
   void CleanupContainer(ContainerRecord& c);  // runtime, rootfs, snapshot, staging, dirs
@@ -115,7 +128,14 @@ struct RuntimeService::Impl {
   void Publish(const ContainerRecord& c, v1::ContainerEventType type);
   void FillStatus(const ContainerRecord& c, v1::ContainerStatus* st);
   void FillSandboxStatus(const SandboxRecord& sb, v1::PodSandboxStatus* st);
-  void Recover();
+  void Recover();  // recover.cpp
+  struct Recovery;
+  void RecoverSandbox(Recovery& r, std::shared_ptr<SandboxRecord> sb);
+  void RecoverContainer(Recovery& r, std::shared_ptr<ContainerRecord> c);
+  void RecoverStarted(Recovery& r, ContainerRecord& c);
+  void AdoptRunning(Recovery& r, ContainerRecord& c, int monitor_pid);
+  void SweepOrphans(Recovery& r);
+  void SweepOrphanFiles(Recovery& r);
   // The exit watcher: a pidfd per berth-monitor in an epoll set, so exits are handled as they
   // happen; a sweep every opts.poll_interval is a safety net. WakeWatcher() makes it pick up a
   // container that started or a sandbox that became ready (or stop).

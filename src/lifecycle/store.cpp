@@ -5,6 +5,8 @@
 #include "common/error.h"
 #include "store/db.h"
 
+#include <spdlog/spdlog.h>
+
 namespace berth::lifecycle {
 
 namespace {
@@ -38,6 +40,15 @@ std::string Unhex(const std::string& hex) {
   return out;
 }
 
+std::vector<std::string> Strings(const nlohmann::json& m, const char* key) {
+  std::vector<std::string> out;
+  auto it = m.find(key);
+  if (it == m.end() || !it->is_array()) return out;
+  for (const auto& v : *it)
+    if (v.is_string()) out.push_back(v.get<std::string>());
+  return out;
+}
+
 }  // namespace
 
 RecordStore::RecordStore(std::shared_ptr<store::Database> db) : db_(std::move(db)) {
@@ -49,7 +60,9 @@ void RecordStore::Save(const SandboxRecord& s) {
                       {"created_at", s.created_at}, {"pid", s.pid}, {"monitor_pid", s.monitor_pid},
                       {"netns_path", s.netns_path}, {"cgroups_path", s.cgroups_path}, {"dir", s.dir},
                       {"image", s.image}, {"shm_mounted", s.shm_mounted},
-                      {"runtime_gone", s.runtime_gone}, {"direct", s.direct}};
+                      {"requested_handler", s.requested_handler},
+                      {"runtime_gone", s.runtime_gone}, {"direct", s.direct},
+                      {"pid_start", s.pid_start}, {"steps", s.steps}};
   store::Transaction tx(db_);
   db_->Prepare("INSERT OR REPLACE INTO lifecycle_sandboxes (id, meta, config) VALUES (?, ?, ?)")
       .Bind(1, s.id)
@@ -71,7 +84,7 @@ void RecordStore::Save(const ContainerRecord& c) {
                       {"stop_signal", c.stop_signal}, {"rootfs_mounted", c.rootfs_mounted},
                       {"snapshot_prepared", c.snapshot_prepared}, {"runtime_gone", c.runtime_gone}, {"mounts", mounts},
                       {"resources", Hex(c.resources.SerializeAsString())}, {"uid", c.uid},
-                      {"gid", c.gid}, {"groups", c.groups}};
+                      {"gid", c.gid}, {"groups", c.groups}, {"pid_start", c.pid_start}, {"steps", c.steps}};
   store::Transaction tx(db_);
   db_->Prepare("INSERT OR REPLACE INTO lifecycle_containers (id, sandbox_id, meta, config) VALUES (?, ?, ?, ?)")
       .Bind(1, c.id)
@@ -102,9 +115,14 @@ std::vector<SandboxRecord> RecordStore::LoadSandboxes() {
     SandboxRecord s;
     s.id = st.Text(0);
     auto m = nlohmann::json::parse(st.Text(1), nullptr, false);
-    if (m.is_discarded() || !s.config.ParseFromString(st.Text(2))) continue;
+    if (m.is_discarded() || !m.is_object() || !s.config.ParseFromString(st.Text(2))) {
+      SetAside("sandbox", s.id, "its record cannot be parsed");
+      continue;
+    }
+    try {
     s.name_key = m.value("name_key", "");
     s.handler = m.value("handler", "");
+    s.requested_handler = m.value("requested_handler", s.handler);
     s.state = m.value("state", kCreating);
     s.created_at = m.value("created_at", int64_t{0});
     s.pid = m.value("pid", 0);
@@ -116,6 +134,12 @@ std::vector<SandboxRecord> RecordStore::LoadSandboxes() {
     s.shm_mounted = m.value("shm_mounted", false);
     s.runtime_gone = m.value("runtime_gone", false);
     s.direct = m.value("direct", false);
+    s.pid_start = m.value("pid_start", uint64_t{0});
+    s.steps = Strings(m, "steps");
+    } catch (const std::exception& e) {
+      SetAside("sandbox", s.id, e.what());
+      continue;
+    }
     out.push_back(std::move(s));
   }
   return out;
@@ -130,7 +154,11 @@ std::vector<ContainerRecord> RecordStore::LoadContainers() {
     c.id = st.Text(0);
     c.sandbox_id = st.Text(1);
     auto m = nlohmann::json::parse(st.Text(2), nullptr, false);
-    if (m.is_discarded() || !c.config.ParseFromString(st.Text(3))) continue;
+    if (m.is_discarded() || !m.is_object() || !c.config.ParseFromString(st.Text(3))) {
+      SetAside("container", c.id, "its record cannot be parsed");
+      continue;
+    }
+    try {
     c.name_key = m.value("name_key", "");
     c.state = m.value("state", kCreating);
     c.image_id = m.value("image_id", "");
@@ -159,10 +187,23 @@ std::vector<ContainerRecord> RecordStore::LoadContainers() {
     c.resources.ParseFromString(Unhex(m.value("resources", "")));
     c.uid = m.value("uid", int64_t{0});
     c.gid = m.value("gid", int64_t{0});
+    c.pid_start = m.value("pid_start", uint64_t{0});
+    c.steps = Strings(m, "steps");
     if (m.contains("groups") && m["groups"].is_array()) c.groups = m["groups"].get<std::vector<int64_t>>();
+    } catch (const std::exception& e) {
+      SetAside("container", c.id, e.what());
+      continue;
+    }
     out.push_back(std::move(c));
   }
   return out;
+}
+
+void RecordStore::SetAside(const std::string& kind, const std::string& id, const std::string& why) {
+  // The row stays in the database, untouched: it is named here and in the recovery report, and
+  // the object is not served.
+  spdlog::error("lifecycle store: {} record {} set aside: {}", kind, id, why);
+  set_aside_.push_back(kind + " " + id + ": " + why);
 }
 
 }  // namespace berth::lifecycle

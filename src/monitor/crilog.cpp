@@ -119,7 +119,7 @@ void LineSplitter::Feed(std::string_view data) {
 
 void LineSplitter::Finish() {
   if (buf_.empty()) return;
-  sink_(ctx_, false, buf_);
+  sink_(ctx_, true, buf_);  // no newline ended it: a partial line, as containerd writes it
   buf_.clear();
   buf_.shrink_to_fit();
 }

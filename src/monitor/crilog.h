@@ -1,7 +1,7 @@
 // The CRI container log format, as kubelet reads it:
 //   <RFC3339Nano timestamp> <stdout|stderr> <P|F> <text>\n
-// "F" ends a line; "P" is a partial piece of a line longer than the maximum line size (or the
-// text the stream held before it closed without a final newline is written as F).
+// "F" ends a line; "P" is a partial piece: of a line longer than the maximum line size, or the
+// text the stream held when it closed without a final newline (as containerd writes both).
 // Pure functions, libc and the C++ standard library only: berth-monitor links this code.
 #pragma once
 
@@ -24,7 +24,7 @@ void AppendLogEntry(std::string& out, int64_t unix_ns, Stream stream, bool parti
 // Cuts a byte stream into log entries. Feed() may be called with any chunking; each complete
 // line is emitted once as F (the '\n' itself is not part of the text); a line reaching
 // `max_line` bytes without '\n' is emitted as P pieces of exactly max_line bytes; Finish()
-// emits what is left (no newline at EOF) as F. max_line <= 0 means no limit.
+// emits what is left (no newline at EOF) as P. max_line <= 0 means no limit.
 class LineSplitter {
  public:
   using Sink = void (*)(void* ctx, bool partial, std::string_view text);

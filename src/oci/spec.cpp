@@ -609,6 +609,8 @@ json ContainerSpec(const cri::ContainerConfig& config, const cri::PodSandboxConf
     user = ResolveUser(o.rootfs, sc.run_as_username(), scf + ".run_as_username");
   } else if (!o.image.user.empty()) {
     user = ResolveUser(o.rootfs, o.image.user, "image config User");
+  } else if (!o.rootfs.empty()) {
+    user = ResolveUser(o.rootfs, "0", "image config User");  // root, whose groups count too
   }
   if (sc.has_run_as_group()) {
     if (!sc.has_run_as_user() && sc.run_as_username().empty())
@@ -617,14 +619,15 @@ json ContainerSpec(const cri::ContainerConfig& config, const cri::PodSandboxConf
     if (gid < 0 || gid > 0xFFFFFFFFLL) Invalid(scf + ".run_as_group: invalid gid " + std::to_string(gid));
     user.gid = static_cast<uint32_t>(gid);
   }
-  std::vector<uint32_t> gids = user.additional_gids;
+  std::vector<uint32_t> requested;
   for (auto g : sc.supplemental_groups()) {
     if (g < 0 || g > 0xFFFFFFFFLL) Invalid(scf + ".supplemental_groups: invalid gid " + std::to_string(g));
-    if (std::find(gids.begin(), gids.end(), static_cast<uint32_t>(g)) == gids.end())
-      gids.push_back(static_cast<uint32_t>(g));
+    requested.push_back(static_cast<uint32_t>(g));
   }
-  proc["user"] = {{"uid", user.uid}, {"gid", user.gid}};
-  if (!gids.empty()) proc["user"]["additionalGids"] = gids;
+  if (sc.supplemental_groups_policy() != cri::Merge && sc.supplemental_groups_policy() != cri::Strict)
+    Invalid(scf + ".supplemental_groups_policy: unknown policy " + std::to_string(sc.supplemental_groups_policy()));
+  proc["user"] = {{"uid", user.uid}, {"gid", user.gid},
+                  {"additionalGids", AdditionalGids(user, requested, sc.supplemental_groups_policy() == cri::Strict)}};
 
   // Namespaces of the pod.
   if (ns.network() == cri::NODE) {

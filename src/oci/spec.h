@@ -104,6 +104,11 @@ struct ResolvedUser {
 };
 // user: "name", "uid", "name:group", "uid:gid" (the image's User, or run_as_username).
 ResolvedUser ResolveUser(const std::string& rootfs, const std::string& user, const std::string& field);
+// process.user.additionalGids of a container, as containerd and Docker compute them: the primary
+// gid, then (unless `strict`, KEP-3619's SupplementalGroupsPolicy Strict) the groups of the image
+// that list the user, then the requested supplemental groups; each gid once, in that order.
+std::vector<uint32_t> AdditionalGids(const ResolvedUser& user,
+                                     const std::vector<uint32_t>& requested, bool strict);
 
 struct SandboxSpecOptions {
   std::string id;

@@ -4,6 +4,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <optional>
 
@@ -159,6 +160,19 @@ ResolvedUser ResolveUser(const std::string& rootfs, const std::string& user, con
     }
   }
   return r;
+}
+
+std::vector<uint32_t> AdditionalGids(const ResolvedUser& user,
+                                     const std::vector<uint32_t>& requested, bool strict) {
+  std::vector<uint32_t> out;
+  auto add = [&out](uint32_t g) {
+    if (std::find(out.begin(), out.end(), g) == out.end()) out.push_back(g);
+  };
+  add(user.gid);
+  if (!strict)
+    for (auto g : user.additional_gids) add(g);
+  for (auto g : requested) add(g);
+  return out;
 }
 
 }  // namespace berth::oci

@@ -81,6 +81,19 @@ class FileSnapshotter : public Snapshotter {
   }
 
   void Commit(const std::string& name, const std::string& key) override {
+    DoCommit(name, key, nullptr);
+  }
+
+  bool CanRebase() const override { return overlay_; }
+
+  void CommitOnto(const std::string& name, const std::string& key,
+                  const std::string& parent) override {
+    if (!overlay_)
+      throw Error(Code::kUnimplemented, "commit " + key + ": the native snapshotter cannot rebase");
+    DoCommit(name, key, &parent);
+  }
+
+  void DoCommit(const std::string& name, const std::string& key, const std::string* parent) {
     // metadata.json first: a crash before the active record is removed leaves both, and the
     // committed one wins on load.
     CheckKey(name);
@@ -89,6 +102,17 @@ class FileSnapshotter : public Snapshotter {
     if (r.kind != Kind::kActive)
       throw Error(Code::kFailedPrecondition,
                   "commit " + key + ": snapshot is " + KindName(r.kind) + ", not active");
+    if (parent) {
+      if (!r.parent.empty())
+        throw Error(Code::kFailedPrecondition,
+                    "commit " + key + ": prepared on " + r.parent + ", cannot rebase");
+      if (!parent->empty()) {
+        const Record& p = Get(*parent);
+        if (p.kind != Kind::kCommitted)
+          throw Error(Code::kFailedPrecondition, "commit " + key + ": parent " + *parent + " is " +
+                                                     KindName(p.kind) + ", not committed");
+      }
+    }
     if (snaps_.count(name))
       throw Error(Code::kAlreadyExists, "commit " + key + ": snapshot " + name + " already exists");
     for (auto& [k, s] : snaps_)
@@ -97,6 +121,7 @@ class FileSnapshotter : public Snapshotter {
                     "commit " + key + ": snapshot " + k + " is based on it");
     if (overlay_) fs::RemoveAll(Dir(r.id) + "/work");
     r.kind = Kind::kCommitted;
+    if (parent) r.parent = *parent;
     auto saved = snaps_;
     snaps_.erase(key);
     snaps_[name] = r;

@@ -39,6 +39,14 @@ class Snapshotter {
   virtual std::string ApplyDir(
       const std::string& active_key) = 0;  // dir a layer is extracted into (overlay upperdir)
   virtual void Commit(const std::string& name, const std::string& key) = 0;  // key must be active
+  // True when an active snapshot prepared without a parent may be committed on top of another
+  // (overlayfs: a layer's upper dir does not depend on the layers below), so that the layers of
+  // an image can be unpacked at the same time.
+  virtual bool CanRebase() const { return false; }
+  // Commit with `parent` (committed, or empty) as the new snapshot's parent; the active snapshot
+  // must have been prepared without one. kUnimplemented unless CanRebase().
+  virtual void CommitOnto(const std::string& name, const std::string& key,
+                          const std::string& parent) = 0;
   virtual void Remove(
       const std::string& key) = 0;  // committed with children -> Error(kFailedPrecondition)
   virtual std::optional<Info> Stat(const std::string& key) = 0;

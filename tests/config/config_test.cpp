@@ -460,10 +460,10 @@ TEST(Default, IsCompleteVersion3Config) {
   EXPECT_TRUE(ValidateRuntimeConfig(rc).errors.empty());
   EXPECT_TRUE(ValidateImageConfig(ic).errors.empty());
   EXPECT_TRUE(ValidateServerConfig(sc).errors.empty());
-  for (const char* key : {"[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.runc.options]",
-                          "treat_ro_mounts_as_rro = \"\"", "restrict_oom_score_adj = false",
-                          "sandbox = \"registry.k8s.io/pause:3.10\"", "[grpc]",
-                          "address = \"/run/berth/berth.sock\"", "stream_idle_timeout = \"4h0m0s\""})
+  for (const char* key :
+       {"[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.runc.options]",
+        "treat_ro_mounts_as_rro = \"\"", "sandbox = \"registry.k8s.io/pause:3.10\"", "[grpc]",
+        "address = \"/run/berth/berth.sock\"", "stream_idle_timeout = \"4h0m0s\""})
     EXPECT_NE(text.find(key), std::string::npos) << key;
 }
 

@@ -103,9 +103,9 @@ TEST(Decode, DefaultsMatchContainerd) {
   EXPECT_TRUE(r.enable_cdi);
   EXPECT_TRUE(r.tolerate_missing_hugetlb_controller);
   EXPECT_TRUE(r.disable_hugetlb_controller);
-  EXPECT_FALSE(r.restrict_oom_score_adj);
+  EXPECT_FALSE(r.restrict_oom_score_adj.has_value());  // unset: decided by CAP_SYS_RESOURCE
   EXPECT_EQ(r.cdi_spec_dirs, (std::vector<std::string>{"/etc/cdi", "/var/run/cdi"}));
-  EXPECT_EQ(r.cni.bin_dirs, (std::vector<std::string>{"/opt/cni/bin"}));
+  EXPECT_EQ(r.cni.bin_dirs, (std::vector<std::string>{"/opt/cni/bin", "/usr/lib/cni"}));
   EXPECT_EQ(r.cni.conf_dir, "/etc/cni/net.d");
   EXPECT_EQ(r.cni.max_conf_num, 1);
 
@@ -136,7 +136,7 @@ TEST(Decode, OverDefaults) {
     "systemd_cgroup": true})");
   std::vector<std::string> unknown;
   RuntimeConfig c = DecodeRuntimeConfig(t, &unknown);
-  EXPECT_TRUE(c.restrict_oom_score_adj);
+  EXPECT_EQ(c.restrict_oom_score_adj, std::optional<bool>(true));
   const Runtime& runc = c.containerd.runtimes.at("runc");
   EXPECT_TRUE(runc.SystemdCgroup());
   EXPECT_EQ(runc.BinaryName(), "/usr/sbin/runc");

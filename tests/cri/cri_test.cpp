@@ -230,9 +230,10 @@ TEST(RuntimeService, VersionStatusAndUnimplemented) {
   EXPECT_TRUE(sresp.runtime_handlers(0).features().recursive_read_only_mounts());
   ASSERT_TRUE(sresp.info().contains("config"));
   auto cfg = nlohmann::json::parse(sresp.info().at("config"));
-  EXPECT_EQ(cfg["containerd"]["default_runtime_name"], "runc");
-  EXPECT_EQ(cfg["snapshotter"], "overlayfs");
+  EXPECT_EQ(cfg["containerd"]["defaultRuntimeName"], "runc");
+  EXPECT_EQ(cfg["containerd"]["snapshotter"], "overlayfs");
   EXPECT_EQ(cfg["rootDir"], "/var/lib/berth/io.containerd.grpc.v1.cri");
+  EXPECT_EQ(cfg["containerdRootDir"], "/var/lib/berth");
 
   v1::StatusRequest quiet;
   v1::StatusResponse qresp;

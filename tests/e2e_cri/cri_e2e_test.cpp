@@ -212,9 +212,9 @@ TEST_F(CriE2E, StatusReportsHandlersAndConfig) {
   EXPECT_TRUE(has_runc);
   ASSERT_TRUE(resp.info().contains("config"));
   auto cfg = nlohmann::json::parse(resp.info().at("config"));
-  EXPECT_EQ(cfg["restrict_oom_score_adj"], true);
-  EXPECT_EQ(cfg["containerd"]["default_runtime_name"], "runc");
-  EXPECT_EQ(cfg["max_concurrent_downloads"], 2);
+  EXPECT_EQ(cfg["restrictOOMScoreAdj"], true);
+  EXPECT_EQ(cfg["containerd"]["defaultRuntimeName"], "runc");
+  EXPECT_EQ(cfg["maxConcurrentDownloads"], 2);
 }
 
 TEST_F(CriE2E, UpdateRuntimeConfig) {
@@ -494,7 +494,7 @@ TEST_F(CriE2E, BerthctlVersionAndInfo) {
   auto j = nlohmann::json::parse(r.out);
   EXPECT_TRUE(j.contains("status"));
   ASSERT_TRUE(j.contains("config"));
-  EXPECT_EQ(j["config"]["restrict_oom_score_adj"], true);
+  EXPECT_EQ(j["config"]["restrictOOMScoreAdj"], true);
   r = Berthctl({"rmi"});
   EXPECT_NE(r.exit_code, 0);
   r = Berthctl({"inspecti", "docker.io/library/never-pulled:1"});

@@ -114,15 +114,19 @@ la_ssize_t ArchiveAppend(struct archive*, void* ud, const void* buf, size_t n) {
   return static_cast<la_ssize_t>(n);
 }
 
-std::string Tar(const std::vector<Entry>& entries, bool gzip) {
+std::string Tar(const std::vector<Entry>& entries, const std::string& compression) {
   std::string out;
   struct archive* a = archive_write_new();
   archive_write_set_format_pax_restricted(a);
-  if (gzip) {
+  if (compression == "gzip") {
     archive_write_add_filter_gzip(a);
     archive_write_set_filter_option(a, "gzip", "timestamp", nullptr);
-  } else {
+  } else if (compression == "zstd") {
+    if (archive_write_add_filter_zstd(a) != ARCHIVE_OK) Fail("libarchive cannot write zstd");
+  } else if (compression == "none") {
     archive_write_add_filter_none(a);
+  } else {
+    Fail("unknown layer compression " + compression);
   }
   archive_write_set_bytes_in_last_block(a, 1);
   if (archive_write_open(a, &out, nullptr, ArchiveAppend, nullptr) != ARCHIVE_OK)
@@ -293,9 +297,10 @@ TestImage BuildTestImage(const std::string& oci_dir, const TestImageOptions& opt
                                "touch", "test", "ps", "wc", "head", "grep", "sed", "stat", "printf", "pwd",
                                "whoami", "hostname", "mount", "uname", "date", "kill", "readlink", "find"})
       l.push_back({std::string("bin/") + applet, 'l', "busybox"});
-    l.push_back({"etc/passwd", 'f', "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/tmp:/bin/sh\n"
-                                    "nobody:x:65534:65534:nobody:/:/bin/false\n"});
-    l.push_back({"etc/group", 'f', "root:x:0:\nuser:x:1000:\nnogroup:x:65534:\n"});
+    l.push_back({"etc/passwd", 'f', !opts.passwd.empty() ? opts.passwd
+                                    : "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/tmp:/bin/sh\n"
+                                      "nobody:x:65534:65534:nobody:/:/bin/false\n"});
+    l.push_back({"etc/group", 'f', !opts.group.empty() ? opts.group : "root:x:0:\nuser:x:1000:\nnogroup:x:65534:\n"});
     layers.push_back(std::move(l));
   }
   {
@@ -320,6 +325,15 @@ TestImage BuildTestImage(const std::string& oci_dir, const TestImageOptions& opt
     l.push_back({"data/added.txt", 'f', "added by layer 3\n", 0644, 1000, 1000});
     layers.push_back(std::move(l));
   }
+  for (int i = 0; i < opts.extra_layers; ++i) {
+    std::vector<Entry> l;
+    l.push_back({"layers", 'd', "", 0755});
+    std::string filler(opts.filler_bytes / 4, '\0');
+    std::mt19937_64 rng(std::hash<std::string>()(opts.id + std::to_string(i)));
+    for (size_t k = 0; k < filler.size(); ++k) filler[k] = static_cast<char>(rng() & 0xff);
+    l.push_back({"layers/" + std::to_string(i) + ".bin", 'f', filler});
+    layers.push_back(std::move(l));
+  }
   if (opts.hostile_layer) {
     std::vector<Entry> l;
     l.push_back({"../../berth-escape", 'f', "escaped\n"});
@@ -327,10 +341,15 @@ TestImage BuildTestImage(const std::string& oci_dir, const TestImageOptions& opt
   }
 
   json diff_ids = json::array(), layer_descs = json::array(), history = json::array();
-  const std::string layer_mt = "application/vnd.oci.image.layer.v1.tar+gzip";
-  for (const auto& l : layers) {
-    std::string tar = Tar(l, false), tgz = Tar(l, true);
+  for (size_t li = 0; li < layers.size(); ++li) {
+    const auto& l = layers[li];
+    const std::string comp =
+        opts.compression.empty() ? "gzip" : opts.compression[li % opts.compression.size()];
+    const std::string layer_mt = comp == "none" ? "application/vnd.oci.image.layer.v1.tar"
+                                                : "application/vnd.oci.image.layer.v1.tar+" + comp;
+    std::string tar = Tar(l, "none"), tgz = Tar(l, comp);
     std::string diff_id = content::Sha256Digest(tar);
+    if (opts.wrong_diff_id && li + 1 == layers.size()) diff_id = content::Sha256Digest(tar + "x");
     std::string digest = WriteBlob(oci_dir, tgz);
     img.layer_digests.push_back(digest);
     img.diff_ids.push_back(diff_id);
@@ -451,9 +470,10 @@ void WriteOciArchive(const TestImage& img, const std::string& tar_path, const st
   entries.push_back({"blobs", 'd', "", 0755});
   entries.push_back({"blobs/sha256", 'd', "", 0755});
   for (const auto& [digest, mt] : img.blobs)
-    entries.push_back({"blobs/sha256/" + digest.substr(7), 'f',
-                       fs::ReadFile(img.oci_dir + "/blobs/sha256/" + digest.substr(7), 256u << 20)});
-  fs::WriteFileAtomic(tar_path, Tar(entries, false));
+    entries.push_back(
+        {"blobs/sha256/" + digest.substr(7), 'f',
+         fs::ReadFile(img.oci_dir + "/blobs/sha256/" + digest.substr(7), 256u << 20)});
+  fs::WriteFileAtomic(tar_path, Tar(entries, "none"));
 }
 
 // ---- TokenProxy ----
@@ -754,8 +774,18 @@ void TokenProxy::Serve(int fd) {
     if (lk == "connection") continue;
     out += line + "\r\n";
   }
+  bool cut = false;
+  if (!blob_digest.empty() && opts_.cut_blobs_after >= 0 &&
+      static_cast<int64_t>(rbody.size()) > opts_.cut_blobs_after &&
+      (rhead.find(" 200 ") != std::string::npos || rhead.find(" 206 ") != std::string::npos)) {
+    std::lock_guard<std::mutex> lk(mu_);
+    cut = !opts_.cut_once || cut_.insert(blob_digest).second;
+  }
+  if (cut) rbody.resize(static_cast<size_t>(opts_.cut_blobs_after));
   out += "Connection: close\r\n\r\n" + rbody;
   SendAll(fd, out);
+  if (cut && opts_.stall_after_cut)
+    while (!stop_) usleep(20 * 1000);
 }
 
 }  // namespace berth::testing

@@ -63,6 +63,8 @@ struct TestImageOptions {
                                   "BERTH_TEST=1"};
   std::vector<std::string> entrypoint = {"/bin/sh", "-c"};
   std::vector<std::string> cmd = {"echo hello from berth"};
+  // /etc/passwd and /etc/group of the image ("": root, user 1000 and nobody).
+  std::string passwd, group;
   // Written to /etc/berth-id so that images built with different ids have different digests.
   std::string id = "default";
   size_t filler_bytes = 64 * 1024;  // size of /usr/share/berth/filler.bin (pseudo-random)
@@ -70,6 +72,12 @@ struct TestImageOptions {
   bool hostile_layer = false;
   // Wraps the manifest into an OCI index with the host's platform and a linux/s390x decoy.
   bool as_index = false;
+  // Compression of each layer, "gzip", "zstd" or "none", repeated when shorter than the layers.
+  std::vector<std::string> compression = {"gzip"};
+  // Adds this many layers after the third, each with /layers/<i>.bin (filler_bytes / 4 each).
+  int extra_layers = 0;
+  // The config's DiffID of the last layer is that of another content.
+  bool wrong_diff_id = false;
 };
 
 // An image written as an OCI image layout directory (oci-layout, index.json, blobs/sha256/...).
@@ -106,9 +114,16 @@ class TokenProxy {
     std::string username, password;  // required at the realm when non-empty
     std::string refresh_token;       // accepted at the realm (POST grant_type=refresh_token)
     bool ignore_range = false;       // answer Range requests with the whole blob (200)
-    bool basic_only = false;         // with username/password: demand Basic auth on /v2/ (no tokens)
-    bool stall_blobs = false;        // blob GETs get headers and a few bytes, then nothing (until destruction)
-    std::string redirect_blobs_to;   // "127.0.0.1:PORT": blob GETs answered 307 to that host, same path
+    bool basic_only = false;  // with username/password: demand Basic auth on /v2/ (no tokens)
+    bool stall_blobs =
+        false;  // blob GETs get headers and a few bytes, then nothing (until destruction)
+    std::string
+        redirect_blobs_to;  // "127.0.0.1:PORT": blob GETs answered 307 to that host, same path
+    // >= 0: a blob's 200/206 answer stops after this many body bytes (full Content-Length sent):
+    // the connection is closed, or held open without a byte more with stall_after_cut.
+    int64_t cut_blobs_after = -1;
+    bool cut_once = false;  // only the first GET of each blob is cut
+    bool stall_after_cut = false;
   };
   explicit TokenProxy(std::string upstream);
   TokenProxy(std::string upstream, Options opts);
@@ -140,7 +155,7 @@ class TokenProxy {
   std::thread accept_thread_;
   mutable std::mutex mu_;
   std::vector<std::thread> workers_;
-  std::set<std::string> tokens_, corrupt_;
+  std::set<std::string> tokens_, corrupt_, cut_;
   std::map<std::string, int> blob_gets_;
   int manifest_gets_ = 0, tokens_issued_ = 0, unauthorized_ = 0, authorization_seen_ = 0;
 };

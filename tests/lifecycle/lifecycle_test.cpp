@@ -273,7 +273,8 @@ TEST_P(LifecycleTest, FullLifecycleWithLogsAndEvents) {
   svc_->PodSandboxStatus(sreq, &sresp);
   EXPECT_EQ(sresp.status().state(), v1::SANDBOX_READY);
   EXPECT_EQ(sresp.status().metadata().name(), "web");
-  EXPECT_EQ(sresp.status().runtime_handler(), GetParam());
+  EXPECT_EQ(sresp.status().runtime_handler(), "");  // as the request named it: the default
+  EXPECT_EQ(nlohmann::json::parse(sresp.info().at("info"))["runtimeHandler"], GetParam());
   EXPECT_EQ(sresp.status().network().ip(), "");
   EXPECT_EQ(sresp.status().labels().at("app"), "web");
   EXPECT_NE(sresp.info().at("info").find("netNamespacePath"), std::string::npos);
@@ -791,7 +792,7 @@ TEST_P(LifecycleTest, RunAsUsernameAndSupplementalGroups) {
   EXPECT_EQ(st.user().linux().uid(), 1000);
   EXPECT_EQ(st.user().linux().gid(), 1000);
   EXPECT_EQ(std::vector<int64_t>(st.user().linux().supplemental_groups().begin(), st.user().linux().supplemental_groups().end()),
-            (std::vector<int64_t>{2000, 3000}));
+            (std::vector<int64_t>{1000, 2000, 3000}));
   auto ghost = CtrConfig("ghost", "true");
   ghost.mutable_linux()->mutable_security_context()->set_run_as_username("ghost");
   try {
@@ -1098,6 +1099,7 @@ TEST_P(LifecycleTest, BuiltInPauseSpareServesTheNextSandbox) {
   ASSERT_TRUE(berth::testing::Eventually([&] { return (spare = SparePause()) > 0; }));
   auto hcfg = PodConfig("spare-host");
   hcfg.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_network(v1::NODE);
+  hcfg.clear_hostname();  // a host-network pod has the node's
   std::string h = RunPod(hcfg);
   auto hinfo = VerboseInfo(h);
   EXPECT_EQ(hinfo["monitorPid"].get<int>(), spare);
@@ -1125,7 +1127,10 @@ TEST_P(LifecycleTest, BuiltInPauseRefusesBadSysctls) {
     auto pcfg = PodConfig("sysctl-" + std::to_string(std::hash<std::string>()(key) % 1000));
     pcfg.mutable_linux()->set_cgroup_parent("/berth-test-sysctl/pod");
     (*pcfg.mutable_linux()->mutable_sysctls())[key] = value;
-    if (host_net) pcfg.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_network(v1::NODE);
+    if (host_net) {
+      pcfg.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_network(v1::NODE);
+      pcfg.clear_hostname();  // a host-network pod has the node's
+    }
     try {
       RunPod(pcfg);
       ADD_FAILURE() << key << " accepted";
@@ -1181,7 +1186,7 @@ TEST(OptionsFromRuntimePlugin, CarriesTheResolvedHandlers) {
   berth::criplugins::CRIRuntimePlugin p;
   p.root_dir = d / "root";
   p.state_dir = d / "state";
-  p.config.restrict_oom_score_adj = true;
+  p.restrict_oom_score_adj = true;  // resolved at init from the config (ResolveRestrictOom)
   p.config.unset_seccomp_profile = "runtime/default";
   p.config.max_container_log_line_size = 1234;
   p.config.containerd.default_runtime_name = "fast";

@@ -83,8 +83,9 @@ TEST(LineSplitter, LineOfExactlyMaxBytesIsFull) {
   EXPECT_EQ(Split(4, {"abcdefgh\n"}), (std::vector<Piece>{{true, "abcd"}, {false, "efgh"}}));
 }
 
-TEST(LineSplitter, LastLineWithoutNewlineIsFullAtFinish) {
-  EXPECT_EQ(Split(16, {"a\nrest"}), (std::vector<Piece>{{false, "a"}, {false, "rest"}}));
+TEST(LineSplitter, LastLineWithoutNewlineIsPartialAtFinish) {
+  EXPECT_EQ(Split(16, {"a\nrest"}), (std::vector<Piece>{{false, "a"}, {true, "rest"}}));
+  EXPECT_EQ(Split(4, {"abcdef"}), (std::vector<Piece>{{true, "abcd"}, {true, "ef"}}));
   EXPECT_EQ(Split(16, {"a\nrest"}, false), (std::vector<Piece>{{false, "a"}}));
   EXPECT_EQ(Split(16, {}), (std::vector<Piece>{}));
 }

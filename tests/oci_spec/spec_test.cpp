@@ -176,16 +176,23 @@ TEST_F(SpecTest, Privileged) {
 
 TEST_F(SpecTest, UsersAndGroups) {
   auto* sc = config_.mutable_linux()->mutable_security_context();
-  EXPECT_EQ(Spec()["process"]["user"], json::parse(R"({"uid":0,"gid":0})"));
+  // The primary gid is always one of the process's groups (as containerd and Docker set them).
+  EXPECT_EQ(Spec()["process"]["user"], json::parse(R"({"uid":0,"gid":0,"additionalGids":[0]})"));
   opts_.image.user = "nobody";
-  EXPECT_EQ(Spec()["process"]["user"], json::parse(R"({"uid":65534,"gid":65534})"));
+  EXPECT_EQ(Spec()["process"]["user"], json::parse(R"({"uid":65534,"gid":65534,"additionalGids":[65534]})"));
   opts_.image.user = "app:extra";
   EXPECT_EQ(Spec()["process"]["user"], json::parse(R"({"uid":1000,"gid":2000,"additionalGids":[2000]})"));
   opts_.image.user = "1234:55";
-  EXPECT_EQ(Spec()["process"]["user"], json::parse(R"({"uid":1234,"gid":55})"));
+  EXPECT_EQ(Spec()["process"]["user"], json::parse(R"({"uid":1234,"gid":55,"additionalGids":[55]})"));
   sc->mutable_run_as_user()->set_value(1000);
   sc->add_supplemental_groups(3000);
-  EXPECT_EQ(Spec()["process"]["user"], json::parse(R"({"uid":1000,"gid":1000,"additionalGids":[2000,3000]})"));
+  EXPECT_EQ(Spec()["process"]["user"], json::parse(R"({"uid":1000,"gid":1000,"additionalGids":[1000,2000,3000]})"));
+  // KEP-3619 Strict: the image's /etc/group does not count.
+  sc->set_supplemental_groups_policy(cri::Strict);
+  EXPECT_EQ(Spec()["process"]["user"], json::parse(R"({"uid":1000,"gid":1000,"additionalGids":[1000,3000]})"));
+  sc->set_supplemental_groups_policy(static_cast<cri::SupplementalGroupsPolicy>(7));
+  EXPECT_EQ(ErrorOf(), "linux.security_context.supplemental_groups_policy: unknown policy 7");
+  sc->set_supplemental_groups_policy(cri::Merge);
   sc->mutable_run_as_group()->set_value(7);
   EXPECT_EQ(Spec()["process"]["user"]["gid"], 7);
   sc->clear_run_as_user();
@@ -203,6 +210,19 @@ TEST_F(SpecTest, UsersAndGroups) {
   EXPECT_EQ(ErrorOf(), "image config User: no group \"nogrp\" in the image's /etc/group");
 }
 
+TEST(AdditionalGids, PrimaryThenMembershipThenRequestedOnce) {
+  oci::ResolvedUser u;
+  u.gid = 0;
+  u.additional_gids = {10};
+  EXPECT_EQ(oci::AdditionalGids(u, {}, false), (std::vector<uint32_t>{0, 10}));
+  EXPECT_EQ(oci::AdditionalGids(u, {1, 1234}, false), (std::vector<uint32_t>{0, 10, 1, 1234}));
+  EXPECT_EQ(oci::AdditionalGids(u, {1, 1234}, true), (std::vector<uint32_t>{0, 1, 1234}));
+  EXPECT_EQ(oci::AdditionalGids(u, {10, 0, 10}, false), (std::vector<uint32_t>{0, 10}));
+  u.gid = 1234;
+  u.additional_gids.clear();
+  EXPECT_EQ(oci::AdditionalGids(u, {}, false), (std::vector<uint32_t>{1234}));
+}
+
 TEST_F(SpecTest, PasswdSymlinkCannotEscapeTheRootfs) {
   ::unlink((rootfs_ + "/etc/passwd").c_str());
   ASSERT_EQ(::symlink("../../../../../../../../etc/shadow-berth-none", (rootfs_ + "/etc/passwd").c_str()), 0);
@@ -212,7 +232,7 @@ TEST_F(SpecTest, PasswdSymlinkCannotEscapeTheRootfs) {
   bt::WriteFile(rootfs_ + "/other/passwd", "u:x:7:8::/:/bin/sh\n");
   ASSERT_EQ(::symlink("/other/passwd", (rootfs_ + "/etc/passwd").c_str()), 0);  // resolved in the rootfs
   opts_.image.user = "u";
-  EXPECT_EQ(Spec()["process"]["user"], json::parse(R"({"uid":7,"gid":8})"));
+  EXPECT_EQ(Spec()["process"]["user"], json::parse(R"({"uid":7,"gid":8,"additionalGids":[8]})"));
 }
 
 TEST_F(SpecTest, Resources) {

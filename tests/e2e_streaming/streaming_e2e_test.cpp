@@ -1,0 +1,369 @@
+// End-to-end streaming: the real berthd (runc, berth-monitor, berth-pause) on a temporary socket,
+// Exec and PortForward URLs driven by python3-websocket (WebSocket) and spdy-transport on nodejs
+// (SPDY/3.1), and the ExecSync timeout checked with `ps` in the container. Needs root, runc,
+// busybox-static, python3-websocket, nodejs and npm (or spdy-transport already installed);
+// skips otherwise.
+#include "runtime/v1/api.grpc.pb.h"  // first: its enum Signal names collide with <signal.h> macros
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "berth/images/v1/images.grpc.pb.h"
+#include "common/exec.h"
+#include "image_support.h"
+#include "support/support.h"
+
+namespace {
+
+namespace v1 = runtime::v1;
+using berth::testing::TempDir;
+using nlohmann::json;
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::unique_ptr<grpc::ClientContext> Ctx(int seconds = 60) {
+  auto c = std::make_unique<grpc::ClientContext>();
+  c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
+  return c;
+}
+
+// Runs a client script; its JSON answer.
+json Client(const std::vector<std::string>& argv) {
+  berth::exec::Options o;
+  o.timeout = std::chrono::seconds(180);
+  o.max_output = 1u << 20;
+  if (argv[0] == "/usr/bin/node")
+    o.env = {"NODE_PATH=" NODE_DIR "/node_modules", "PATH=/usr/bin:/bin"};
+  auto r = berth::exec::Run(argv, o);
+  auto j = json::parse(r.out, nullptr, false);
+  if (!j.is_object())
+    return json{{"fatal", "client exit " + std::to_string(r.exit_code) + ": " + r.out + r.err}};
+  return j;
+}
+
+class StreamingE2E : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!berth::testing::ContainerSkipReason("runc").empty() ||
+        berth::testing::BusyboxPath().empty())
+      return;
+    berth::exec::Options o;
+    o.timeout = std::chrono::seconds(300);
+    auto r = berth::exec::Run({"bash", CLIENTS_DIR "/install_spdy_transport.sh", NODE_DIR}, o);
+    spdy_ok_ = r.exit_code == 0;
+  }
+
+  void SetUp() override {
+    std::string reason = berth::testing::ContainerSkipReason("runc");
+    if (!reason.empty()) GTEST_SKIP() << reason;
+    if (berth::testing::BusyboxPath().empty()) GTEST_SKIP() << "busybox-static is not installed";
+    if (berth::exec::Run({"/usr/bin/python3", "-c", "import websocket"}).exit_code != 0)
+      GTEST_SKIP() << "python3-websocket is not installed";
+    dir_ = std::make_unique<TempDir>("berth-e2e-stream");
+    socket_ = *dir_ / "berth.sock";
+    std::ostringstream c;
+    c << "version = 3\nroot = \"" << dir_->path() << "/root\"\nstate = \"" << dir_->path()
+      << "/state\"\n"
+      << "[grpc]\naddress = \"" << socket_ << "\"\n"
+      << "[plugins.\"io.containerd.cri.v1.runtime\"]\nrestrict_oom_score_adj = true\n"
+      << "[plugins.\"io.containerd.cri.v1.runtime\".containerd]\ndefault_runtime_name = \"runc\"\n"
+      << "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.runc]\n"
+      << "runtime_type = \"io.containerd.runc.v2\"\n";
+    berth::testing::WriteFile(*dir_ / "config.toml", c.str());
+    log_ = *dir_ / "berthd.log";
+    pid_ = fork();
+    ASSERT_GE(pid_, 0);
+    if (pid_ == 0) {
+      int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      dup2(fd, 1);
+      dup2(fd, 2);
+      setenv("BERTH_MONITOR_PATH", BERTH_MONITOR_PATH, 1);
+      setenv("BERTH_PAUSE_PATH", BERTH_PAUSE_PATH, 1);
+      std::string cfg = *dir_ / "config.toml";
+      execl(BERTHD_PATH, BERTHD_PATH, "--config", cfg.c_str(), nullptr);
+      _exit(127);
+    }
+    auto ch = grpc::CreateChannel("unix:" + socket_, grpc::InsecureChannelCredentials());
+    rt_ = v1::RuntimeService::NewStub(ch);
+    auto images = berth::images::v1::Images::NewStub(ch);
+    bool up = false;
+    for (int i = 0; i < 600 && !up; ++i) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+      v1::VersionResponse resp;
+      up = access(socket_.c_str(), F_OK) == 0 && rt_->Version(&ctx, {}, &resp).ok();
+      if (!up) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    ASSERT_TRUE(up) << ReadAll(log_);
+    berth::testing::TestImageOptions opts;
+    opts.user = "";
+    opts.entrypoint = {};
+    opts.cmd = {"sh"};
+    auto img = berth::testing::BuildTestImage(*dir_ / "oci", opts);
+    berth::testing::WriteOciArchive(img, *dir_ / "busybox.tar", "docker.io/test/busybox:e2e");
+    berth::images::v1::ImportRequest req;
+    req.set_path(*dir_ / "busybox.tar");
+    berth::images::v1::ImportResponse resp;
+    auto st = images->Import(Ctx().get(), req, &resp);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    pc_.mutable_metadata()->set_name("stream");
+    pc_.mutable_metadata()->set_namespace_("e2e");
+    pc_.mutable_metadata()->set_uid("uid-stream");
+    pc_.set_log_directory(*dir_ / "logs");
+    v1::RunPodSandboxRequest rp;
+    *rp.mutable_config() = pc_;
+    v1::RunPodSandboxResponse rpr;
+    st = rt_->RunPodSandbox(Ctx().get(), rp, &rpr);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    pod_ = rpr.pod_sandbox_id();
+    ctr_ = Run("main",
+               "mkdir -p /tmp/www && echo hello-pf > /tmp/www/index.html && exec httpd -f -p 8080 "
+               "-h /tmp/www");
+  }
+
+  void TearDown() override {
+    if (pid_ <= 0) return;
+    if (HasFailure()) {
+      std::string log = ReadAll(log_);
+      std::cerr << "berthd log (end):\n" << log.substr(log.size() > 6000 ? log.size() - 6000 : 0);
+    }
+    if (!pod_.empty()) {
+      v1::RemovePodSandboxRequest r;
+      r.set_pod_sandbox_id(pod_);
+      v1::RemovePodSandboxResponse rr;
+      rt_->RemovePodSandbox(Ctx().get(), r, &rr);
+    }
+    berth::testing::StopChild(pid_, SIGTERM);
+  }
+
+  std::string Run(const std::string& name, const std::string& script) {
+    v1::CreateContainerRequest req;
+    req.set_pod_sandbox_id(pod_);
+    *req.mutable_sandbox_config() = pc_;
+    auto* c = req.mutable_config();
+    c->mutable_metadata()->set_name(name);
+    c->mutable_image()->set_image("docker.io/test/busybox:e2e");
+    for (const char* a : {"sh", "-c"}) c->add_command(a);
+    c->add_command(script);
+    c->set_log_path(name + ".log");
+    v1::CreateContainerResponse resp;
+    auto st = rt_->CreateContainer(Ctx().get(), req, &resp);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    v1::StartContainerRequest sr;
+    sr.set_container_id(resp.container_id());
+    v1::StartContainerResponse srr;
+    st = rt_->StartContainer(Ctx().get(), sr, &srr);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    return resp.container_id();
+  }
+
+  std::string ExecUrl(const std::vector<std::string>& cmd, bool in, bool out, bool err, bool tty,
+                      grpc::Status* status = nullptr) {
+    v1::ExecRequest r;
+    r.set_container_id(ctr_);
+    for (const auto& c : cmd) r.add_cmd(c);
+    r.set_stdin(in);
+    r.set_stdout(out);
+    r.set_stderr(err);
+    r.set_tty(tty);
+    v1::ExecResponse resp;
+    auto st = rt_->Exec(Ctx().get(), r, &resp);
+    if (status) *status = st;
+    EXPECT_TRUE(status || st.ok()) << st.error_message();
+    return resp.url();
+  }
+  std::string PortForwardUrl(std::vector<int> ports = {}) {
+    v1::PortForwardRequest r;
+    r.set_pod_sandbox_id(pod_);
+    for (int p : ports) r.add_port(p);
+    v1::PortForwardResponse resp;
+    auto st = rt_->PortForward(Ctx().get(), r, &resp);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    return resp.url();
+  }
+  json Ws(const std::string& url, std::vector<std::string> args = {}) {
+    std::vector<std::string> argv = {"/usr/bin/python3", CLIENTS_DIR "/ws_client.py", url};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return Client(argv);
+  }
+  json Spdy(const std::string& url, const json& opts) {
+    return Client({"/usr/bin/node", CLIENTS_DIR "/spdy_client.js", url, opts.dump()});
+  }
+  // A raw HTTP exchange with the streaming server: the status line.
+  static std::string RawHttp(const std::string& url, const std::string& request, bool read = true) {
+    auto hostport = url.substr(7, url.find('/', 7) - 7);
+    int port = std::stoi(hostport.substr(hostport.rfind(':') + 1));
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a = {};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return "connect failed";
+    (void)!write(s, request.data(), request.size());
+    std::string got;
+    if (read) {
+      timeval tv = {10, 0};
+      setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+      char buf[4096];
+      ssize_t n = ::read(s, buf, sizeof buf);
+      if (n > 0) got.assign(buf, n);
+    }
+    close(s);
+    return got.substr(0, got.find("\r\n"));
+  }
+  static std::string Path(const std::string& url) { return url.substr(url.find('/', 7)); }
+
+  static inline bool spdy_ok_ = false;
+  std::unique_ptr<TempDir> dir_;
+  std::string socket_, log_, pod_, ctr_;
+  v1::PodSandboxConfig pc_;
+  pid_t pid_ = -1;
+  std::unique_ptr<v1::RuntimeService::Stub> rt_;
+};
+
+const char* kZeros64M = "3b6a07d0d404fab4e23b6d34bc6696a6a312dd92821332385e5af7c01c421351";
+
+TEST_F(StreamingE2E, ExecSyncTimeoutKillsTheProcessTree) {
+  for (std::string script : {"sleep 4321", "sleep 4322; echo never"}) {
+    v1::ExecSyncRequest r;
+    r.set_container_id(ctr_);
+    for (const auto& a : {std::string("sh"), std::string("-c"), script}) r.add_cmd(a);
+    r.set_timeout(1);
+    v1::ExecSyncResponse resp;
+    auto st = rt_->ExecSync(Ctx().get(), r, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << st.error_message();
+  }
+  v1::ExecSyncRequest ps;
+  ps.set_container_id(ctr_);
+  ps.add_cmd("ps");
+  ps.set_timeout(10);
+  v1::ExecSyncResponse out;
+  ASSERT_TRUE(rt_->ExecSync(Ctx().get(), ps, &out).ok());
+  EXPECT_NE(out.stdout().find("httpd"), std::string::npos) << out.stdout();
+  EXPECT_EQ(out.stdout().find("432"), std::string::npos) << out.stdout();
+}
+
+TEST_F(StreamingE2E, ExecOverWebSocket) {
+  auto j = Ws(ExecUrl({"sh", "-c", "echo out; echo err >&2; exit 3"}, false, true, true, false));
+  EXPECT_EQ(j["protocol"], "v5.channel.k8s.io") << j;
+  EXPECT_EQ(j["stdout"], "out\n") << j;
+  EXPECT_EQ(j["stderr"], "err\n") << j;
+  auto st = json::parse(j["error"].get<std::string>(), nullptr, false);
+  EXPECT_EQ(st["reason"], "NonZeroExitCode") << j;
+  EXPECT_EQ(st["details"]["causes"][0]["message"], "3") << j;
+
+  j = Ws(ExecUrl({"cat"}, true, true, false, false), {"--stdin", "hello stdin"});
+  EXPECT_EQ(j["stdout"], "hello stdin") << j;
+  EXPECT_EQ(json::parse(j["error"].get<std::string>())["status"], "Success") << j;
+
+  j = Ws(ExecUrl({"sh", "-c", "sleep 0.5; stty size"}, false, true, false, true),
+         {"--resize", "123,45"});
+  EXPECT_EQ(j["stdout"], "45 123\r\n") << j;
+
+  j = Ws(ExecUrl({"head", "-c", "67108864", "/dev/zero"}, false, true, false, false),
+         {"--protocol", "v4.channel.k8s.io"});
+  EXPECT_EQ(j["protocol"], "v4.channel.k8s.io");
+  EXPECT_EQ(j["stdout_len"], 64 << 20);
+  EXPECT_EQ(j["stdout_sha256"], kZeros64M);
+
+  j = Ws(ExecUrl({"echo", "b64"}, false, true, false, false),
+         {"--protocol", "base64.channel.k8s.io"});
+  EXPECT_EQ(j["stdout"], "b64\n") << j;
+  EXPECT_EQ(j["error"], "") << j;  // before v4 the error channel carries only failures
+}
+
+TEST_F(StreamingE2E, ExecOverSpdy) {
+  if (!spdy_ok_) GTEST_SKIP() << "spdy-transport could not be installed with npm";
+  auto j = Spdy(ExecUrl({"sh", "-c", "echo out; echo err >&2; exit 7"}, false, true, true, false),
+                {{"stderr", true}});
+  EXPECT_EQ(j["protocol"], "v4.channel.k8s.io") << j;
+  EXPECT_EQ(j["stdout"], "out\n") << j;
+  EXPECT_EQ(j["stderr"], "err\n") << j;
+  auto st = json::parse(j["error"].get<std::string>(), nullptr, false);
+  EXPECT_EQ(st["details"]["causes"][0]["message"], "7") << j;
+
+  j = Spdy(ExecUrl({"cat"}, true, true, false, false), {{"stdin", "through spdy"}});
+  EXPECT_EQ(j["stdout"], "through spdy") << j;
+  EXPECT_EQ(json::parse(j["error"].get<std::string>())["status"], "Success") << j;
+
+  j = Spdy(ExecUrl({"sh", "-c", "sleep 0.5; stty size"}, false, true, false, true),
+           {{"tty", true}, {"resize", {80, 24}}});
+  EXPECT_EQ(j["stdout"], "24 80\r\n") << j;
+
+  j = Spdy(ExecUrl({"head", "-c", "67108864", "/dev/zero"}, false, true, false, false),
+           json::object());
+  EXPECT_EQ(j["stdout_len"], 64 << 20) << j.dump().substr(0, 300);
+  EXPECT_EQ(j["stdout_sha256"], kZeros64M);
+}
+
+TEST_F(StreamingE2E, PortForward) {
+  std::string get = "GET /index.html HTTP/1.0\r\n\r\n";
+  auto j = Ws(PortForwardUrl({8080}) + "?port=8080",
+              {"--portforward", "--protocol", "v4.channel.k8s.io", "--send", get});
+  EXPECT_EQ(j["ports"]["0"], 8080) << j;
+  EXPECT_NE(j["stdout"].get<std::string>().find("hello-pf"), std::string::npos) << j;
+
+  j = Ws(PortForwardUrl() + "?port=9",
+         {"--portforward", "--protocol", "v4.channel.k8s.io", "--send", get});
+  EXPECT_NE(j["error"].get<std::string>().find("port 9"), std::string::npos) << j;
+
+  if (!spdy_ok_) GTEST_SKIP() << "spdy-transport could not be installed with npm";
+  j = Spdy(PortForwardUrl({8080}),
+           {{"portforward", true}, {"ports", {8080, 8080, 8080, 8080, 9}}, {"send", get}});
+  ASSERT_EQ(j["results"].size(), 5u) << j;
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_NE(j["results"][i]["data"].get<std::string>().find("hello-pf"), std::string::npos) << j;
+    EXPECT_EQ(j["results"][i]["error"], "") << j;
+  }
+  EXPECT_NE(j["results"][4]["error"].get<std::string>().find("port 9"), std::string::npos) << j;
+}
+
+TEST_F(StreamingE2E, TokensAndHostileClients) {
+  std::string url = ExecUrl({"true"}, false, true, false, false);
+  // A half-open client and garbage do not stop the server.
+  std::thread idle([&] { RawHttp(url, "GET " + Path(url) + " HTTP/1.1\r\n", false); });
+  EXPECT_EQ(RawHttp(url, "\x16\x03\x01garbage\r\n\r\n"), "HTTP/1.1 400 Bad Request");
+  EXPECT_EQ(RawHttp(url, "GET /exec/nosuchtoken HTTP/1.1\r\nHost: x\r\n\r\n"),
+            "HTTP/1.1 404 Not Found");
+  // No upgrade: 400, and the token is still good.
+  EXPECT_EQ(RawHttp(url, "GET " + Path(url) + " HTTP/1.1\r\nHost: x\r\n\r\n"),
+            "HTTP/1.1 400 Bad Request");
+  auto j = Ws(url);
+  EXPECT_EQ(json::parse(j["error"].get<std::string>(), nullptr, false)["status"], "Success") << j;
+  // Used: 404.
+  EXPECT_EQ(
+      RawHttp(url, "GET " + Path(url) +
+                       " HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\r\n"),
+      "HTTP/1.1 404 Not Found");
+  idle.join();
+  // Bad requests.
+  grpc::Status st;
+  ExecUrl({"true"}, false, false, false, false, &st);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  ExecUrl({"true"}, false, true, true, true, &st);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  ExecUrl({}, false, true, false, false, &st);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+}  // namespace
