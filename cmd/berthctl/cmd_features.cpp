@@ -1,6 +1,7 @@
-// berthctl features [HANDLER]: what berthd proved about recursively read-only mounts for a
-// runtime handler (kernel, runtime and how it was determined, fallback, resolved behaviour, the
-// runtime's features document), from PluginInfo of io.containerd.cri.v1.runtime.
+// berthctl features [HANDLER]: how berthd calls a runtime handler's OCI runtime on this host
+// (directly or through the hybrid-cgroup launcher, and why) and what it proved about recursively
+// read-only mounts for it (kernel, runtime and how it was determined, fallback, resolved behaviour,
+// the runtime's features document), from PluginInfo of io.containerd.cri.v1.runtime.
 #include <cstdio>
 
 #include <CLI/CLI.hpp>
@@ -31,6 +32,9 @@ void PrintHuman(const nlohmann::json& info) {
   const auto res = rro.value("recursive_read_only", nlohmann::json::object());
   std::vector<std::vector<std::string>> rows = {{"FEATURE", "VALUE", "DETAIL"}};
   rows.push_back({"runtime handler", Str(info, "name"), Str(rro, "binary")});
+  const auto launch = features.value("launch", nlohmann::json::object());
+  if (!launch.empty())
+    rows.push_back({"runtime launch", Str(launch, "mode"), Str(launch, "reason")});
   rows.push_back({"kernel recursive read-only", kernel.value("supported", false) ? "yes" : "no", Str(kernel, "reason")});
   rows.push_back({"runtime rro option", Str(runtime, "supported") + " (" + Str(runtime, "determined_by") + ")",
                   Str(runtime, "detail")});
@@ -53,7 +57,9 @@ void PrintHuman(const nlohmann::json& info) {
 }  // namespace
 
 void AddFeaturesCommands(CLI::App& app, Globals& g) {
-  auto* cmd = app.add_subcommand("features", "recursive read-only support of a runtime handler (default: the default handler)");
+  auto* cmd = app.add_subcommand("features",
+                                 "how a runtime handler's runtime is called and its recursive "
+                                 "read-only support (default: the default handler)");
   static std::string handler;
   cmd->add_option("handler", handler, "runtime handler name");
   cmd->callback([&g] {

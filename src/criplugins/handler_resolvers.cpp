@@ -4,11 +4,13 @@
 
 namespace berth::criplugins {
 
-HandlerResolver RROHandlerResolver();  // rro_resolver.cpp
+HandlerResolver LaunchHandlerResolver();  // launch_resolver.cpp
+HandlerResolver RROHandlerResolver();     // rro_resolver.cpp
 
 std::vector<HandlerResolver> BuiltinHandlerResolvers() {
   std::vector<HandlerResolver> resolvers;
   // Add resolvers here, e.g. resolvers.push_back({"rro", &runtime::ResolveRecursiveReadOnly});
+  resolvers.push_back(LaunchHandlerResolver());
   resolvers.push_back(RROHandlerResolver());
   return resolvers;
 }

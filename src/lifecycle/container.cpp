@@ -635,6 +635,9 @@ void RuntimeService::Impl::RemoveContainerLocked(const std::shared_ptr<Container
   std::lock_guard<std::mutex> op(*c->op);
   StopContainerLocked(*c, 0);
   CleanupContainerRuntime(*c);
+  // Staged read-only volumes are released before the reply: the host may then remove what was
+  // mounted below a volume's source (a staged copy would keep its directories busy).
+  mount::CleanupStaged(opts.state_dir, c->id);
   records->DeleteContainer(c->id);
   // The rootfs unmount, the snapshot and the container's files go after the reply (as
   // containerd leaves snapshots to its garbage collector); Recover() finishes what a restart

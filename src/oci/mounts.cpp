@@ -60,7 +60,10 @@ MountPlan PlanVolumeMount(const VolumeMount& v, const HandlerRRO& rro) {
   m.options = {"rbind"};
   switch (v.propagation) {
     case Propagation::kPrivate: m.options.push_back("rprivate"); break;
-    case Propagation::kHostToContainer: m.options.push_back("rslave"); break;
+    case Propagation::kHostToContainer:
+      m.options.push_back("rslave");
+      plan.needs_slave_rootfs = true;
+      break;
     case Propagation::kBidirectional:
       m.options.push_back("rshared");
       plan.needs_shared_rootfs = true;

@@ -50,6 +50,10 @@ struct MountPlan {
   // BIDIRECTIONAL: the container's rootfs propagation must be shared (linux.rootfsPropagation
   // "rshared") for mounts to travel back to the host.
   bool needs_shared_rootfs = false;
+  // HOST_TO_CONTAINER: the container's rootfs propagation must be at least slave
+  // ("rslave", unless "rshared" is needed) for host mounts to reach it. runc defaults to rslave,
+  // crun to rprivate, so it is set explicitly, as containerd does.
+  bool needs_slave_rootfs = false;
   bool selinux_relabel = false;
   // The host path as mounted: symlinks resolved.
   std::string resolved_host_path;

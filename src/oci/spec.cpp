@@ -677,7 +677,7 @@ json ContainerSpec(const cri::ContainerConfig& config, const cri::PodSandboxConf
     if (ns.ipc() == cri::NODE) AddMount(spec, BindMount("/dev/shm", "/dev/shm", false));
     else if (!o.shm_path.empty()) AddMount(spec, BindMount("/dev/shm", o.shm_path, false));
   }
-  bool shared_rootfs = false;
+  bool shared_rootfs = false, slave_rootfs = false;
   for (int i = 0; i < config.mounts_size(); ++i) {
     const auto& m = config.mounts(i);
     VolumeMount v;
@@ -696,10 +696,13 @@ json ContainerSpec(const cri::ContainerConfig& config, const cri::PodSandboxConf
       throw Error(Code::kUnimplemented, "mounts[" + std::to_string(i) + "].image: image volumes are not supported");
     MountPlan plan = PlanVolumeMount(v, o.rro);
     shared_rootfs |= plan.needs_shared_rootfs;
+    slave_rootfs |= plan.needs_slave_rootfs;
     AddMount(spec, MountToJson(plan.mount));
     if (volumes) volumes->push_back(std::move(plan));
   }
   if (shared_rootfs) Linux(spec)["rootfsPropagation"] = "rshared";
+  else if (slave_rootfs && Linux(spec).value("rootfsPropagation", "") != "rshared")
+    Linux(spec)["rootfsPropagation"] = "rslave";
 
   // Privileged: all devices, no masked paths, writable /sys.
   if (sc.privileged()) {

@@ -13,8 +13,8 @@ struct CliOptions {
   std::string binary = "runc";  // path or name (looked up in PATH)
   std::string root;             // --root; "" = the runtime's default
   bool systemd_cgroup = false;  // --systemd-cgroup
-  // Run crun in a private mount namespace without /sys/fs/cgroup/unified on hybrid cgroup hosts
-  // (see hostcompat.h); has no effect for other runtimes or hosts.
+  // Run the runtime through the hybrid-cgroup launcher where DecideLaunch (hostcompat.h) proved
+  // it needs it (a runtime that refuses hybrid cgroup hosts); no effect elsewhere.
   bool hybrid_cgroup_workaround = true;
   std::chrono::milliseconds timeout{60000};  // per command
   std::string tmp_dir = "/tmp";              // process/resources files for exec and update
@@ -49,7 +49,7 @@ class Cli {
   std::string name() const;
 
   // The command line prefix: [binary, --root R, --systemd-cgroup, --log-format json], plus
-  // "--log <log_file>" when log_file is given; wrapped for the hybrid cgroup workaround.
+  // "--log <log_file>" when log_file is given; wrapped for the hybrid-cgroup launcher when needed.
   // berth-monitor gets this for `create`.
   std::vector<std::string> Argv(const std::vector<std::string>& args,
                                 const std::string& log_file = "") const;

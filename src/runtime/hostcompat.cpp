@@ -25,18 +25,35 @@ bool IsHybridCgroupHost() {
 }
 
 bool NeedsHybridCgroupWorkaround(const std::string& runtime_binary) {
-  auto slash = runtime_binary.rfind('/');
-  std::string base = slash == std::string::npos ? runtime_binary : runtime_binary.substr(slash + 1);
-  return base == "crun" && IsHybridCgroupHost();
+  return DecideLaunch(runtime_binary).hybrid_launcher;
 }
 
+namespace {
+
+std::string Tool(const char* name) {
+  auto p = exec::LookPath(name);
+  if (!p)
+    throw Error(Code::kNotFound,
+                std::string("hybrid cgroup launcher needs util-linux \"") + name + "\"");
+  return *p;
+}
+
+}  // namespace
+
 std::vector<std::string> WrapArgvForHybridCgroup(const std::vector<std::string>& argv) {
-  if (argv.empty()) throw Error(Code::kInvalidArgument, "hybrid cgroup workaround: empty command line");
-  auto unshare = exec::LookPath("unshare");
-  if (!unshare) throw Error(Code::kNotFound, "hybrid cgroup workaround needs util-linux \"unshare\"");
-  std::vector<std::string> out{*unshare, "--mount", "--propagation", "private", "/bin/sh", "-c",
-                               std::string("umount -l ") + kHybridUnifiedMount +
-                                   " 2>/dev/null; exec \"$0\" \"$@\""};
+  if (argv.empty())
+    throw Error(Code::kInvalidArgument, "hybrid cgroup launcher: empty command line");
+  // Only the cgroup2 mount is made private (in the new namespace alone) before it is detached:
+  // an unmount of a shared mount would propagate to the host. Nothing else changes propagation.
+  const std::string u = kHybridUnifiedMount;
+  std::vector<std::string> out{Tool("unshare"),
+                               "--mount",
+                               "--propagation",
+                               "unchanged",
+                               "/bin/sh",
+                               "-c",
+                               "'" + Tool("mount") + "' --make-private " + u + " && '" +
+                                   Tool("umount") + "' -l " + u + " && exec \"$0\" \"$@\""};
   out.insert(out.end(), argv.begin(), argv.end());
   return out;
 }
@@ -48,8 +65,8 @@ std::vector<std::string> RuntimeArgv(const std::vector<std::string>& argv) {
 
 int EnterHybridCgroupWorkaround() {
   if (::unshare(CLONE_NEWNS) != 0) return errno;
-  if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) return errno;
-  if (::umount2(kHybridUnifiedMount, MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT) return errno;
+  if (::mount(nullptr, kHybridUnifiedMount, nullptr, MS_PRIVATE, nullptr) != 0) return errno;
+  if (::umount2(kHybridUnifiedMount, MNT_DETACH) != 0) return errno;
   return 0;
 }
 

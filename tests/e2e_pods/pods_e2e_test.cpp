@@ -1,16 +1,20 @@
 // End-to-end pods and containers: the real berthd (runc, berth-monitor, berth-pause) on a
 // temporary socket, root and state, an image imported from an OCI archive built in the test,
-// and a real gRPC client. Needs root, runc and busybox-static; skips otherwise.
+// and a real gRPC client, with runc and with crun as the default runtime handler. Needs root, the
+// runtime and busybox-static; skips otherwise.
 #include "runtime/v1/api.grpc.pb.h"  // first: its enum Signal names collide with <signal.h> macros
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -47,10 +51,16 @@ std::unique_ptr<grpc::ClientContext> Ctx(int seconds = 60) {
 
 class Berthd {
  public:
-  // runc_extra: lines added to the runc handler's table; extra: tables appended to the config.
-  explicit Berthd(const std::string& dir, const std::string& runc_extra = "", const std::string& extra = "") : dir_(dir) {
+  // handler: the default runtime handler ("runc" or "crun", each with its own binary; both are
+  // configured). handler_extra: lines added to the default handler's table; extra: tables
+  // appended to the config; binary: the default handler's BinaryName ("" = the handler's name).
+  Berthd(const std::string& dir, const std::string& handler, const std::string& handler_extra = "",
+         const std::string& extra = "", const std::string& binary = "")
+      : dir_(dir) {
     socket_ = dir + "/berth.sock";
     config_ = dir + "/config.toml";
+    const std::string runtimes = "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.";
+    const std::string other = handler == "runc" ? "crun" : "runc";
     std::ostringstream c;
     c << "version = 3\n"
       << "root = \"" << dir << "/root\"\n"
@@ -60,10 +70,13 @@ class Berthd {
       << "[plugins.\"io.containerd.cri.v1.runtime\"]\n"
       << "restrict_oom_score_adj = true\n"
       << "[plugins.\"io.containerd.cri.v1.runtime\".containerd]\n"
-      << "default_runtime_name = \"runc\"\n"
-      << "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.runc]\n"
-      << "runtime_type = \"io.containerd.runc.v2\"\n"
-      << runc_extra << extra;
+      << "default_runtime_name = \"" << handler << "\"\n"
+      << runtimes << other << "]\nruntime_type = \"io.containerd.runc.v2\"\n"
+      << runtimes << other << ".options]\nBinaryName = \"" << other << "\"\n"
+      << runtimes << handler << "]\nruntime_type = \"io.containerd.runc.v2\"\n"
+      << handler_extra << runtimes << handler << ".options]\n"
+      << "BinaryName = \"" << (binary.empty() ? handler : binary) << "\"\n"
+      << extra;
     berth::testing::WriteFile(config_, c.str());
   }
   ~Berthd() { Stop(SIGTERM); }
@@ -120,14 +133,15 @@ class Berthd {
   std::unique_ptr<berth::images::v1::Images::Stub> images_;
 };
 
-class PodsE2E : public ::testing::Test {
+// Every test runs with runc and with crun as the default runtime handler.
+class PodsE2E : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    std::string reason = berth::testing::ContainerSkipReason("runc");
+    std::string reason = berth::testing::ContainerSkipReason(GetParam());
     if (!reason.empty()) GTEST_SKIP() << reason;
     if (berth::testing::BusyboxPath().empty()) GTEST_SKIP() << "busybox-static is not installed";
     dir_ = std::make_unique<TempDir>("berth-e2e-pods");
-    d_ = std::make_unique<Berthd>(dir_->path(), RuncExtra(), Extra());
+    d_ = std::make_unique<Berthd>(dir_->path(), GetParam(), HandlerExtra(), Extra(), Binary());
     std::string err = d_->Start();
     ASSERT_EQ(err, "");
     berth::testing::TestImageOptions opts;
@@ -143,7 +157,8 @@ class PodsE2E : public ::testing::Test {
     ASSERT_TRUE(st.ok()) << st.error_message();
   }
   // Configuration a test fixture adds (called after dir_ exists, before berthd starts).
-  virtual std::string RuncExtra() { return ""; }
+  virtual std::string HandlerExtra() { return ""; }
+  virtual std::string Binary() { return ""; }
   virtual std::string Extra() { return ""; }
 
   void TearDown() override {
@@ -177,8 +192,9 @@ class PodsE2E : public ::testing::Test {
     EXPECT_TRUE(st.ok()) << st.error_message();
     return resp.pod_sandbox_id();
   }
-  grpc::Status Create(const std::string& pod, const v1::PodSandboxConfig& pc, const std::string& name,
-                      const std::string& script, std::string* id) {
+  grpc::Status Create(const std::string& pod, const v1::PodSandboxConfig& pc,
+                      const std::string& name, const std::string& script, std::string* id,
+                      const std::function<void(v1::ContainerConfig&)>& edit = nullptr) {
     v1::CreateContainerRequest req;
     req.set_pod_sandbox_id(pod);
     *req.mutable_sandbox_config() = pc;
@@ -189,9 +205,11 @@ class PodsE2E : public ::testing::Test {
     c->add_command("-c");
     c->add_command(script);
     c->set_log_path(name + ".log");
+    if (edit) edit(*c);
     v1::CreateContainerResponse resp;
     auto st = d_->rt().CreateContainer(Ctx().get(), req, &resp);
     if (id) *id = resp.container_id();
+    create_error_ = st.error_message();
     return st;
   }
   void Start(const std::string& id) {
@@ -222,9 +240,10 @@ class PodsE2E : public ::testing::Test {
 
   std::unique_ptr<TempDir> dir_;
   std::unique_ptr<Berthd> d_;
+  std::string create_error_;  // of the last Create
 };
 
-TEST_F(PodsE2E, LifecycleExecLogsEventsAndBadRequests) {
+TEST_P(PodsE2E, LifecycleExecLogsEventsAndBadRequests) {
   grpc::ClientContext ev_ctx;
   v1::GetEventsRequest ev_req;
   auto reader = d_->rt().GetContainerEvents(&ev_ctx, ev_req);
@@ -345,7 +364,7 @@ TEST_F(PodsE2E, LifecycleExecLogsEventsAndBadRequests) {
 #endif
 }
 
-TEST_F(PodsE2E, SurvivesSigkillOfBerthd) {
+TEST_P(PodsE2E, SurvivesSigkillOfBerthd) {
   auto pc = Pod("survivor");
   std::string pod = RunPod(pc);
   std::string run, quit;
@@ -399,7 +418,7 @@ TEST_F(PodsE2E, SurvivesSigkillOfBerthd) {
 class PodsE2EConfigured : public PodsE2E {
  protected:
   static constexpr const char* kPause = "127.0.0.1:1/test/pause:e2e";
-  std::string RuncExtra() override {
+  std::string HandlerExtra() override {
     auto base = berth::oci::DefaultSpec();
     base["process"]["env"].push_back("FROM_BASE=e2e");
     base["process"]["rlimits"] = nlohmann::json::parse(R"([{"type":"RLIMIT_NOFILE","hard":2345,"soft":2345}])");
@@ -455,7 +474,7 @@ class PodsE2EConfigured : public PodsE2E {
   }
 };
 
-TEST_F(PodsE2EConfigured, BaseRuntimeSpecAndSandboxImage) {
+TEST_P(PodsE2EConfigured, BaseRuntimeSpecAndSandboxImage) {
   // The image is absent and its registry refuses: the pull's error, naming the image; nothing
   // of the sandbox is left.
   v1::RunPodSandboxRequest req;
@@ -498,7 +517,7 @@ class PodsE2EPulledSandbox : public PodsE2EConfigured {
   std::unique_ptr<berth::testing::LocalRegistry> registry_;
 };
 
-TEST_F(PodsE2EPulledSandbox, SandboxImageIsPulledWhenAbsent) {
+TEST_P(PodsE2EPulledSandbox, SandboxImageIsPulledWhenAbsent) {
   std::string image = registry_->host() + "/test/pause:pulled";
   ExpectPinnedPod(image);
   auto images = v1::ImageService::NewStub(grpc::CreateChannel("unix:" + d_->socket(), grpc::InsecureChannelCredentials()));
@@ -508,5 +527,203 @@ TEST_F(PodsE2EPulledSandbox, SandboxImageIsPulledWhenAbsent) {
   ASSERT_TRUE(images->ImageStatus(Ctx().get(), sreq, &sresp).ok());
   EXPECT_TRUE(sresp.has_image()) << "the sandbox image is in the image store after the pull";
 }
+
+// Mount propagation and the lifetime of volume mounts (for both handlers): what a container sees
+// of the host, what the host sees of it, and that nothing of berth's holds a host mount once the
+// container is gone.
+class PodsE2EMounts : public PodsE2E {
+ protected:
+  // The lines of the host's mountinfo that name this test's directory (berthd's root and state
+  // are below it, so every mount berth makes for the test is there) or the cgroup2 mount of a
+  // hybrid host (which the hybrid-cgroup launcher must leave alone on the host).
+  std::set<std::string> HostMounts() {
+    std::set<std::string> out;
+    std::istringstream in(ReadAll("/proc/self/mountinfo"));
+    for (std::string line; std::getline(in, line);)
+      if (line.find(dir_->path()) != std::string::npos ||
+          line.find(" /sys/fs/cgroup/unified ") != std::string::npos)
+        out.insert(line);
+    return out;
+  }
+  // A directory bind-mounted onto itself and made shared, as kubelet's volumes with propagation
+  // are.
+  std::string SharedDir(const std::string& name) {
+    std::string d = *dir_ / name;
+    berth::fs::MkdirAll(d);
+    EXPECT_EQ(::mount(d.c_str(), d.c_str(), nullptr, MS_BIND, nullptr), 0) << strerror(errno);
+    EXPECT_EQ(::mount(nullptr, d.c_str(), nullptr, MS_SHARED, nullptr), 0) << strerror(errno);
+    return d;
+  }
+  static void AddVolume(v1::ContainerConfig& c, const std::string& host, const std::string& path,
+                        v1::MountPropagation p, bool ro = false, bool rro = false) {
+    auto* m = c.add_mounts();
+    m->set_host_path(host);
+    m->set_container_path(path);
+    m->set_propagation(p);
+    m->set_readonly(ro);
+    m->set_recursive_read_only(rro);
+  }
+  std::string Exec(const std::string& id, const std::string& script) {
+    v1::ExecSyncRequest r;
+    r.set_container_id(id);
+    for (const char* a : {"sh", "-c"}) r.add_cmd(a);
+    r.add_cmd(script);
+    r.set_timeout(20);
+    v1::ExecSyncResponse out;
+    auto st = d_->rt().ExecSync(Ctx().get(), r, &out);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    return out.stdout() + out.stderr();
+  }
+  void RemovePod(const std::string& pod) {
+    v1::StopPodSandboxRequest sp;
+    sp.set_pod_sandbox_id(pod);
+    v1::StopPodSandboxResponse spr;
+    ASSERT_TRUE(d_->rt().StopPodSandbox(Ctx().get(), sp, &spr).ok());
+    v1::RemovePodSandboxRequest rp;
+    rp.set_pod_sandbox_id(pod);
+    v1::RemovePodSandboxResponse rpr;
+    ASSERT_TRUE(d_->rt().RemovePodSandbox(Ctx().get(), rp, &rpr).ok());
+  }
+  // Unmounts `dir` (MNT_DETACH) and removes it: what a test suite does with its volume's submount.
+  static int DetachAndRemove(const std::string& dir) {
+    if (::umount2(dir.c_str(), MNT_DETACH) != 0) return errno;
+    return ::rmdir(dir.c_str()) == 0 ? 0 : errno;
+  }
+};
+
+TEST_P(PodsE2EMounts, HostToContainerAndBidirectionalPropagation) {
+  std::string slave = SharedDir("slave"), shared = SharedDir("shared");
+  auto before = HostMounts();
+  auto pc = Pod("prop");
+  pc.mutable_linux()->mutable_security_context()->set_privileged(true);
+  std::string pod = RunPod(pc), id;
+  ASSERT_TRUE(Create(pod, pc, "c", "sleep 1000", &id, [&](v1::ContainerConfig& c) {
+                c.mutable_linux()->mutable_security_context()->set_privileged(
+                    true);  // to mount inside
+                AddVolume(c, slave, "/slave", v1::PROPAGATION_HOST_TO_CONTAINER);
+                AddVolume(c, shared, "/shared", v1::PROPAGATION_BIDIRECTIONAL);
+              }).ok())
+      << create_error_;
+  Start(id);
+  // Host mounts made after the start reach the container through both volumes.
+  for (const auto& d : {slave, shared}) {
+    berth::fs::MkdirAll(d + "/late");
+    ASSERT_EQ(::mount("late", (d + "/late").c_str(), "tmpfs", 0, "size=64k"), 0) << strerror(errno);
+    berth::testing::WriteFile(d + "/late/f", "from-host");
+  }
+  EXPECT_EQ(Exec(id, "cat /slave/late/f"), "from-host");
+  EXPECT_EQ(Exec(id, "cat /shared/late/f"), "from-host");
+  // A mount made in the container reaches the host through the bidirectional volume only.
+  EXPECT_EQ(Exec(id,
+                 "mkdir -p /shared/inner /slave/inner && mount -t tmpfs inner /shared/inner && "
+                 "mount -t tmpfs inner /slave/inner && echo in > /shared/inner/f && echo in > "
+                 "/slave/inner/f && echo ok"),
+            "ok\n");
+  EXPECT_TRUE(berth::testing::Eventually([&] { return berth::fs::Exists(shared + "/inner/f"); }))
+      << "a mount made in the container did not reach the host through a bidirectional volume; in the container:\n"
+      << Exec(id, "grep -E ' / | /shared| /slave' /proc/self/mountinfo") << "host:\n"
+      << ReadAll("/proc/self/mountinfo");
+  EXPECT_FALSE(berth::fs::Exists(slave + "/inner/f"))
+      << "a host-to-container volume propagated back to the host";
+  RemovePod(pod);
+  for (const auto& m : {slave + "/late", shared + "/late", shared + "/inner"})
+    EXPECT_EQ(DetachAndRemove(m), 0) << m;
+  EXPECT_TRUE(berth::testing::Eventually([&] { return HostMounts() == before; }));
+  EXPECT_EQ(HostMounts(), before);
+}
+
+// An rro volume with a tmpfs submount, by the KEP field and by treat_ro_mounts_as_rro: the
+// submount is read-only in the container; the host can detach and remove it while the container
+// still runs (the order a CRI test suite cleans up in) and after the container is removed.
+TEST_P(PodsE2EMounts, RroSubmountsAreReleased) {
+  std::string kep = *dir_ / "kep", ro = *dir_ / "ro";
+  for (const auto& d : {kep, ro}) {
+    berth::fs::MkdirAll(d + "/tmpfs");
+    ASSERT_EQ(::mount("sub", (d + "/tmpfs").c_str(), "tmpfs", 0, "size=64k"), 0) << strerror(errno);
+  }
+  auto before = HostMounts();
+  auto pc = Pod("rro");
+  std::string pod = RunPod(pc), id;
+  ASSERT_TRUE(Create(pod, pc, "c", "sleep 1000", &id, [&](v1::ContainerConfig& c) {
+                AddVolume(c, kep, "/kep", v1::PROPAGATION_PRIVATE, true, true);
+                AddVolume(c, ro, "/ro", v1::PROPAGATION_PRIVATE, true, false);
+              }).ok())
+      << create_error_;
+  Start(id);
+  EXPECT_EQ(
+      Exec(id,
+           "for d in /kep /ro; do touch $d/tmpfs/f 2>&1 | grep -c 'Read-only file system'; done"),
+      "1\n1\n");
+  EXPECT_EQ(DetachAndRemove(kep + "/tmpfs"), 0)
+      << "removing a submount of a running container's rro volume";
+  RemovePod(pod);
+  EXPECT_EQ(DetachAndRemove(ro + "/tmpfs"), 0)
+      << "removing a submount of a removed container's rro volume";
+  before.erase(std::find_if(before.begin(), before.end(), [&](const std::string& l) {
+    return l.find(kep + "/tmpfs ") != std::string::npos;
+  }));
+  before.erase(std::find_if(before.begin(), before.end(), [&](const std::string& l) {
+    return l.find(ro + "/tmpfs ") != std::string::npos;
+  }));
+  EXPECT_TRUE(berth::testing::Eventually([&] { return HostMounts() == before; }));
+  EXPECT_EQ(HostMounts(), before);
+}
+
+// The same with berth's staged fallback: the handler's runtime says it has no `rro` (its
+// `features` lacks it), so berth stages a recursively read-only copy of each volume itself.
+class PodsE2EStaged : public PodsE2EMounts {
+ protected:
+  std::string Binary() override {
+    auto runc = *berth::exec::LookPath("runc");
+    auto doc = nlohmann::json::parse(berth::exec::Run({runc, "features"}).out);
+    auto& opts = doc["mountOptions"];
+    for (auto it = opts.begin(); it != opts.end();) it = (*it == "rro") ? opts.erase(it) : it + 1;
+    berth::testing::WriteFile(*dir_ / "fake/features.json", doc.dump());
+    // Named as the real runtime, which it runs for everything but `features`.
+    std::string script = *dir_ / ("fake/" + GetParam());
+    berth::testing::WriteFile(script, "#!/bin/sh\nif [ \"$1\" = features ]; then cat '" +
+                                          *dir_ / "fake/features.json" + "'; exit 0; fi\nexec '" +
+                                          *berth::exec::LookPath(GetParam()) + "' \"$@\"\n");
+    ::chmod(script.c_str(), 0755);
+    return script;
+  }
+};
+
+TEST_P(PodsE2EStaged, RroSubmountsAreReleased) {
+  std::string vol = *dir_ / "vol";
+  berth::fs::MkdirAll(vol + "/tmpfs");
+  ASSERT_EQ(::mount("sub", (vol + "/tmpfs").c_str(), "tmpfs", 0, "size=64k"), 0) << strerror(errno);
+  auto before = HostMounts();
+  auto pc = Pod("staged");
+  std::string pod = RunPod(pc), id;
+  ASSERT_TRUE(Create(pod, pc, "c", "sleep 1000", &id, [&](v1::ContainerConfig& c) {
+                AddVolume(c, vol, "/vol", v1::PROPAGATION_PRIVATE, true, true);
+              }).ok())
+      << create_error_;
+  Start(id);
+  bool staged = false;
+  for (const auto& l : HostMounts()) staged |= l.find("/rro/") != std::string::npos;
+  EXPECT_TRUE(staged) << "berth did not stage the volume";
+  EXPECT_EQ(Exec(id, "touch /vol/tmpfs/f 2>&1 | grep -c 'Read-only file system'"), "1\n");
+  RemovePod(pod);
+  EXPECT_EQ(DetachAndRemove(vol + "/tmpfs"), 0)
+      << "removing a submount of a removed container's staged rro volume; host mounts:\n"
+      << ReadAll("/proc/self/mountinfo");
+  before.erase(std::find_if(before.begin(), before.end(), [&](const std::string& l) {
+    return l.find(vol + "/tmpfs ") != std::string::npos;
+  }));
+  EXPECT_TRUE(berth::testing::Eventually([&] { return HostMounts() == before; }));
+  EXPECT_EQ(HostMounts(), before);
+}
+
+std::string HandlerName(const ::testing::TestParamInfo<std::string>& info) { return info.param; }
+
+INSTANTIATE_TEST_SUITE_P(Handlers, PodsE2E, ::testing::Values("runc", "crun"), HandlerName);
+INSTANTIATE_TEST_SUITE_P(Handlers, PodsE2EConfigured, ::testing::Values("runc", "crun"),
+                         HandlerName);
+INSTANTIATE_TEST_SUITE_P(Handlers, PodsE2EPulledSandbox, ::testing::Values("runc", "crun"),
+                         HandlerName);
+INSTANTIATE_TEST_SUITE_P(Handlers, PodsE2EMounts, ::testing::Values("runc", "crun"), HandlerName);
+INSTANTIATE_TEST_SUITE_P(Handlers, PodsE2EStaged, ::testing::Values("runc", "crun"), HandlerName);
 
 }  // namespace

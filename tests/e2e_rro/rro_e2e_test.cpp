@@ -1,7 +1,7 @@
 // End to end: a volume directory with a tmpfs submount, mounted read-only into a busybox
-// container through the spec generator, with real runc, crun (hybrid cgroup workaround) and a
-// runtime whose features lack `rro` (berth's fallback). The container writes into the submount;
-// the audit inspects the container's mountinfo.
+// container through the spec generator, with real runc, crun (directly or through the
+// hybrid-cgroup launcher, as probed) and runtimes whose features lack `rro` (berth's fallback). The
+// container writes into the submount; the audit inspects the container's mountinfo.
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -35,7 +35,7 @@ std::string ProbePath() {
 
 struct Case {
   std::string name;
-  std::string runtime;      // "runc", "crun" or "fake" (runc whose features lack rro)
+  std::string runtime;      // "runc", "crun", "fake" (runc whose features lack rro), "fake-crun"
   std::string config;       // treat_ro_mounts_as_rro
   bool kep = false;         // Mount.recursive_read_only
   bool fallback = true;     // berth's fallback allowed
@@ -48,13 +48,14 @@ void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 class E2E : public ::testing::TestWithParam<Case> {
  protected:
   void SetUp() override {
-    std::string real = GetParam().runtime == "fake" ? "runc" : GetParam().runtime;
+    const std::string& rt = GetParam().runtime;
+    std::string real = rt == "fake" ? "runc" : rt == "fake-crun" ? "crun" : rt;
     std::string why = testing::ContainerSkipReason(real);
     if (!why.empty()) GTEST_SKIP() << why;
     if (testing::BusyboxPath().empty()) GTEST_SKIP() << "busybox-static is not installed";
     if (ProbePath().empty()) GTEST_SKIP() << "berth-rro-probe not built";
     binary_ = *exec::LookPath(real);
-    if (GetParam().runtime == "fake") binary_ = MakeFakeRuntime(binary_);
+    if (rt.rfind("fake", 0) == 0) binary_ = MakeFakeRuntime(binary_);
     state_ = tmp_ / "state";
     root_ = tmp_ / "runtime-root";
     bundle_ = tmp_ / "bundle";
@@ -81,17 +82,19 @@ class E2E : public ::testing::TestWithParam<Case> {
     }
   }
 
-  // A runtime that is runc for everything, but whose `features` output lacks "rro".
-  std::string MakeFakeRuntime(const std::string& runc) {
-    auto r = exec::Run({runc, "features"});
+  // A runtime that is `real` (runc or crun) for everything but `features`, which prints runc's
+  // without "rro". It carries the real runtime's name.
+  std::string MakeFakeRuntime(const std::string& real) {
+    auto r = exec::Run({*exec::LookPath("runc"), "features"});
     auto doc = nlohmann::json::parse(r.out);
     auto& opts = doc["mountOptions"];
     for (auto it = opts.begin(); it != opts.end();)
       it = (*it == "rro") ? opts.erase(it) : it + 1;
     testing::WriteFile(tmp_ / "fake/features.json", doc.dump(2));
-    std::string script = tmp_ / "fake/fake-runc";
-    testing::WriteFile(script, "#!/bin/sh\nif [ \"$1\" = features ]; then cat '" + tmp_ / "fake/features.json" +
-                                   "'; exit 0; fi\nexec '" + runc + "' \"$@\"\n");
+    std::string script = tmp_ / ("fake/" + real.substr(real.rfind('/') + 1));
+    testing::WriteFile(script, "#!/bin/sh\nif [ \"$1\" = features ]; then cat '" +
+                                   tmp_ / "fake/features.json" + "'; exit 0; fi\nexec '" + real +
+                                   "' \"$@\"\n");
     ::chmod(script.c_str(), 0755);
     return script;
   }
@@ -202,17 +205,21 @@ TEST_P(E2E, VolumeSubmountWritability) {
 
 INSTANTIATE_TEST_SUITE_P(
     Cases, E2E,
-    ::testing::Values(Case{"runc_disabled", "runc", "Disabled", false, true, false, "features"},
-                      Case{"runc_ifpossible", "runc", "IfPossible", false, true, true, "features"},
-                      Case{"runc_default", "runc", "", false, true, true, "features"},
-                      Case{"runc_kep", "runc", "Disabled", true, true, true, "features"},
-                      Case{"crun_disabled", "crun", "Disabled", false, true, false, "probe"},
-                      Case{"crun_ifpossible", "crun", "IfPossible", false, true, true, "probe"},
-                      Case{"crun_kep", "crun", "Disabled", true, true, true, "probe"},
-                      Case{"fake_ifpossible_fallback", "fake", "IfPossible", false, true, true, "fallback"},
-                      Case{"fake_enabled_fallback", "fake", "Enabled", false, true, true, "fallback"},
-                      Case{"fake_kep_fallback", "fake", "Disabled", true, true, true, "fallback"},
-                      Case{"fake_ifpossible_nofallback", "fake", "IfPossible", false, false, false, "features"}),
+    ::testing::Values(
+        Case{"runc_disabled", "runc", "Disabled", false, true, false, "features"},
+        Case{"runc_ifpossible", "runc", "IfPossible", false, true, true, "features"},
+        Case{"runc_default", "runc", "", false, true, true, "features"},
+        Case{"runc_kep", "runc", "Disabled", true, true, true, "features"},
+        Case{"crun_disabled", "crun", "Disabled", false, true, false, "probe"},
+        Case{"crun_ifpossible", "crun", "IfPossible", false, true, true, "probe"},
+        Case{"crun_kep", "crun", "Disabled", true, true, true, "probe"},
+        Case{"fake_ifpossible_fallback", "fake", "IfPossible", false, true, true, "fallback"},
+        Case{"fake_enabled_fallback", "fake", "Enabled", false, true, true, "fallback"},
+        Case{"fake_kep_fallback", "fake", "Disabled", true, true, true, "fallback"},
+        Case{"fake_ifpossible_nofallback", "fake", "IfPossible", false, false, false, "features"},
+        Case{"fakecrun_ifpossible_fallback", "fake-crun", "IfPossible", false, true, true,
+             "fallback"},
+        Case{"fakecrun_kep_fallback", "fake-crun", "Disabled", true, true, true, "fallback"}),
     [](const auto& info) { return info.param.name; });
 
 TEST(E2EResolution, EnabledWithoutRroAndWithoutFallbackFails) {

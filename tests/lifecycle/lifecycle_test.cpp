@@ -1,5 +1,6 @@
-// RuntimeService against real runc, berth-monitor and berth-pause, with a busybox image held by
-// an overlay (or native) snapshotter. Needs root and runc; skips otherwise.
+// RuntimeService against real runc and crun (each as the default runtime handler), berth-monitor
+// and berth-pause, with a busybox image held by an overlay (or native) snapshotter. Needs root and
+// the runtime; skips otherwise.
 #include "runtime/v1/api.pb.h"  // first: its enum Signal names collide with <signal.h> macros
 
 #include "lifecycle/service.h"
@@ -94,10 +95,10 @@ class BusyboxImages : public ImageProvider {
   std::unique_ptr<berth::snapshot::Snapshotter> snap_;
 };
 
-class LifecycleTest : public ::testing::Test {
+class LifecycleTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    std::string reason = berth::testing::ContainerSkipReason("runc");
+    std::string reason = berth::testing::ContainerSkipReason(GetParam());
     if (!reason.empty()) GTEST_SKIP() << reason;
     if (berth::testing::BusyboxPath().empty()) GTEST_SKIP() << "busybox-static is not installed";
     dir_ = std::make_unique<TempDir>("berth-lifecycle");
@@ -128,10 +129,11 @@ class LifecycleTest : public ::testing::Test {
     o.monitor_path = BERTH_MONITOR_PATH;
     o.pause_path = BERTH_PAUSE_PATH;
     berth::lifecycle::Handler h;
-    h.name = "runc";
-    h.binary = "runc";
+    h.name = GetParam();
+    h.binary = GetParam();
     h.treat_ro_mounts_as_rro = rro;
-    o.handlers["runc"] = h;
+    o.handlers[h.name] = h;
+    o.default_handler = h.name;
     o.restrict_oom_score_adj = true;
     o.images = images_;
     o.poll_interval = std::chrono::milliseconds(50);
@@ -237,7 +239,9 @@ class LifecycleTest : public ::testing::Test {
     int pid = info["pid"].get<int>();
     for (int i = 0; i < 500; ++i) {
       std::string cmd = Slurp("/proc/" + std::to_string(pid) + "/cmdline");
-      if (!cmd.empty() && cmd.find("runc") == std::string::npos && cmd.rfind("/proc/self/exe", 0) != 0) break;
+      if (!cmd.empty() && cmd.find(GetParam()) == std::string::npos &&
+          cmd.rfind("/proc/self/exe", 0) != 0)
+        break;
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     return pid;
@@ -257,7 +261,7 @@ class LifecycleTest : public ::testing::Test {
   std::unique_ptr<RuntimeService> svc_;
 };
 
-TEST_F(LifecycleTest, FullLifecycleWithLogsAndEvents) {
+TEST_P(LifecycleTest, FullLifecycleWithLogsAndEvents) {
   auto events = svc_->SubscribeEvents();
   auto pcfg = PodConfig("web");
   std::string pod = RunPod(pcfg);
@@ -270,7 +274,7 @@ TEST_F(LifecycleTest, FullLifecycleWithLogsAndEvents) {
   EXPECT_EQ(sresp.status().state(), v1::SANDBOX_READY);
   EXPECT_EQ(sresp.status().metadata().name(), "web");
   EXPECT_EQ(sresp.status().runtime_handler(), "");  // as the request named it: the default
-  EXPECT_EQ(nlohmann::json::parse(sresp.info().at("info"))["runtimeHandler"], "runc");
+  EXPECT_EQ(nlohmann::json::parse(sresp.info().at("info"))["runtimeHandler"], GetParam());
   EXPECT_EQ(sresp.status().network().ip(), "");
   EXPECT_EQ(sresp.status().labels().at("app"), "web");
   EXPECT_NE(sresp.info().at("info").find("netNamespacePath"), std::string::npos);
@@ -344,7 +348,7 @@ TEST_F(LifecycleTest, FullLifecycleWithLogsAndEvents) {
   EXPECT_EQ(pods.items_size(), 0);
 }
 
-TEST_F(LifecycleTest, TwoContainersShareTheNetworkNamespaceAndExec) {
+TEST_P(LifecycleTest, TwoContainersShareTheNetworkNamespaceAndExec) {
   auto pcfg = PodConfig("pair");
   std::string pod = RunPod(pcfg);
   std::string a = Create(pod, pcfg, CtrConfig("a", "sleep 1000"));
@@ -398,7 +402,7 @@ TEST_F(LifecycleTest, TwoContainersShareTheNetworkNamespaceAndExec) {
   EXPECT_EQ(Status(b).state(), v1::CONTAINER_EXITED);
 }
 
-TEST_F(LifecycleTest, StopUsesTheImageStopSignal) {
+TEST_P(LifecycleTest, StopUsesTheImageStopSignal) {
   auto pcfg = PodConfig("sig");
   std::string pod = RunPod(pcfg);
   std::string id = Create(pod, pcfg, CtrConfig("trap", "trap 'echo got-usr1; exit 3' USR1; echo ready; while true; do sleep 0.05; done"));
@@ -418,7 +422,7 @@ TEST_F(LifecycleTest, StopUsesTheImageStopSignal) {
   svc_->StopContainer(r);  // idempotent
 }
 
-TEST_F(LifecycleTest, OomKilledContainer) {
+TEST_P(LifecycleTest, OomKilledContainer) {
   auto pcfg = PodConfig("oom");
   std::string pod = RunPod(pcfg);
   auto c = CtrConfig("hog", "dd if=/dev/zero of=/dev/null bs=128M count=1");
@@ -463,7 +467,7 @@ class RroTest : public LifecycleTest {
   }
 };
 
-TEST_F(LifecycleTest, StartErrorsCarryTheRuntimeMessage) {
+TEST_P(LifecycleTest, StartErrorsCarryTheRuntimeMessage) {
   auto pcfg = PodConfig("badcmd");
   std::string pod = RunPod(pcfg);
   v1::ContainerConfig c = CtrConfig("missing", "");
@@ -492,13 +496,13 @@ TEST_F(LifecycleTest, StartErrorsCarryTheRuntimeMessage) {
   EXPECT_EQ(WaitExited(ok).exit_code(), 3);
 }
 
-TEST_F(RroTest, ReadOnlyVolumesAreRecursiveByDefault) {
+TEST_P(RroTest, ReadOnlyVolumesAreRecursiveByDefault) {
   bool rro = false;
   EXPECT_NE(WriteIntoSubmount(&rro), 0);
   EXPECT_TRUE(rro);
 }
 
-TEST_F(RroTest, DisabledKeepsSubmountsWritable) {
+TEST_P(RroTest, DisabledKeepsSubmountsWritable) {
   svc_.reset();
   svc_ = Make("Disabled");
   bool rro = true;
@@ -508,15 +512,17 @@ TEST_F(RroTest, DisabledKeepsSubmountsWritable) {
 
 // A handler whose rro the CRI runtime plugin resolved keeps that resolution: here "off", although
 // treat_ro_mounts_as_rro "" would resolve to on on this host; nothing is probed again.
-TEST_F(RroTest, ResolutionFromThePluginIsUsedAsGiven) {
+TEST_P(RroTest, ResolutionFromThePluginIsUsedAsGiven) {
   svc_.reset();
-  svc_ = Make("", [](berth::lifecycle::Options& o) { o.handlers["runc"].rro = berth::oci::HandlerRRO{}; });
+  svc_ = Make("", [this](berth::lifecycle::Options& o) {
+    o.handlers[GetParam()].rro = berth::oci::HandlerRRO{};
+  });
   bool rro = true;
   EXPECT_EQ(WriteIntoSubmount(&rro), 0);
   EXPECT_FALSE(rro);
 }
 
-TEST_F(LifecycleTest, PerMountRecursiveReadOnlyValidation) {
+TEST_P(LifecycleTest, PerMountRecursiveReadOnlyValidation) {
   auto pcfg = PodConfig("kep");
   std::string pod = RunPod(pcfg);
   auto c = CtrConfig("bad", "true");
@@ -533,7 +539,7 @@ TEST_F(LifecycleTest, PerMountRecursiveReadOnlyValidation) {
   EXPECT_TRUE(Status(id).mounts(0).recursive_read_only());
 }
 
-TEST_F(LifecycleTest, BadRequestsGetTheRightCodes) {
+TEST_P(LifecycleTest, BadRequestsGetTheRightCodes) {
   auto pcfg = PodConfig("bad");
   std::string pod = RunPod(pcfg);
   v1::RunPodSandboxRequest dup;
@@ -607,7 +613,7 @@ TEST_F(LifecycleTest, BadRequestsGetTheRightCodes) {
   EXPECT_EQ(l.containers_size(), 1);
 }
 
-TEST_F(LifecycleTest, RecoversAfterRestart) {
+TEST_P(LifecycleTest, RecoversAfterRestart) {
   auto pcfg = PodConfig("survive");
   std::string pod = RunPod(pcfg);
   std::string run = Create(pod, pcfg, CtrConfig("runner", "sleep 1000"));
@@ -675,7 +681,7 @@ TEST_F(LifecycleTest, RecoversAfterRestart) {
 
 // Seccomp: RuntimeDefault filters (Seccomp: 2 in /proc/self/status), Unconfined does not, a
 // Localhost profile is loaded from its file and enforced.
-TEST_F(LifecycleTest, SeccompProfiles) {
+TEST_P(LifecycleTest, SeccompProfiles) {
   auto mode = [&](const std::string& name, const std::function<void(v1::SecurityProfile*)>& set) {
     std::string log = RunToEnd(name, "grep '^Seccomp:' /proc/self/status; mkdir /tmp/d && echo mkdir-ok",
                                [&](v1::ContainerConfig& c) {
@@ -727,7 +733,7 @@ TEST_F(LifecycleTest, SeccompProfiles) {
 }
 
 // CRI devices: the host's /dev/null appears at another path, usable with the given permissions.
-TEST_F(LifecycleTest, DevicesAreMappedIntoTheContainer) {
+TEST_P(LifecycleTest, DevicesAreMappedIntoTheContainer) {
   std::string log = RunToEnd("dev", "test -c /dev/mynull && echo is-char; echo data > /dev/mynull && echo write-ok; "
                                     "stat -c '%t:%T' /dev/mynull",
                              [](v1::ContainerConfig& c) {
@@ -757,7 +763,7 @@ TEST_F(LifecycleTest, DevicesAreMappedIntoTheContainer) {
 }
 
 // tty: true runs the process on a terminal; its output is logged as stdout.
-TEST_F(LifecycleTest, TtyContainer) {
+TEST_P(LifecycleTest, TtyContainer) {
   std::string log = RunToEnd("tty", "test -t 0 && test -t 1 && echo on-a-tty; echo to-stderr >&2",
                              [](v1::ContainerConfig& c) { c.set_tty(true); });
   EXPECT_NE(log.find(" stdout F on-a-tty\r"), std::string::npos) << log;
@@ -769,7 +775,7 @@ TEST_F(LifecycleTest, TtyContainer) {
 
 // run_as_username is looked up in the image's /etc/passwd; supplemental groups are added to the
 // image's groups of that user.
-TEST_F(LifecycleTest, RunAsUsernameAndSupplementalGroups) {
+TEST_P(LifecycleTest, RunAsUsernameAndSupplementalGroups) {
   auto pcfg = PodConfig("user");
   std::string pod = RunPod(pcfg);
   auto c = CtrConfig("user", "id -u; id -g; id -G");
@@ -799,14 +805,14 @@ TEST_F(LifecycleTest, RunAsUsernameAndSupplementalGroups) {
 }
 
 // The handler's base_runtime_spec (parsed once, shared) is the base of containers and sandboxes.
-TEST_F(LifecycleTest, BaseRuntimeSpecIsHonoured) {
+TEST_P(LifecycleTest, BaseRuntimeSpecIsHonoured) {
   auto base = berth::oci::DefaultSpec();
   base["process"]["env"].push_back("FROM_BASE=yes");
   base["process"]["rlimits"] = nlohmann::json::parse(R"([{"type":"RLIMIT_NOFILE","hard":4321,"soft":4321}])");
   base["linux"]["resources"]["pids"] = {{"limit", 123}};
   auto shared = std::make_shared<const nlohmann::json>(base);
   svc_.reset();
-  svc_ = Make("", [&](berth::lifecycle::Options& o) { o.handlers["runc"].base_spec = shared; });
+  svc_ = Make("", [&](berth::lifecycle::Options& o) { o.handlers[GetParam()].base_spec = shared; });
   auto pcfg = PodConfig("base");
   std::string pod = RunPod(pcfg);
   auto info = VerboseInfo(pod);
@@ -847,7 +853,7 @@ TEST_F(LifecycleTest, BaseRuntimeSpecIsHonoured) {
 }
 
 // pinned_images.sandbox: a sandbox image present locally runs its entrypoint as the pause process.
-TEST_F(LifecycleTest, SandboxImageRunsAsThePauseProcess) {
+TEST_P(LifecycleTest, SandboxImageRunsAsThePauseProcess) {
   svc_.reset();
   svc_ = Make("", [](berth::lifecycle::Options& o) { o.sandbox_image = "berth.test/pause:1"; });
   auto pcfg = PodConfig("pinned");
@@ -891,7 +897,7 @@ TEST_F(LifecycleTest, SandboxImageRunsAsThePauseProcess) {
 
 // Files whose removal a restart interrupted (the records gone, the cleanup after the reply not
 // run) are removed by the next start.
-TEST_F(LifecycleTest, RestartFinishesInterruptedRemovals) {
+TEST_P(LifecycleTest, RestartFinishesInterruptedRemovals) {
   auto pcfg = PodConfig("sweep");
   std::string pod = RunPod(pcfg);
   std::string id = Create(pod, pcfg, CtrConfig("swept", "true"));
@@ -922,7 +928,7 @@ TEST_F(LifecycleTest, RestartFinishesInterruptedRemovals) {
 // the pod's namespaces with the hostname and sysctls applied, sits in its own cgroup, and is
 // confined (no capabilities, no_new_privs, seccomp, an empty read-only root in a mount
 // namespace of its own, the pod's user).
-TEST_F(LifecycleTest, BuiltInPauseIsStartedByBerthdAndConfined) {
+TEST_P(LifecycleTest, BuiltInPauseIsStartedByBerthdAndConfined) {
   auto pcfg = PodConfig("direct");
   auto* lx = pcfg.mutable_linux();
   lx->set_cgroup_parent("/berth-test-direct/pod");
@@ -1068,7 +1074,7 @@ ino_t NetnsInode(const std::string& path) {
 // namespace already). The next sandbox takes it: its command line then names the sandbox, the
 // namespace is the pod's (or given back for host networking), and a spare that died is replaced
 // by a process started on the spot. Closing the service ends the spare.
-TEST_F(LifecycleTest, BuiltInPauseSpareServesTheNextSandbox) {
+TEST_P(LifecycleTest, BuiltInPauseSpareServesTheNextSandbox) {
   std::string a = RunPod(PodConfig("spare-a"));
   ASSERT_EQ(VerboseInfo(a)["pauseStartedBy"], "berthd");
   int spare = 0;
@@ -1116,7 +1122,7 @@ TEST_F(LifecycleTest, BuiltInPauseSpareServesTheNextSandbox) {
 
 // Sysctls the pod cannot own, or the kernel refuses, are refused with the sysctl named, and
 // nothing of the sandbox is left.
-TEST_F(LifecycleTest, BuiltInPauseRefusesBadSysctls) {
+TEST_P(LifecycleTest, BuiltInPauseRefusesBadSysctls) {
   auto expect = [&](const std::string& key, const std::string& value, bool host_net, const std::string& text) {
     auto pcfg = PodConfig("sysctl-" + std::to_string(std::hash<std::string>()(key) % 1000));
     pcfg.mutable_linux()->set_cgroup_parent("/berth-test-sysctl/pod");
@@ -1226,5 +1232,9 @@ TEST(Netns, CreateAndRemove) {
   EXPECT_FALSE(berth::fs::Exists(p));
   berth::network::RemoveNetns(p);
 }
+
+std::string HandlerName(const ::testing::TestParamInfo<std::string>& info) { return info.param; }
+INSTANTIATE_TEST_SUITE_P(Handlers, LifecycleTest, ::testing::Values("runc", "crun"), HandlerName);
+INSTANTIATE_TEST_SUITE_P(Handlers, RroTest, ::testing::Values("runc", "crun"), HandlerName);
 
 }  // namespace

@@ -46,9 +46,12 @@ TEST_F(MountsTest, ReadWriteAndPropagation) {
   EXPECT_EQ(p.mount.destination, "/data");
   EXPECT_EQ(p.mount.source, tmp_ / "dir");
   EXPECT_FALSE(p.needs_shared_rootfs);
+  EXPECT_FALSE(p.needs_slave_rootfs);
   EXPECT_FALSE(p.stage_read_only);
   p = PlanVolumeMount(Vol(false, Propagation::kHostToContainer), kNone);
   EXPECT_EQ(p.mount.options, (Opts{"rbind", "rslave", "rw"}));
+  EXPECT_TRUE(p.needs_slave_rootfs);
+  EXPECT_FALSE(p.needs_shared_rootfs);
   p = PlanVolumeMount(Vol(false, Propagation::kBidirectional), kNone);
   EXPECT_EQ(p.mount.options, (Opts{"rbind", "rshared", "rw"}));
   EXPECT_TRUE(p.needs_shared_rootfs);

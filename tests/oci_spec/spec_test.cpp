@@ -381,6 +381,23 @@ TEST_F(SpecTest, SandboxFilesVolumesAndCgroup) {
   EXPECT_EQ(Spec()["linux"]["cgroupsPath"], "kubepods.slice:berth:c1");
 }
 
+// Host-to-container volumes need a slave (or shared) rootfs, bidirectional ones a shared one;
+// private volumes leave the runtime's default.
+TEST_F(SpecTest, RootfsPropagationFollowsTheVolumes) {
+  bt::WriteFile(dir_ / "vol/file", "x");
+  auto* m = config_.add_mounts();
+  m->set_container_path("/data");
+  m->set_host_path(dir_ / "vol");
+  EXPECT_FALSE(Spec()["linux"].contains("rootfsPropagation"));
+  m->set_propagation(cri::PROPAGATION_HOST_TO_CONTAINER);
+  EXPECT_EQ(Spec()["linux"]["rootfsPropagation"], "rslave");
+  auto* m2 = config_.add_mounts();
+  m2->set_container_path("/both");
+  m2->set_host_path(dir_ / "vol");
+  m2->set_propagation(cri::PROPAGATION_BIDIRECTIONAL);
+  EXPECT_EQ(Spec()["linux"]["rootfsPropagation"], "rshared");
+}
+
 TEST_F(SpecTest, MaskedAndReadonlyPathsFromCri) {
   auto* sc = config_.mutable_linux()->mutable_security_context();
   sc->add_masked_paths("/proc/x");

@@ -193,16 +193,5 @@ TEST(Features, DiskCacheSurvivesTheProcessAndFollowsTheBinary) {
   ClearFeaturesCache();
 }
 
-TEST(HostCompat, WrapsArgv) {
-  auto w = WrapArgvForHybridCgroup({"/usr/bin/crun", "run", "x"});
-  ASSERT_GE(w.size(), 10u);
-  EXPECT_NE(w[0].find("unshare"), std::string::npos);
-  EXPECT_EQ(w[w.size() - 3], "/usr/bin/crun");
-  EXPECT_NE(w[6].find("umount -l /sys/fs/cgroup/unified"), std::string::npos);
-  EXPECT_EQ(RuntimeArgv({"/usr/sbin/runc", "run"}), (std::vector<std::string>{"/usr/sbin/runc", "run"}));
-  EXPECT_FALSE(NeedsHybridCgroupWorkaround("/usr/sbin/runc"));
-  EXPECT_THROW(WrapArgvForHybridCgroup({}), Error);
-}
-
 }  // namespace
 }  // namespace berth::runtime

@@ -22,6 +22,13 @@
 
 namespace berth::testing {
 
+#ifdef BERTH_TEST_RRO_PROBE_PATH
+namespace {
+// The probe container's program for runtime probes in this process and the daemons it starts.
+const bool kProbeEnv = ::setenv("BERTH_RRO_PROBE", BERTH_TEST_RRO_PROBE_PATH, 0) == 0;
+}  // namespace
+#endif
+
 TempDir::TempDir(const std::string& prefix) {
   const char* base = std::getenv("TMPDIR");
   std::string tmpl = std::string(base && *base ? base : "/tmp") + "/" + prefix + "-XXXXXX";
