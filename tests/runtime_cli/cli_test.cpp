@@ -40,6 +40,7 @@ TEST(RuntimeCli, ArgvCarriesGlobalOptions) {
   o.binary = "/bin/true";
   o.root = "/run/x";
   o.systemd_cgroup = true;
+  o.hybrid_cgroup_workaround = false;  // /bin/true runs no probe container: the launcher would wrap it
   Cli cli(o);
   EXPECT_EQ(cli.name(), "true");
   EXPECT_EQ(cli.Argv({"state", "c1"}, "/l.json"),
