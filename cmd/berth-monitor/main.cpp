@@ -10,7 +10,12 @@
 //   berth-monitor --id ID --bundle DIR --pid-file FILE --log-path FILE --exit-file FILE
 //                 [--max-line N] [--sync-fd N] [--runtime-log FILE] [--stdin-fifo FILE]
 //                 [--console-socket FILE] [--action create|run]
+//                 [--attach-socket FILE] [--stdin open|once]
 //                 -- RUNTIME [GLOBAL ARGS...]
+//
+// --attach-socket serves attached clients (monitor/attach.h); --stdin keeps the container's
+// stdin open for them (a pipe, or the terminal), and with `once` closes it when the first
+// attached client's stdin ends.
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -31,6 +36,7 @@
 #include <string_view>
 #include <vector>
 
+#include "monitor/attach.h"
 #include "monitor/crilog.h"
 #include "monitor/exitfile.h"
 
@@ -45,6 +51,8 @@ struct Options {
   long max_line = 16 * 1024;
   int sync_fd = -1;
   bool run = false;  // --action run: `run --detach` (created and started) instead of `create`
+  std::string attach_socket;
+  bool keep_stdin = false, stdin_once = false;  // --stdin open|once
   std::vector<std::string> runtime;  // binary + global args
 };
 
@@ -236,6 +244,7 @@ bool OomKilled(const OomCounter& oc, int signal) {
   const char* m = "usage: berth-monitor --id ID --bundle DIR --pid-file FILE --log-path FILE "
                   "--exit-file FILE [--max-line N] [--sync-fd N] [--runtime-log FILE] "
                   "[--stdin-fifo FILE] [--console-socket FILE] [--action create|run] "
+                  "[--attach-socket FILE] [--stdin open|once] "
                   "-- RUNTIME [ARGS...]\n";
   WriteAll(2, "berth-monitor: " + msg + "\n");
   WriteAll(2, m);
@@ -268,6 +277,13 @@ Options ParseArgs(int argc, char** argv) {
     else if (a == "--runtime-log") o.runtime_log = v;
     else if (a == "--stdin-fifo") o.stdin_fifo = v;
     else if (a == "--console-socket") o.console_socket = v;
+    else if (a == "--attach-socket") o.attach_socket = v;
+    else if (a == "--stdin") {
+      if (std::strcmp(v, "open") != 0 && std::strcmp(v, "once") != 0)
+        Usage(o, "invalid --stdin " + std::string(v) + " (open or once)");
+      o.keep_stdin = true;
+      o.stdin_once = std::strcmp(v, "once") == 0;
+    }
     else if (a == "--sync-fd") continue;
     else if (a == "--action") {
       if (std::strcmp(v, "create") != 0 && std::strcmp(v, "run") != 0)
@@ -376,8 +392,19 @@ int main(int argc, char** argv) {
   int out[2], err[2];
   if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0)
     Fail(o, Errno("berth-monitor: pipe"));
+  bool tty = !o.console_socket.empty();
+  berth::monitor::AttachServer attach;
+  if (!o.attach_socket.empty()) {
+    std::string e = attach.Listen(o.attach_socket, tty);
+    if (!e.empty()) Fail(o, "berth-monitor: attach socket: " + e);
+  }
   int in = -1;
-  if (!o.stdin_fifo.empty()) {
+  if (o.keep_stdin && o.stdin_fifo.empty() && !tty) {
+    int sp[2];  // the container reads its stdin from a pipe held open here for attached clients
+    if (::pipe2(sp, O_CLOEXEC) != 0) Fail(o, Errno("berth-monitor: stdin pipe"));
+    in = sp[0];
+    attach.SetStdin(sp[1], o.stdin_once);
+  } else if (!o.stdin_fifo.empty()) {
     if (::mkfifo(o.stdin_fifo.c_str(), 0600) != 0 && errno != EEXIST)
       Fail(o, Errno("failed to create stdin fifo " + o.stdin_fifo));
     in = ::open(o.stdin_fifo.c_str(), O_RDWR | O_CLOEXEC);
@@ -386,7 +413,6 @@ int main(int argc, char** argv) {
   }
   if (in < 0) Fail(o, Errno("berth-monitor: open container stdin"));
 
-  bool tty = !o.console_socket.empty();
   int lfd = tty ? ListenConsoleSocket(o) : -1;
   std::vector<std::string> args = o.runtime;
   if (o.run) {
@@ -456,7 +482,8 @@ int main(int argc, char** argv) {
 
   for (;;) {
     if (exited && fds[0] < 0 && fds[1] < 0 && fds[2] < 0) break;
-    struct pollfd p[6];
+    constexpr int kPoll = 6 + 4 * berth::monitor::AttachServer::kMaxClients;
+    struct pollfd p[kPoll];
     p[0] = {sfd, POLLIN, 0};
     int np = 1;
     int map[6] = {-1, -1, -1, -1, -1, -1};
@@ -473,6 +500,8 @@ int main(int argc, char** argv) {
       p[np] = {tty_in, POLLIN, 0};
       map[np++] = 11;
     }
+    int attach_first = np;
+    np += attach.PollFds(p + np, kPoll - np);
     int timeout = -1;
     if (exited) {
       int64_t left = (drain_deadline - NowNs()) / 1000000;
@@ -482,7 +511,8 @@ int main(int argc, char** argv) {
     int rc = ::poll(p, static_cast<nfds_t>(np), timeout);
     if (rc < 0 && errno != EINTR) break;
     if (rc <= 0) continue;
-    for (int k = 1; k < np; ++k) {
+    attach.Handle(p + attach_first, np - attach_first);
+    for (int k = 1; k < attach_first; ++k) {
       if (!p[k].revents) continue;
       int s = map[k];
       if (s == 10) {  // the runtime hands over the pty master
@@ -490,6 +520,7 @@ int main(int argc, char** argv) {
         if (master >= 0) {
           ::fcntl(master, F_SETFL, O_NONBLOCK);
           fds[2] = master;
+          attach.SetTerminal(master, o.keep_stdin, o.stdin_once);
           ::close(lfd);
           lfd = -1;
           ::unlink(o.console_socket.c_str());
@@ -510,6 +541,7 @@ int main(int argc, char** argv) {
           log.now = NowNs();
           splitters[s]->Feed(std::string_view(buf, static_cast<size_t>(n)));
           log.Flush();
+          attach.Output(s == 1 ? 2 : 1, std::string_view(buf, static_cast<size_t>(n)));
         }
       } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
         log.now = NowNs();
@@ -602,5 +634,6 @@ int main(int argc, char** argv) {
   }
   info.oom_killed = OomKilled(oom, info.signal);
   int e = berth::monitor::WriteFileAtomicRaw(o.exit_file, berth::monitor::FormatExitInfo(info));
+  attach.Exited(info.exit_code, 2000);
   return e == 0 ? 0 : 1;
 }

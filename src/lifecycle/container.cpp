@@ -13,6 +13,7 @@
 #include "common/fs.h"
 #include "lifecycle/compat.h"
 #include "metrics/metrics.h"
+#include "monitor/attach.h"
 #include "monitor/client.h"
 #include "mount/rro.h"
 #include "oci/spec.h"
@@ -493,6 +494,9 @@ static monitor::SpawnOptions MonitorOptions(RuntimeService::Impl& I, const Conta
   so.log_path = c.log_path.empty() ? "/dev/null" : c.log_path;
   so.max_line = I.opts.max_container_log_line_size;
   so.start = true;  // created and started by one `<runtime> run --detach`
+  so.attach_socket = monitor::AttachSocketPath(c.dir);  // Attach reaches the container there
+  so.keep_stdin = c.config.stdin();
+  so.stdin_once = c.config.stdin_once();
   if (c.config.tty()) {
     // The runtime hands the terminal to berth-monitor over this socket; the bundle path is too
     // long for a unix socket address, so it lives in a short directory of the state dir.

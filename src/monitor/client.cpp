@@ -62,6 +62,14 @@ Spawned Spawn(const SpawnOptions& o) {
     argv.push_back("--console-socket");
     argv.push_back(o.console_socket.empty() ? fs::Join(o.bundle, "console.sock") : o.console_socket);
   }
+  if (!o.attach_socket.empty()) {
+    argv.push_back("--attach-socket");
+    argv.push_back(o.attach_socket);
+  }
+  if (o.keep_stdin) {
+    argv.push_back("--stdin");
+    argv.push_back(o.stdin_once ? "once" : "open");
+  }
   if (o.start) {
     argv.push_back("--action");
     argv.push_back("run");

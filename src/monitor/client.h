@@ -28,6 +28,11 @@ struct SpawnOptions {
   // is logged as stdout, and stdin_fifo (if any) is copied to it.
   bool tty = false;
   std::string console_socket;
+  // Attach (monitor/attach.h): the socket the monitor serves attached clients on ("" = none),
+  // and the container's stdin kept open for them (CRI `stdin`), closed when the first attached
+  // client's stdin ends with `stdin_once`.
+  std::string attach_socket;
+  bool keep_stdin = false, stdin_once = false;
   long max_line = 16 * 1024;             // max_container_log_line_size; <= 0 = no limit
   // `<runtime> run --detach` instead of `create`: the container is created and started by one
   // runtime process (output it prints before the runtime exits is logged as the container's).
