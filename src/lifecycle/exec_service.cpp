@@ -151,13 +151,3 @@ streaming::Request RuntimeService::PreparePortForward(const v1::PortForwardReque
 }
 
 }  // namespace berth::lifecycle
-
-namespace berth::lifecycle {
-
-streaming::Request RuntimeService::PrepareAttach(const v1::AttachRequest& req) {
-  impl_->FindContainer(req.container_id());
-  throw Error(Code::kUnimplemented,
-              "Attach is not supported: berth-monitor does not serve attach clients");
-}
-
-}  // namespace berth::lifecycle
