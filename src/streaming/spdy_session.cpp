@@ -162,10 +162,16 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
       }
     }
     boost::system::error_code ec;
+    if (closing_ && !dead_) {
+      // Everything is written: the client reads it and closes the connection (its frames
+      // meanwhile are read and dropped). One that does not gets end of file after a grace
+      // period (at once, some clients drop what they had read but not yet handed on), and is
+      // cut off after a minute.
+      linger_.expires_after(std::chrono::seconds(2));
+      co_await linger_.async_wait(asio::redirect_error(use_awaitable, ec));
+    }
     sock_.shutdown(tcp::socket::shutdown_send, ec);
     if (closing_ && !dead_) {
-      // Everything is written: the client reads it and closes (its frames meanwhile are read
-      // and dropped), or is cut off after a minute.
       linger_.expires_after(std::chrono::minutes(1));
       co_await linger_.async_wait(asio::redirect_error(use_awaitable, ec));
       sock_.close(ec);
