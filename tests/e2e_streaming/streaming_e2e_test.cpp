@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <iostream>
@@ -91,10 +92,17 @@ class StreamingE2E : public ::testing::Test {
       << "runtime_type = \"io.containerd.runc.v2\"\n";
     berth::testing::WriteFile(*dir_ / "config.toml", c.str());
     log_ = *dir_ / "berthd.log";
+    StartBerthd();
+    if (HasFatalFailure()) return;
+    SetUpImageAndPod();
+  }
+
+  // Starts berthd on the test's config; returns once it answers.
+  void StartBerthd() {
     pid_ = fork();
     ASSERT_GE(pid_, 0);
     if (pid_ == 0) {
-      int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
       dup2(fd, 1);
       dup2(fd, 2);
       setenv("BERTH_MONITOR_PATH", BERTH_MONITOR_PATH, 1);
@@ -105,7 +113,6 @@ class StreamingE2E : public ::testing::Test {
     }
     auto ch = grpc::CreateChannel("unix:" + socket_, grpc::InsecureChannelCredentials());
     rt_ = v1::RuntimeService::NewStub(ch);
-    auto images = berth::images::v1::Images::NewStub(ch);
     bool up = false;
     for (int i = 0; i < 600 && !up; ++i) {
       grpc::ClientContext ctx;
@@ -115,6 +122,11 @@ class StreamingE2E : public ::testing::Test {
       if (!up) std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     ASSERT_TRUE(up) << ReadAll(log_);
+  }
+
+  void SetUpImageAndPod() {
+    auto ch = grpc::CreateChannel("unix:" + socket_, grpc::InsecureChannelCredentials());
+    auto images = berth::images::v1::Images::NewStub(ch);
     berth::testing::TestImageOptions opts;
     opts.user = "";
     opts.entrypoint = {};
@@ -156,7 +168,8 @@ class StreamingE2E : public ::testing::Test {
     berth::testing::StopChild(pid_, SIGTERM);
   }
 
-  std::string Run(const std::string& name, const std::string& script) {
+  std::string Run(const std::string& name, const std::string& script, bool in = false,
+                  bool once = false, bool tty = false) {
     v1::CreateContainerRequest req;
     req.set_pod_sandbox_id(pod_);
     *req.mutable_sandbox_config() = pc_;
@@ -166,6 +179,9 @@ class StreamingE2E : public ::testing::Test {
     for (const char* a : {"sh", "-c"}) c->add_command(a);
     c->add_command(script);
     c->set_log_path(name + ".log");
+    c->set_stdin(in);
+    c->set_stdin_once(once);
+    c->set_tty(tty);
     v1::CreateContainerResponse resp;
     auto st = rt_->CreateContainer(Ctx().get(), req, &resp);
     EXPECT_TRUE(st.ok()) << st.error_message();
@@ -191,6 +207,38 @@ class StreamingE2E : public ::testing::Test {
     if (status) *status = st;
     EXPECT_TRUE(status || st.ok()) << st.error_message();
     return resp.url();
+  }
+  std::string AttachUrl(const std::string& id, bool in, bool out, bool err, bool tty,
+                        grpc::Status* status = nullptr) {
+    v1::AttachRequest r;
+    r.set_container_id(id);
+    r.set_stdin(in);
+    r.set_stdout(out);
+    r.set_stderr(err);
+    r.set_tty(tty);
+    v1::AttachResponse resp;
+    auto st = rt_->Attach(Ctx().get(), r, &resp);
+    if (status) *status = st;
+    EXPECT_TRUE(status || st.ok()) << st.error_message();
+    return resp.url();
+  }
+  v1::ContainerStatus Status(const std::string& id) {
+    v1::ContainerStatusRequest r;
+    r.set_container_id(id);
+    v1::ContainerStatusResponse resp;
+    auto st = rt_->ContainerStatus(Ctx().get(), r, &resp);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    return resp.status();
+  }
+  // Waits (at most 30 s) until the container has exited.
+  v1::ContainerStatus WaitExited(const std::string& id) {
+    for (int i = 0; i < 300; ++i) {
+      auto s = Status(id);
+      if (s.state() == v1::CONTAINER_EXITED) return s;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    ADD_FAILURE() << "container " << id << " did not exit";
+    return {};
   }
   std::string PortForwardUrl(std::vector<int> ports = {}) {
     v1::PortForwardRequest r;
@@ -367,3 +415,161 @@ TEST_F(StreamingE2E, TokensAndHostileClients) {
 }
 
 }  // namespace
+
+// --- Attach -------------------------------------------------------------------------------------
+
+namespace {
+
+json StatusOf(const json& j) {
+  return j.contains("error") && j["error"].is_string()
+             ? json::parse(j["error"].get<std::string>(), nullptr, false)
+             : json();
+}
+
+}  // namespace
+
+// A container that echoes its stdin; its stdin stays open between attached clients.
+TEST_F(StreamingE2E, AttachEchoesStdinOverWebSocket) {
+  std::string id = Run("echo", "cat", /*in=*/true);
+  auto j = Ws(AttachUrl(id, true, true, false, false),
+              {"--stdin", "hello attach\n", "--expect", "hello attach\n"});
+  EXPECT_EQ(j["stdout"], "hello attach\n") << j;
+  EXPECT_EQ(StatusOf(j)["status"], "Success") << j;
+  // The client's stdin ended without stdin_once: it was let go, the container runs on with its
+  // stdin open, and the next client reaches it.
+  EXPECT_EQ(Status(id).state(), v1::CONTAINER_RUNNING);
+  j = Ws(AttachUrl(id, true, true, false, false),
+         {"--stdin", "again\n", "--expect", "again\n", "--protocol", "v4.channel.k8s.io"});
+  EXPECT_EQ(j["protocol"], "v4.channel.k8s.io") << j;
+  EXPECT_EQ(j["stdout"], "again\n") << j;
+  EXPECT_EQ(Status(id).state(), v1::CONTAINER_RUNNING);
+}
+
+TEST_F(StreamingE2E, AttachEchoesStdinOverSpdy) {
+  if (!spdy_ok_) GTEST_SKIP() << "spdy-transport could not be installed with npm";
+  std::string id = Run("echo", "cat", /*in=*/true);
+  auto j = Spdy(AttachUrl(id, true, true, false, false),
+                {{"stdin", "through spdy\n"}, {"expect", "through spdy\n"}});
+  EXPECT_EQ(j["protocol"], "v4.channel.k8s.io") << j;
+  EXPECT_EQ(j["stdout"], "through spdy\n") << j;
+  EXPECT_EQ(StatusOf(j)["status"], "Success") << j;
+  EXPECT_EQ(Status(id).state(), v1::CONTAINER_RUNNING);
+  j = Spdy(AttachUrl(id, true, true, false, false),
+           {{"stdin", "v3\n"}, {"expect", "v3\n"}, {"protocol", "v3.channel.k8s.io"}});
+  EXPECT_EQ(j["protocol"], "v3.channel.k8s.io") << j;
+  EXPECT_EQ(j["stdout"], "v3\n") << j;
+}
+
+// stdin_once: the first client's end of stdin is the container's; the client sees the output
+// until the container exits, and the output is in the CRI log as well.
+TEST_F(StreamingE2E, AttachStdinOnce) {
+  std::string id = Run("once", "cat; echo cat-done; echo to-stderr >&2; exit 5", true, true);
+  auto j = Ws(AttachUrl(id, true, true, true, false), {"--stdin", "only once\n"});
+  EXPECT_EQ(j["stdout"], "only once\ncat-done\n") << j;
+  EXPECT_EQ(j["stderr"], "to-stderr\n") << j;
+  EXPECT_EQ(StatusOf(j)["status"], "Success") << j;
+  auto st = WaitExited(id);
+  EXPECT_EQ(st.exit_code(), 5);
+  std::string log = ReadAll(*dir_ / "logs/once.log");
+  EXPECT_NE(log.find(" stdout F only once\n"), std::string::npos) << log;
+  EXPECT_NE(log.find(" stdout F cat-done\n"), std::string::npos) << log;
+  EXPECT_NE(log.find(" stderr F to-stderr\n"), std::string::npos) << log;
+  // An exited container cannot be attached to.
+  grpc::Status gs;
+  AttachUrl(id, false, true, false, false, &gs);
+  EXPECT_EQ(gs.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << gs.error_message();
+}
+
+TEST_F(StreamingE2E, AttachStdinOnceOverSpdy) {
+  if (!spdy_ok_) GTEST_SKIP() << "spdy-transport could not be installed with npm";
+  std::string id = Run("once", "cat; echo cat-done", true, true);
+  auto j = Spdy(AttachUrl(id, true, true, false, false), {{"stdin", "spdy once\n"}});
+  EXPECT_EQ(j["stdout"], "spdy once\ncat-done\n") << j;
+  EXPECT_EQ(StatusOf(j)["status"], "Success") << j;
+  EXPECT_EQ(WaitExited(id).exit_code(), 0);
+}
+
+// A terminal: the size a client sets is what `stty size` sees in the container.
+TEST_F(StreamingE2E, AttachTtyResize) {
+  std::string id = Run("tty", "while read l; do stty size; done", true, false, true);
+  auto j = Ws(AttachUrl(id, true, true, false, true),
+              {"--resize", "100,37", "--stdin", "go\n", "--expect", "37 100"});
+  EXPECT_NE(j["stdout"].get<std::string>().find("37 100\r\n"), std::string::npos) << j;
+  EXPECT_EQ(StatusOf(j)["status"], "Success") << j;
+  if (!spdy_ok_) GTEST_SKIP() << "spdy-transport could not be installed with npm";
+  j = Spdy(AttachUrl(id, true, true, false, true),
+           {{"tty", true}, {"resize", {90, 21}}, {"stdin", "go\n"}, {"expect", "21 90"}});
+  EXPECT_NE(j["stdout"].get<std::string>().find("21 90\r\n"), std::string::npos) << j;
+  EXPECT_EQ(Status(id).state(), v1::CONTAINER_RUNNING);
+}
+
+// Two clients attached at once both see the output, which also reaches the CRI log.
+TEST_F(StreamingE2E, AttachTwoClientsAtOnce) {
+  std::string id = Run("ticker", "i=0; while true; do i=$((i+1)); echo line-$i; sleep 0.2; done");
+  std::string ready = *dir_ / "first-ready";
+  json first;
+  std::thread a([&] {
+    first = Ws(AttachUrl(id, false, true, false, false), {"--lines", "40", "--ready-file", ready});
+  });
+  for (int i = 0; i < 300 && access(ready.c_str(), F_OK) != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::vector<json> later = {Ws(AttachUrl(id, false, true, false, false), {"--lines", "3"})};
+  if (spdy_ok_) later.push_back(Spdy(AttachUrl(id, false, true, false, false), {{"lines", 3}}));
+  a.join();
+  std::string a_out = first.value("stdout", "");
+  EXPECT_GE(std::count(a_out.begin(), a_out.end(), '\n'), 40) << first;
+  std::string log = ReadAll(*dir_ / "logs/ticker.log");
+  for (const auto& j : later) {
+    std::string out = j.value("stdout", "");
+    EXPECT_GE(std::count(out.begin(), out.end(), '\n'), 3) << j;
+    // Every line a later client saw, the first saw too: they were attached at the same time.
+    std::istringstream lines(out);
+    for (std::string l; std::getline(lines, l);) {
+      if (l.empty()) continue;
+      EXPECT_NE(a_out.find(l + "\n"), std::string::npos) << l << " not in " << a_out;
+      EXPECT_NE(log.find(" stdout F " + l + "\n"), std::string::npos) << l << " not in the log";
+    }
+  }
+  EXPECT_EQ(Status(id).state(), v1::CONTAINER_RUNNING);
+}
+
+// The attach socket belongs to berth-monitor: after berthd restarts, Attach still works.
+TEST_F(StreamingE2E, AttachAfterBerthdRestart) {
+  std::string id = Run("echo", "cat", /*in=*/true);
+  auto j =
+      Ws(AttachUrl(id, true, true, false, false), {"--stdin", "before\n", "--expect", "before\n"});
+  EXPECT_EQ(j["stdout"], "before\n") << j;
+  berth::testing::StopChild(pid_, SIGTERM);
+  StartBerthd();
+  ASSERT_FALSE(HasFatalFailure());
+  EXPECT_EQ(Status(id).state(), v1::CONTAINER_RUNNING);
+  j = Ws(AttachUrl(id, true, true, false, false), {"--stdin", "after\n", "--expect", "after\n"});
+  EXPECT_EQ(j["stdout"], "after\n") << j;
+  EXPECT_EQ(StatusOf(j)["status"], "Success") << j;
+}
+
+TEST_F(StreamingE2E, AttachBadRequests) {
+  std::string tty = Run("tty", "cat", true, false, true);
+  struct Case {
+    std::string id;
+    bool in, out, err, tty;
+    grpc::StatusCode code;
+  } cases[] = {
+      {"", false, true, false, false, grpc::StatusCode::INVALID_ARGUMENT},
+      {"nosuchcontainer", false, true, false, false, grpc::StatusCode::NOT_FOUND},
+      {ctr_, false, false, false, false, grpc::StatusCode::INVALID_ARGUMENT},  // no stream
+      {tty, false, true, true, true, grpc::StatusCode::INVALID_ARGUMENT},      // tty + stderr
+      {ctr_, true, true, false, false,
+       grpc::StatusCode::INVALID_ARGUMENT},  // created without stdin
+      {ctr_, false, true, false, true, grpc::StatusCode::INVALID_ARGUMENT},  // tty mismatch
+      {tty, false, true, false, false, grpc::StatusCode::INVALID_ARGUMENT},  // tty mismatch
+  };
+  for (const auto& c : cases) {
+    grpc::Status st;
+    AttachUrl(c.id, c.in, c.out, c.err, c.tty, &st);
+    EXPECT_EQ(st.error_code(), c.code) << c.id << " " << st.error_message();
+  }
+  // The good request still works.
+  std::string url = AttachUrl(ctr_, false, true, true, false);
+  EXPECT_NE(url.find("/attach/"), std::string::npos) << url;
+}

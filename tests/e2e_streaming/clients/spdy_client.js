@@ -73,7 +73,30 @@ async function command (open, collect, negotiated) {
   }
   if (stdin) {
     if (o.stdin.length) stdin.write(o.stdin)
-    if (!o.keepStdin) stdin.end()
+    if (o.expect !== undefined) {
+      // stdin stays open until stdout holds the expected text
+      let seen = ''
+      stdout.on('data', (d) => {
+        seen += d.toString()
+        if (seen.includes(o.expect) && !stdin.ended) {
+          stdin.ended = true
+          stdin.end()
+        }
+      })
+    } else if (!o.keepStdin) {
+      stdin.end()
+    }
+  }
+  if (o.lines) {
+    // go away once stdout holds this many lines
+    let seen = ''
+    stdout.on('data', (d) => {
+      seen += d.toString()
+      if (seen.split('\n').length > o.lines) {
+        console.log(JSON.stringify({ protocol: negotiated, stdout: seen }))
+        process.exit(0)
+      }
+    })
   }
   const [out, err, status] = await Promise.all(outs)
   console.log(JSON.stringify({

@@ -16,6 +16,10 @@ p.add_argument("--stdin", default=None, help="sent on stdin, then stdin is close
 p.add_argument("--resize", default=None, help="W,H sent on the resize channel first")
 p.add_argument("--portforward", action="store_true")
 p.add_argument("--send", default="", help="port-forward: bytes sent on the data channel")
+p.add_argument("--expect", default=None,
+               help="stdin stays open until stdout holds this text (then it is closed, v5)")
+p.add_argument("--lines", type=int, default=0, help="go away once stdout holds this many lines")
+p.add_argument("--ready-file", default=None, help="created once the first stdout bytes came")
 a = p.parse_args()
 
 b64 = "base64" in a.protocol
@@ -34,10 +38,13 @@ if a.portforward:
 elif a.resize:
     w, h = a.resize.split(",")
     send(4, json.dumps({"Width": int(w), "Height": int(h)}).encode())
+stdin_open = False
 if not a.portforward and a.stdin is not None:
     send(0, a.stdin.encode())
-    if a.protocol == "v5.channel.k8s.io":
+    stdin_open = True
+    if a.expect is None and a.protocol == "v5.channel.k8s.io":
         send(255, bytes([0]))
+        stdin_open = False
 
 chans = {}
 firsts = {}
@@ -61,6 +68,21 @@ while True:
         firsts[ch] = payload[:2]
         payload = payload[2:]
     chans.setdefault(ch, bytearray()).extend(payload)
+    if ch != 1 or not (a.ready_file or stdin_open or a.lines):
+        continue
+    out_now = bytes(chans.get(1, b""))
+    if payload and a.ready_file:
+        open(a.ready_file, "w").close()
+        a.ready_file = None
+    if stdin_open and a.expect is not None and a.expect.encode() in out_now:
+        stdin_open = False
+        if a.protocol != "v5.channel.k8s.io":  # no close signal before v5: go away
+            ws.close()
+            break
+        send(255, bytes([0]))
+    if a.lines and out_now.count(b"\n") >= a.lines:
+        ws.close()
+        break
 
 out = bytes(chans.get(1 if not a.portforward else 0, b""))
 result = {
