@@ -180,6 +180,53 @@ TEST_F(MonitorAttachTest, TerminalSizeAndInput) {
   EXPECT_TRUE(mon::WaitMonitor(s.monitor_pid, id_, std::chrono::seconds(30)));
 }
 
+// stdin_once on a terminal: the end of the client's stdin is the end-of-file character.
+TEST_F(MonitorAttachTest, StdinOnceOnATerminal) {
+  auto s = Spawn("cat; echo done", true, true, true);
+  auto c = mon::AttachConnection::Open(socket_, true, true, false);
+  int in = c->TakeStdin(), out = c->TakeStdout();
+  ASSERT_EQ(::write(in, "x\n", 2), 2);
+  EXPECT_NE(ReadUntil(out, "x\r\nx\r\n").find("x\r\nx\r\n"), std::string::npos);  // echo, cat
+  ::close(in);
+  EXPECT_NE(ReadUntil(out, "done").find("done"), std::string::npos);
+  c->Wait();
+  ::close(out);
+  EXPECT_TRUE(mon::WaitMonitor(s.monitor_pid, id_, std::chrono::seconds(30)));
+}
+
+// A client that does not read is let go; the container and its log go on without waiting.
+TEST_F(MonitorAttachTest, ASlowClientIsLetGo) {
+  auto s = Spawn("while true; do echo 0123456789abcdef0123456789abcdef0123456789abcdef; done",
+                 false, false, false);
+  auto c = mon::AttachConnection::Open(socket_, false, true, false);
+  int out = c->TakeStdout();
+  try {
+    c->Wait();
+    ADD_FAILURE() << "a client that never reads stayed attached";
+  } catch (const berth::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("behind"), std::string::npos) << e.what();
+  }
+  ::close(out);
+  size_t before = ReadFile(*dir_ / "container.log").size();
+  ::usleep(300000);
+  EXPECT_GT(ReadFile(*dir_ / "container.log").size(), before) << "the log stopped";
+  berth::exec::Run({runc_, "--root", root_, "kill", id_, "KILL"});
+  EXPECT_TRUE(mon::WaitMonitor(s.monitor_pid, id_, std::chrono::seconds(30)));
+}
+
+TEST(AttachMessage, Parses) {
+  auto m = mon::ParseAttachMessage("attach 1 0 1");
+  EXPECT_EQ(m.kind, "attach");
+  EXPECT_TRUE(m.in && !m.out && m.err);
+  m = mon::ParseAttachMessage("resize 120 40");
+  EXPECT_EQ(m.kind, "resize");
+  EXPECT_EQ(m.width, 120u);
+  EXPECT_EQ(m.height, 40u);
+  for (const char* bad : {"", "attach", "attach 1 1", "attach 2 1 1", "resize 65536 1",
+                          "resize -1 2", "resize 1 2 3", "hello"})
+    EXPECT_EQ(mon::ParseAttachMessage(bad).kind, "") << bad;
+}
+
 TEST_F(MonitorAttachTest, NoMonitorIsFailedPrecondition) {
   try {
     mon::AttachConnection::Open(*dir_ / "nosuch/sock", false, true, false);
