@@ -180,6 +180,26 @@ TEST_F(MonitorAttachTest, TerminalSizeAndInput) {
   EXPECT_TRUE(mon::WaitMonitor(s.monitor_pid, id_, std::chrono::seconds(30)));
 }
 
+// stdin_once: a client that goes away with its stdin open closes the container's stdin too.
+TEST_F(MonitorAttachTest, StdinOnceClientGoingAwayClosesStdin) {
+  auto s = Spawn("cat; echo done", false, true, true);
+  auto watcher = mon::AttachConnection::Open(socket_, false, true, false);
+  int watched = watcher->TakeStdout();
+  {
+    auto c = mon::AttachConnection::Open(socket_, true, false, false);
+    int in = c->TakeStdin();
+    ASSERT_EQ(::write(in, "gone\n", 5), 5);
+    EXPECT_EQ(ReadUntil(watched, "gone\n"), "gone\n");
+    c->Cancel();  // the connection closes; the stdin pipe stays open here
+    c.reset();
+    EXPECT_EQ(ReadUntil(watched, ""), "done\n");
+    ::close(in);
+  }
+  watcher->Wait();
+  ::close(watched);
+  EXPECT_TRUE(mon::WaitMonitor(s.monitor_pid, id_, std::chrono::seconds(30)));
+}
+
 // stdin_once on a terminal: the end of the client's stdin is the end-of-file character.
 TEST_F(MonitorAttachTest, StdinOnceOnATerminal) {
   auto s = Spawn("cat; echo done", true, true, true);
