@@ -3,6 +3,7 @@
 #include "lifecycle/service_impl.h"  // first: its enum Signal names collide with <signal.h> macros
 
 #include "common/error.h"
+#include "common/fs.h"
 #include "monitor/attach.h"
 #include "monitor/attach_client.h"
 
@@ -60,6 +61,10 @@ streaming::Request RuntimeService::PrepareAttach(const v1::AttachRequest& req) {
   r.kind = streaming::Request::Kind::kAttach;
   r.command = {req.stdin(), req.stdout(), req.stderr(), req.tty()};
   std::string socket = monitor::AttachSocketPath(dir);
+  if (!fs::Exists(socket))
+    throw Error(Code::kFailedPrecondition,
+                "container " + c->id + ": its berth-monitor serves no attach socket at " + socket +
+                    " (it was started by a berth without attach; restart the container)");
   r.start = [socket](const streaming::CommandOptions& o) -> std::unique_ptr<streaming::Process> {
     return std::make_unique<AttachProcess>(
         monitor::AttachConnection::Open(socket, o.stdin, o.stdout, o.stderr && !o.tty));

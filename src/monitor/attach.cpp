@@ -280,7 +280,7 @@ void AttachServer::OnControl(Client& c) {
     if (m.kind != "attach") return reject("expected \"attach <stdin> <stdout> <stderr>\"");
     if (nfds != int(m.in) + int(m.out) + int(m.err))
       return reject("\"attach\" came with " + std::to_string(nfds) + " fds, not one per stream");
-    return OnHello(c, m, fds, nfds);
+    return OnHello(c, m, fds);
   }
   if (m.kind != "resize" || nfds > 0) return reject("unexpected message");
   if (m.width == 0 || m.height == 0) return;
@@ -292,8 +292,7 @@ void AttachServer::OnControl(Client& c) {
   }
 }
 
-void AttachServer::OnHello(Client& c, const AttachMessage& m, const int* fds, int nfds) {
-  (void)nfds;
+void AttachServer::OnHello(Client& c, const AttachMessage& m, const int* fds) {
   int k = 0;
   if (m.in) c.in = fds[k++];
   if (m.out) c.out[1] = fds[k++];

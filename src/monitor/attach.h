@@ -93,7 +93,7 @@ class AttachServer {
   struct Client;
   void Accept();
   void OnControl(Client& c);
-  void OnHello(Client& c, const AttachMessage& m, const int* fds, int nfds);
+  void OnHello(Client& c, const AttachMessage& m, const int* fds);
   void OnStdin(Client& c);
   void StdinEnded(Client& c);
   void CloseContainerStdin();

@@ -572,4 +572,10 @@ TEST_F(StreamingE2E, AttachBadRequests) {
   // The good request still works.
   std::string url = AttachUrl(ctr_, false, true, true, false);
   EXPECT_NE(url.find("/attach/"), std::string::npos) << url;
+  // A monitor without an attach socket (one started before berth served attach).
+  std::string sock = *dir_ / ("state/io.containerd.grpc.v1.cri/containers/" + tty + "/attach/sock");
+  ASSERT_EQ(unlink(sock.c_str()), 0) << sock;
+  grpc::Status st;
+  AttachUrl(tty, false, true, false, true, &st);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << st.error_message();
 }
