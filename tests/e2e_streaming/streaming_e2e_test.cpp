@@ -308,7 +308,7 @@ TEST_F(StreamingE2E, ExecSyncTimeoutKillsTheProcessTree) {
   v1::ExecSyncResponse out;
   ASSERT_TRUE(rt_->ExecSync(Ctx().get(), ps, &out).ok());
   EXPECT_NE(out.stdout().find("httpd"), std::string::npos) << out.stdout();
-  EXPECT_EQ(out.stdout().find("432"), std::string::npos) << out.stdout();
+  EXPECT_EQ(out.stdout().find("sleep 432"), std::string::npos) << out.stdout();
 }
 
 TEST_F(StreamingE2E, ExecOverWebSocket) {
