@@ -442,6 +442,10 @@ TEST_F(StreamingE2E, AttachEchoesStdinOverWebSocket) {
          {"--stdin", "again\n", "--expect", "again\n", "--protocol", "v4.channel.k8s.io"});
   EXPECT_EQ(j["protocol"], "v4.channel.k8s.io") << j;
   EXPECT_EQ(j["stdout"], "again\n") << j;
+  j = Ws(AttachUrl(id, true, true, false, false),
+         {"--stdin", "b64\n", "--expect", "b64\n", "--protocol", "base64.channel.k8s.io"});
+  EXPECT_EQ(j["protocol"], "base64.channel.k8s.io") << j;
+  EXPECT_EQ(j["stdout"], "b64\n") << j;
   EXPECT_EQ(Status(id).state(), v1::CONTAINER_RUNNING);
 }
 
@@ -458,6 +462,11 @@ TEST_F(StreamingE2E, AttachEchoesStdinOverSpdy) {
            {{"stdin", "v3\n"}, {"expect", "v3\n"}, {"protocol", "v3.channel.k8s.io"}});
   EXPECT_EQ(j["protocol"], "v3.channel.k8s.io") << j;
   EXPECT_EQ(j["stdout"], "v3\n") << j;
+  j = Spdy(AttachUrl(id, true, true, false, false),
+           {{"stdin", "v2\n"}, {"expect", "v2\n"}, {"protocol", "v2.channel.k8s.io"}});
+  EXPECT_EQ(j["protocol"], "v2.channel.k8s.io") << j;
+  EXPECT_EQ(j["stdout"], "v2\n") << j;
+  EXPECT_EQ(j["error"], "") << j;  // before v4 the error stream carries only failures
 }
 
 // stdin_once: the first client's end of stdin is the container's; the client sees the output
