@@ -123,7 +123,13 @@ class FileWriter : public Store::Writer {
 
   void Write(const void* data, size_t n) override {
     if (fd_ < 0) throw Error(Code::kFailedPrecondition, "ingest of " + digest_ + " is closed");
-    WriteAll(fd_, data, n, data_path_);
+    try {
+      WriteAll(fd_, data, n, data_path_);
+    } catch (const Error& e) {
+      // A full disk: the partial download is not kept for a resume, it would hold the space.
+      if (e.code() == Code::kResourceExhausted) Discard();
+      throw;
+    }
     hash_.Update(data, n);
     offset_ += static_cast<int64_t>(n);
   }
