@@ -3,8 +3,9 @@
 // --action run `run --detach ...`, which also starts it) with stdio
 // pipes it owns, reports "created <pid> <monitor pid>" (or "error <status>\n<details>") through
 // the sync fd, then, as a child subreaper, reaps the container's init, copies its stdout/stderr
-// into the CRI log file, reopens the log on SIGUSR1, and writes the exit file (exit code, time,
-// OOM kill) atomically before it exits. libc and the C++ standard library only.
+// into the CRI log file (entries a full disk makes it drop are counted in <bundle>/log-lost),
+// reopens the log on SIGUSR1, and writes the exit file (exit code, time, OOM kill) atomically
+// before it exits. libc and the C++ standard library only.
 //
 // Usage:
 //   berth-monitor --id ID --bundle DIR --pid-file FILE --log-path FILE --exit-file FILE
@@ -39,6 +40,7 @@
 #include "monitor/attach.h"
 #include "monitor/crilog.h"
 #include "monitor/exitfile.h"
+#include "monitor/loglost.h"
 
 using berth::monitor::ExitInfo;
 using berth::monitor::LineSplitter;
@@ -119,11 +121,16 @@ std::string ReadSmallFile(const std::string& path, size_t max, bool tail) {
 
 // --- CRI log output ---------------------------------------------------------------------------
 
+// Entries that cannot be written (a full or failing disk) are dropped whole and counted in
+// "<bundle>/log-lost" (monitor/loglost.h); the container is not held up, and the next entries
+// are written again as soon as the disk takes them.
 struct LogWriter {
-  std::string path;
+  std::string path, lost_path;
   int fd = -1;
   std::string pending;
   int64_t now = 0;
+  berth::monitor::LogLoss lost;
+  int lost_fd = -1;
 
   bool Open() {
     int nfd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
@@ -133,9 +140,49 @@ struct LogWriter {
     return true;
   }
   void Flush() {
-    if (fd >= 0 && !pending.empty()) WriteAll(fd, pending);  // a full disk drops entries
+    size_t done = WritePending();
+    if (done < pending.size()) Drop(done);
     pending.clear();
     if (pending.capacity() > 256 * 1024) pending.shrink_to_fit();
+  }
+
+ private:
+  // Writes `pending`; returns how many bytes the file took.
+  size_t WritePending() {
+    size_t done = 0;
+    while (fd >= 0 && done < pending.size()) {
+      ssize_t n = ::write(fd, pending.data() + done, pending.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      done += static_cast<size_t>(n);
+    }
+    return done;
+  }
+  // The entries from the one the write stopped in are lost: a torn entry is cut off the file
+  // (the monitor is its only writer), so that the log stays parseable.
+  void Drop(size_t done) {
+    size_t keep = 0;  // the whole entries written
+    if (done > 0) {
+      size_t nl = pending.rfind('\n', done - 1);
+      if (nl != std::string::npos) keep = nl + 1;
+    }
+    if (keep < done) {
+      off_t end = ::lseek(fd, 0, SEEK_END);
+      if (end >= 0) (void)!::ftruncate(fd, end - static_cast<off_t>(done - keep));
+    }
+    std::string_view gone(pending.data() + keep, pending.size() - keep);
+    for (char c : gone) lost.entries += c == '\n';
+    lost.bytes += gone.size();
+    ReportLost();
+  }
+  // Rewritten in place: the counts only grow, so the text never gets shorter.
+  void ReportLost() {
+    if (lost_fd < 0)
+      lost_fd =
+          ::open(lost_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0644);
+    if (lost_fd < 0) return;  // the state dir is full as well: retried at the next loss
+    std::string text = berth::monitor::FormatLogLoss(lost);
+    (void)!::pwrite(lost_fd, text.data(), text.size(), 0);
   }
 };
 
@@ -387,6 +434,7 @@ int main(int argc, char** argv) {
 
   LogWriter log;
   log.path = o.log_path;
+  log.lost_path = berth::monitor::LogLossPath(o.bundle);
   if (!log.Open()) Fail(o, Errno("failed to open container log " + o.log_path));
 
   int out[2], err[2];

@@ -39,6 +39,7 @@ Error ErrnoError(const std::string& what, int err) {
     case ENAMETOOLONG:
     case ELOOP: code = Code::kInvalidArgument; break;
     case ENOSPC:
+    case EDQUOT:
     case ENOMEM: code = Code::kResourceExhausted; break;
     default: break;
   }

@@ -119,11 +119,25 @@ class FileWriter : public Store::Writer {
       offset_ += r;
     }
   }
-  ~FileWriter() override { Close(); }
+  // Not committed: a partial download stays for a resume; an empty one is removed.
+  ~FileWriter() override {
+    if (fd_ >= 0 && offset_ == 0) Discard();
+    Close();
+  }
 
   void Write(const void* data, size_t n) override {
     if (fd_ < 0) throw Error(Code::kFailedPrecondition, "ingest of " + digest_ + " is closed");
-    WriteAll(fd_, data, n, data_path_);
+    try {
+      WriteAll(fd_, data, n, data_path_);
+    } catch (const Error& e) {
+      // A full disk: the partial download is not kept for a resume, it would hold the space.
+      if (e.code() == Code::kResourceExhausted && ::ftruncate(fd_, 0) == 0 &&
+          ::lseek(fd_, 0, SEEK_SET) == 0) {
+        hash_.Reset();
+        offset_ = 0;
+      }
+      throw;
+    }
     hash_.Update(data, n);
     offset_ += static_cast<int64_t>(n);
   }

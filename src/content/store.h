@@ -31,7 +31,9 @@ class Store {
   std::string Read(const std::string& digest, size_t max_size = 16 << 20) const;
   class Writer {  // streaming ingest with sha256 verification; a partial ingest can be resumed
    public:
-    virtual ~Writer() = default;  // not committed: keeps the partial file for resume
+    virtual ~Writer() = default;  // not committed: keeps a non-empty partial file for resume
+    // A write that finds no space (ResourceExhausted) empties the partial ingest, then throws
+    // (an empty ingest is removed with its writer).
     virtual void Write(const void* data, size_t n) = 0;
     virtual int64_t Offset() const = 0;        // bytes already present (resume point)
     virtual std::string DataPath() const = 0;  // the partial file (its first Offset() bytes)

@@ -636,6 +636,7 @@ void RegistryClient::FetchBlob(const Descriptor& desc, content::Store::Writer& w
       // Permanent failures are not retried.
       if (e.code() == Code::kNotFound || e.code() == Code::kPermissionDenied ||
           e.code() == Code::kInvalidArgument || e.code() == Code::kFailedPrecondition ||
+          e.code() == Code::kResourceExhausted ||  // a full disk
           std::string(e.what()).find("digest mismatch") != std::string::npos)
         throw;
       last_error = e.what();

@@ -12,13 +12,14 @@
 #include "common/exec.h"
 #include "common/fs.h"
 #include "lifecycle/compat.h"
+#include "lifecycle/procs.h"
 #include "metrics/metrics.h"
 #include "monitor/attach.h"
 #include "monitor/client.h"
+#include "monitor/loglost.h"
 #include "mount/rro.h"
 #include "oci/spec.h"
 #include "snapshot/snapshotter.h"
-#include "lifecycle/procs.h"
 
 #include <spdlog/spdlog.h>
 
@@ -421,6 +422,12 @@ StepCalls RuntimeService::Impl::ContainerSteps(ContainerRecord& c, const char* c
   return s;
 }
 
+// The journal cleared in memory; the caller's next save stores it.
+static void ClearSteps(RuntimeService::Impl& I, ContainerRecord& c) {
+  std::lock_guard<std::mutex> lock(I.mu);
+  c.steps.clear();
+}
+
 static void MarkCreated(RuntimeService::Impl& I, ContainerRecord& c) {
   {
     std::lock_guard<std::mutex> lock(I.mu);
@@ -596,28 +603,24 @@ void RuntimeService::StartContainer(const v1::StartContainerRequest& req) {
   I.Publish(*c, v1::CONTAINER_STARTED_EVENT);
 }
 
-void RuntimeService::Impl::StopContainerLocked(ContainerRecord& c, int64_t timeout_s,
-                                               const std::function<bool()>& cancelled) {
-  if (c.state != kRunning) return;
-  std::string handler;
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    auto it = sandboxes.find(c.sandbox_id);
-    if (it != sandboxes.end()) handler = it->second->handler;
+// The stop signal, then the grace period (the caller may cancel it: the container keeps running).
+static void SignalAndWait(ContainerRecord& c, const runtime::Cli& cli, int64_t timeout_s,
+                          const std::function<bool()>& cancelled) {
+  try {
+    cli.Kill(c.id, c.stop_signal);
+  } catch (const Error&) {
   }
-  auto cli = CliFor(handler);
-  if (timeout_s > 0 && c.stop_signal != SIGKILL) {
-    try {
-      cli.Kill(c.id, c.stop_signal);
-    } catch (const Error&) {
-    }
-    auto timeout = std::chrono::seconds(std::min<int64_t>(timeout_s, 365LL * 86400));
-    if (WaitForStop(c.monitor_pid, c.id, timeout, cancelled) == StopWait::kCancelled) {
-      throw Error(Code::kDeadlineExceeded, "stop of container " + c.id +
-                                               " abandoned: the caller's context ended before it exited "
-                                               "(not killed; it keeps running)");
-    }
+  auto timeout = std::chrono::seconds(std::min<int64_t>(timeout_s, 365LL * 86400));
+  if (WaitForStop(c.monitor_pid, c.id, timeout, cancelled) == StopWait::kCancelled) {
+    throw Error(Code::kDeadlineExceeded,
+                "stop of container " + c.id +
+                    " abandoned: the caller's context ended before it exited "
+                    "(not killed; it keeps running)");
   }
+}
+
+// SIGKILL through the runtime until the container's berth-monitor is gone.
+static void KillUntilGone(ContainerRecord& c, const runtime::Cli& cli) {
   while (c.monitor_pid > 0 && monitor::IsMonitorAlive(c.monitor_pid, c.id)) {
     try {
       cli.Kill(c.id, SIGKILL, true);
@@ -625,7 +628,29 @@ void RuntimeService::Impl::StopContainerLocked(ContainerRecord& c, int64_t timeo
     }
     if (monitor::WaitMonitor(c.monitor_pid, c.id, std::chrono::seconds(10))) break;
   }
-  HandleExit(c);
+}
+
+// StopContainer's steps (docs/pods.md): "stop-signal" (with a grace period), "stop-kill",
+// "stop-exited" (exit file read, state saved, the journal cleared with it; the runtime's container
+// deleted). Without `journal` (inside a removal, whose own journal stands) the same, unrecorded.
+void RuntimeService::Impl::StopContainerLocked(ContainerRecord& c, int64_t timeout_s,
+                                               const std::function<bool()>& cancelled,
+                                               bool journal) {
+  if (c.state != kRunning) return;
+  auto cli = CliFor(HandlerOf(*this, c));
+  std::vector<Step> steps;
+  if (timeout_s > 0 && c.stop_signal != SIGKILL)
+    steps.push_back({"stop-signal", [&] { SignalAndWait(c, cli, timeout_s, cancelled); }});
+  steps.push_back({"stop-kill", [&] { KillUntilGone(c, cli); }});
+  steps.push_back({"stop-exited", [&] {
+                     if (journal) ClearSteps(*this, c);
+                     HandleExit(c);
+                   }});
+  if (!journal) {
+    for (const auto& s : steps) s.run();
+    return;
+  }
+  RunForwardSteps(ContainerSteps(c, "StopContainer"), steps);
 }
 
 void RuntimeService::StopContainer(const v1::StopContainerRequest& req,
@@ -635,17 +660,25 @@ void RuntimeService::StopContainer(const v1::StopContainerRequest& req,
   impl_->StopContainerLocked(*c, req.timeout(), cancelled);
 }
 
+// RemoveContainer's steps (docs/pods.md): "remove-stop" (killed if it runs), "remove-runtime"
+// (monitor, runtime container, cgroups), "remove-staging" (rro staging released before the
+// reply: the host may then remove what was mounted below a volume's source), "remove-record".
+// The rootfs unmount, the snapshot and the container's files go after the reply (as containerd
+// leaves snapshots to its garbage collector); recovery finishes a removal cut short.
 void RuntimeService::Impl::RemoveContainerLocked(const std::shared_ptr<ContainerRecord>& c) {
   std::lock_guard<std::mutex> op(*c->op);
-  StopContainerLocked(*c, 0);
-  CleanupContainerRuntime(*c);
-  // Staged read-only volumes are released before the reply: the host may then remove what was
-  // mounted below a volume's source (a staged copy would keep its directories busy).
-  mount::CleanupStaged(opts.state_dir, c->id);
+  std::vector<Step> steps = {
+      {"remove-stop", [&] { StopContainerLocked(*c, 0, {}, /*journal=*/false); }},
+      {"remove-runtime", [&] { CleanupContainerRuntime(*c); }},
+      {"remove-staging", [&] { mount::CleanupStaged(opts.state_dir, c->id); }},
+      {"remove-record", [&] { ForgetContainer(c); }},
+  };
+  RunForwardSteps(ContainerSteps(*c, "RemoveContainer"), steps);
+}
+
+// The record deleted (its files after the reply); gone from the maps.
+void RuntimeService::Impl::ForgetContainer(const std::shared_ptr<ContainerRecord>& c) {
   records->DeleteContainer(c->id);
-  // The rootfs unmount, the snapshot and the container's files go after the reply (as
-  // containerd leaves snapshots to its garbage collector); Recover() finishes what a restart
-  // interrupted.
   Defer([this, id = c->id, dir = c->dir] { CleanupContainerFiles(id, dir); });
   {
     std::lock_guard<std::mutex> lock(mu);
@@ -666,6 +699,14 @@ void RuntimeService::RemoveContainer(const v1::RemoveContainerRequest& req) {
 
 // --- queries -----------------------------------------------------------------------------------
 
+// The CRI log entries berth-monitor had to drop (a full disk), as counted in its log-lost file.
+static nlohmann::json LogLostInfo(const std::string& dir) {
+  monitor::LogLoss l;
+  std::string err = monitor::ReadLogLoss(dir, &l);
+  if (!err.empty()) return {{"error", err}};
+  return {{"entries", l.entries}, {"bytes", l.bytes}};
+}
+
 void RuntimeService::ContainerStatus(const v1::ContainerStatusRequest& req, v1::ContainerStatusResponse* resp) {
   auto& I = *impl_;
   auto c = I.FindContainer(req.container_id());
@@ -675,6 +716,7 @@ void RuntimeService::ContainerStatus(const v1::ContainerStatusRequest& req, v1::
     nlohmann::json info = {{"sandboxID", c->sandbox_id}, {"pid", c->pid},           {"monitorPid", c->monitor_pid},
                            {"snapshotKey", c->id},       {"bundle", c->dir},        {"cgroupsPath", c->cgroups_path},
                            {"stopSignal", c->stop_signal}, {"state", c->state}};
+    info["logLost"] = LogLostInfo(c->dir);
     try {
       info["runtimeSpec"] = nlohmann::json::parse(fs::ReadFile(fs::Join(c->dir, "config.json"), 1 << 20));
     } catch (...) {

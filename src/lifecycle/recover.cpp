@@ -42,6 +42,20 @@ bool Has(const std::vector<std::string>& v, const char* s) {
   return std::find(v.begin(), v.end(), s) != v.end();
 }
 
+bool HasPrefix(const std::vector<std::string>& v, const std::string& prefix) {
+  return std::any_of(v.begin(), v.end(),
+                     [&](const std::string& s) { return s.rfind(prefix, 0) == 0; });
+}
+
+// The journal of a creating record, or every step of the call when it names others (a removal
+// of a record kept after a failed undo).
+std::vector<std::string> CreateJournal(const std::vector<std::string>& steps,
+                                       const std::vector<std::string>& all) {
+  for (const auto& s : steps)
+    if (std::find(all.begin(), all.end(), s) == all.end()) return all;
+  return steps.empty() ? all : steps;
+}
+
 bool IsObjectId(const std::string& s) {
   return s.size() == 64 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
 }
@@ -71,7 +85,7 @@ struct RuntimeService::Impl::Recovery {
 void RuntimeService::Impl::RecoverSandbox(Recovery& r, std::shared_ptr<SandboxRecord> sb) {
   if (sb->state == kCreating) {
     sb->monitor_pid = r.LiveHelper(sb->id, sb->monitor_pid);
-    auto steps = sb->steps.empty() ? kAllSandboxSteps : sb->steps;
+    auto steps = CreateJournal(sb->steps, kAllSandboxSteps);
     auto failed = UndoSteps(SandboxSteps(*sb, "RunPodSandbox"), steps, "cut short by a restart");
     if (failed.empty()) {
       records->DeleteSandbox(sb->id);
@@ -123,7 +137,8 @@ void RuntimeService::Impl::AdoptRunning(Recovery& r, ContainerRecord& c, int mon
   c.runtime_gone = false;
   c.state = kRunning;
   if (c.started_at == 0) c.started_at = c.pid_start ? ProcStartEpochNs(c.pid_start) : NowNs();
-  c.steps.clear();
+  // The start's steps are through; a stop or removal cut short is finished by FinishCutCalls.
+  std::erase_if(c.steps, [](const std::string& s) { return s == "monitor" || s == "running"; });
   Save(c);
   if (was_running) {
     spdlog::debug("recovery: container {}: RUNNING (berth-monitor {} runs, init pid {})", c.id,
@@ -182,7 +197,7 @@ void RuntimeService::Impl::RecoverStarted(Recovery& r, ContainerRecord& c) {
 void RuntimeService::Impl::RecoverContainer(Recovery& r, std::shared_ptr<ContainerRecord> c) {
   bool orphan = !sandboxes.count(c->sandbox_id);
   if (c->state == kCreating || orphan) {
-    auto steps = c->steps.empty() || orphan ? kAllContainerSteps : c->steps;
+    auto steps = orphan ? kAllContainerSteps : CreateJournal(c->steps, kAllContainerSteps);
     std::vector<std::string> failed;
     try {
       CleanupContainerRuntime(*c);
@@ -209,6 +224,80 @@ void RuntimeService::Impl::RecoverContainer(Recovery& r, std::shared_ptr<Contain
   }
   container_names[c->name_key] = c->id;
   containers[c->id] = c;
+}
+
+// The journal cleared and saved: the call it named is through.
+static void ClearJournal(RuntimeService::Impl& I, ContainerRecord& c) {
+  c.steps.clear();
+  I.Save(c);
+}
+
+// A StopContainer or RemoveContainer cut short (docs/pods.md, "Steps"): a removal is finished; a
+// stop that reached its kill is finished (the container killed if it still runs); a stop cut
+// in its grace period is left to the caller, who repeats it with its own grace period.
+void RuntimeService::Impl::FinishContainerCall(Recovery& r,
+                                               const std::shared_ptr<ContainerRecord>& c) {
+  const std::string why = " was cut short after step " + c->steps.back();
+  if (HasPrefix(c->steps, "remove-")) {
+    RemoveContainerLocked(c);
+    r.cleaned.push_back(c->id);
+    return r.Decide("container", c->id, "removed", "RemoveContainer" + why + "; finished");
+  }
+  if (Has(c->steps, "stop-kill") || Has(c->steps, "stop-exited")) {
+    StopContainerLocked(*c, 0);
+    ClearJournal(*this, *c);
+    return r.Decide("container", c->id, "EXITED, code " + std::to_string(c->exit_code),
+                    "StopContainer" + why + "; finished");
+  }
+  if (Has(c->steps, "stop-signal")) {
+    ClearJournal(*this, *c);
+    return r.Decide("container", c->id, c->state == kRunning ? "RUNNING" : "EXITED",
+                    "StopContainer" + why + " (its grace period): left to the caller's retry");
+  }
+}
+
+// A StopPodSandbox or RemovePodSandbox cut short is finished (every step is idempotent).
+void RuntimeService::Impl::FinishSandboxCall(Recovery& r,
+                                             const std::shared_ptr<SandboxRecord>& sb) {
+  const std::string why = " was cut short after step " + sb->steps.back() + "; finished";
+  if (HasPrefix(sb->steps, "remove-")) {
+    RemoveSandboxLocked(sb);
+    r.cleaned.push_back(sb->id);
+    return r.Decide("sandbox", sb->id, "removed", "RemovePodSandbox" + why);
+  }
+  if (HasPrefix(sb->steps, "stop-")) {
+    StopSandboxLocked(*sb);
+    r.Decide("sandbox", sb->id, "NOTREADY", "StopPodSandbox" + why);
+  }
+}
+
+// Stops and removals cut short, from their journals, once every record is loaded: containers
+// first (a pod's stop or removal then finds them done).
+void RuntimeService::Impl::FinishCutCalls(Recovery& r) {
+  std::vector<std::shared_ptr<ContainerRecord>> ctrs;
+  std::vector<std::shared_ptr<SandboxRecord>> sbs;
+  for (auto& [id, c] : containers)
+    if (c->state != kCreating && !c->steps.empty()) ctrs.push_back(c);
+  for (auto& [id, sb] : sandboxes)
+    if (sb->state != kCreating && !sb->steps.empty()) sbs.push_back(sb);
+  for (auto& c : ctrs) {
+    try {
+      FinishContainerCall(r, c);
+    } catch (const std::exception& e) {
+      r.kept.push_back(c->id);
+      r.Decide("container", c->id, "call left unfinished",
+               std::string("finishing it failed: ") + e.what());
+    }
+  }
+  for (auto& sb : sbs) {
+    try {
+      FinishSandboxCall(r, sb);
+    } catch (const std::exception& e) {
+      r.kept.push_back(sb->id);
+      r.Decide("sandbox", sb->id, "call left unfinished",
+               std::string("finishing it failed: ") + e.what());
+    }
+  }
 }
 
 // What lives in this berthd's state dir (and its runtime roots) without a record: helper
@@ -341,6 +430,7 @@ void RuntimeService::Impl::Recover() {
     RecoverSandbox(r, std::make_shared<SandboxRecord>(std::move(s)));
   for (auto& c : records->LoadContainers())
     RecoverContainer(r, std::make_shared<ContainerRecord>(std::move(c)));
+  FinishCutCalls(r);
   RecoverNetworks(r);
   SweepOrphans(r);
   recovery = {{"sandboxes", sandboxes.size()},

@@ -350,13 +350,6 @@ void RuntimeService::Impl::UnmountSandboxShm(SandboxRecord& sb) {
   sb.shm_mounted = false;
 }
 
-void RuntimeService::Impl::TeardownSandbox(SandboxRecord& sb, bool defer_cgroups) {
-  StopPause(sb, defer_cgroups, /*must=*/false);
-  UnmountSandboxShm(sb);
-  TearDownNetwork(sb);  // CNI DEL; throws, keeping the netns and the record, when a plugin fails
-  if (!sb.netns_path.empty()) network::RemoveNetns(sb.netns_path);
-}
-
 void RuntimeService::Impl::RemoveSandboxRootfs(SandboxRecord& sb) { RemoveSandboxFiles(sb.id, "", sb.image); }
 
 // A sandbox image's snapshot (its rootfs unmounted first), then the sandbox dir (when given).
@@ -419,10 +412,41 @@ void RuntimeService::Impl::WaitDeferred() {
   deferred_cv.wait(lock, [&] { return deferred.empty() && deferred_running == 0; });
 }
 
-void RuntimeService::Impl::StopSandboxLocked(SandboxRecord& sb) {
-  // Containers first, killed at once (as containerd does).
-  // An exited container has nothing to stop (exited is final): its lock, which the exit watcher
-  // may hold while it deletes the runtime's container, is not waited for.
+// StopPodSandbox's steps (docs/pods.md): "stop-containers" (killed at once, as containerd does;
+// each through its own StopContainer journal), "stop-pause" (its cgroups removed after the
+// reply), "stop-shm", "stop-network" (CNI DEL; a failure keeps the netns and the journal),
+// "stop-netns", "stop-notready" (saved with the journal cleared). Without `journal` (inside a
+// removal, whose own journal stands) the same, unrecorded.
+void RuntimeService::Impl::StopSandboxLocked(SandboxRecord& sb, bool journal) {
+  std::vector<Step> steps = {
+      {"stop-containers", [&] { StopSandboxContainers(sb); }},
+      {"stop-pause", [&] { StopPause(sb, /*defer_cgroups=*/true, /*must=*/false); }},
+      {"stop-shm", [&] { UnmountSandboxShm(sb); }},
+      {"stop-network", [&] { TearDownNetwork(sb); }},
+      {"stop-netns",
+       [&] {
+         if (!sb.netns_path.empty()) network::RemoveNetns(sb.netns_path);
+       }},
+      {"stop-notready",
+       [&] {
+         {
+           std::lock_guard<std::mutex> lock(mu);
+           sb.state = kNotReady;
+           if (journal) sb.steps.clear();
+         }
+         Save(sb);
+       }},
+  };
+  if (!journal) {
+    for (const auto& s : steps) s.run();
+    return;
+  }
+  RunForwardSteps(SandboxSteps(sb, "StopPodSandbox"), steps);
+}
+
+// An exited container has nothing to stop (exited is final): its lock, which the exit watcher
+// may hold while it deletes the runtime's container, is not waited for.
+void RuntimeService::Impl::StopSandboxContainers(SandboxRecord& sb) {
   std::vector<std::shared_ptr<ContainerRecord>> ctrs;
   {
     std::lock_guard<std::mutex> lock(mu);
@@ -434,12 +458,6 @@ void RuntimeService::Impl::StopSandboxLocked(SandboxRecord& sb) {
     std::lock_guard<std::mutex> op(*c->op);
     StopContainerLocked(*c, 0);
   }
-  TeardownSandbox(sb, /*defer_cgroups=*/true);
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    sb.state = kNotReady;
-  }
-  Save(sb);
 }
 
 // --- RunPodSandbox: its steps ------------------------------------------------------------------
@@ -737,32 +755,54 @@ void RuntimeService::StopPodSandbox(const v1::StopPodSandboxRequest& req) {
   impl_->StopSandboxLocked(*sb);
 }
 
+// RemovePodSandbox's steps (docs/pods.md): "remove-stop" (the stop's steps, unrecorded),
+// "remove-cgroups" (the pause's, which the record names: a stop removes them after its reply,
+// which a restart may have cut), "remove-containers" (each through its own RemoveContainer
+// journal), "remove-record"; the sandbox's files go after the reply. Recovery finishes a removal
+// cut short.
+void RuntimeService::Impl::RemoveSandboxLocked(const std::shared_ptr<SandboxRecord>& sb) {
+  std::vector<Step> steps = {
+      {"remove-stop", [&] { StopSandboxLocked(*sb, /*journal=*/false); }},
+      {"remove-cgroups",
+       [&] {
+         if (sb->direct) RemovePauseCgroups(sb->cgroups_path);
+       }},
+      {"remove-containers",
+       [&] {
+         std::vector<std::shared_ptr<ContainerRecord>> ctrs;
+         {
+           std::lock_guard<std::mutex> lock(mu);
+           for (auto& [id, c] : containers) {
+             if (c->sandbox_id == sb->id) ctrs.push_back(c);
+           }
+         }
+         for (auto& c : ctrs) RemoveContainerLocked(c);
+       }},
+      {"remove-record", [&] { ForgetSandbox(sb); }},
+  };
+  RunForwardSteps(SandboxSteps(*sb, "RemovePodSandbox"), steps);
+}
+
+void RuntimeService::Impl::ForgetSandbox(const std::shared_ptr<SandboxRecord>& sb) {
+  records->DeleteSandbox(sb->id);
+  Defer([this, id = sb->id, dir = sb->dir, image = sb->image] {
+    RemoveSandboxFiles(id, dir, image);
+  });
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    sandboxes.erase(sb->id);
+    sandbox_names.erase(sb->name_key);
+  }
+  WantTrim();
+}
+
 void RuntimeService::RemovePodSandbox(const v1::RemovePodSandboxRequest& req) {
   auto& I = *impl_;
   if (req.pod_sandbox_id().empty()) throw Error(Code::kInvalidArgument, "pod sandbox id must not be empty");
   auto sb = I.FindSandboxOrNull(req.pod_sandbox_id());
   if (!sb) return;  // already removed
   std::lock_guard<std::mutex> op(*sb->op);
-  I.StopSandboxLocked(*sb);
-  // The record names the pause's cgroups: they go before it (a stop removes them after its reply,
-  // which a restart may have cut).
-  if (sb->direct) RemovePauseCgroups(sb->cgroups_path);
-  std::vector<std::shared_ptr<ContainerRecord>> ctrs;
-  {
-    std::lock_guard<std::mutex> lock(I.mu);
-    for (auto& [id, c] : I.containers) {
-      if (c->sandbox_id == sb->id) ctrs.push_back(c);
-    }
-  }
-  for (auto& c : ctrs) I.RemoveContainerLocked(c);
-  I.records->DeleteSandbox(sb->id);
-  I.Defer([&I, id = sb->id, dir = sb->dir, image = sb->image] { I.RemoveSandboxFiles(id, dir, image); });
-  {
-    std::lock_guard<std::mutex> lock(I.mu);
-    I.sandboxes.erase(sb->id);
-    I.sandbox_names.erase(sb->name_key);
-  }
-  I.WantTrim();
+  I.RemoveSandboxLocked(sb);
 }
 
 void RuntimeService::Impl::FillSandboxStatus(const SandboxRecord& sb, v1::PodSandboxStatus* st) {

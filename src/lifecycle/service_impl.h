@@ -90,9 +90,6 @@ struct RuntimeService::Impl {
   std::shared_ptr<ContainerRecord> FindContainerOrNull(const std::string& id_or_prefix);
 
   // Sandboxes.
-  // Kills the pause; runtime delete or cgroup removal (after the reply with `defer_cgroups`);
-  // shm, netns. Idempotent.
-  void TeardownSandbox(SandboxRecord& sb, bool defer_cgroups = false);
   // The pause (found by its id when the record has no pid), reaped; its cgroups (the built-in
   // pause) or its runtime container deleted. With `must`, what cannot be done throws.
   void StopPause(SandboxRecord& sb, bool defer_cgroups, bool must);
@@ -101,7 +98,11 @@ struct RuntimeService::Impl {
   StepCalls SandboxSteps(SandboxRecord& sb, const char* call);
   void UndoSandboxStep(SandboxRecord& sb, const std::string& step);
   void RemoveSandboxRootfs(SandboxRecord& sb);  // a sandbox image's snapshot (idempotent)
-  void StopSandboxLocked(SandboxRecord& sb);
+  // StopPodSandbox's and RemovePodSandbox's steps (a stop inside a removal is not journalled).
+  void StopSandboxLocked(SandboxRecord& sb, bool journal = true);
+  void StopSandboxContainers(SandboxRecord& sb);
+  void RemoveSandboxLocked(const std::shared_ptr<SandboxRecord>& sb);
+  void ForgetSandbox(const std::shared_ptr<SandboxRecord>& sb);  // record, maps, files later
   // Network (network.cpp): the CNI step of a sandbox and its undo (DEL with the cached results;
   // throws naming the plugin when one fails, the record kept for a retry).
   network::Cni* CniFor(const std::string& handler) const;
@@ -109,8 +110,9 @@ struct RuntimeService::Impl {
   void TearDownNetwork(SandboxRecord& sb);
   void FillNetworkStatus(const SandboxRecord& sb, v1::PodSandboxStatus* st) const;
   // Containers.
+  // StopContainer's steps, recorded in the container's journal unless `journal` is false.
   void StopContainerLocked(ContainerRecord& c, int64_t timeout_s,
-                           const std::function<bool()>& cancelled = {});
+                           const std::function<bool()>& cancelled = {}, bool journal = true);
   // CreateContainer's and StartContainer's steps: their journal in the record and their undo.
   StepCalls ContainerSteps(ContainerRecord& c, const char* call);
   void UndoContainerStep(ContainerRecord& c, const std::string& step);
@@ -130,7 +132,8 @@ struct RuntimeService::Impl {
   std::deque<std::function<void()>> deferred;
   int deferred_running = 0;
   void WaitDeferred();  // until every deferred job has run
-  void RemoveContainerLocked(const std::shared_ptr<ContainerRecord>& c);
+  void RemoveContainerLocked(const std::shared_ptr<ContainerRecord>& c);  // its steps
+  void ForgetContainer(const std::shared_ptr<ContainerRecord>& c);  // record, maps, files later
   void Publish(const ContainerRecord& c, v1::ContainerEventType type);
   void FillStatus(const ContainerRecord& c, v1::ContainerStatus* st);
   void FillSandboxStatus(const SandboxRecord& sb, v1::PodSandboxStatus* st);
@@ -140,6 +143,9 @@ struct RuntimeService::Impl {
   void RecoverContainer(Recovery& r, std::shared_ptr<ContainerRecord> c);
   void RecoverStarted(Recovery& r, ContainerRecord& c);
   void AdoptRunning(Recovery& r, ContainerRecord& c, int monitor_pid);
+  void FinishCutCalls(Recovery& r);  // stops and removals cut short, from their journals
+  void FinishContainerCall(Recovery& r, const std::shared_ptr<ContainerRecord>& c);
+  void FinishSandboxCall(Recovery& r, const std::shared_ptr<SandboxRecord>& sb);
   void RecoverNetworks(Recovery& r);  // DEL of dead pods' attachments, then CNI GC
   void SweepOrphans(Recovery& r);
   void SweepOrphanFiles(Recovery& r);

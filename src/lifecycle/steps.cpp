@@ -1,6 +1,10 @@
 // Named steps with undo: the runner shared by the CRI calls that change the host.
 #include "lifecycle/steps.h"
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdlib>
 #include <exception>
 
 #include <spdlog/spdlog.h>
@@ -8,6 +12,22 @@
 #include "common/error.h"
 
 namespace berth::lifecycle {
+
+namespace {
+
+// BERTH_CRASH_AT=<call>:<step> (the tests of recovery at each cut point): berthd kills itself with
+// SIGKILL once that step is recorded, before it runs.
+void CrashPoint(const StepCalls& c, const std::string& step) {
+  static const char* at = std::getenv("BERTH_CRASH_AT");
+  if (at && c.call + ":" + step == at) ::kill(::getpid(), SIGKILL);
+}
+
+void Record(const StepCalls& c, const std::vector<std::string>& begun) {
+  c.record(begun);
+  CrashPoint(c, begun.back());
+}
+
+}  // namespace
 
 std::vector<std::string> UndoSteps(const StepCalls& c, const std::vector<std::string>& begun,
                                    const std::string& why) {
@@ -33,7 +53,7 @@ std::vector<std::string> RunSteps(const StepCalls& c, const std::vector<Step>& s
   for (const auto& s : steps) {
     begun.emplace_back(s.name);
     try {
-      c.record(begun);
+      Record(c, begun);
       s.run();
     } catch (const std::exception& e) {
       spdlog::info("{} {}: step {} failed: {}; undoing {} step(s)", c.call, c.id, s.name, e.what(),
@@ -48,6 +68,22 @@ std::vector<std::string> RunSteps(const StepCalls& c, const std::vector<Step>& s
     }
   }
   return begun;
+}
+
+void RunForwardSteps(const StepCalls& c, const std::vector<Step>& steps) {
+  std::vector<std::string> begun;
+  begun.reserve(steps.size());
+  for (const auto& s : steps) {
+    begun.emplace_back(s.name);
+    Record(c, begun);
+    try {
+      s.run();
+    } catch (const std::exception& e) {
+      spdlog::info("{} {}: step {} failed: {}; left for a retry (journal kept)", c.call, c.id,
+                   s.name, e.what());
+      throw;
+    }
+  }
 }
 
 }  // namespace berth::lifecycle

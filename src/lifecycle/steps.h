@@ -4,7 +4,8 @@
 // looks at what really exists and removes it (idempotent: it may run after a step that did
 // nothing, or twice). When a step fails, the steps begun are undone in reverse order, the failing
 // one first. An undo that fails is logged and makes the call keep its record, for a removal or a
-// restart to retry; it is never dropped.
+// restart to retry; it is never dropped. BERTH_CRASH_AT=<call>:<step> in berthd's environment
+// makes it SIGKILL itself once that step is recorded (a crash at that cut point, for tests).
 #pragma once
 
 #include <functional>
@@ -32,6 +33,12 @@ struct StepCalls {
 // says so and `*undo_failed` is set (the record must be kept).
 std::vector<std::string> RunSteps(const StepCalls& c, const std::vector<Step>& steps,
                                   bool* undo_failed);
+
+// Runs steps that have no undo (stops and removals: a killed process cannot be revived), each
+// recorded before it runs as with RunSteps. A failure is rethrown and the journal kept: the
+// call's retry, or recovery at the next start, finishes the list (every step is idempotent). The
+// caller clears the journal with its last step (or deletes the record).
+void RunForwardSteps(const StepCalls& c, const std::vector<Step>& steps);
 
 // Undoes recorded steps in reverse (recovery; the removal of a record kept after a failed
 // undo). Every failure is logged; returns them ("<step>: <error>"), empty when all went.

@@ -10,6 +10,7 @@
 
 namespace {
 
+using berth::lifecycle::RunForwardSteps;
 using berth::lifecycle::RunSteps;
 using berth::lifecycle::Step;
 using berth::lifecycle::StepCalls;
@@ -87,6 +88,29 @@ TEST(Steps, AFailingUndoIsReportedAndTheOthersStillRun) {
             (std::vector<std::string>{"record a", "record b", "record c", "undo c", "undo a"}));
   auto failed = UndoSteps(t.Calls(), {"a", "b"}, "retry");
   EXPECT_EQ(failed, (std::vector<std::string>{"b: stays busy"}));
+}
+
+// Stops and removals: recorded before each step like the others, nothing undone when one fails,
+// the journal left naming the step that failed for the retry or recovery to finish.
+TEST(Steps, ForwardStepsAreRecordedAndAFailureKeepsTheJournal) {
+  Trace t;
+  std::vector<Step> steps = {
+      {"stop-a", [&] { t.events.push_back("run stop-a"); }},
+      {"stop-b", [] { throw berth::Error(berth::Code::kUnavailable, "CNI DEL failed"); }},
+      {"stop-c", [&] { t.events.push_back("run stop-c"); }}};
+  try {
+    RunForwardSteps(t.Calls(), steps);
+    FAIL() << "the failing step was not reported";
+  } catch (const berth::Error& e) {
+    EXPECT_EQ(e.code(), berth::Code::kUnavailable);
+    EXPECT_STREQ(e.what(), "CNI DEL failed");
+  }
+  EXPECT_EQ(t.events, (std::vector<std::string>{"record stop-a", "run stop-a", "record stop-b"}));
+  EXPECT_EQ(t.journals.back(), (std::vector<std::string>{"stop-a", "stop-b"}));
+  t.events.clear();
+  RunForwardSteps(t.Calls(), {steps[0], steps[2]});
+  EXPECT_EQ(t.events, (std::vector<std::string>{"record stop-a", "run stop-a", "record stop-c",
+                                                "run stop-c"}));
 }
 
 }  // namespace

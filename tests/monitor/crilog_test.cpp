@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "monitor/exitfile.h"
+#include "monitor/loglost.h"
 
 using namespace berth::monitor;
 
@@ -160,4 +161,20 @@ TEST(ExitFile, RejectsMalformed) {
   EXPECT_EQ(ParseExitInfo("exit_code 1\nexited_at 99999999999999999999999\n", &out), "invalid exited_at");
   EXPECT_EQ(ParseExitInfo("exit_code 1\nexited_at 1\noom_killed yes\n", &out), "invalid oom_killed");
   EXPECT_EQ(ParseExitInfo("exit_code 1\nexited_at 1\nfuture 7\n", &out), "");
+}
+
+TEST(LogLoss, RoundTripsAndRejectsWhatIsPartialOrMalformed) {
+  LogLoss l{12, 1034};
+  EXPECT_EQ(FormatLogLoss(l), "entries 12\nbytes 1034\n");
+  LogLoss back;
+  EXPECT_EQ(ParseLogLoss(FormatLogLoss(l), &back), "");
+  EXPECT_EQ(back.entries, 12u);
+  EXPECT_EQ(back.bytes, 1034u);
+  EXPECT_EQ(ParseLogLoss("bytes 3\nlater 1\nentries 2\n", &back), "");  // unknown keys ignored
+  EXPECT_EQ(back.entries, 2u);
+  EXPECT_EQ(ParseLogLoss("entries 12\n", &back), "entries and bytes are required");
+  EXPECT_EQ(ParseLogLoss("entries -1\nbytes 2\n", &back), "invalid entries \"-1\"");
+  EXPECT_EQ(ParseLogLoss("entries 1\nbytes 99999999999999999999\n", &back),
+            "invalid bytes \"99999999999999999999\"");
+  EXPECT_EQ(LogLossPath("/run/c/1"), "/run/c/1/log-lost");
 }
