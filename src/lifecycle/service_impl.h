@@ -64,6 +64,11 @@ struct RuntimeService::Impl {
   nlohmann::json recovery = nlohmann::json::object();
   std::atomic<bool> stopping{false};
   std::thread watcher;
+  // The watcher starts with the first sandbox, container or deferred job (or at construction when
+  // records were recovered): an idle berthd without pods keeps no thread for it.
+  std::mutex watcher_start_mu;
+  std::atomic<bool> watcher_started{false};
+  void StartWatcher();
   std::mutex watcher_mu;
   std::condition_variable watcher_cv;
   std::atomic<int> wake_fd{-1};  // eventfd: the watcher rescans the records (or stops)

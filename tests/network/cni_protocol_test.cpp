@@ -240,5 +240,33 @@ TEST_F(CniProtocol, TheWatchPicksUpChanges) {
   EXPECT_NE(cni.Status().message.find("no network config found"), std::string::npos);
 }
 
+// The watch needs no thread: each Status reads what inotify saw since the last one, and a
+// conf_dir that is missing at start (or removed and made again) is watched once it exists.
+TEST_F(CniProtocol, TheWatchFollowsAMissingDirectoryWithoutAThread) {
+  opts_.watch = true;
+  opts_.use_internal_loopback = true;
+  auto threads = [] {
+    return std::distance(std::filesystem::directory_iterator("/proc/self/task"),
+                         std::filesystem::directory_iterator());
+  };
+  auto before = threads();
+  Cni cni(opts_);
+  EXPECT_EQ(threads(), before) << "the watch started a thread";
+  auto st = cni.Status();
+  EXPECT_FALSE(st.ready);
+  EXPECT_TRUE(st.unconfigured);
+  const char* net = R"({"cniVersion":"1.0.0","name":"net","plugins":[{"type":"alpha"}]})";
+  for (int round = 0; round < 2; ++round) {
+    WriteFile(d_ / "conf/10-net.conflist", net);  // makes conf/ as well
+    st = cni.Status();
+    EXPECT_TRUE(st.ready) << "round " << round << ": " << st.message;
+    std::filesystem::remove_all(d_ / "conf");
+    st = cni.Status();
+    EXPECT_FALSE(st.ready) << "round " << round;
+    EXPECT_NE(st.message.find("no network config found"), std::string::npos) << st.message;
+  }
+  EXPECT_EQ(threads(), before);
+}
+
 }  // namespace
 }  // namespace berth::network
