@@ -785,7 +785,7 @@ void RuntimeService::Impl::FillSandboxStatus(const SandboxRecord& sb, v1::PodSan
 void RuntimeService::PodSandboxStatus(const v1::PodSandboxStatusRequest& req, v1::PodSandboxStatusResponse* resp) {
   auto& I = *impl_;
   auto sb = I.FindSandbox(req.pod_sandbox_id());
-  std::lock_guard<std::mutex> lock(I.mu);
+  std::unique_lock<std::mutex> lock(I.mu);
   I.FillSandboxStatus(*sb, resp->mutable_status());
   resp->set_timestamp(NowNs());
   if (req.verbose()) {
@@ -802,6 +802,12 @@ void RuntimeService::PodSandboxStatus(const v1::PodSandboxStatusRequest& req, v1
     try {
       info["runtimeSpec"] = nlohmann::json::parse(fs::ReadFile(fs::Join(sb->dir, "config.json"), 1 << 20));
     } catch (...) {
+    }
+    if (sb->state == kReady) {  // CNI CHECK, for people who inspect a pod (docs/networking.md)
+      std::string handler = sb->handler, netns = sb->netns_path;
+      nlohmann::json record = sb->network;
+      lock.unlock();
+      info["cniCheck"] = I.CheckNetwork(handler, record, netns);
     }
     (*resp->mutable_info())["info"] = info.dump();
   }

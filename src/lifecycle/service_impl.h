@@ -113,6 +113,10 @@ struct RuntimeService::Impl {
   void SetUpNetwork(SandboxRecord& sb);
   void TearDownNetwork(SandboxRecord& sb);
   void FillNetworkStatus(const SandboxRecord& sb, v1::PodSandboxStatus* st) const;
+  // CNI CHECK of a ready sandbox's attachments (verbose status only): "ok", the plugin's error,
+  // or why nothing was checked. Called without `mu`; runs the plugins.
+  std::string CheckNetwork(const std::string& handler, const nlohmann::json& record,
+                           const std::string& netns) const;
   // Containers.
   void StopContainerLocked(ContainerRecord& c, int64_t timeout_s,
                            const std::function<bool()>& cancelled = {});

@@ -451,6 +451,31 @@ TEST_F(NetworkE2E, PodsTalkOverTheBridgeAndHostPortsWork) {
   EXPECT_EQ(Host("iptables-save -t nat | grep -c 18080 || true"), "0\n");
 }
 
+// CNI CHECK runs when a person inspects a pod (verbose PodSandboxStatus: `berthctl inspectp`,
+// `crictl inspectp`), never for kubelet's status calls: "ok" while the attachments are as ADD left
+// them, the plugin's error once the pod's veth is gone; the pod is still removed cleanly.
+TEST_F(NetworkE2E, InspectRunsCniCheck) {
+  ASSERT_TRUE(WaitReady(true)) << NetworkReady().message();
+  std::string before = HostState();
+  std::string id = MustRunPod(Pod("checked", 18095));
+  ASSERT_FALSE(id.empty());
+  std::string info;
+  PodStatus(id, &info);
+  auto j = nlohmann::json::parse(info);
+  EXPECT_EQ(j["cniCheck"], "ok") << info;
+  std::string veth;
+  for (const auto& i : j["cni"]["attachments"][1]["result"]["interfaces"])
+    if (!i.contains("sandbox") && i.value("name", "") != bridge_) veth = i.value("name", "");
+  ASSERT_FALSE(veth.empty()) << j["cni"].dump();
+  EXPECT_EQ(Host("ip link del " + veth + " && echo gone"), "gone\n");
+  PodStatus(id, &info);
+  std::string check = nlohmann::json::parse(info).value("cniCheck", "");
+  EXPECT_NE(check, "ok");
+  EXPECT_NE(check.find("bridge"), std::string::npos) << check;
+  RemovePod(id);
+  EXPECT_EQ(HostState(), before);
+}
+
 TEST_F(NetworkE2E, DualStackGivesAdditionalIPs) {
   WriteConflist(Conflist(/*dual=*/true));
   ASSERT_TRUE(WaitFor([&] {
