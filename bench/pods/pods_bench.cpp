@@ -1277,7 +1277,7 @@ void Bench::Run() {
 
 // Two berthds side by side, [metrics] off (d_) and on with grpc_histogram (dm_), in one run: the
 // same `true` pods (pod + container to exited, stopped and removed) alternate between them, the
-// order swapped at every pod, and each pod on the berthd with metrics is followed by a scrape
+// order swapped at every pair, and each pair is followed by a scrape of the berthd with metrics
 // (outside the timed part, as Prometheus scrapes apart from the pods). Idle VmRSS of both after
 // start (after the same 200 Version calls), after the import and after the pods.
 void Bench::RunMetricsPair() {
@@ -1368,9 +1368,9 @@ void Bench::RunMetricsPair() {
         }
         std::swap(d_, dm_);
         if (i >= 0) t_on.push_back(t);
-        if (Scrape(port).rfind("HTTP/1.1 200", 0) != 0) throw std::runtime_error("scrape failed");
       }
     }
+    if (Scrape(port).rfind("HTTP/1.1 200", 0) != 0) throw std::runtime_error("scrape failed");
   }
   read_rss("idle after the pods");
   auto so = Summarise(t_off), sn = Summarise(t_on);
