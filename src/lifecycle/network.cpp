@@ -92,7 +92,8 @@ std::string RuntimeService::Impl::CheckNetwork(const std::string& handler,
   if (record.is_null()) return "skipped: no CNI attachments";
   if (!cni) return "skipped: CNI is not configured";
   try {
-    cni->Check(record, netns);
+    // Within crictl's default 2 s per call, whatever the plugins do.
+    cni->Check(record, netns, std::chrono::milliseconds(1500));
     return "ok";
   } catch (const std::exception& e) {
     return e.what();

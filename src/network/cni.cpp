@@ -342,9 +342,12 @@ void Cni::TearDown(const nlohmann::json& record, const std::string& netns) {
   if (!first.empty()) throw Error(Code::kUnknown, "failed to tear down the pod network: " + first);
 }
 
-void Cni::Check(const nlohmann::json& record, const std::string& netns) {
+void Cni::Check(const nlohmann::json& record, const std::string& netns,
+                std::chrono::milliseconds budget) {
   if (!record.is_object() || !record.contains("attachments")) return;
   const auto& caps = record.value("capabilityArgs", nlohmann::json::object());
+  const auto deadline = std::chrono::steady_clock::now() + budget;
+  CniOptions o = opts_;  // each call gets what is left of the budget
   for (const auto& att : record["attachments"]) {
     std::string v = Version(att);
     if (CompareVersions(v, "0.4.0") < 0 || att["conf"].value("disableCheck", false)) continue;
@@ -352,8 +355,14 @@ void Cni::Check(const nlohmann::json& record, const std::string& netns) {
       throw Error(Code::kFailedPrecondition,
                   "network \"" + att.value("network", "") + "\" has no cached result to CHECK");
     }
-    Call c = CallFor(record, att, opts_, "CHECK", netns);
+    Call c = CallFor(record, att, o, "CHECK", netns);
     for (const auto& p : att["conf"]["plugins"]) {
+      if (budget.count() > 0) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        o.timeout = std::max(left, std::chrono::milliseconds(1));
+        if (opts_.timeout.count() > 0) o.timeout = std::min(o.timeout, opts_.timeout);
+      }
       Invoke(c, p.value("type", ""), att.value("network", ""),
              PluginConf(att["conf"], p, v, caps, &att["result"]));
     }

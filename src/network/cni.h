@@ -105,8 +105,10 @@ class Cni {
   // `netns` ("" or a path that is no longer a namespace: DEL without one). Every attachment is
   // tried; throws Error naming the first plugin that failed.
   void TearDown(const nlohmann::json& record, const std::string& netns);
-  // CHECK of every attachment (versions 0.4.0 and newer). Throws Error naming the plugin.
-  void Check(const nlohmann::json& record, const std::string& netns);
+  // CHECK of every attachment (versions 0.4.0 and newer). Throws Error naming the plugin. With a
+  // budget, the calls together take at most that long (a call past it is killed and named).
+  void Check(const nlohmann::json& record, const std::string& netns,
+             std::chrono::milliseconds budget = std::chrono::milliseconds(0));
   // GC (version 1.1.0) of every loaded network with the attachments of `live` records as the
   // valid ones. Returns the errors (empty when none).
   std::vector<std::string> GC(const std::vector<nlohmann::json>& live);

@@ -37,6 +37,8 @@ if mode == "stderr" and cmd == "ADD":
     sys.stderr.write("boom\n"); sys.exit(2)
 if mode == "hang" and cmd == "ADD":
     time.sleep(60)
+if mode == "hangcheck" and cmd == "CHECK":
+    time.sleep(60)
 if cmd == "ADD":
     prev = conf.get("prevResult")
     if prev is None:
@@ -216,6 +218,30 @@ TEST_F(CniProtocol, WithoutAnyConfigurationNothingRuns) {
   EXPECT_TRUE(rec.is_null());
   EXPECT_TRUE(Calls().empty());
   EXPECT_FALSE(std::filesystem::exists(opts_.conf_dir)) << "conf_dir is not created";
+}
+
+// CHECK within a budget (berth gives inspect's CHECK 1.5 s): a plugin still running when it is
+// spent is killed and named, and the plugins after it are not called.
+TEST_F(CniProtocol, CheckKeepsToItsBudget) {
+  Cni cni(opts_);
+  nlohmann::json conf = nlohmann::json::parse(
+      R"({"cniVersion":"1.0.0","name":"net","plugins":[{"type":"alpha","mode":"hangcheck"},{"type":"beta"}]})");
+  nlohmann::json rec = {{"containerID", "sb1"},
+                        {"args", ""},
+                        {"attachments",
+                         {{{"network", "net"},
+                           {"cniVersion", "1.0.0"},
+                           {"ifname", "eth0"},
+                           {"conf", conf},
+                           {"result", {{"cniVersion", "1.0.0"}}}}}}};
+  try {
+    cni.Check(rec, "/run/netns/none", std::chrono::milliseconds(500));
+    ADD_FAILURE() << "CHECK of a hanging plugin succeeded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("\"alpha\""), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("killed"), std::string::npos) << e.what();
+  }
+  for (const auto& c : Calls()) EXPECT_EQ(c["type"], "alpha") << "beta comes after the budget";
 }
 
 TEST_F(CniProtocol, TheWatchPicksUpChanges) {
