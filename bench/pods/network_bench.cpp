@@ -10,8 +10,12 @@
 //   bare CNI   the plugins alone: ADD of loopback, bridge -> portmap, then DEL, in a fresh netns
 //   no network the same pods on a berthd without CNI (conf_dir = "")
 //   networked  the same pods on a berthd with the network
-// berth's own cost of the network = networked - no network - bare CNI. Then --parallel pods are
-// started at once on the networked berthd, against one pod's RunPodSandbox.
+// berth's own cost of the network = networked - no network - bare CNI. As that difference of
+// three separate samples drowns in the plugins' own swings on a busy machine, berth's cost of ADD
+// is also taken within each networked RunPodSandbox: its time less the wall time of the plugins'
+// ADD calls that berth records with the pod (`addMs`), against a RunPodSandbox without network.
+// Then --parallel pods are started at once on the networked berthd, against one pod's
+// RunPodSandbox.
 #include "runtime/v1/api.grpc.pb.h"  // first: its enum Signal names collide with <signal.h> macros
 
 #include <fcntl.h>
@@ -195,13 +199,35 @@ double BareCni(const std::string& plugins, const nlohmann::json& list, const std
   return Ms(Clock::now() - t0);
 }
 
-// Per-pod lifecycle times on `d`.
-std::vector<double> Lifecycles(Berthd& d, const std::string& dir, int n, int base) {
-  std::vector<double> out;
+struct Times {
+  double total = 0, run = 0, add = 0;  // lifecycle, RunPodSandbox, its plugin ADDs (berth's clock)
+};
+
+// The wall time of the plugins' ADD calls berth recorded for pod `id` (0 without a network).
+double AddMs(Berthd& d, const std::string& id) {
+  v1::PodSandboxStatusRequest r;
+  r.set_pod_sandbox_id(id);
+  r.set_verbose(true);
+  v1::PodSandboxStatusResponse s;
+  Check(d.rt().PodSandboxStatus(Ctx().get(), r, &s), "PodSandboxStatus");
+  auto info = nlohmann::json::parse(s.info().at("info"));
+  return info["cni"].is_object() ? info["cni"].value("addMs", 0.0) : 0.0;
+}
+
+// Per-pod lifecycle times on `d` (the status read for the ADD time is not timed).
+std::vector<Times> Lifecycles(Berthd& d, const std::string& dir, int n, int base) {
+  std::vector<Times> out;
   for (int i = 0; i < n; ++i) {
+    Times t;
     auto t0 = Clock::now();
-    RemovePod(d, RunPod(d, Pod(dir, base + i)));
-    out.push_back(Ms(Clock::now() - t0));
+    std::string id = RunPod(d, Pod(dir, base + i));
+    auto t1 = Clock::now();
+    t.add = AddMs(d, id);
+    auto t2 = Clock::now();
+    RemovePod(d, id);
+    t.run = Ms(t1 - t0);
+    t.total = Ms(Clock::now() - t2) + t.run;
+    out.push_back(t);
   }
   return out;
 }
@@ -286,12 +312,17 @@ int main(int argc, char** argv) {
     net.Start();
     Lifecycles(plain, dir, 2, 0);
     Lifecycles(net, dir, 2, 0);
-    std::vector<double> t0, t1;
+    std::vector<double> t0, t1, run0, run1, add, own;
     std::vector<double> bare;
     for (int i = 0; i < pods; ++i) {  // interleaved, so that all three see the same machine load
       bare.push_back(bare_run(1000 + i, 1).first[0]);
-      t0.push_back(Lifecycles(plain, dir, 1, 100 + i)[0]);
-      t1.push_back(Lifecycles(net, dir, 1, 100 + i)[0]);
+      Times p = Lifecycles(plain, dir, 1, 100 + i)[0], n = Lifecycles(net, dir, 1, 100 + i)[0];
+      t0.push_back(p.total);
+      t1.push_back(n.total);
+      run0.push_back(p.run);
+      run1.push_back(n.run);
+      add.push_back(n.add);
+      own.push_back(n.run - n.add);  // the networked RunPodSandbox without its plugins' time
     }
     std::vector<double> single;
     for (int i = 0; i < 5; ++i) {
@@ -323,6 +354,14 @@ int main(int argc, char** argv) {
         "  berth's own cost of the network per pod         %8.1f  (networked - no network - bare "
         "CNI)\n",
         m1 - m0 - b);
+    std::printf(
+        "  RunPodSandbox: no network %.1f, networked %.1f, of it the plugins' ADD %.1f (berth's "
+        "clock)\n",
+        Median(run0), Median(run1), Median(add));
+    std::printf(
+        "  berth's own cost of ADD per pod                 %8.1f  (median of networked "
+        "RunPodSandbox - its ADD, %.1f, - no network)\n",
+        Median(own) - Median(run0), Median(own));
     std::printf("  RunPodSandbox networked, one pod                %8.1f\n", one);
     std::printf("  %d RunPodSandbox in parallel, wall             %8.1f  (%.2fx one pod)\n",
                 parallel, par, one > 0 ? par / one : 0);

@@ -9,10 +9,12 @@
 //
 //   pods_bench [--pods N] [--running N] [--list N] [--list-calls N] [--warmup N]
 //              [--runtime runc|crun] [--berthd PATH] [--monitor PATH] [--pause PATH]
-//              [--log-level LEVEL] [--strace FILE] [--keep] [--metrics]
+//              [--log-level LEVEL] [--strace FILE] [--keep] [--metrics | --metrics-pair]
 //
 // --metrics turns berthd's [metrics] endpoint on (with grpc_histogram) and times scrapes of
 // /v1/metrics with the `--list` containers present; compare the other figures with a run without.
+// --metrics-pair measures only what metrics cost, both sides in one run: two berthds, [metrics]
+// off and on, the same `true` pods alternating between them, and their idle VmRSS.
 //
 // --strace FILE runs berthd under `strace -f --seccomp-bpf` (execve, clone, fsync, mount, umount2,
 // unshare, setns) and prints, for the `true` pods, which runtime and monitor processes and which
@@ -42,6 +44,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -237,6 +240,7 @@ struct Config {
   std::string strace_file;
   bool keep = false;
   bool metrics = false;  // [metrics] on (grpc_histogram too); scrapes timed with `list` containers
+  bool metrics_pair = false;  // only the cost of [metrics]: two berthds, off and on, side by side
 };
 
 class Berthd {
@@ -616,6 +620,8 @@ class Bench {
   explicit Bench(Config cfg) : cfg_(std::move(cfg)), dir_("berth-pods-bench") {}
 
   void Run();
+  // --metrics-pair: what [metrics] (with grpc_histogram) costs, both sides in one run.
+  void RunMetricsPair();
   void Cleanup();
 
  private:
@@ -642,16 +648,21 @@ class Bench {
       auto t0 = Clock::now();
       std::string r = Scrape(port);
       auto t1 = Clock::now();
-      if (r.rfind("HTTP/1.1 200", 0) != 0) throw std::runtime_error("scrape failed: " + r.substr(0, 200));
+      if (r.rfind("HTTP/1.1 200", 0) != 0)
+        throw std::runtime_error("scrape failed: " + r.substr(0, 200));
       bytes = r.size();
       if (i >= 0) t.push_back(Ms(t1 - t0));
     }
     Stats s = Summarise(t);
-    std::printf("  metrics scrape with %d containers: median %.2f ms, p90 %.2f ms, min %.2f ms (%zu bytes)\n", n,
-                s.median, s.p90, s.min, bytes);
+    std::printf(
+        "  metrics scrape with %d containers: median %.2f ms, p90 %.2f ms, min %.2f ms (%zu "
+        "bytes)\n",
+        n, s.median, s.p90, s.min, bytes);
   }
   berth::testing::TempDir dir_;
   std::unique_ptr<Berthd> d_;
+  std::unique_ptr<Berthd> dm_;  // --metrics-pair: the berthd with metrics on
+  Config metrics_on_;
   int seq_ = 0;
   std::map<std::string, std::pair<long, long>> rss_;  // when -> VmRSS, RssAnon (KiB)
   std::vector<std::string> rss_order_;
@@ -797,7 +808,8 @@ void Bench::Run() {
     } else {
       berth::testing::LocalRegistry reg;
       berth::testing::PushImage(img, reg.host(), "bench/pods:v1");
-      auto cri_images = v1::ImageService::NewStub(grpc::CreateChannel("unix:" + d_->socket(), grpc::InsecureChannelCredentials()));
+      auto cri_images = v1::ImageService::NewStub(
+          grpc::CreateChannel("unix:" + d_->socket(), grpc::InsecureChannelCredentials()));
       v1::PullImageRequest preq;
       preq.mutable_image()->set_image(reg.host() + "/bench/pods:v1");
       v1::PullImageResponse presp;
@@ -969,12 +981,13 @@ void Bench::Run() {
       Summarise(step_create).median + Summarise(step_start).median + Summarise(step_wait).median +
           Summarise(step_delete).median);
   std::printf(
-      "  berthd CPU per pod: own threads %.1f ms, reaped children (berth-monitor with its %s, berth-pause, %s kill/delete) %.1f ms\n",
+      "  berthd CPU per pod: own threads %.1f ms, reaped children (berth-monitor with its %s, "
+      "berth-pause, %s kill/delete) %.1f ms\n",
       (cpu1.first - cpu0.first) / cfg_.pods, cfg_.runtime.c_str(), cfg_.runtime.c_str(),
       (cpu1.second - cpu0.second) / cfg_.pods);
   // Pages the machine had reclaimed and reads back: latency that neither side controls.
-  std::printf("  major page faults during the `true` pods: berthd %ld, the machine %ld\n", majflt1 - majflt0,
-              machine_majflt1 - machine_majflt0);
+  std::printf("  major page faults during the `true` pods: berthd %ld, the machine %ld\n",
+              majflt1 - majflt0, machine_majflt1 - machine_majflt0);
   if (!lags.empty()) {
     auto ls = Summarise(lags);
     std::printf(
@@ -1132,15 +1145,16 @@ void Bench::Run() {
         ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
         grpc::ByteBuffer req, resp;
         bool own = false;
-        Check(grpc::SerializationTraits<v1::ListContainersRequest>::Serialize(v1::ListContainersRequest(), &req, &own),
+        Check(grpc::SerializationTraits<v1::ListContainersRequest>::Serialize(
+                  v1::ListContainersRequest(), &req, &own),
               "serialize ListContainersRequest");
         std::mutex mu;
         std::condition_variable cv;
         bool done = false;
         grpc::Status st;
         auto r0 = Clock::now();
-        generic.UnaryCall(&ctx, "/runtime.v1.RuntimeService/ListContainers", grpc::StubOptions(), &req,
-                          &resp, [&](grpc::Status s) {
+        generic.UnaryCall(&ctx, "/runtime.v1.RuntimeService/ListContainers", grpc::StubOptions(),
+                          &req, &resp, [&](grpc::Status s) {
                             std::lock_guard<std::mutex> l(mu);
                             st = std::move(s);
                             done = true;
@@ -1182,10 +1196,12 @@ void Bench::Run() {
     }
     auto raw = Summarise(lraw);
     std::printf(
-        "  ListContainers, decoded            median %.3f ms, p90 %.3f ms, min %.3f ms (%zu bytes)\n",
+        "  ListContainers, decoded            median %.3f ms, p90 %.3f ms, min %.3f ms (%zu "
+        "bytes)\n",
         c.median, c.p90, c.min, bc);
     std::printf(
-        "  ListContainers, raw bytes          median %.3f ms, p90 %.3f ms, min %.3f ms  goal < 2 ms: %s\n",
+        "  ListContainers, raw bytes          median %.3f ms, p90 %.3f ms, min %.3f ms  goal < 2 "
+        "ms: %s\n",
         raw.median, raw.p90, raw.min, raw.median < 2 ? "met" : "NOT met");
     std::printf(
         "  ListPodSandbox                     median %.3f ms, p90 %.3f ms, min %.3f ms (%zu "
@@ -1237,14 +1253,16 @@ void Bench::Run() {
   };
   while (!empty_dir() && Clock::now() - t_clean < std::chrono::seconds(120))
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  std::printf("  files of the removed containers gone %.1f s after the last reply\n", Ms(Clock::now() - t_clean) / 1000);
+  std::printf("  files of the removed containers gone %.1f s after the last reply\n",
+              Ms(Clock::now() - t_clean) / 1000);
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   std::printf("\nmemory:\n");
   PrintRss("idle after removing everything");
 
   // Idle: the highest of the readings after start, after the import and after the pull.
   std::pair<long, long> idle{0, 0};
-  for (const char* w : {"idle after start", "idle with the image imported", "idle with the image pulled too"})
+  for (const char* w :
+       {"idle after start", "idle with the image imported", "idle with the image pulled too"})
     if (rss_.count(w) && rss_[w].first > idle.first) idle = rss_[w];
   std::printf("\ngoals: idle VmRSS %s, the most of after start, import and pull (< 16 MiB: %s)",
               Mib(idle.first).c_str(), idle.first < 16 * 1024 ? "met" : "NOT met");
@@ -1257,31 +1275,159 @@ void Bench::Run() {
   std::printf("\n");
 }
 
-void Bench::Cleanup() {
-  if (d_ && d_->pid() > 0) {
-    v1::ListPodSandboxResponse pods;
-    if (d_->rt().ListPodSandbox(Ctx(30).get(), {}, &pods).ok()) {
-      for (const auto& p : pods.items()) {
-        v1::RemovePodSandboxRequest r;
-        r.set_pod_sandbox_id(p.id());
-        v1::RemovePodSandboxResponse rr;
-        auto st = d_->rt().RemovePodSandbox(Ctx(600).get(), r, &rr);
-        if (!st.ok())
-          std::fprintf(stderr, "cleanup: RemovePodSandbox %s: %s\n", p.id().c_str(),
-                       st.error_message().c_str());
+// Two berthds side by side, [metrics] off (d_) and on with grpc_histogram (dm_), in one run: the
+// same `true` pods (pod + container to exited, stopped and removed) alternate between them, the
+// order swapped at every pair, and each pair is followed by a scrape of the berthd with metrics
+// (outside the timed part, as Prometheus scrapes apart from the pods). Idle VmRSS of both after
+// start (after the same 200 Version calls), after the import and after the pods.
+void Bench::RunMetricsPair() {
+  std::printf("metrics pair: %ld CPUs, load %s\n", sysconf(_SC_NPROCESSORS_ONLN),
+              FirstLine(ReadAll("/proc/loadavg")).c_str());
+  Config off = cfg_;
+  off.metrics = false;
+  metrics_on_ = cfg_;
+  metrics_on_.metrics = true;
+  cfg_ = off;
+  std::filesystem::create_directories(dir_ / "metrics-on");
+  d_ = std::make_unique<Berthd>(cfg_, dir_.path());
+  dm_ = std::make_unique<Berthd>(metrics_on_, dir_ / "metrics-on");
+  d_->Start();
+  dm_->Start();
+  std::map<std::string, std::pair<long, long>> rss;  // "off/on when" -> VmRSS, Threads
+  auto both = [&](const std::function<void()>& fn) {
+    fn();
+    std::swap(d_, dm_);
+    try {
+      fn();
+    } catch (...) {
+      std::swap(d_, dm_);
+      throw;
+    }
+    std::swap(d_, dm_);
+  };
+  auto read_rss = [&](const std::string& when) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    for (auto* d : {d_.get(), dm_.get()}) {
+      std::string key = std::string(d == d_.get() ? "off " : "on ") + when;
+      rss[key] = {ProcKiB(d->pid(), "VmRSS"), ProcKiB(d->pid(), "Threads")};
+    }
+  };
+  both([&] {
+    for (int i = 0; i < 200; ++i) {
+      v1::VersionResponse resp;
+      Check(d_->rt().Version(Ctx().get(), {}, &resp), "Version");
+    }
+  });
+  read_rss("idle after start");
+  berth::testing::TestImageOptions opts;
+  opts.user = "";
+  opts.entrypoint = {};
+  opts.cmd = {"sh"};
+  opts.id = "pods-bench";
+  auto img = berth::testing::BuildTestImage(dir_ / "oci", opts);
+  berth::testing::WriteOciArchive(img, dir_ / "busybox.tar", kImage);
+  both([&] {
+    berth::images::v1::ImportRequest req;
+    req.set_path(dir_ / "busybox.tar");
+    berth::images::v1::ImportResponse resp;
+    Check(d_->images().Import(Ctx().get(), req, &resp), "Import");
+  });
+  read_rss("idle with the image imported");
+
+  std::fprintf(stderr, "[pods_bench] %d+%d `true` pods on each berthd, alternating\n", cfg_.warmup,
+               cfg_.pods);
+  ExitEvents ev_off(d_->rt()), ev_on(dm_->rt());
+  const int port = dm_->MetricsPort();
+  if (port == 0) throw std::runtime_error("--metrics-pair: berthd logged no metrics port");
+  std::vector<double> t_off, t_on;
+  auto pod = [&](ExitEvents& ev) {
+    auto pc = PodConfig("true-" + std::to_string(seq_++));
+    auto t0 = Clock::now();
+    std::string id = RunPod(pc);
+    std::string cid = CreateCtr(id, pc, "c", {"true"});
+    StartCtr(cid);
+    ev.Wait(cid);
+    StopPod(id);
+    RemovePod(id);
+    return Ms(Clock::now() - t0);
+  };
+  for (int i = -cfg_.warmup; i < cfg_.pods; ++i) {
+    CheckInterrupted();
+    for (int k = 0; k < 2; ++k) {
+      if ((i + k) % 2 == 0) {
+        double t = pod(ev_off);
+        if (i >= 0) t_off.push_back(t);
+      } else {
+        std::swap(d_, dm_);
+        double t = 0;
+        try {
+          t = pod(ev_on);
+        } catch (...) {
+          std::swap(d_, dm_);
+          throw;
+        }
+        std::swap(d_, dm_);
+        if (i >= 0) t_on.push_back(t);
       }
     }
-    d_->Stop();
+    if (Scrape(port).rfind("HTTP/1.1 200", 0) != 0) throw std::runtime_error("scrape failed");
   }
+  read_rss("idle after the pods");
+  auto so = Summarise(t_off), sn = Summarise(t_on);
+  std::printf("\n`true` pods, %d on each berthd after %d warm-up (ms, median / p90 / min):\n",
+              cfg_.pods, cfg_.warmup);
+  std::printf("  metrics off                          %8.1f / %8.1f / %8.1f\n", so.median, so.p90,
+              so.min);
+  std::printf("  metrics on (grpc_histogram)          %8.1f / %8.1f / %8.1f\n", sn.median, sn.p90,
+              sn.min);
+  double added = so.median > 0 ? (sn.median - so.median) / so.median * 100 : 0;
+  std::printf("  added by metrics: %+.1f ms median (%+.2f%%), %+.1f ms min  goal < 1%%: %s\n",
+              sn.median - so.median, added, sn.min - so.min, added < 1 ? "met" : "NOT met");
+  std::printf("\nberthd VmRSS (threads), metrics off / on:\n");
+  for (const char* w :
+       {"idle after start", "idle with the image imported", "idle after the pods"}) {
+    auto a = rss[std::string("off ") + w], b = rss[std::string("on ") + w];
+    std::printf("  %-30s %s (%ld) / %s (%ld)  added %+ld KiB%s\n", w, Mib(a.first).c_str(),
+                a.second, Mib(b.first).c_str(), b.second, b.first - a.first,
+                std::string(w) == "idle after start"
+                    ? (b.first - a.first < 1024 ? "  goal < 1 MiB: met" : "  goal < 1 MiB: NOT met")
+                    : "");
+  }
+}
+
+// Removes the pods of `d` through it, then stops it.
+void RemovePodsAndStop(Berthd* d) {
+  if (!d || d->pid() <= 0) return;
+  v1::ListPodSandboxResponse pods;
+  if (d->rt().ListPodSandbox(Ctx(30).get(), {}, &pods).ok()) {
+    for (const auto& p : pods.items()) {
+      v1::RemovePodSandboxRequest r;
+      r.set_pod_sandbox_id(p.id());
+      v1::RemovePodSandboxResponse rr;
+      auto st = d->rt().RemovePodSandbox(Ctx(600).get(), r, &rr);
+      if (!st.ok())
+        std::fprintf(stderr, "cleanup: RemovePodSandbox %s: %s\n", p.id().c_str(),
+                     st.error_message().c_str());
+    }
+  }
+  d->Stop();
+}
+
+void Bench::Cleanup() {
+  RemovePodsAndStop(dm_.get());
+  RemovePodsAndStop(d_.get());
   // Whatever is left in a runtime root (berthd's under the state directory, and the bare one).
   std::vector<std::string> roots = {BareRoot()};
   std::error_code ec;
-  for (auto it = std::filesystem::recursive_directory_iterator(dir_ / "state", ec);
-       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
-    if (it->is_directory(ec) && it->path().parent_path().filename() == "runtime") {
-      roots.push_back(it->path().string());
-      it.disable_recursion_pending();
+  for (std::string state : {dir_ / "state", dir_ / "metrics-on/state"}) {
+    for (auto it = std::filesystem::recursive_directory_iterator(state, ec);
+         !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+      if (it->is_directory(ec) && it->path().parent_path().filename() == "runtime") {
+        roots.push_back(it->path().string());
+        it.disable_recursion_pending();
+      }
     }
+    ec.clear();
   }
   for (const auto& root : roots) {
     if (!std::filesystem::exists(root, ec)) continue;
@@ -1343,12 +1489,14 @@ int main(int argc, char** argv) {
       cfg.keep = true;
     else if (a == "--metrics")
       cfg.metrics = true;
+    else if (a == "--metrics-pair")
+      cfg.metrics_pair = true;
     else {
       std::fprintf(
           stderr,
           "usage: %s [--pods N] [--running N] [--list N] [--list-calls N] [--warmup N]\n"
           "          [--runtime runc|crun] [--berthd PATH] [--monitor PATH] [--pause PATH]\n"
-          "          [--log-level LEVEL] [--strace FILE] [--keep] [--metrics]\n",
+          "          [--log-level LEVEL] [--strace FILE] [--keep] [--metrics | --metrics-pair]\n",
           argv[0]);
       return 2;
     }
@@ -1371,7 +1519,10 @@ int main(int argc, char** argv) {
   int rc = 0;
   Bench bench(cfg);
   try {
-    bench.Run();
+    if (cfg.metrics_pair)
+      bench.RunMetricsPair();
+    else
+      bench.Run();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "pods_bench: %s\n", e.what());
     rc = 1;

@@ -3,11 +3,12 @@
 #include <cstdio>
 #include <ctime>
 
-#include <CLI/CLI.hpp>
 #include <grpcpp/grpcpp.h>
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "berth/admin/v1/admin.grpc.pb.h"
+#include "cmd/berthctl/cmd_cri.h"
 #include "cmd/berthctl/commands.h"
 
 namespace berth::berthctl {
@@ -22,21 +23,24 @@ void AddPluginCommands(CLI::App& app, Globals& g) {
     g.Prepare(ctx);
     pb::ListPluginsResponse resp;
     Check(stub->ListPlugins(&ctx, pb::ListPluginsRequest(), &resp), "ListPlugins");
-    if (g.Json()) {
-      nlohmann::json out = nlohmann::json::array();
+    if (!g.Table()) {
+      nlohmann::ordered_json out = nlohmann::ordered_json::array();
       for (const auto& p : resp.plugins()) {
-        nlohmann::json exports = nlohmann::json::object();
+        nlohmann::ordered_json exports = nlohmann::ordered_json::object();
         for (const auto& [k, v] : p.exports()) exports[k] = v;
-        out.push_back({{"type", p.type()},
-                       {"id", p.id()},
-                       {"requires", std::vector<std::string>(p.requires_types().begin(), p.requires_types().end())},
-                       {"status", p.status()},
-                       {"error", p.error()},
-                       {"exports", exports},
-                       {"platforms", std::vector<std::string>(p.platforms().begin(), p.platforms().end())},
-                       {"capabilities", std::vector<std::string>(p.capabilities().begin(), p.capabilities().end())}});
+        out.push_back(
+            {{"type", p.type()},
+             {"id", p.id()},
+             {"requires",
+              std::vector<std::string>(p.requires_types().begin(), p.requires_types().end())},
+             {"status", p.status()},
+             {"error", p.error()},
+             {"exports", exports},
+             {"platforms", std::vector<std::string>(p.platforms().begin(), p.platforms().end())},
+             {"capabilities",
+              std::vector<std::string>(p.capabilities().begin(), p.capabilities().end())}});
       }
-      std::puts(out.dump(2).c_str());
+      cri::PrintStructured(out, g.output);
       return;
     }
     std::vector<std::vector<std::string>> rows = {{"TYPE", "ID", "STATUS", "ERROR"}};
@@ -48,7 +52,8 @@ void AddPluginCommands(CLI::App& app, Globals& g) {
   static std::string type, id, options;
   info->add_option("type", type, "plugin type, e.g. io.containerd.cri.v1")->required();
   info->add_option("id", id, "plugin id, e.g. runtime")->required();
-  info->add_option("--options", options, "options as a JSON object, e.g. '{\"runtime_handler\":\"runc\"}'");
+  info->add_option("--options", options,
+                   "options as a JSON object, e.g. '{\"runtime_handler\":\"runc\"}'");
   info->callback([&g] {
     auto stub = pb::Admin::NewStub(g.Channel());
     grpc::ClientContext ctx;
@@ -67,7 +72,8 @@ void AddPluginCommands(CLI::App& app, Globals& g) {
 void AddConfigCommands(CLI::App& app, Globals& g) {
   auto* config = app.add_subcommand("config", "berthd's configuration");
   config->require_subcommand(1);
-  auto* dump = config->add_subcommand("dump", "print the effective config of the running berthd (TOML)");
+  auto* dump =
+      config->add_subcommand("dump", "print the effective config of the running berthd (TOML)");
   dump->callback([&g] {
     auto stub = pb::Admin::NewStub(g.Channel());
     grpc::ClientContext ctx;
@@ -79,7 +85,8 @@ void AddConfigCommands(CLI::App& app, Globals& g) {
 }
 
 void AddWarningCommands(CLI::App& app, Globals& g) {
-  auto* warnings = app.add_subcommand("warnings", "deprecation and configuration warnings of berthd");
+  auto* warnings =
+      app.add_subcommand("warnings", "deprecation and configuration warnings of berthd");
   warnings->callback([&g] {
     auto stub = pb::Admin::NewStub(g.Channel());
     grpc::ClientContext ctx;
@@ -94,16 +101,19 @@ void AddWarningCommands(CLI::App& app, Globals& g) {
       std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
       return std::string(buf);
     };
-    if (g.Json()) {
-      nlohmann::json out = nlohmann::json::array();
+    if (!g.Table()) {
+      nlohmann::ordered_json out = nlohmann::ordered_json::array();
       for (const auto& w : resp.warnings()) {
-        out.push_back({{"id", w.id()}, {"message", w.message()}, {"last_occurrence", when(w.last_occurrence_unix_nano())}});
+        out.push_back({{"id", w.id()},
+                       {"message", w.message()},
+                       {"last_occurrence", when(w.last_occurrence_unix_nano())}});
       }
-      std::puts(out.dump(2).c_str());
+      cri::PrintStructured(out, g.output);
       return;
     }
     std::vector<std::vector<std::string>> rows = {{"ID", "LAST OCCURRENCE", "MESSAGE"}};
-    for (const auto& w : resp.warnings()) rows.push_back({w.id(), when(w.last_occurrence_unix_nano()), w.message()});
+    for (const auto& w : resp.warnings())
+      rows.push_back({w.id(), when(w.last_occurrence_unix_nano()), w.message()});
     PrintTable(rows);
   });
 }

@@ -95,6 +95,7 @@ nlohmann::ordered_json ToJSON(const google::protobuf::Message& m) {
 
 std::string ToYAML(const nlohmann::ordered_json& j) {
   std::ostringstream out;
+  if (j.empty() && (j.is_array() || j.is_object())) return j.is_array() ? "[]\n" : "{}\n";
   EmitYAML(j, 0, out);
   return out.str();
 }

@@ -85,4 +85,19 @@ void RuntimeService::Impl::FillNetworkStatus(const SandboxRecord& sb,
   for (const auto& ip : ips.additional) n->add_additional_ips()->set_ip(ip);
 }
 
+std::string RuntimeService::Impl::CheckNetwork(const std::string& handler,
+                                               const nlohmann::json& record,
+                                               const std::string& netns) const {
+  network::Cni* cni = CniFor(handler);
+  if (record.is_null()) return "skipped: no CNI attachments";
+  if (!cni) return "skipped: CNI is not configured";
+  try {
+    // Within crictl's default 2 s per call, whatever the plugins do.
+    cni->Check(record, netns, std::chrono::milliseconds(1500));
+    return "ok";
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+}
+
 }  // namespace berth::lifecycle

@@ -372,7 +372,8 @@ void RuntimeService::Impl::RemoveSandboxFiles(const std::string& id, const std::
 }
 
 void RuntimeService::Impl::Defer(std::function<void()> job) {
-  if (!watcher.joinable() || stopping) {
+  StartWatcher();
+  if (!watcher_started || stopping) {
     try {
       job();
     } catch (...) {
@@ -824,7 +825,7 @@ void RuntimeService::Impl::FillSandboxStatus(const SandboxRecord& sb, v1::PodSan
 void RuntimeService::PodSandboxStatus(const v1::PodSandboxStatusRequest& req, v1::PodSandboxStatusResponse* resp) {
   auto& I = *impl_;
   auto sb = I.FindSandbox(req.pod_sandbox_id());
-  std::lock_guard<std::mutex> lock(I.mu);
+  std::unique_lock<std::mutex> lock(I.mu);
   I.FillSandboxStatus(*sb, resp->mutable_status());
   resp->set_timestamp(NowNs());
   if (req.verbose()) {
@@ -841,6 +842,12 @@ void RuntimeService::PodSandboxStatus(const v1::PodSandboxStatusRequest& req, v1
     try {
       info["runtimeSpec"] = nlohmann::json::parse(fs::ReadFile(fs::Join(sb->dir, "config.json"), 1 << 20));
     } catch (...) {
+    }
+    if (sb->state == kReady) {  // CNI CHECK, for people who inspect a pod (docs/networking.md)
+      std::string handler = sb->handler, netns = sb->netns_path;
+      nlohmann::json record = sb->network;
+      lock.unlock();
+      info["cniCheck"] = I.CheckNetwork(handler, record, netns);
     }
     (*resp->mutable_info())["info"] = info.dump();
   }
@@ -877,7 +884,16 @@ void RuntimeService::ListPodSandbox(const v1::ListPodSandboxRequest& req, v1::Li
 
 // --- the exit watcher -------------------------------------------------------------
 
+void RuntimeService::Impl::StartWatcher() {
+  if (watcher_started || !opts.watch_exits) return;
+  std::lock_guard<std::mutex> lock(watcher_start_mu);
+  if (watcher_started || stopping || wake_fd.load() < 0) return;
+  watcher = std::thread([this] { WatchExits(); });
+  watcher_started = true;
+}
+
 void RuntimeService::Impl::WakeWatcher() {
+  StartWatcher();
   int fd = wake_fd.load();
   if (fd < 0) return;
   uint64_t one = 1;
@@ -1059,14 +1075,22 @@ RuntimeService::RuntimeService(Options opts) : impl_(std::make_unique<Impl>(std:
   impl_->Recover();
   if (impl_->opts.watch_exits) {
     impl_->wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    impl_->watcher = std::thread([this] { impl_->WatchExits(); });
+    bool recovered;
+    {
+      std::lock_guard<std::mutex> lock(impl_->mu);
+      recovered = !impl_->sandboxes.empty() || !impl_->containers.empty();
+    }
+    if (recovered) impl_->StartWatcher();  // else with the first sandbox
   }
 }
 
 RuntimeService::~RuntimeService() { Close(); }
 
 void RuntimeService::Close() {
-  impl_->stopping = true;
+  {
+    std::lock_guard<std::mutex> lock(impl_->watcher_start_mu);
+    impl_->stopping = true;
+  }
   impl_->watcher_cv.notify_all();
   impl_->WakeWatcher();
   if (impl_->watcher.joinable()) impl_->watcher.join();

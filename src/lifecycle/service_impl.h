@@ -64,6 +64,11 @@ struct RuntimeService::Impl {
   nlohmann::json recovery = nlohmann::json::object();
   std::atomic<bool> stopping{false};
   std::thread watcher;
+  // The watcher starts with the first sandbox, container or deferred job (or at construction when
+  // records were recovered): an idle berthd without pods keeps no thread for it.
+  std::mutex watcher_start_mu;
+  std::atomic<bool> watcher_started{false};
+  void StartWatcher();
   std::mutex watcher_mu;
   std::condition_variable watcher_cv;
   std::atomic<int> wake_fd{-1};  // eventfd: the watcher rescans the records (or stops)
@@ -109,6 +114,10 @@ struct RuntimeService::Impl {
   void SetUpNetwork(SandboxRecord& sb);
   void TearDownNetwork(SandboxRecord& sb);
   void FillNetworkStatus(const SandboxRecord& sb, v1::PodSandboxStatus* st) const;
+  // CNI CHECK of a ready sandbox's attachments (verbose status only): "ok", the plugin's error,
+  // or why nothing was checked. Called without `mu`; runs the plugins.
+  std::string CheckNetwork(const std::string& handler, const nlohmann::json& record,
+                           const std::string& netns) const;
   // Containers.
   // StopContainer's steps, recorded in the container's journal unless `journal` is false.
   void StopContainerLocked(ContainerRecord& c, int64_t timeout_s,

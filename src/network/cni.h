@@ -29,7 +29,7 @@ struct CniOptions {
   bool setup_serially = false;
   bool use_internal_loopback = false;  // lo is brought up by berth, not the loopback plugin
   std::chrono::milliseconds timeout{std::chrono::minutes(2)};  // per plugin call
-  bool watch = true;                                           // inotify on conf_dir
+  bool watch = true;  // inotify on conf_dir, read at each Status and GC (no thread)
 };
 
 struct PortMapping {
@@ -91,7 +91,7 @@ class Cni {
   // Ready once a network is loaded whose plugins all exist (and whose STATUS, for 1.1 networks,
   // succeeds); otherwise reason and message name what is wrong.
   NetworkStatus Status();
-  // Reads conf_dir again (the watch does this on every change).
+  // Reads conf_dir again (Status and GC do this after every change the watch saw).
   void Reload();
 
   // ADD of every network. While conf_dir holds no configuration at all, nothing is done (the pod
@@ -105,8 +105,10 @@ class Cni {
   // `netns` ("" or a path that is no longer a namespace: DEL without one). Every attachment is
   // tried; throws Error naming the first plugin that failed.
   void TearDown(const nlohmann::json& record, const std::string& netns);
-  // CHECK of every attachment (versions 0.4.0 and newer). Throws Error naming the plugin.
-  void Check(const nlohmann::json& record, const std::string& netns);
+  // CHECK of every attachment (versions 0.4.0 and newer). Throws Error naming the plugin. With a
+  // budget, the calls together take at most that long (a call past it is killed and named).
+  void Check(const nlohmann::json& record, const std::string& netns,
+             std::chrono::milliseconds budget = std::chrono::milliseconds(0));
   // GC (version 1.1.0) of every loaded network with the attachments of `live` records as the
   // valid ones. Returns the errors (empty when none).
   std::vector<std::string> GC(const std::vector<nlohmann::json>& live);
@@ -115,6 +117,8 @@ class Cni {
   void UpdatePodCIDRs(const std::vector<std::string>& cidrs);
 
  private:
+  // Reloads when the inotify watch of conf_dir saw a change since the last look.
+  void Refresh();
   struct Watcher;
   CniOptions opts_;
   std::shared_ptr<struct CniState> state_;

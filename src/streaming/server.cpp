@@ -63,6 +63,18 @@ struct Server::Impl {
   };
   std::map<std::string, Entry> tokens;
   std::string base;
+  std::once_flag serving;
+
+  // The accept loop and its thread start with the first URL handed out: until then no client
+  // holds a URL, and an idle berthd keeps no thread for the server. The socket listens from the
+  // start, so its port stays the same for the server's lifetime (an early connection waits in
+  // the listen backlog until then).
+  void StartServing() {
+    std::call_once(serving, [this] {
+      asio::co_spawn(io, Accept(), asio::detached);
+      thread = std::thread([this] { io.run(); });
+    });
+  }
 
   void Purge() {
     auto now = std::chrono::steady_clock::now();
@@ -234,8 +246,6 @@ Server::Server(ServerOptions opts) : impl_(std::make_unique<Impl>()) {
   std::string host = local.address().to_string();
   if (local.address().is_v6()) host = "[" + host + "]";
   I.base = "http://" + host + ":" + std::to_string(local.port());
-  asio::co_spawn(I.io, I.Accept(), asio::detached);
-  I.thread = std::thread([&I] { I.io.run(); });
 }
 
 Server::~Server() {
@@ -245,6 +255,7 @@ Server::~Server() {
 
 std::string Server::Register(Request r) {
   auto& I = *impl_;
+  I.StartServing();
   std::lock_guard<std::mutex> lock(I.mu);
   I.Purge();
   if (I.tokens.size() >= I.opts.max_tokens) {

@@ -25,7 +25,8 @@ struct ServerOptions {
 
 class Server {
  public:
-  // Listens and serves on a thread of its own. Throws Error naming the address.
+  // Listens at once; serves on a thread of its own from the first Register on. Throws Error
+  // naming the address.
   explicit Server(ServerOptions opts);
   ~Server();
   Server(const Server&) = delete;

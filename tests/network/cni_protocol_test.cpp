@@ -37,6 +37,8 @@ if mode == "stderr" and cmd == "ADD":
     sys.stderr.write("boom\n"); sys.exit(2)
 if mode == "hang" and cmd == "ADD":
     time.sleep(60)
+if mode == "hangcheck" and cmd == "CHECK":
+    time.sleep(60)
 if cmd == "ADD":
     prev = conf.get("prevResult")
     if prev is None:
@@ -218,6 +220,30 @@ TEST_F(CniProtocol, WithoutAnyConfigurationNothingRuns) {
   EXPECT_FALSE(std::filesystem::exists(opts_.conf_dir)) << "conf_dir is not created";
 }
 
+// CHECK within a budget (berth gives inspect's CHECK 1.5 s): a plugin still running when it is
+// spent is killed and named, and the plugins after it are not called.
+TEST_F(CniProtocol, CheckKeepsToItsBudget) {
+  Cni cni(opts_);
+  nlohmann::json conf = nlohmann::json::parse(
+      R"({"cniVersion":"1.0.0","name":"net","plugins":[{"type":"alpha","mode":"hangcheck"},{"type":"beta"}]})");
+  nlohmann::json rec = {{"containerID", "sb1"},
+                        {"args", ""},
+                        {"attachments",
+                         {{{"network", "net"},
+                           {"cniVersion", "1.0.0"},
+                           {"ifname", "eth0"},
+                           {"conf", conf},
+                           {"result", {{"cniVersion", "1.0.0"}}}}}}};
+  try {
+    cni.Check(rec, "/run/netns/none", std::chrono::milliseconds(500));
+    ADD_FAILURE() << "CHECK of a hanging plugin succeeded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("\"alpha\""), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("killed"), std::string::npos) << e.what();
+  }
+  for (const auto& c : Calls()) EXPECT_EQ(c["type"], "alpha") << "beta comes after the budget";
+}
+
 TEST_F(CniProtocol, TheWatchPicksUpChanges) {
   opts_.watch = true;
   opts_.use_internal_loopback = true;
@@ -238,6 +264,34 @@ TEST_F(CniProtocol, TheWatchPicksUpChanges) {
   ::unlink((d_ / "conf/10-net.conflist").c_str());
   EXPECT_TRUE(wait(false));
   EXPECT_NE(cni.Status().message.find("no network config found"), std::string::npos);
+}
+
+// The watch needs no thread: each Status reads what inotify saw since the last one, and a
+// conf_dir that is missing at start (or removed and made again) is watched once it exists.
+TEST_F(CniProtocol, TheWatchFollowsAMissingDirectoryWithoutAThread) {
+  opts_.watch = true;
+  opts_.use_internal_loopback = true;
+  auto threads = [] {
+    return std::distance(std::filesystem::directory_iterator("/proc/self/task"),
+                         std::filesystem::directory_iterator());
+  };
+  auto before = threads();
+  Cni cni(opts_);
+  EXPECT_EQ(threads(), before) << "the watch started a thread";
+  auto st = cni.Status();
+  EXPECT_FALSE(st.ready);
+  EXPECT_TRUE(st.unconfigured);
+  const char* net = R"({"cniVersion":"1.0.0","name":"net","plugins":[{"type":"alpha"}]})";
+  for (int round = 0; round < 2; ++round) {
+    WriteFile(d_ / "conf/10-net.conflist", net);  // makes conf/ as well
+    st = cni.Status();
+    EXPECT_TRUE(st.ready) << "round " << round << ": " << st.message;
+    std::filesystem::remove_all(d_ / "conf");
+    st = cni.Status();
+    EXPECT_FALSE(st.ready) << "round " << round;
+    EXPECT_NE(st.message.find("no network config found"), std::string::npos) << st.message;
+  }
+  EXPECT_EQ(threads(), before);
 }
 
 }  // namespace

@@ -4,9 +4,12 @@
 // output formats, and the commands of docs/kubernetes.md.
 #include "runtime/v1/api.pb.h"  // first: its Signal enum collides with <signal.h> macros
 
+#include "berth/admin/v1/admin.pb.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
@@ -792,6 +795,103 @@ std::vector<std::string> Lines(const std::string& s) {
   return out;
 }
 
+// The "status" of an inspect output is the CRI status message; the other keys are the verbose
+// info, parsed. yaml is the same document as json.
+template <typename M>
+M StatusOf(const std::string& text) {
+  auto j = json::parse(text, nullptr, false);
+  EXPECT_TRUE(j.is_object() && j.contains("status")) << text;
+  return AsMessage<M>(j.is_object() ? j.value("status", json::object()).dump() : "{}");
+}
+
+void ExpectInspectsMatchTheirStructs(const Daemon& d, const std::string& pod,
+                                     const std::string& cid, const std::string& ref) {
+  auto c = d.Ctl({"inspect", cid});
+  EXPECT_EQ(StatusOf<runtime::v1::ContainerStatus>(c.out).id(), cid);
+  auto p = d.Ctl({"inspectp", pod});
+  EXPECT_EQ(StatusOf<runtime::v1::PodSandboxStatus>(p.out).id(), pod);
+  auto ij = d.Ctl({"inspecti", "-o", "json", ref});
+  auto img = StatusOf<runtime::v1::Image>(ij.out);
+  EXPECT_EQ(img.repo_tags(0), ref);
+  ExpectYamlEqualsJson(d.Ctl({"inspecti", "-o", "yaml", ref}).out, ij.out);
+  auto it = Lines(d.Ctl({"inspecti", "-o", "table", ref}).out);
+  ASSERT_GE(it.size(), 2u);
+  EXPECT_EQ(it[0], "ID: " + img.id());
+  EXPECT_EQ(it[1], "Tag: " + ref);
+  auto fj = d.Ctl({"-o", "json", "imagefsinfo"});
+  auto fs = AsMessage<runtime::v1::ImageFsInfoResponse>(fj.out);
+  ASSERT_GE(fs.image_filesystems_size(), 1);
+  ExpectYamlEqualsJson(d.Ctl({"-o", "yaml", "imagefsinfo"}).out, fj.out, /*drop_times=*/true);
+  auto ft = Lines(d.Ctl({"imagefsinfo"}).out);
+  ASSERT_EQ(ft.size(), 1u + fs.image_filesystems_size());
+  EXPECT_NE(ft[1].find(fs.image_filesystems(0).fs_id().mountpoint()), std::string::npos);
+  // info: the RuntimeStatus, the handlers and the features of the Status response.
+  auto inf = d.Ctl({"info", "-o", "json"});
+  auto j = json::parse(inf.out, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << inf.out;
+  auto rs = AsMessage<runtime::v1::RuntimeStatus>(j["status"].dump());
+  EXPECT_GE(rs.conditions_size(), 2);
+  ASSERT_TRUE(j["runtimeHandlers"].is_array());
+  for (const auto& h : j["runtimeHandlers"]) AsMessage<runtime::v1::RuntimeHandler>(h.dump());
+  if (j.contains("features")) AsMessage<runtime::v1::RuntimeFeatures>(j["features"].dump());
+  auto iy = d.Ctl({"info", "-o", "yaml"});
+  ExpectYamlEqualsJson(iy.out, inf.out);
+  // version: the fields of VersionResponse, one per line.
+  auto v = Lines(d.Ctl({"version"}).out);
+  ASSERT_EQ(v.size(), 4u);
+  EXPECT_TRUE(std::regex_match(v[0], std::regex("Version:  \\S+")));
+  EXPECT_EQ(v[1], "RuntimeName:  berth");
+  EXPECT_TRUE(std::regex_match(v[2], std::regex("RuntimeVersion:  \\S+")));
+  EXPECT_EQ(v[3], "RuntimeApiVersion:  v1");
+}
+
+// check, plugins and warnings: json elements are the admin messages (plugins name requires_types
+// "requires", and warnings print the time rather than nanoseconds), yaml the same document, and
+// the table one line each.
+void ExpectAdminListingsMatchTheirStructs(const Daemon& d) {
+  auto cj = d.Ctl({"-o", "json", "check"});
+  auto checks = json::parse(cj.out, nullptr, false);
+  ASSERT_TRUE(checks.is_array() && !checks.empty()) << cj.out;
+  for (const auto& c : checks) AsMessage<berth::admin::v1::CheckResult>(c.dump());
+  // The same document, but for the free space and inodes, which move between the two calls.
+  auto without_disk = [](json j) {
+    for (auto& c : j)
+      if (c.value("name", "").rfind("disk.", 0) == 0) c.erase("detail");
+    return j.dump();
+  };
+  berth::exec::Options yo;
+  yo.stdin_data = d.Ctl({"-o", "yaml", "check"}).out;
+  auto cy =
+      berth::exec::Run({"/usr/bin/python3", "-c",
+                        "import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.stdin)))"},
+                       yo);
+  ASSERT_TRUE(cy.ok()) << cy.err;
+  EXPECT_EQ(without_disk(json::parse(cy.out)), without_disk(checks)) << yo.stdin_data;
+  EXPECT_EQ(Lines(d.Ctl({"check"}).out).size(), checks.size());
+  auto pj = d.Ctl({"-o", "json", "plugins"});
+  auto plugins = json::parse(pj.out, nullptr, false);
+  ASSERT_TRUE(plugins.is_array() && !plugins.empty()) << pj.out;
+  for (auto p : plugins) {
+    p["requiresTypes"] = p["requires"];
+    p.erase("requires");
+    AsMessage<berth::admin::v1::Plugin>(p.dump());
+  }
+  ExpectYamlEqualsJson(d.Ctl({"-o", "yaml", "plugins"}).out, pj.out);
+  EXPECT_EQ(Lines(d.Ctl({"plugins"}).out).size(), 1 + plugins.size());
+  auto wj = d.Ctl({"-o", "json", "warnings"});
+  auto warnings = json::parse(wj.out, nullptr, false);
+  ASSERT_TRUE(warnings.is_array()) << wj.out;
+  for (auto w : warnings) {
+    EXPECT_TRUE(std::regex_match(w.value("last_occurrence", ""),
+                                 std::regex("\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ")))
+        << w;
+    w.erase("last_occurrence");
+    AsMessage<berth::admin::v1::Warning>(w.dump());
+  }
+  ExpectYamlEqualsJson(d.Ctl({"-o", "yaml", "warnings"}).out, wj.out);
+  EXPECT_EQ(Lines(d.Ctl({"warnings"}).out).size(), 1 + warnings.size());
+}
+
 TEST(BerthctlFormats, ListingsMatchTheirStructs) {
   if (auto why = ContainerSkip(); !why.empty()) GTEST_SKIP() << why;
   TempDir dir("berth-ops-fmt");
@@ -871,8 +971,85 @@ TEST(BerthctlFormats, ListingsMatchTheirStructs) {
   auto sj = d.Ctl({"-o", "json", "stats"});
   AsMessage<runtime::v1::ListContainerStatsResponse>(sj.out);
   ExpectYamlEqualsJson(d.Ctl({"-o", "yaml", "stats"}).out, sj.out, /*drop_times=*/true);
+  auto stable = Lines(d.Ctl({"stats"}).out);
+  ASSERT_EQ(stable.size(), 1u + json::parse(sj.out).value("stats", json::array()).size());
+  EXPECT_EQ(stable[0].rfind("CONTAINER", 0), 0u);
+  ExpectInspectsMatchTheirStructs(d, ids[0], cid, "docker.io/library/busybox:fmt");
+  ExpectAdminListingsMatchTheirStructs(d);
   RemovePods(d);
   berth::exec::Run({"/bin/rm", "-rf", "/var/log/berth/pods/" + cname});
+}
+
+// `berthctl logs -f` prints the lines a running container writes after it started, and returns by
+// itself when the container exits. The container writes each line when the test tells it to
+// (a file made with `berthctl exec`), so no line can be written before the follower runs.
+TEST(BerthctlLogs, FollowPrintsNewLinesAndStopsWhenTheContainerExits) {
+  if (auto why = ContainerSkip(); !why.empty()) GTEST_SKIP() << why;
+  TempDir dir("berth-ops-follow");
+  Daemon d(dir.path(), "restrict_oom_score_adj = true");
+  ASSERT_EQ(d.Start(), "");
+  ASSERT_EQ(ImportImage(d, dir.path(), "docker.io/library/busybox:follow"), "");
+  const std::string name = "follow-" + std::to_string(getpid());
+  auto run = d.Ctl({"run", "--name", name, "docker.io/library/busybox:follow", "--", "sh", "-c",
+                    "echo one; while [ ! -e /tmp/two ]; do sleep 0.1; done; echo two; "
+                    "while [ ! -e /tmp/three ]; do sleep 0.1; done; echo three"});
+  ASSERT_TRUE(run.ok()) << run.out << run.err;
+  const std::string cid = Lines(run.out)[0];
+  ASSERT_TRUE(berth::testing::Eventually(
+      [&] {
+        return d.Ctl({"logs", cid}).out == "one\n";
+      },
+      std::chrono::seconds(30)))
+      << d.Ctl({"logs", cid}).out;
+
+  int out[2];
+  ASSERT_EQ(pipe2(out, O_CLOEXEC), 0);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    dup2(out[1], 1);
+    std::string ep = "unix://" + d.socket();
+    execl(BERTHCTL_PATH, BERTHCTL_PATH, "--runtime-endpoint", ep.c_str(), "logs", "-f", cid.c_str(),
+          nullptr);
+    _exit(127);
+  }
+  close(out[1]);
+  std::string got;
+  // Reads the follower's output until it holds `want` (or 60 s pass: then the test fails).
+  auto read_until = [&](const std::string& want) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (got != want && std::chrono::steady_clock::now() < deadline) {
+      struct pollfd p = {out[0], POLLIN, 0};
+      if (poll(&p, 1, 200) <= 0) continue;
+      char buf[256];
+      ssize_t n = read(out[0], buf, sizeof buf);
+      if (n <= 0) break;
+      got.append(buf, size_t(n));
+    }
+    return got;
+  };
+  EXPECT_EQ(read_until("one\n"), "one\n");
+  EXPECT_TRUE(d.Ctl({"exec", cid, "--", "touch", "/tmp/two"}).ok());
+  EXPECT_EQ(read_until("one\ntwo\n"), "one\ntwo\n") << "a line written after -f started";
+  int status = -1;
+  EXPECT_EQ(waitpid(pid, &status, WNOHANG), 0) << "logs -f returned while the container runs";
+  EXPECT_TRUE(d.Ctl({"exec", cid, "--", "touch", "/tmp/three"}).ok());
+  EXPECT_EQ(read_until("one\ntwo\nthree\n"), "one\ntwo\nthree\n");
+  // The container exits after its last line: the follower returns by itself.
+  bool returned = berth::testing::Eventually([&] { return waitpid(pid, &status, WNOHANG) == pid; },
+                                             std::chrono::seconds(60));
+  if (!returned) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+  }
+  EXPECT_TRUE(returned) << "logs -f still runs after the container exited";
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  char rest[64];
+  EXPECT_EQ(read(out[0], rest, sizeof rest), 0) << "nothing more after the last line";
+  close(out[0]);
+  EXPECT_NE(d.Ctl({"inspect", cid}).out.find("CONTAINER_EXITED"), std::string::npos);
+  RemovePods(d);
+  berth::exec::Run({"/bin/rm", "-rf", "/var/log/berth/pods/" + name});
 }
 
 }  // namespace

@@ -5,6 +5,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <filesystem>
+#include <future>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -72,9 +74,40 @@ TEST(StreamingServer, SlowHeadersAreCut) {
   ServerOptions o;
   o.header_timeout = std::chrono::milliseconds(200);
   Server s(o);
+  s.Register(PortForward());  // the server serves from the first URL on
   auto t0 = std::chrono::steady_clock::now();
   EXPECT_EQ(StatusLine(s.port(), "GET /exec/x HTTP/1.1\r\n"), "");
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+}
+
+size_t Threads() {
+  return std::distance(std::filesystem::directory_iterator("/proc/self/task"),
+                       std::filesystem::directory_iterator());
+}
+
+// An idle server listens on its port but keeps no thread; the first URL starts the thread, on
+// the same port, and an early connection is answered then.
+TEST(StreamingServer, ServesFromTheFirstUrlOnTheSamePort) {
+  size_t before = Threads();
+  Server s(ServerOptions{});
+  EXPECT_EQ(Threads(), before);
+  uint16_t port = s.port();
+  ASSERT_NE(port, 0);
+  std::promise<std::string> early;
+  auto got = early.get_future();
+  std::thread client([&] {
+    early.set_value(StatusLine(port, "GET /exec/nosuchtoken HTTP/1.1\r\nHost: x\r\n\r\n"));
+  });
+  EXPECT_EQ(got.wait_for(std::chrono::milliseconds(200)), std::future_status::timeout);
+  auto url = s.Register(PortForward());
+  EXPECT_EQ(s.port(), port);
+  EXPECT_EQ(url.rfind("http://127.0.0.1:" + std::to_string(port) + "/portforward/", 0), 0u) << url;
+  EXPECT_EQ(got.get(), "HTTP/1.1 404 Not Found");
+  client.join();
+  s.Register(PortForward());
+  for (int i = 0; i < 100 && Threads() != before + 1; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(Threads(), before + 1) << "one thread serves";
 }
 
 }  // namespace
