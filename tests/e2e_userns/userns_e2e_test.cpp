@@ -17,6 +17,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <functional>
 #include <sstream>
 #include <thread>
@@ -50,19 +51,29 @@ std::unique_ptr<grpc::ClientContext> Ctx(int seconds = 60) {
   return c;
 }
 
+std::string Binary(const std::string& handler) { return handler == "runc-spec" ? "runc" : handler; }
+
 class Berthd {
  public:
+  // handler "runc-spec": runc with a base_runtime_spec (`runc spec`), so that the pause runs
+  // through the runtime rather than being started by berthd.
   Berthd(const std::string& dir, const std::string& handler) : dir_(dir) {
     socket_ = dir + "/berth.sock";
     config_ = dir + "/config.toml";
     const std::string rt = "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes." + handler;
+    std::string base;
+    if (handler == "runc-spec") {
+      berth::fs::MkdirAll(dir + "/spec", 0755);
+      if (std::system(("runc spec -b " + dir + "/spec").c_str()) == 0)
+        base = "base_runtime_spec = \"" + dir + "/spec/config.json\"\n";
+    }
     std::ostringstream c;
     c << "version = 3\nroot = \"" << dir << "/root\"\nstate = \"" << dir << "/state\"\n"
       << "[grpc]\naddress = \"" << socket_ << "\"\n"
       << "[plugins.\"io.containerd.cri.v1.runtime\"]\nrestrict_oom_score_adj = true\n"
       << "[plugins.\"io.containerd.cri.v1.runtime\".containerd]\ndefault_runtime_name = \"" << handler << "\"\n"
-      << rt << "]\nruntime_type = \"io.containerd.runc.v2\"\n"
-      << rt << ".options]\nBinaryName = \"" << handler << "\"\n"
+      << rt << "]\nruntime_type = \"io.containerd.runc.v2\"\n" << base
+      << rt << ".options]\nBinaryName = \"" << Binary(handler) << "\"\n"
       << "[plugins.\"io.containerd.cri.v1.runtime\".cni]\nconf_dir = \"\"\n";
     berth::testing::WriteFile(config_, c.str());
   }
@@ -127,7 +138,7 @@ void Map(google::protobuf::RepeatedPtrField<v1::IDMapping>* out, uint32_t contai
 class UsernsE2E : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    std::string reason = berth::testing::ContainerSkipReason(GetParam());
+    std::string reason = berth::testing::ContainerSkipReason(Binary(GetParam()));
     if (!reason.empty()) GTEST_SKIP() << reason;
     if (berth::testing::BusyboxPath().empty()) GTEST_SKIP() << "busybox-static is not installed";
     dir_ = std::make_unique<TempDir>("berth-e2e-userns");
@@ -304,7 +315,7 @@ TEST_P(UsernsE2E, PodRootIsTheMappedUidWithIdmappedLayersAndPlainVolumes) {
                           "touch /vol/made-inside; "
                           "cat /secret/key 2>/dev/null && echo SECRET-READ || echo secret-denied; "
                           "ls /sys/class/net | tr '\\n' ' '; echo; "
-                          "echo 1 > /proc/sys/net/ipv4/ip_forward && echo sysctl-net-ok; "
+                          "stat -c 'sysctl-net %u' /proc/sys/net/ipv4/ip_forward; "
                           "echo x > /dev/shm/x && echo shm-ok; echo '10.9.9.9 extra' >> /etc/hosts && echo hosts-ok",
                           [&](v1::ContainerConfig& c) {
                             auto* m = c.add_mounts();
@@ -330,7 +341,8 @@ TEST_P(UsernsE2E, PodRootIsTheMappedUidWithIdmappedLayersAndPlainVolumes) {
   EXPECT_NE(out.find("secret-denied"), std::string::npos) << out;
   EXPECT_EQ(out.find("SECRET-READ"), std::string::npos) << out;
   EXPECT_NE(out.find("lo"), std::string::npos) << "sysfs shows no network devices: " << out;
-  EXPECT_NE(out.find("sysctl-net-ok"), std::string::npos) << out;
+  // /proc/sys/net belongs to the root of the user namespace that owns the network namespace.
+  EXPECT_NE(out.find("sysctl-net 0"), std::string::npos) << "the pod's netns is not owned by its userns: " << out;
   EXPECT_NE(out.find("shm-ok"), std::string::npos) << out;
   EXPECT_NE(out.find("hosts-ok"), std::string::npos) << out;
   struct stat sb;
@@ -341,9 +353,12 @@ TEST_P(UsernsE2E, PodRootIsTheMappedUidWithIdmappedLayersAndPlainVolumes) {
   // Status: the mode and the mappings; verbose container info: the effective mappings.
   v1::PodSandboxStatusRequest sr;
   sr.set_pod_sandbox_id(pod);
+  sr.set_verbose(true);
   v1::PodSandboxStatusResponse sresp;
   ASSERT_TRUE(d_->rt().PodSandboxStatus(Ctx().get(), sr, &sresp).ok());
   const auto& u = sresp.status().linux().namespaces().options().userns_options();
+  std::cout << GetParam() << ": pause started by " << nlohmann::json::parse(sresp.info().at("info")).value("pauseStartedBy", "?")
+            << std::endl;
   EXPECT_EQ(u.mode(), v1::POD);
   ASSERT_EQ(u.uids_size(), 1);
   EXPECT_EQ(u.uids(0).host_id(), kHostBase);
@@ -496,7 +511,9 @@ TEST_P(UsernsE2E, KillNineWithAUsernsPodRunningThenRestartStopAndRemove) {
       << ::testing::PrintToString(Leftovers());
 }
 
-INSTANTIATE_TEST_SUITE_P(Runtimes, UsernsE2E, ::testing::Values("runc", "crun"),
-                         [](const auto& info) { return info.param; });
+INSTANTIATE_TEST_SUITE_P(Runtimes, UsernsE2E, ::testing::Values("runc", "crun", "runc-spec"), [](const auto& info) {
+  std::string n = info.param;
+  return n == "runc-spec" ? std::string("runc_pause_through_runtime") : n;
+});
 
 }  // namespace
