@@ -608,11 +608,13 @@ static void WriteSandboxFiles(const SandboxPlan& p) {
   fs::WriteFileAtomic(fs::Join(dir, "resolv.conf"), p.resolv, 0644, /*durable=*/false);
 }
 
-// The pod's user namespace, pinned at <state>/userns/<id> (containers join it by that path).
+// The pod's user namespace, pinned at <state>/userns/<id> (containers join it by that path), and
+// the pod's network namespace, owned by it, pinned where the "netns" step expects it: both from
+// one clone(CLONE_NEWUSER|CLONE_NEWNET).
 static void PinPodUserns(RuntimeService::Impl& I, const SandboxPlan& p) {
   std::string dir = fs::Join(I.opts.state_dir, "userns");
   fs::MkdirAll(dir, 0711);
-  userns::CreatePinned(p.userns_path, *p.userns);
+  userns::CreatePinnedWithNetns(p.userns_path, p.sb->netns_path, *p.userns);
 }
 
 // hostname, hosts and resolv.conf belong to the pod's root, who may rewrite them as in a pod
@@ -641,7 +643,8 @@ static void MountSandboxShm(RuntimeService::Impl& I, SandboxPlan& p) {
 
 static void MakeSandboxNetns(const SandboxPlan& p) {
   if (p.userns) {
-    userns::CreateNetnsIn(p.userns_path, p.sb->netns_path);  // owned by the pod's user namespace
+    // Made and pinned with the pod's user namespace, which owns it (step "userns").
+    if (!userns::IsPinned(p.sb->netns_path)) throw Error(Code::kInternal, "network namespace " + p.sb->netns_path + " is not pinned");
   } else if (p.sb->direct) {
     network::CreateNetnsFile(p.sb->netns_path);  // berth-pause makes the namespace and mounts it
   } else {
@@ -707,7 +710,12 @@ void RuntimeService::Impl::UndoSandboxStep(SandboxRecord& sb, const std::string&
     StopPause(sb, /*defer_cgroups=*/false, /*must=*/true);
   } else if (step == "network") {
     TearDownNetwork(sb);  // CNI DEL from the attachment record (saved before the first ADD)
-  } else if (step == "userns") {
+  } else if (step == "userns") {  // its network namespace too, kept while CNI holds it (as "netns")
+    if (!sb.network.is_null()) {
+      throw Error(Code::kFailedPrecondition, "network namespace " + sb.netns_path +
+                                                 " kept: its CNI attachments are not released");
+    }
+    if (!sb.netns_path.empty()) network::RemoveNetns(sb.netns_path);
     userns::RemovePinned(UsernsPath(opts, sb.id));
   }
   // "record", "pause-binary", "files", "spec" and "ready" leave nothing outside the directory.

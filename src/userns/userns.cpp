@@ -54,18 +54,63 @@ void WriteMap(pid_t pid, const char* file, const std::vector<IDMap>& m) {
   if (n != static_cast<ssize_t>(text.size())) ThrowErrno("write " + path + " (" + text.substr(0, text.find('\n')) + ")", n < 0 ? err : EIO);
 }
 
-// Clones a child into a new user namespace with mapping `m` and calls `use(pid)` while it lives.
+// The child of a clone(CLONE_VM | CLONE_NEWUSER | CLONE_NEWNET): brings lo up in its new network
+// namespace (it has every capability in its new user namespace, which owns it), reports the errno
+// of that on p[2] (0: done), then holds like HoldChild. Raw system calls only: it shares the
+// parent's memory.
+int NetHoldChild(void* arg) {
+  int* p = static_cast<int*>(arg);
+  ::close(p[1]);
+  int err = 0;
+  int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  memcpy(ifr.ifr_name, "lo", 3);
+  if (s < 0 || ::ioctl(s, SIOCGIFFLAGS, &ifr) != 0) {
+    err = errno ? errno : EIO;
+  } else {
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    if (::ioctl(s, SIOCSIFFLAGS, &ifr) != 0) err = errno ? errno : EIO;
+  }
+  if (::write(p[2], &err, sizeof err) != sizeof err) ::_exit(1);
+  char c;
+  while (::read(p[0], &c, 1) < 0 && errno == EINTR) {
+  }
+  ::_exit(0);
+}
+
+// Clones a child into a new user namespace with mapping `m` (and a network namespace it owns, with
+// `net`) and calls `use(pid)` while it lives.
 template <typename F>
-void WithMappedChild(const Mapping& m, const std::string& what, F use) {
-  int p[2];
+void WithMappedChild(const Mapping& m, const std::string& what, F use, bool net = false) {
+  int p[3], report[2] = {-1, -1};
   if (::pipe2(p, O_CLOEXEC) != 0) ThrowErrno(what + ": pipe");
+  if (net && ::pipe2(report, O_CLOEXEC) != 0) {
+    ::close(p[0]);
+    ::close(p[1]);
+    ThrowErrno(what + ": pipe");
+  }
+  p[2] = report[1];
   std::vector<char> stack(64 * 1024);
-  pid_t pid = ::clone(HoldChild, stack.data() + stack.size(), CLONE_VM | CLONE_NEWUSER | SIGCHLD, p);
+  int flags = CLONE_VM | CLONE_NEWUSER | SIGCHLD | (net ? CLONE_NEWNET : 0);
+  pid_t pid = ::clone(net ? NetHoldChild : HoldChild, stack.data() + stack.size(), flags, p);
   int err = errno;
   ::close(p[0]);
+  if (net) ::close(report[1]);
   if (pid < 0) {
     ::close(p[1]);
-    ThrowErrno(what + ": clone(CLONE_NEWUSER)", err);
+    if (net) ::close(report[0]);
+    ThrowErrno(what + (net ? ": clone(CLONE_NEWUSER|CLONE_NEWNET)" : ": clone(CLONE_NEWUSER)"), err);
+  }
+  if (net) {
+    int lo = EIO;
+    ssize_t n = ::read(report[0], &lo, sizeof lo);
+    ::close(report[0]);
+    if (n != sizeof lo || lo != 0) {
+      ::close(p[1]);
+      WaitChild(pid);
+      ThrowErrno(what + ": SIOCSIFFLAGS lo up in the new network namespace", n == sizeof lo ? lo : EIO);
+    }
   }
   try {
     WriteMap(pid, "uid_map", m.uids);
@@ -196,6 +241,36 @@ void CreatePinned(const std::string& path, const Mapping& m) {
         ThrowErrno("failed to pin user namespace at " + path + ": bind mount of " + ns);
     });
   } catch (...) {
+    ::unlink(path.c_str());
+    throw;
+  }
+}
+
+void CreatePinnedWithNetns(const std::string& path, const std::string& netns_path, const Mapping& m) {
+  CreateEmpty(path, "user namespace");
+  try {
+    CreateEmpty(netns_path, "network namespace");
+  } catch (...) {
+    ::unlink(path.c_str());
+    throw;
+  }
+  try {
+    WithMappedChild(
+        m, "failed to create user namespace " + path + " with network namespace " + netns_path,
+        [&](pid_t pid) {
+          auto pin = [&](const char* ns, const std::string& at) {
+            std::string src = "/proc/" + std::to_string(pid) + "/ns/" + ns;
+            if (::mount(src.c_str(), at.c_str(), nullptr, MS_BIND, nullptr) != 0)
+              ThrowErrno("failed to pin namespace at " + at + ": bind mount of " + src);
+          };
+          pin("user", path);
+          pin("net", netns_path);
+        },
+        /*net=*/true);
+  } catch (...) {
+    ::umount2(netns_path.c_str(), MNT_DETACH);
+    ::umount2(path.c_str(), MNT_DETACH);
+    ::unlink(netns_path.c_str());
     ::unlink(path.c_str());
     throw;
   }

@@ -95,6 +95,24 @@ TEST_F(UsernsHost, PinnedUsernsAndANetnsItOwns) {
   berth::userns::RemovePinned(user);
   EXPECT_FALSE(berth::fs::Exists(user));
   berth::userns::RemovePinned(user);  // missing is fine
+
+  // Both from one clone, as RunPodSandbox makes them.
+  berth::userns::CreatePinnedWithNetns(user, net, map_);
+  EXPECT_TRUE(berth::userns::IsPinned(user));
+  EXPECT_TRUE(berth::userns::IsPinned(net));
+  nfd = ::open(net.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(nfd, 0);
+  owner = ::ioctl(nfd, 0xb701 /* NS_GET_USERNS */);
+  ASSERT_GE(owner, 0);
+  ASSERT_EQ(::stat(user.c_str(), &a), 0);
+  ASSERT_EQ(::fstat(owner, &b), 0);
+  EXPECT_EQ(a.st_ino, b.st_ino);
+  ::close(owner);
+  ::close(nfd);
+  EXPECT_THROW(berth::userns::CreatePinnedWithNetns(user, *dir_ / "net2", map_), berth::Error);
+  EXPECT_FALSE(berth::fs::Exists(*dir_ / "net2"));  // nothing left when it fails
+  berth::userns::RemovePinned(net);
+  berth::userns::RemovePinned(user);
 }
 
 TEST_F(UsernsHost, OverlayOnIdmappedLayersAndAStagedIdmappedVolume) {
