@@ -66,12 +66,14 @@ class Berthd {
  public:
   Berthd(const std::string& dir, const std::string& runtime) : dir_(dir) {
     socket_ = dir + "/berth.sock";
-    const std::string rt = "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes." + runtime;
+    const std::string rt =
+        "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes." + runtime;
     std::ostringstream c;
     c << "version = 3\nroot = \"" << dir << "/root\"\nstate = \"" << dir << "/state\"\n"
       << "[grpc]\naddress = \"" << socket_ << "\"\n"
       << "[plugins.\"io.containerd.cri.v1.runtime\"]\nrestrict_oom_score_adj = true\n"
-      << "[plugins.\"io.containerd.cri.v1.runtime\".containerd]\ndefault_runtime_name = \"" << runtime << "\"\n"
+      << "[plugins.\"io.containerd.cri.v1.runtime\".containerd]\ndefault_runtime_name = \""
+      << runtime << "\"\n"
       << rt << "]\nruntime_type = \"io.containerd.runc.v2\"\n"
       << rt << ".options]\nBinaryName = \"" << runtime << "\"\n"
       << "[plugins.\"io.containerd.cri.v1.runtime\".cni]\nconf_dir = \"\"\n";
@@ -89,7 +91,8 @@ class Berthd {
       setenv("BERTH_MONITOR_PATH", BERTH_MONITOR_PATH, 1);
       setenv("BERTH_PAUSE_PATH", BERTH_PAUSE_PATH, 1);
       setenv("BERTH_RRO_PROBE", BERTH_RRO_PROBE_PATH, 1);
-      execl(BERTHD_PATH, BERTHD_PATH, "--config", (dir_ + "/config.toml").c_str(), "--log-level", "warn", nullptr);
+      execl(BERTHD_PATH, BERTHD_PATH, "--config", (dir_ + "/config.toml").c_str(), "--log-level",
+            "warn", nullptr);
       _exit(127);
     }
     auto ch = grpc::CreateChannel("unix:" + socket_, grpc::InsecureChannelCredentials());
@@ -126,7 +129,10 @@ v1::PodSandboxConfig Pod(const std::string& dir, int i, bool userns) {
   c.mutable_metadata()->set_uid("uid-" + name);
   c.set_log_directory(dir + "/logs");
   if (userns) {
-    auto* u = c.mutable_linux()->mutable_security_context()->mutable_namespace_options()->mutable_userns_options();
+    auto* u = c.mutable_linux()
+                  ->mutable_security_context()
+                  ->mutable_namespace_options()
+                  ->mutable_userns_options();
     u->set_mode(v1::POD);
     for (auto* l : {u->add_uids(), u->add_gids()}) {
       l->set_container_id(0);
@@ -165,7 +171,8 @@ void OnePod(Berthd& d, const std::string& dir, int i, bool userns, Times* t) {
     v1::ContainerStatusResponse qr;
     Check(d.rt().ContainerStatus(Ctx().get(), q, &qr), "ContainerStatus");
     if (qr.status().state() == v1::CONTAINER_EXITED) {
-      if (qr.status().exit_code() != 0) throw std::runtime_error("container exited " + std::to_string(qr.status().exit_code()));
+      if (qr.status().exit_code() != 0)
+        throw std::runtime_error("container exited " + std::to_string(qr.status().exit_code()));
       break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -208,7 +215,8 @@ int main(int argc, char** argv) {
     }
   }
   std::string skip = berth::testing::ContainerSkipReason(runtime);
-  if (skip.empty() && berth::testing::BusyboxPath().empty()) skip = "busybox-static is not installed";
+  if (skip.empty() && berth::testing::BusyboxPath().empty())
+    skip = "busybox-static is not installed";
   if (!skip.empty()) {
     std::printf("skipped: %s\n", skip.c_str());
     return 0;
@@ -223,7 +231,8 @@ int main(int argc, char** argv) {
     Check(d.rt().Status(Ctx().get(), sreq, &sresp), "Status");
     for (const auto& h : sresp.runtime_handlers()) {
       if (h.name() == runtime && !h.features().user_namespaces()) {
-        std::printf("skipped: %s did not prove user namespaces (see berthctl features %s)\n", runtime.c_str(), runtime.c_str());
+        std::printf("skipped: %s did not prove user namespaces (see berthctl features %s)\n",
+                    runtime.c_str(), runtime.c_str());
         return 0;
       }
     }
@@ -246,9 +255,11 @@ int main(int argc, char** argv) {
       OnePod(d, dir.path(), i, i % 2 == 1, i % 2 == 1 ? &userns : &plain);
       OnePod(d, dir.path(), i, i % 2 == 0, i % 2 == 0 ? &userns : &plain);
     }
-    std::printf("pods_userns_bench: %d pods each, runtime %s, median ms (plain / userns / added)\n", pods, runtime.c_str());
+    std::printf("pods_userns_bench: %d pods each, runtime %s, median ms (plain / userns / added)\n",
+                pods, runtime.c_str());
     auto row = [](const char* what, const std::vector<double>& a, const std::vector<double>& b) {
-      std::printf("  %-22s %8.2f  %8.2f  %+8.2f\n", what, Median(a), Median(b), Median(b) - Median(a));
+      std::printf("  %-22s %8.2f  %8.2f  %+8.2f\n", what, Median(a), Median(b),
+                  Median(b) - Median(a));
     };
     row("RunPodSandbox", plain.run, userns.run);
     row("CreateContainer", plain.create, userns.create);
@@ -258,8 +269,8 @@ int main(int argc, char** argv) {
     row("RemovePodSandbox", plain.remove, userns.remove);
     row("whole pod", plain.total, userns.total);
     double added = Median(userns.total) - Median(plain.total);
-    std::printf("  added per pod by the user namespace %.2f ms (ratio %.3fx)   goal < 5 ms: %s\n", added,
-                Median(userns.total) / Median(plain.total), added < 5 ? "met" : "not met");
+    std::printf("  added per pod by the user namespace %.2f ms (ratio %.3fx)   goal < 5 ms: %s\n",
+                added, Median(userns.total) / Median(plain.total), added < 5 ? "met" : "not met");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "pods_userns_bench: %s\n", e.what());
     return 1;

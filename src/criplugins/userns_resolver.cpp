@@ -17,7 +17,9 @@ namespace {
 
 void ResolveUserns(const ResolveContext& ctx, HandlerInfo& h) {
   const auto& rt = h.runtime;
-  std::string binary = !rt.BinaryName().empty() ? rt.BinaryName() : !rt.runtime_path.empty() ? rt.runtime_path : "runc";
+  std::string binary = !rt.BinaryName().empty()   ? rt.BinaryName()
+                       : !rt.runtime_path.empty() ? rt.runtime_path
+                                                  : "runc";
   try {
     binary = runtime::ResolveRuntimeBinary(rt.BinaryName(), rt.runtime_path);
   } catch (const Error& e) {
@@ -32,7 +34,8 @@ void ResolveUserns(const ResolveContext& ctx, HandlerInfo& h) {
                           {"kernel", u.kernel},
                           {"runtime", u.probe},
                           {"runtime_idmap", u.runtime_idmap}};
-  spdlog::info("runtime handler \"{}\": user namespaces {}: {}", h.name, u.supported ? "supported" : "unsupported", u.reason);
+  spdlog::info("runtime handler \"{}\": user namespaces {}: {}", h.name,
+               u.supported ? "supported" : "unsupported", u.reason);
 }
 
 }  // namespace

@@ -55,7 +55,6 @@ std::string Slurp(const std::string& path) {
 // --- kernel
 // ---------------------------------------------------------------------------------------
 
-
 CheckResult CheckOverlay() {
   std::string fss = Slurp("/proc/filesystems");
   if (fss.find("\toverlay\n") != std::string::npos)
@@ -78,9 +77,13 @@ CheckResult CheckMountSetattr(const std::string& cache_file) {
 // of a scratch directory on the file system of berth's root dir (runtime/userns.h).
 CheckResult CheckIdmapped(const std::string& root) {
   auto k = userns::ProbeIdmap(root);
-  if (k.supported) return Ok("kernel.idmapped_mounts", "idmapped mounts proven on the file system of " + root + ": " + k.reason);
-  return Warn("kernel.idmapped_mounts", "idmapped mounts not available on the file system of " + root + ": " + k.reason,
-              "Linux 5.19 or later, a file system that supports idmapped mounts under root, and CAP_SYS_ADMIN, for pods "
+  if (k.supported)
+    return Ok("kernel.idmapped_mounts",
+              "idmapped mounts proven on the file system of " + root + ": " + k.reason);
+  return Warn("kernel.idmapped_mounts",
+              "idmapped mounts not available on the file system of " + root + ": " + k.reason,
+              "Linux 5.19 or later, a file system that supports idmapped mounts under root, and "
+              "CAP_SYS_ADMIN, for pods "
               "with user namespaces (docs/userns.md)");
 }
 

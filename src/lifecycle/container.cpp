@@ -12,13 +12,13 @@
 #include "common/exec.h"
 #include "common/fs.h"
 #include "lifecycle/compat.h"
+#include "lifecycle/procs.h"
+#include "lifecycle/userns.h"
 #include "metrics/metrics.h"
 #include "monitor/client.h"
 #include "mount/rro.h"
 #include "oci/spec.h"
 #include "snapshot/snapshotter.h"
-#include "lifecycle/procs.h"
-#include "lifecycle/userns.h"
 
 #include <spdlog/spdlog.h>
 
@@ -347,11 +347,14 @@ static oci::ContainerSpecOptions SpecOptions(RuntimeService::Impl& I, const Cont
 // A volume with uidMappings/gidMappings: a runtime that idmaps mounts itself gets the mappings in
 // the OCI mount; otherwise berth stages an idmapped recursive bind (read-only all the way down
 // when the volume is recursively read-only through berth's fallback) and the runtime binds that.
-static void ApplyIdmappedVolume(RuntimeService::Impl& I, const Handler& h, const std::string& id, const v1::Mount& m,
-                                const oci::MountPlan& plan, nlohmann::json& spec) {
+static void ApplyIdmappedVolume(RuntimeService::Impl& I, const Handler& h, const std::string& id,
+                                const v1::Mount& m, const oci::MountPlan& plan,
+                                nlohmann::json& spec) {
   userns::Mapping map;
-  for (const auto& r : m.uidmappings()) map.uids.push_back({r.container_id(), r.host_id(), r.length()});
-  for (const auto& r : m.gidmappings()) map.gids.push_back({r.container_id(), r.host_id(), r.length()});
+  for (const auto& r : m.uidmappings())
+    map.uids.push_back({r.container_id(), r.host_id(), r.length()});
+  for (const auto& r : m.gidmappings())
+    map.gids.push_back({r.container_id(), r.host_id(), r.length()});
   for (auto& jm : spec["mounts"]) {
     if (jm.value("destination", "") != plan.mount.destination) continue;
     if (UsernsSupportOf(h, I.opts).runtime_idmap) {
@@ -361,15 +364,16 @@ static void ApplyIdmappedVolume(RuntimeService::Impl& I, const Handler& h, const
       jm["gidMappings"] = tmp["linux"]["gidMappings"];
     } else {
       auto ns = userns::NewUsernsFd(map);
-      jm["source"] = mount::StageIdmapped(I.opts.state_dir, id, plan.resolved_host_path, ns.get(), plan.stage_read_only);
+      jm["source"] = mount::StageIdmapped(I.opts.state_dir, id, plan.resolved_host_path, ns.get(),
+                                          plan.stage_read_only);
     }
   }
 }
 
 // Volumes: those only berth's fallback can make recursively read-only are staged; each is
 // recorded as applied (recursive_read_only = effective).
-static void ApplyVolumes(RuntimeService::Impl& I, const ContainerPlan& p, const std::vector<oci::MountPlan>& plans,
-                         nlohmann::json& spec) {
+static void ApplyVolumes(RuntimeService::Impl& I, const ContainerPlan& p,
+                         const std::vector<oci::MountPlan>& plans, nlohmann::json& spec) {
   auto& c = *p.c;
   for (size_t i = 0; i < plans.size(); ++i) {
     const auto& plan = plans[i];

@@ -458,7 +458,7 @@ struct SandboxPlan {
   std::string rootfs, hostname, resolv, pause_user;
   bool host_net = false;
   std::optional<::berth::userns::Mapping> userns;  // the pod's own user namespace (mode POD)
-  std::string userns_path;                 // where it is pinned
+  std::string userns_path;                         // where it is pinned
 };
 
 void ValidateSandboxRequest(const v1::RunPodSandboxRequest& req) {
@@ -634,7 +634,8 @@ static void MountSandboxShm(RuntimeService::Impl& I, SandboxPlan& p) {
     auto [uid, gid] = HostRoot(*p.userns);
     data += ",uid=" + std::to_string(uid) + ",gid=" + std::to_string(gid);
   }
-  if (::mount("shm", p.so.shm_path.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, data.c_str()) != 0) {
+  if (::mount("shm", p.so.shm_path.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              data.c_str()) != 0) {
     ThrowErrno("failed to mount /dev/shm of pod sandbox " + p.sb->id + " at " + p.so.shm_path);
   }
   std::lock_guard<std::mutex> lock(I.mu);
@@ -644,7 +645,8 @@ static void MountSandboxShm(RuntimeService::Impl& I, SandboxPlan& p) {
 static void MakeSandboxNetns(const SandboxPlan& p) {
   if (p.userns) {
     // Made and pinned with the pod's user namespace, which owns it (step "userns").
-    if (!userns::IsPinned(p.sb->netns_path)) throw Error(Code::kInternal, "network namespace " + p.sb->netns_path + " is not pinned");
+    if (!userns::IsPinned(p.sb->netns_path))
+      throw Error(Code::kInternal, "network namespace " + p.sb->netns_path + " is not pinned");
   } else if (p.sb->direct) {
     network::CreateNetnsFile(p.sb->netns_path);  // berth-pause makes the namespace and mounts it
   } else {
@@ -656,7 +658,8 @@ static void StartSandboxPause(RuntimeService::Impl& I, SandboxPlan& p) {
   auto& sb = *p.sb;
   int pid = 0, monitor_pid = 0, fd = -1;
   if (sb.direct) {
-    auto pause = I.pauses->Start(sb.id, p.spec, p.rootfs, /*create_netns=*/!p.host_net && !p.userns);
+    auto pause =
+        I.pauses->Start(sb.id, p.spec, p.rootfs, /*create_netns=*/!p.host_net && !p.userns);
     pid = pause.pause_pid;
     monitor_pid = pause.waiter_pid;
     fd = pause.waiter_fd;
@@ -753,7 +756,8 @@ void RuntimeService::RunPodSandbox(const v1::RunPodSandboxRequest& req, v1::RunP
   ReserveSandbox(I, p.sb);
   std::lock_guard<std::mutex> op(*sb.op);
   std::vector<Step> steps = {{"record", [] {}}, {"dir", [&] { fs::MkdirAll(p.rootfs, 0755); }}};
-  if (p.userns) steps.push_back({"userns", [&] { PinPodUserns(I, p); }});  // before the netns it owns
+  if (p.userns)
+    steps.push_back({"userns", [&] { PinPodUserns(I, p); }});  // before the netns it owns
   if (p.image) steps.push_back({"snapshot", [&] { MountSandboxSnapshot(I, p); }});
   if (!p.image && !sb.direct) steps.push_back({"pause-binary", [&] { CopyPauseBinary(I, p); }});
   steps.push_back({"files", [&] { WriteSandboxFiles(p); }});

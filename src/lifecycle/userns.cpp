@@ -25,13 +25,15 @@ std::vector<userns::IDMap> ToMaps(const google::protobuf::RepeatedPtrField<v1::I
 void CheckPodList(const google::protobuf::RepeatedPtrField<v1::IDMapping>& in, const char* which) {
   std::string field = std::string(kField) + "." + which;
   if (in.size() != 1) {
-    throw Error(Code::kInvalidArgument, field + ": mode POD needs exactly one " + (which[0] == 'u' ? "uid" : "gid") +
-                                            " mapping, got " + std::to_string(in.size()));
+    throw Error(Code::kInvalidArgument, field + ": mode POD needs exactly one " +
+                                            (which[0] == 'u' ? "uid" : "gid") + " mapping, got " +
+                                            std::to_string(in.size()));
   }
   auto maps = ToMaps(in);
   userns::CheckRanges(maps, field);
   if (userns::ToHost(maps, 0) < 0) {
-    throw Error(Code::kInvalidArgument, field + "[0]: container id 0 (root) must be mapped: " + userns::Describe(maps[0]));
+    throw Error(Code::kInvalidArgument,
+                field + "[0]: container id 0 (root) must be mapped: " + userns::Describe(maps[0]));
   }
 }
 
@@ -67,17 +69,19 @@ void ValidatePodUserns(const v1::PodSandboxConfig& cfg, const Handler& h, const 
   switch (u.mode()) {
     case v1::NODE:
       if (u.uids_size() || u.gids_size()) {
-        throw Error(Code::kInvalidArgument, std::string(kField) + ": mode NODE takes no mappings, got " +
-                                                std::to_string(u.uids_size()) + " uid and " + std::to_string(u.gids_size()) +
-                                                " gid mappings");
+        throw Error(Code::kInvalidArgument, std::string(kField) +
+                                                ": mode NODE takes no mappings, got " +
+                                                std::to_string(u.uids_size()) + " uid and " +
+                                                std::to_string(u.gids_size()) + " gid mappings");
       }
       return;
     case v1::POD:
       break;
     default:
-      throw Error(Code::kInvalidArgument, std::string(kField) + ".mode: " + v1::NamespaceMode_Name(u.mode()) +
-                                              " is not supported: the user namespace of a pod is its own (POD) or the "
-                                              "host's (NODE)");
+      throw Error(Code::kInvalidArgument,
+                  std::string(kField) + ".mode: " + v1::NamespaceMode_Name(u.mode()) +
+                      " is not supported: the user namespace of a pod is its own (POD) or the "
+                      "host's (NODE)");
   }
   CheckPodList(u.uids(), "uids");
   CheckPodList(u.gids(), "gids");
@@ -85,14 +89,16 @@ void ValidatePodUserns(const v1::PodSandboxConfig& cfg, const Handler& h, const 
       {"network", ns.network()}, {"pid", ns.pid()}, {"ipc", ns.ipc()}};
   for (const auto& [name, mode] : shared) {
     if (mode == v1::NODE) {
-      throw Error(Code::kInvalidArgument, std::string(kField) + ": mode POD cannot be combined with the host's " + name +
-                                              " namespace (namespace_options." + name + " NODE)");
+      throw Error(Code::kInvalidArgument,
+                  std::string(kField) + ": mode POD cannot be combined with the host's " + name +
+                      " namespace (namespace_options." + name + " NODE)");
     }
   }
   auto support = UsernsSupportOf(h, opts);
   if (!support.supported) {
     throw Error(Code::kFailedPrecondition,
-                "runtime handler \"" + h.name + "\" cannot run pods in a user namespace: " + support.reason);
+                "runtime handler \"" + h.name +
+                    "\" cannot run pods in a user namespace: " + support.reason);
   }
 }
 
@@ -110,7 +116,8 @@ void AddUsernsToSpec(nlohmann::json& spec, const userns::Mapping& m, const std::
   nss.insert(nss.begin(), nlohmann::json{{"type", "user"}, {"path", path}});
   auto maps = [](const std::vector<userns::IDMap>& v) {
     nlohmann::json a = nlohmann::json::array();
-    for (const auto& r : v) a.push_back({{"containerID", r.container_id}, {"hostID", r.host_id}, {"size", r.length}});
+    for (const auto& r : v)
+      a.push_back({{"containerID", r.container_id}, {"hostID", r.host_id}, {"size", r.length}});
     return a;
   };
   lx["uidMappings"] = maps(m.uids);
@@ -118,16 +125,19 @@ void AddUsernsToSpec(nlohmann::json& spec, const userns::Mapping& m, const std::
 }
 
 std::pair<uint32_t, uint32_t> HostRoot(const userns::Mapping& m) {
-  return {static_cast<uint32_t>(userns::ToHost(m.uids, 0)), static_cast<uint32_t>(userns::ToHost(m.gids, 0))};
+  return {static_cast<uint32_t>(userns::ToHost(m.uids, 0)),
+          static_cast<uint32_t>(userns::ToHost(m.gids, 0))};
 }
 
-void ValidateContainerUserns(const v1::ContainerConfig& cfg, const std::optional<userns::Mapping>&) {
+void ValidateContainerUserns(const v1::ContainerConfig& cfg,
+                             const std::optional<userns::Mapping>&) {
   for (int i = 0; i < cfg.mounts_size(); ++i) {
     const auto& m = cfg.mounts(i);
     if (m.uidmappings_size() == 0 && m.gidmappings_size() == 0) continue;
     std::string field = "mounts[" + std::to_string(i) + "]";
     if (m.uidmappings_size() == 0 || m.gidmappings_size() == 0) {
-      throw Error(Code::kInvalidArgument, field + ": an idmapped mount needs both uidMappings and gidMappings");
+      throw Error(Code::kInvalidArgument,
+                  field + ": an idmapped mount needs both uidMappings and gidMappings");
     }
     userns::CheckRanges(ToMaps(m.uidmappings()), field + ".uidMappings");
     userns::CheckRanges(ToMaps(m.gidmappings()), field + ".gidMappings");
@@ -138,22 +148,28 @@ void CheckProcessMapped(const nlohmann::json& spec, const userns::Mapping& m) {
   const auto& user = spec["process"]["user"];
   uint32_t uid = user.value("uid", 0u), gid = user.value("gid", 0u);
   if (userns::ToHost(m.uids, uid) < 0) {
-    throw Error(Code::kInvalidArgument, "uid " + std::to_string(uid) + " of the container is not mapped in the pod's user namespace (" +
-                                            userns::MapText(m.uids).substr(0, 60) + ")");
+    throw Error(Code::kInvalidArgument,
+                "uid " + std::to_string(uid) +
+                    " of the container is not mapped in the pod's user namespace (" +
+                    userns::MapText(m.uids).substr(0, 60) + ")");
   }
   auto check_gid = [&](uint32_t g) {
     if (userns::ToHost(m.gids, g) < 0) {
-      throw Error(Code::kInvalidArgument, "gid " + std::to_string(g) + " of the container is not mapped in the pod's user namespace");
+      throw Error(Code::kInvalidArgument,
+                  "gid " + std::to_string(g) +
+                      " of the container is not mapped in the pod's user namespace");
     }
   };
   check_gid(gid);
-  for (const auto& g : user.value("additionalGids", nlohmann::json::array())) check_gid(g.get<uint32_t>());
+  for (const auto& g : user.value("additionalGids", nlohmann::json::array()))
+    check_gid(g.get<uint32_t>());
 }
 
 nlohmann::json UsernsInfo(const nlohmann::json& spec, int pid) {
   const auto& lx = spec.value("linux", nlohmann::json::object());
   if (!lx.contains("uidMappings")) return nullptr;
-  nlohmann::json out = {{"uidMappings", lx["uidMappings"]}, {"gidMappings", lx.value("gidMappings", nlohmann::json::array())}};
+  nlohmann::json out = {{"uidMappings", lx["uidMappings"]},
+                        {"gidMappings", lx.value("gidMappings", nlohmann::json::array())}};
   for (const auto& ns : lx.value("namespaces", nlohmann::json::array()))
     if (ns.value("type", "") == "user") out["path"] = ns.value("path", "");
   if (pid > 0) {  // what the kernel applies to the running init
@@ -167,10 +183,12 @@ nlohmann::json UsernsInfo(const nlohmann::json& spec, int pid) {
   return out;
 }
 
-void SweepUsernsOrphans(const Options& opts, const std::map<std::string, std::shared_ptr<SandboxRecord>>& live,
-                        const std::function<void(const std::string&, const std::string&, const std::string&)>& decide) {
+void SweepUsernsOrphans(
+    const Options& opts, const std::map<std::string, std::shared_ptr<SandboxRecord>>& live,
+    const std::function<void(const std::string&, const std::string&, const std::string&)>& decide) {
   std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(fs::Join(opts.state_dir, "userns"), ec)) {
+  for (const auto& e :
+       std::filesystem::directory_iterator(fs::Join(opts.state_dir, "userns"), ec)) {
     std::string id = e.path().filename().string();
     if (live.count(id)) continue;
     try {

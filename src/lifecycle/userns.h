@@ -35,7 +35,8 @@ std::pair<uint32_t, uint32_t> HostRoot(const userns::Mapping& m);
 
 // CreateContainer's checks for a container of a user-namespaced pod: its user and groups are
 // mapped; a volume with uidMappings/gidMappings needs the pod's user namespace and valid ranges.
-void ValidateContainerUserns(const v1::ContainerConfig& cfg, const std::optional<userns::Mapping>& pod);
+void ValidateContainerUserns(const v1::ContainerConfig& cfg,
+                             const std::optional<userns::Mapping>& pod);
 void CheckProcessMapped(const nlohmann::json& spec, const userns::Mapping& m);
 
 // ContainerStatus verbose info: the spec's mappings and user namespace path, and with a running
@@ -43,7 +44,8 @@ void CheckProcessMapped(const nlohmann::json& spec, const userns::Mapping& m);
 nlohmann::json UsernsInfo(const nlohmann::json& spec, int pid);
 
 // Pinned user namespaces of sandboxes without a record (after a restart): removed.
-void SweepUsernsOrphans(const Options& opts, const std::map<std::string, std::shared_ptr<SandboxRecord>>& live,
-                        const std::function<void(const std::string&, const std::string&, const std::string&)>& decide);
+void SweepUsernsOrphans(
+    const Options& opts, const std::map<std::string, std::shared_ptr<SandboxRecord>>& live,
+    const std::function<void(const std::string&, const std::string&, const std::string&)>& decide);
 
 }  // namespace berth::lifecycle

@@ -292,9 +292,11 @@ namespace {
 std::string NewStageTarget(const std::string& state_dir, const std::string& container_id,
                            const std::string& source, const char* what) {
   if (source.empty() || source[0] != '/')
-    throw Error(Code::kInvalidArgument, std::string("staging ") + what + " mount: source \"" + source + "\" is not absolute");
+    throw Error(Code::kInvalidArgument, std::string("staging ") + what + " mount: source \"" +
+                                            source + "\" is not absolute");
   struct stat st;
-  if (::stat(source.c_str(), &st) != 0) ThrowErrno(std::string("staging ") + what + " mount of " + source);
+  if (::stat(source.c_str(), &st) != 0)
+    ThrowErrno(std::string("staging ") + what + " mount of " + source);
   const std::string dir = ContainerDir(state_dir, container_id);
   fs::MkdirAll(dir, 0711);
   ::chmod(fs::Join(state_dir, "rro").c_str(), 0711);

@@ -30,18 +30,22 @@ std::map<std::string, UsernsSupport> g_probe_cache;  // runtime part, by binary 
 std::atomic<int> g_counter{0};
 
 std::string BinaryKey(const std::string& binary) {
-  struct stat st{};
+  struct stat st {};
   if (::stat(binary.c_str(), &st) != 0) return "";
-  struct utsname u{};
+  struct utsname u {};
   ::uname(&u);
-  return binary + "|" + std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec) + "|" +
-         std::to_string(st.st_size) + "|" + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + "|" + u.release;
+  return binary + "|" + std::to_string(st.st_mtim.tv_sec) + "." +
+         std::to_string(st.st_mtim.tv_nsec) + "|" + std::to_string(st.st_size) + "|" +
+         std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + "|" + u.release;
 }
 
 nlohmann::json ProbeSpec(const std::string& deny, const std::string& allow) {
   nlohmann::json map = {{{"containerID", 0}, {"hostID", kProbeHostId}, {"size", 65536}}};
   auto bind = [](const char* dst, const std::string& src) {
-    return nlohmann::json{{"destination", dst}, {"type", "bind"}, {"source", src}, {"options", {"rbind", "rprivate"}}};
+    return nlohmann::json{{"destination", dst},
+                          {"type", "bind"},
+                          {"source", src},
+                          {"options", {"rbind", "rprivate"}}};
   };
   return {
       {"ociVersion", "1.0.2"},
@@ -56,11 +60,19 @@ nlohmann::json ProbeSpec(const std::string& deny, const std::string& allow) {
       {"hostname", "berth-userns-probe"},
       {"mounts",
        {{{"destination", "/proc"}, {"type", "proc"}, {"source", "proc"}},
-        {{"destination", "/dev"}, {"type", "tmpfs"}, {"source", "tmpfs"}, {"options", {"nosuid", "strictatime", "mode=755", "size=64k"}}},
+        {{"destination", "/dev"},
+         {"type", "tmpfs"},
+         {"source", "tmpfs"},
+         {"options", {"nosuid", "strictatime", "mode=755", "size=64k"}}},
         bind("/deny", deny),
         bind("/allow", allow)}},
       {"linux",
-       {{"namespaces", {{{"type", "user"}}, {{"type", "mount"}}, {{"type", "pid"}}, {{"type", "ipc"}}, {{"type", "uts"}}}},
+       {{"namespaces",
+         {{{"type", "user"}},
+          {{"type", "mount"}},
+          {{"type", "pid"}},
+          {{"type", "ipc"}},
+          {{"type", "uts"}}}},
         {"uidMappings", map},
         {"gidMappings", map}}},
   };
@@ -89,9 +101,12 @@ UsernsSupport RunProbe(const std::string& runtime, const std::string& state_dir,
     ::chmod((rootfs + "/probe").c_str(), 0755);
     fs::MkdirAll(work + "/deny", 0700);
     fs::MkdirAll(work + "/allow", 0700);
-    if (::chown((work + "/allow").c_str(), kProbeHostId, kProbeHostId) != 0) ThrowErrno("chown " + work + "/allow");
-    fs::WriteFileAtomic(work + "/bundle/config.json", ProbeSpec(work + "/deny", work + "/allow").dump());
-    const std::string id = "berth-userns-probe-" + std::to_string(::getpid()) + "-" + std::to_string(g_counter++);
+    if (::chown((work + "/allow").c_str(), kProbeHostId, kProbeHostId) != 0)
+      ThrowErrno("chown " + work + "/allow");
+    fs::WriteFileAtomic(work + "/bundle/config.json",
+                        ProbeSpec(work + "/deny", work + "/allow").dump());
+    const std::string id =
+        "berth-userns-probe-" + std::to_string(::getpid()) + "-" + std::to_string(g_counter++);
     const std::string root = work + "/state";
     std::vector<std::string> argv{runtime, "--root", root, "run", "--bundle", work + "/bundle", id};
     exec::Options eo;
@@ -107,14 +122,17 @@ UsernsSupport RunProbe(const std::string& runtime, const std::string& state_dir,
     if (deny.rfind("ERROR 13 ", 0) == 0 && allow == "WRITABLE") {
       *ran = true;
       r.supported = true;
-      r.probe = "a probe container in a new user namespace (root mapped to host uid " + std::to_string(kProbeHostId) +
-                ") wrote only where the mapped uid may";
+      r.probe = "a probe container in a new user namespace (root mapped to host uid " +
+                std::to_string(kProbeHostId) + ") wrote only where the mapped uid may";
     } else if (!deny.empty() || !allow.empty()) {
       *ran = true;
-      r.probe = "a probe container in a new user namespace did not run as the mapped uid (host-root-owned directory: " + deny +
-                "; mapped-root-owned directory: " + allow + ")";
+      r.probe =
+          "a probe container in a new user namespace did not run as the mapped uid "
+          "(host-root-owned directory: " +
+          deny + "; mapped-root-owned directory: " + allow + ")";
     } else {
-      r.probe = "the runtime could not run a container in a new user namespace: " + exec::Describe(argv, res);
+      r.probe = "the runtime could not run a container in a new user namespace: " +
+                exec::Describe(argv, res);
     }
     exec::Options quick;
     quick.timeout = std::chrono::seconds(10);
@@ -133,7 +151,8 @@ UsernsSupport RunProbe(const std::string& runtime, const std::string& state_dir,
 
 UsernsSupport ProbeRuntime(const std::string& runtime, const std::string& state_dir) {
   const std::string key = BinaryKey(runtime);
-  if (key.empty()) return {false, "", "", "OCI runtime binary " + runtime + ": " + std::strerror(errno)};
+  if (key.empty())
+    return {false, "", "", "OCI runtime binary " + runtime + ": " + std::strerror(errno)};
   const std::string disk = fs::Join(fs::Join(state_dir, "userns-probe"), "cache.json");
   std::lock_guard<std::mutex> lock(g_mu);
   if (auto it = g_probe_cache.find(key); it != g_probe_cache.end()) return it->second;
@@ -165,12 +184,14 @@ UsernsSupport ProbeRuntime(const std::string& runtime, const std::string& state_
 
 }  // namespace
 
-UsernsSupport DetectUserns(const std::string& runtime_binary, const std::string& root_dir, const std::string& state_dir) {
+UsernsSupport DetectUserns(const std::string& runtime_binary, const std::string& root_dir,
+                           const std::string& state_dir) {
   UsernsSupport out;
   auto k = userns::ProbeIdmap(root_dir);
   out.kernel = k.reason;
   if (!k.supported) {
-    out.reason = "the kernel cannot idmap a mount on the file system of " + root_dir + ": " + k.reason;
+    out.reason =
+        "the kernel cannot idmap a mount on the file system of " + root_dir + ": " + k.reason;
     return out;
   }
   UsernsSupport p = ProbeRuntime(runtime_binary, state_dir);

@@ -13,8 +13,8 @@ namespace berth::runtime {
 
 struct UsernsSupport {
   bool supported = false;
-  std::string reason;         // why not, or what was proven
-  std::string kernel, probe;  // each part's answer
+  std::string reason;          // why not, or what was proven
+  std::string kernel, probe;   // each part's answer
   bool runtime_idmap = false;  // the runtime lists idmap mounts among its features
 };
 

@@ -23,7 +23,8 @@ std::vector<std::string> Split(const std::string& v, char sep) {
   }
 }
 
-void MountOverlayIdmapped(const Mount& m, const std::string& target, int userns_fd, uint32_t uid, uint32_t gid) {
+void MountOverlayIdmapped(const Mount& m, const std::string& target, int userns_fd, uint32_t uid,
+                          uint32_t gid) {
   std::vector<userns::Fd> layers;  // held until overlay has taken its own references
   std::string data;
   unsigned long flags = 0;
@@ -32,12 +33,15 @@ void MountOverlayIdmapped(const Mount& m, const std::string& target, int userns_
     if (o.rfind("lowerdir=", 0) == 0) {
       out = "lowerdir=";
       for (const auto& dir : Split(o.substr(9), ':')) {
-        layers.push_back(userns::IdmappedTree(dir, userns_fd, /*recursive=*/false, /*readonly=*/true));
-        out += (out.size() > 9 ? ":" : "") + std::string("/proc/self/fd/") + std::to_string(layers.back().get());
+        layers.push_back(
+            userns::IdmappedTree(dir, userns_fd, /*recursive=*/false, /*readonly=*/true));
+        out += (out.size() > 9 ? ":" : "") + std::string("/proc/self/fd/") +
+               std::to_string(layers.back().get());
       }
     } else if (o.rfind("upperdir=", 0) == 0) {
       std::string upper = o.substr(9);
-      if (::chown(upper.c_str(), uid, gid) != 0) ThrowErrno("chown of the upper directory " + upper + " to the mapped root");
+      if (::chown(upper.c_str(), uid, gid) != 0)
+        ThrowErrno("chown of the upper directory " + upper + " to the mapped root");
     } else if (o == "ro") {
       flags |= MS_RDONLY;
       continue;
@@ -47,17 +51,19 @@ void MountOverlayIdmapped(const Mount& m, const std::string& target, int userns_
     data += (data.empty() ? "" : ",") + out;
   }
   if (data.size() >= static_cast<size_t>(::getpagesize()))
-    throw Error(Code::kInvalidArgument, "mount overlay on " + target + ": too many layers for one mount");
+    throw Error(Code::kInvalidArgument,
+                "mount overlay on " + target + ": too many layers for one mount");
   if (::mount("overlay", target.c_str(), "overlay", flags, data.c_str()) != 0)
     ThrowErrno("mount overlay on idmapped layers on " + target + " (needs Linux 5.19 or later)");
 }
 
 }  // namespace
 
-void MountAllIdmapped(const std::vector<Mount>& mounts, const std::string& target, int userns_fd, uint32_t root_uid,
-                      uint32_t root_gid) {
+void MountAllIdmapped(const std::vector<Mount>& mounts, const std::string& target, int userns_fd,
+                      uint32_t root_uid, uint32_t root_gid) {
   if (mounts.size() != 1) {
-    throw Error(Code::kUnimplemented, "idmapped root file system on " + target + ": " + std::to_string(mounts.size()) +
+    throw Error(Code::kUnimplemented, "idmapped root file system on " + target + ": " +
+                                          std::to_string(mounts.size()) +
                                           " mounts (one overlay or bind mount expected)");
   }
   const auto& m = mounts[0];
@@ -71,7 +77,8 @@ void MountAllIdmapped(const std::vector<Mount>& mounts, const std::string& targe
     auto tree = userns::IdmappedTree(m.source, userns_fd, /*recursive=*/false, ro);
     userns::Attach(tree, target);
   } else {
-    throw Error(Code::kUnimplemented, "idmapped root file system on " + target + ": mount type \"" + m.type + "\"");
+    throw Error(Code::kUnimplemented,
+                "idmapped root file system on " + target + ": mount type \"" + m.type + "\"");
   }
 }
 

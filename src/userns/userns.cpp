@@ -51,7 +51,8 @@ void WriteMap(pid_t pid, const char* file, const std::vector<IDMap>& m) {
   ssize_t n = ::write(fd, text.data(), text.size());
   int err = errno;
   ::close(fd);
-  if (n != static_cast<ssize_t>(text.size())) ThrowErrno("write " + path + " (" + text.substr(0, text.find('\n')) + ")", n < 0 ? err : EIO);
+  if (n != static_cast<ssize_t>(text.size()))
+    ThrowErrno("write " + path + " (" + text.substr(0, text.find('\n')) + ")", n < 0 ? err : EIO);
 }
 
 // The child of a clone(CLONE_VM | CLONE_NEWUSER | CLONE_NEWNET): brings lo up in its new network
@@ -100,7 +101,8 @@ void WithMappedChild(const Mapping& m, const std::string& what, F use, bool net 
   if (pid < 0) {
     ::close(p[1]);
     if (net) ::close(report[0]);
-    ThrowErrno(what + (net ? ": clone(CLONE_NEWUSER|CLONE_NEWNET)" : ": clone(CLONE_NEWUSER)"), err);
+    ThrowErrno(what + (net ? ": clone(CLONE_NEWUSER|CLONE_NEWNET)" : ": clone(CLONE_NEWUSER)"),
+               err);
   }
   if (net) {
     int lo = EIO;
@@ -109,7 +111,8 @@ void WithMappedChild(const Mapping& m, const std::string& what, F use, bool net 
     if (n != sizeof lo || lo != 0) {
       ::close(p[1]);
       WaitChild(pid);
-      ThrowErrno(what + ": SIOCSIFFLAGS lo up in the new network namespace", n == sizeof lo ? lo : EIO);
+      ThrowErrno(what + ": SIOCSIFFLAGS lo up in the new network namespace",
+                 n == sizeof lo ? lo : EIO);
     }
   }
   try {
@@ -182,40 +185,48 @@ const char* NetStepName(int s) {
 }  // namespace
 
 std::string Describe(const IDMap& m) {
-  return "container_id " + std::to_string(m.container_id) + ", host_id " + std::to_string(m.host_id) + ", length " +
-         std::to_string(m.length);
+  return "container_id " + std::to_string(m.container_id) + ", host_id " +
+         std::to_string(m.host_id) + ", length " + std::to_string(m.length);
 }
 
 std::string MapText(const std::vector<IDMap>& m) {
   std::string out;
   for (const auto& r : m)
-    out += std::to_string(r.container_id) + " " + std::to_string(r.host_id) + " " + std::to_string(r.length) + "\n";
+    out += std::to_string(r.container_id) + " " + std::to_string(r.host_id) + " " +
+           std::to_string(r.length) + "\n";
   return out;
 }
 
 int64_t ToHost(const std::vector<IDMap>& m, uint32_t id) {
   for (const auto& r : m) {
-    if (id >= r.container_id && uint64_t{id} < uint64_t{r.container_id} + r.length) return int64_t{r.host_id} + (id - r.container_id);
+    if (id >= r.container_id && uint64_t{id} < uint64_t{r.container_id} + r.length)
+      return int64_t{r.host_id} + (id - r.container_id);
   }
   return -1;
 }
 
 void CheckRanges(const std::vector<IDMap>& m, const std::string& field) {
   auto bad = [&](size_t i, const std::string& why) {
-    throw Error(Code::kInvalidArgument, field + "[" + std::to_string(i) + "]: " + why + ": " + Describe(m[i]));
+    throw Error(Code::kInvalidArgument,
+                field + "[" + std::to_string(i) + "]: " + why + ": " + Describe(m[i]));
   };
   for (size_t i = 0; i < m.size(); ++i) {
     const auto& r = m[i];
     if (r.length == 0) bad(i, "empty range");
-    if (uint64_t{r.container_id} + r.length > kIdLimit) bad(i, "container range overflows past 4294967294");
+    if (uint64_t{r.container_id} + r.length > kIdLimit)
+      bad(i, "container range overflows past 4294967294");
     if (uint64_t{r.host_id} + r.length > kIdLimit) bad(i, "host range overflows past 4294967294");
     for (size_t j = 0; j < i; ++j) {
       const auto& o = m[j];
-      auto overlap = [](uint64_t a, uint64_t al, uint64_t b, uint64_t bl) { return a < b + bl && b < a + al; };
+      auto overlap = [](uint64_t a, uint64_t al, uint64_t b, uint64_t bl) {
+        return a < b + bl && b < a + al;
+      };
       if (overlap(r.container_id, r.length, o.container_id, o.length))
-        bad(i, "container range overlaps " + field + "[" + std::to_string(j) + "] (" + Describe(o) + ")");
+        bad(i, "container range overlaps " + field + "[" + std::to_string(j) + "] (" + Describe(o) +
+                   ")");
       if (overlap(r.host_id, r.length, o.host_id, o.length))
-        bad(i, "host range overlaps " + field + "[" + std::to_string(j) + "] (" + Describe(o) + ")");
+        bad(i,
+            "host range overlaps " + field + "[" + std::to_string(j) + "] (" + Describe(o) + ")");
     }
   }
 }
@@ -246,7 +257,8 @@ void CreatePinned(const std::string& path, const Mapping& m) {
   }
 }
 
-void CreatePinnedWithNetns(const std::string& path, const std::string& netns_path, const Mapping& m) {
+void CreatePinnedWithNetns(const std::string& path, const std::string& netns_path,
+                           const Mapping& m) {
   CreateEmpty(path, "user namespace");
   try {
     CreateEmpty(netns_path, "network namespace");
@@ -336,14 +348,17 @@ void CreateNetnsIn(const std::string& userns_path, const std::string& netns_path
   if (pid > 0) WaitChild(pid);
   if (!err.empty()) {
     ::unlink(netns_path.c_str());
-    throw ErrnoError("failed to create network namespace " + netns_path + " in user namespace " + userns_path + ": " + err, code);
+    throw ErrnoError("failed to create network namespace " + netns_path + " in user namespace " +
+                         userns_path + ": " + err,
+                     code);
   }
 }
 
 void RemovePinned(const std::string& path) {
   if (::umount2(path.c_str(), MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT)
     ThrowErrno("failed to unmount namespace " + path);
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) ThrowErrno("failed to remove namespace file " + path);
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+    ThrowErrno("failed to remove namespace file " + path);
 }
 
 bool IsPinned(const std::string& path) {
@@ -362,7 +377,9 @@ Fd IdmappedTree(const std::string& path, int userns_fd, bool recursive, bool rea
   if (::mount_setattr(tree.get(), "", AT_EMPTY_PATH | rec, &a, sizeof a) != 0) {
     int e = errno;
     std::string why = e == EINVAL ? " (its file system, or one below it, cannot be idmapped)" : "";
-    ThrowErrno("mount_setattr(MOUNT_ATTR_IDMAP" + std::string(readonly ? "|MOUNT_ATTR_RDONLY" : "") + ") of " + path + why, e);
+    ThrowErrno("mount_setattr(MOUNT_ATTR_IDMAP" +
+                   std::string(readonly ? "|MOUNT_ATTR_RDONLY" : "") + ") of " + path + why,
+               e);
   }
   return tree;
 }
@@ -385,12 +402,17 @@ Support ProbeIdmap(const std::string& dir) {
     Fd user = NewUsernsFd({{{0, 65534, 1}}, {{0, 65534, 1}}});
     Fd tree = IdmappedTree(scratch, user.get(), false, false);
     struct stat st;
-    if (::fstatat(tree.get(), "", &st, AT_EMPTY_PATH) != 0) ThrowErrno("fstat of the idmapped clone of " + scratch);
-    if (st.st_uid != 65534) throw Error("the idmapped clone of " + scratch + " shows owner " + std::to_string(st.st_uid) + ", not 65534");
-    s = {true, "an open_tree clone of " + scratch + " was idmapped with mount_setattr(MOUNT_ATTR_IDMAP)"};
+    if (::fstatat(tree.get(), "", &st, AT_EMPTY_PATH) != 0)
+      ThrowErrno("fstat of the idmapped clone of " + scratch);
+    if (st.st_uid != 65534)
+      throw Error("the idmapped clone of " + scratch + " shows owner " + std::to_string(st.st_uid) +
+                  ", not 65534");
+    s = {true,
+         "an open_tree clone of " + scratch + " was idmapped with mount_setattr(MOUNT_ATTR_IDMAP)"};
   } catch (const std::exception& e) {
     std::string why = e.what();
-    if (why.find("Function not implemented") != std::string::npos) why += " (idmapped mounts need Linux 5.12 or later)";
+    if (why.find("Function not implemented") != std::string::npos)
+      why += " (idmapped mounts need Linux 5.12 or later)";
     s = {false, why};
   }
   ::rmdir(scratch.c_str());

@@ -41,7 +41,8 @@ void CreatePinned(const std::string& path, const Mapping& m);
 // new network namespace it owns (loopback up) pinned at `netns_path`, made by one clone
 // (CLONE_NEWUSER|CLONE_NEWNET) of a short-lived child. Both files are created (they must not
 // exist); on failure neither is left. Throws Error naming the paths and the step.
-void CreatePinnedWithNetns(const std::string& path, const std::string& netns_path, const Mapping& m);
+void CreatePinnedWithNetns(const std::string& path, const std::string& netns_path,
+                           const Mapping& m);
 
 // A new network namespace owned by the user namespace pinned at `userns_path`, loopback up, pinned
 // at `netns_path` (an empty file it creates). A forked child joins the user namespace and unshares

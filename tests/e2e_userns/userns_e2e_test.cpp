@@ -17,8 +17,8 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <iostream>
 #include <functional>
+#include <iostream>
 #include <sstream>
 #include <thread>
 
@@ -60,7 +60,8 @@ class Berthd {
   Berthd(const std::string& dir, const std::string& handler) : dir_(dir) {
     socket_ = dir + "/berth.sock";
     config_ = dir + "/config.toml";
-    const std::string rt = "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes." + handler;
+    const std::string rt =
+        "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes." + handler;
     std::string base;
     if (handler == "runc-spec") {
       berth::fs::MkdirAll(dir + "/spec", 0755);
@@ -71,9 +72,10 @@ class Berthd {
     c << "version = 3\nroot = \"" << dir << "/root\"\nstate = \"" << dir << "/state\"\n"
       << "[grpc]\naddress = \"" << socket_ << "\"\n"
       << "[plugins.\"io.containerd.cri.v1.runtime\"]\nrestrict_oom_score_adj = true\n"
-      << "[plugins.\"io.containerd.cri.v1.runtime\".containerd]\ndefault_runtime_name = \"" << handler << "\"\n"
-      << rt << "]\nruntime_type = \"io.containerd.runc.v2\"\n" << base
-      << rt << ".options]\nBinaryName = \"" << Binary(handler) << "\"\n"
+      << "[plugins.\"io.containerd.cri.v1.runtime\".containerd]\ndefault_runtime_name = \""
+      << handler << "\"\n"
+      << rt << "]\nruntime_type = \"io.containerd.runc.v2\"\n"
+      << base << rt << ".options]\nBinaryName = \"" << Binary(handler) << "\"\n"
       << "[plugins.\"io.containerd.cri.v1.runtime\".cni]\nconf_dir = \"\"\n";
     berth::testing::WriteFile(config_, c.str());
   }
@@ -128,7 +130,8 @@ class Berthd {
   std::unique_ptr<berth::images::v1::Images::Stub> images_;
 };
 
-void Map(google::protobuf::RepeatedPtrField<v1::IDMapping>* out, uint32_t container, uint32_t host, uint32_t len) {
+void Map(google::protobuf::RepeatedPtrField<v1::IDMapping>* out, uint32_t container, uint32_t host,
+         uint32_t len) {
   auto* m = out->Add();
   m->set_container_id(container);
   m->set_host_id(host);
@@ -156,7 +159,8 @@ class UsernsE2E : public ::testing::TestWithParam<std::string> {
         auto handlers = nlohmann::json::parse(sresp.info().at("runtimeHandlers"));
         std::string why;
         for (const auto& j : handlers)
-          if (j.value("name", "") == GetParam()) why = j["features"].value("user_namespaces_reason", "");
+          if (j.value("name", "") == GetParam())
+            why = j["features"].value("user_namespaces_reason", "");
         ASSERT_FALSE(why.empty()) << "user_namespaces false without a reason";
         GTEST_SKIP() << GetParam() << " cannot run pods in a user namespace here: " << why;
       }
@@ -195,7 +199,10 @@ class UsernsE2E : public ::testing::TestWithParam<std::string> {
     c.mutable_metadata()->set_uid("uid-" + name);
     c.set_hostname(name);
     c.set_log_directory(*dir_ / ("logs/" + name));
-    auto* u = c.mutable_linux()->mutable_security_context()->mutable_namespace_options()->mutable_userns_options();
+    auto* u = c.mutable_linux()
+                  ->mutable_security_context()
+                  ->mutable_namespace_options()
+                  ->mutable_userns_options();
     u->set_mode(v1::POD);
     Map(u->mutable_uids(), 0, host, 65536);
     Map(u->mutable_gids(), 0, host, 65536);
@@ -209,8 +216,8 @@ class UsernsE2E : public ::testing::TestWithParam<std::string> {
     *id = resp.pod_sandbox_id();
     return st;
   }
-  grpc::Status Create(const std::string& pod, const v1::PodSandboxConfig& pc, const std::string& name,
-                      const std::string& script, std::string* id,
+  grpc::Status Create(const std::string& pod, const v1::PodSandboxConfig& pc,
+                      const std::string& name, const std::string& script, std::string* id,
                       const std::function<void(v1::ContainerConfig&)>& edit = nullptr) {
     v1::CreateContainerRequest req;
     req.set_pod_sandbox_id(pod);
@@ -265,7 +272,8 @@ class UsernsE2E : public ::testing::TestWithParam<std::string> {
   }
   // Runs `script` in a new container of the pod and returns its output.
   std::string RunIn(const std::string& pod, const v1::PodSandboxConfig& pc, const std::string& name,
-                    const std::string& script, const std::function<void(v1::ContainerConfig&)>& edit = nullptr) {
+                    const std::string& script,
+                    const std::function<void(v1::ContainerConfig&)>& edit = nullptr) {
     std::string id;
     auto st = Create(pod, pc, name, script, &id, edit);
     EXPECT_TRUE(st.ok()) << st.error_message();
@@ -309,23 +317,24 @@ TEST_P(UsernsE2E, PodRootIsTheMappedUidWithIdmappedLayersAndPlainVolumes) {
   berth::fs::MkdirAll(vol, 0777);
   ASSERT_EQ(::chmod(vol.c_str(), 0777), 0);
 
-  std::string out = RunIn(pod, pc, "probe",
-                          "cat /proc/self/uid_map /proc/self/gid_map; id -u; stat -c 'owner %u:%g' /bin/busybox; "
-                          "touch /rootfs-write && stat -c 'new %u' /rootfs-write; "
-                          "touch /vol/made-inside; "
-                          "cat /secret/key 2>/dev/null && echo SECRET-READ || echo secret-denied; "
-                          "ls /sys/class/net | tr '\\n' ' '; echo; "
-                          "stat -c 'sysctl-net %u' /proc/sys/net/ipv4/ip_forward; "
-                          "echo x > /dev/shm/x && echo shm-ok; echo '10.9.9.9 extra' >> /etc/hosts && echo hosts-ok",
-                          [&](v1::ContainerConfig& c) {
-                            auto* m = c.add_mounts();
-                            m->set_container_path("/vol");
-                            m->set_host_path(vol);
-                            m = c.add_mounts();
-                            m->set_container_path("/secret");
-                            m->set_host_path(secret_dir);
-                            m->set_readonly(true);
-                          });
+  std::string out = RunIn(
+      pod, pc, "probe",
+      "cat /proc/self/uid_map /proc/self/gid_map; id -u; stat -c 'owner %u:%g' /bin/busybox; "
+      "touch /rootfs-write && stat -c 'new %u' /rootfs-write; "
+      "touch /vol/made-inside; "
+      "cat /secret/key 2>/dev/null && echo SECRET-READ || echo secret-denied; "
+      "ls /sys/class/net | tr '\\n' ' '; echo; "
+      "stat -c 'sysctl-net %u' /proc/sys/net/ipv4/ip_forward; "
+      "echo x > /dev/shm/x && echo shm-ok; echo '10.9.9.9 extra' >> /etc/hosts && echo hosts-ok",
+      [&](v1::ContainerConfig& c) {
+        auto* m = c.add_mounts();
+        m->set_container_path("/vol");
+        m->set_host_path(vol);
+        m = c.add_mounts();
+        m->set_container_path("/secret");
+        m->set_host_path(secret_dir);
+        m->set_readonly(true);
+      });
   std::string want_map = "0 " + std::to_string(kHostBase) + " 65536";
   auto squash = [](std::string s) {
     std::string o;
@@ -336,13 +345,15 @@ TEST_P(UsernsE2E, PodRootIsTheMappedUidWithIdmappedLayersAndPlainVolumes) {
   std::string flat = squash(out);
   EXPECT_NE(flat.find(want_map), std::string::npos) << out;
   EXPECT_NE(out.find("\n0\n"), std::string::npos) << "id -u is not 0: " << out;
-  EXPECT_NE(out.find("owner 0:0"), std::string::npos) << "image files are not root's inside: " << out;
+  EXPECT_NE(out.find("owner 0:0"), std::string::npos)
+      << "image files are not root's inside: " << out;
   EXPECT_NE(out.find("new 0"), std::string::npos) << out;
   EXPECT_NE(out.find("secret-denied"), std::string::npos) << out;
   EXPECT_EQ(out.find("SECRET-READ"), std::string::npos) << out;
   EXPECT_NE(out.find("lo"), std::string::npos) << "sysfs shows no network devices: " << out;
   // /proc/sys/net belongs to the root of the user namespace that owns the network namespace.
-  EXPECT_NE(out.find("sysctl-net 0"), std::string::npos) << "the pod's netns is not owned by its userns: " << out;
+  EXPECT_NE(out.find("sysctl-net 0"), std::string::npos)
+      << "the pod's netns is not owned by its userns: " << out;
   EXPECT_NE(out.find("shm-ok"), std::string::npos) << out;
   EXPECT_NE(out.find("hosts-ok"), std::string::npos) << out;
   struct stat sb;
@@ -357,7 +368,8 @@ TEST_P(UsernsE2E, PodRootIsTheMappedUidWithIdmappedLayersAndPlainVolumes) {
   v1::PodSandboxStatusResponse sresp;
   ASSERT_TRUE(d_->rt().PodSandboxStatus(Ctx().get(), sr, &sresp).ok());
   const auto& u = sresp.status().linux().namespaces().options().userns_options();
-  std::cout << GetParam() << ": pause started by " << nlohmann::json::parse(sresp.info().at("info")).value("pauseStartedBy", "?")
+  std::cout << GetParam() << ": pause started by "
+            << nlohmann::json::parse(sresp.info().at("info")).value("pauseStartedBy", "?")
             << std::endl;
   EXPECT_EQ(u.mode(), v1::POD);
   ASSERT_EQ(u.uids_size(), 1);
@@ -370,7 +382,8 @@ TEST_P(UsernsE2E, PodRootIsTheMappedUidWithIdmappedLayersAndPlainVolumes) {
   auto info = nlohmann::json::parse(Status(cid).info().at("info"));
   ASSERT_TRUE(info.contains("userNamespace")) << info.dump();
   EXPECT_EQ(info["userNamespace"]["uidMappings"][0].value("hostID", 0u), kHostBase);
-  EXPECT_NE(squash(info["userNamespace"].value("uid_map", "")).find(want_map), std::string::npos) << info.dump();
+  EXPECT_NE(squash(info["userNamespace"].value("uid_map", "")).find(want_map), std::string::npos)
+      << info.dump();
 
   v1::RemovePodSandboxRequest rr;
   rr.set_pod_sandbox_id(pod);
@@ -402,7 +415,8 @@ TEST_P(UsernsE2E, IdmappedRecursivelyReadOnlyVolumeIsReadOnlyAllTheWayDown) {
                             Map(m->mutable_gidmappings(), 0, kHostBase, 65536);
                           });
   ::umount2((vol + "/sub").c_str(), MNT_DETACH);
-  EXPECT_NE(out.find("file 0"), std::string::npos) << "host root's file is not root's through the idmapped volume: " << out;
+  EXPECT_NE(out.find("file 0"), std::string::npos)
+      << "host root's file is not root's through the idmapped volume: " << out;
   EXPECT_NE(out.find("root's"), std::string::npos) << out;
   EXPECT_NE(out.find("touch: /data/x: Read-only file system"), std::string::npos) << out;
   EXPECT_NE(out.find("touch: /data/sub/x: Read-only file system"), std::string::npos) << out;
@@ -415,29 +429,42 @@ TEST_P(UsernsE2E, InvalidModesAndMappingsAreRefusedLeavingNothing) {
     std::function<void(v1::PodSandboxConfig&)> edit;
   };
   auto opts = [](v1::PodSandboxConfig& c) {
-    return c.mutable_linux()->mutable_security_context()->mutable_namespace_options()->mutable_userns_options();
+    return c.mutable_linux()
+        ->mutable_security_context()
+        ->mutable_namespace_options()
+        ->mutable_userns_options();
   };
   std::vector<Case> cases = {
       {"container-mode", "userns_options.mode: CONTAINER is not supported", grpc::INVALID_ARGUMENT,
        [&](v1::PodSandboxConfig& c) { opts(c)->set_mode(v1::CONTAINER); }},
       {"target-mode", "userns_options.mode: TARGET is not supported", grpc::INVALID_ARGUMENT,
        [&](v1::PodSandboxConfig& c) { opts(c)->set_mode(v1::TARGET); }},
-      {"two-uid-maps", "userns_options.uids: mode POD needs exactly one uid mapping, got 2", grpc::INVALID_ARGUMENT,
-       [&](v1::PodSandboxConfig& c) { Map(opts(c)->mutable_uids(), 70000, kHostBase + 70000, 10); }},
-      {"no-gid-map", "userns_options.gids: mode POD needs exactly one gid mapping, got 0", grpc::INVALID_ARGUMENT,
-       [&](v1::PodSandboxConfig& c) { opts(c)->clear_gids(); }},
-      {"root-unmapped", "userns_options.uids[0]: container id 0 (root) must be mapped: container_id 1, host_id",
+      {"two-uid-maps", "userns_options.uids: mode POD needs exactly one uid mapping, got 2",
+       grpc::INVALID_ARGUMENT,
+       [&](v1::PodSandboxConfig& c) {
+         Map(opts(c)->mutable_uids(), 70000, kHostBase + 70000, 10);
+       }},
+      {"no-gid-map", "userns_options.gids: mode POD needs exactly one gid mapping, got 0",
+       grpc::INVALID_ARGUMENT, [&](v1::PodSandboxConfig& c) { opts(c)->clear_gids(); }},
+      {"root-unmapped",
+       "userns_options.uids[0]: container id 0 (root) must be mapped: container_id 1, host_id",
        grpc::INVALID_ARGUMENT,
        [&](v1::PodSandboxConfig& c) { opts(c)->mutable_uids(0)->set_container_id(1); }},
-      {"overflow", "userns_options.gids[0]: host range overflows past 4294967294: container_id 0, host_id 4294967000, length 65536",
-       grpc::INVALID_ARGUMENT, [&](v1::PodSandboxConfig& c) { opts(c)->mutable_gids(0)->set_host_id(4294967000u); }},
+      {"overflow",
+       "userns_options.gids[0]: host range overflows past 4294967294: container_id 0, host_id "
+       "4294967000, length 65536",
+       grpc::INVALID_ARGUMENT,
+       [&](v1::PodSandboxConfig& c) { opts(c)->mutable_gids(0)->set_host_id(4294967000u); }},
       {"empty", "userns_options.uids[0]: empty range", grpc::INVALID_ARGUMENT,
        [&](v1::PodSandboxConfig& c) { opts(c)->mutable_uids(0)->set_length(0); }},
-      {"node-with-maps", "userns_options: mode NODE takes no mappings, got 1 uid and 1 gid mappings", grpc::INVALID_ARGUMENT,
-       [&](v1::PodSandboxConfig& c) { opts(c)->set_mode(v1::NODE); }},
-      {"host-network", "mode POD cannot be combined with the host's network namespace", grpc::INVALID_ARGUMENT,
+      {"node-with-maps",
+       "userns_options: mode NODE takes no mappings, got 1 uid and 1 gid mappings",
+       grpc::INVALID_ARGUMENT, [&](v1::PodSandboxConfig& c) { opts(c)->set_mode(v1::NODE); }},
+      {"host-network", "mode POD cannot be combined with the host's network namespace",
+       grpc::INVALID_ARGUMENT,
        [&](v1::PodSandboxConfig& c) {
-         c.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_network(v1::NODE);
+         c.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_network(
+             v1::NODE);
          c.clear_hostname();
        }},
   };
@@ -447,7 +474,8 @@ TEST_P(UsernsE2E, InvalidModesAndMappingsAreRefusedLeavingNothing) {
     std::string id;
     auto st = RunPod(pc, &id);
     EXPECT_EQ(st.error_code(), tc.code) << tc.name << ": " << st.error_message();
-    EXPECT_NE(st.error_message().find(tc.want), std::string::npos) << tc.name << ": " << st.error_message();
+    EXPECT_NE(st.error_message().find(tc.want), std::string::npos)
+        << tc.name << ": " << st.error_message();
   }
   // Overlapping ranges in a volume's mappings are named too (the pod's lists hold one range).
   auto pc = Pod("vol-overlap");
@@ -462,7 +490,8 @@ TEST_P(UsernsE2E, InvalidModesAndMappingsAreRefusedLeavingNothing) {
     Map(m->mutable_gidmappings(), 0, kHostBase, 1000);
   });
   EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT);
-  EXPECT_NE(st.error_message().find("mounts[0].uidMappings[1]: container range overlaps mounts[0].uidMappings[0]"),
+  EXPECT_NE(st.error_message().find(
+                "mounts[0].uidMappings[1]: container range overlaps mounts[0].uidMappings[0]"),
             std::string::npos)
       << st.error_message();
   v1::RemovePodSandboxRequest rr;
@@ -511,9 +540,10 @@ TEST_P(UsernsE2E, KillNineWithAUsernsPodRunningThenRestartStopAndRemove) {
       << ::testing::PrintToString(Leftovers());
 }
 
-INSTANTIATE_TEST_SUITE_P(Runtimes, UsernsE2E, ::testing::Values("runc", "crun", "runc-spec"), [](const auto& info) {
-  std::string n = info.param;
-  return n == "runc-spec" ? std::string("runc_pause_through_runtime") : n;
-});
+INSTANTIATE_TEST_SUITE_P(Runtimes, UsernsE2E, ::testing::Values("runc", "crun", "runc-spec"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           return n == "runc-spec" ? std::string("runc_pause_through_runtime") : n;
+                         });
 
 }  // namespace

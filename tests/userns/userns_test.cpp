@@ -39,16 +39,21 @@ TEST(UsernsRanges, ValidListsPass) {
 }
 
 TEST(UsernsRanges, EachBadRangeIsNamed) {
-  EXPECT_EQ(Why({{0, 100000, 0}}), "uids[0]: empty range: container_id 0, host_id 100000, length 0");
+  EXPECT_EQ(Why({{0, 100000, 0}}),
+            "uids[0]: empty range: container_id 0, host_id 100000, length 0");
   EXPECT_EQ(Why({{0, 4294901760u, 65536}}),
-            "uids[0]: host range overflows past 4294967294: container_id 0, host_id 4294901760, length 65536");
+            "uids[0]: host range overflows past 4294967294: container_id 0, host_id 4294901760, "
+            "length 65536");
   EXPECT_EQ(Why({{4294967290u, 1, 10}}),
-            "uids[0]: container range overflows past 4294967294: container_id 4294967290, host_id 1, length 10");
+            "uids[0]: container range overflows past 4294967294: container_id 4294967290, host_id "
+            "1, length 10");
   EXPECT_EQ(Why({{0, 100000, 1000}, {999, 300000, 5}}),
-            "uids[1]: container range overlaps uids[0] (container_id 0, host_id 100000, length 1000): container_id 999, "
+            "uids[1]: container range overlaps uids[0] (container_id 0, host_id 100000, length "
+            "1000): container_id 999, "
             "host_id 300000, length 5");
   EXPECT_EQ(Why({{0, 100000, 1000}, {5000, 100500, 5}}),
-            "uids[1]: host range overlaps uids[0] (container_id 0, host_id 100000, length 1000): container_id 5000, "
+            "uids[1]: host range overlaps uids[0] (container_id 0, host_id 100000, length 1000): "
+            "container_id 5000, "
             "host_id 100500, length 5");
 }
 
@@ -64,7 +69,8 @@ TEST(UsernsRanges, ToHostAndMapText) {
 class UsernsHost : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!berth::testing::IsRoot()) GTEST_SKIP() << "needs root (user namespaces with mappings, mounts)";
+    if (!berth::testing::IsRoot())
+      GTEST_SKIP() << "needs root (user namespaces with mappings, mounts)";
     auto s = berth::userns::ProbeIdmap("/tmp");
     if (!s.supported) GTEST_SKIP() << "idmapped mounts unavailable: " << s.reason;
     dir_ = std::make_unique<berth::testing::TempDir>("berth-userns");
@@ -120,9 +126,10 @@ TEST_F(UsernsHost, OverlayOnIdmappedLayersAndAStagedIdmappedVolume) {
   berth::testing::WriteFile(*dir_ / "l1/a", "a");
   berth::testing::WriteFile(*dir_ / "l2/b", "b");
   auto ns = berth::userns::NewUsernsFd(map_);
-  berth::snapshot::Mount m{"overlay", "overlay",
-                           {"lowerdir=" + (*dir_ / "l2") + ":" + (*dir_ / "l1"), "upperdir=" + (*dir_ / "up"),
-                            "workdir=" + (*dir_ / "work")}};
+  berth::snapshot::Mount m{"overlay",
+                           "overlay",
+                           {"lowerdir=" + (*dir_ / "l2") + ":" + (*dir_ / "l1"),
+                            "upperdir=" + (*dir_ / "up"), "workdir=" + (*dir_ / "work")}};
   berth::snapshot::MountAllIdmapped({m}, *dir_ / "merged", ns.get(), 3200000000u, 3200000000u);
   struct stat st;
   ASSERT_EQ(::stat((*dir_ / "merged/a").c_str(), &st), 0);
@@ -135,7 +142,8 @@ TEST_F(UsernsHost, OverlayOnIdmappedLayersAndAStagedIdmappedVolume) {
 
   std::string state = *dir_ / "state";
   berth::fs::MkdirAll(state, 0711);
-  std::string staged = berth::mount::StageIdmapped(state, "c1", *dir_ / "l1", ns.get(), /*read_only=*/true);
+  std::string staged =
+      berth::mount::StageIdmapped(state, "c1", *dir_ / "l1", ns.get(), /*read_only=*/true);
   ASSERT_EQ(::stat((staged + "/a").c_str(), &st), 0);
   EXPECT_EQ(st.st_uid, 3200000000u);
   EXPECT_NE(::mkdir((staged + "/x").c_str(), 0755), 0);
