@@ -81,6 +81,9 @@ class Berthd {
   }
   ~Berthd() { Stop(SIGTERM); }
 
+  // Without berth-rro-probe the runtime cannot be proven: user namespaces are then off.
+  bool with_probe = true;
+
   std::string Start() {
     log_ = dir_ + "/berthd." + std::to_string(++starts_) + ".log";
     pid_ = fork();
@@ -93,7 +96,7 @@ class Berthd {
       }
       setenv("BERTH_MONITOR_PATH", BERTH_MONITOR_PATH, 1);
       setenv("BERTH_PAUSE_PATH", BERTH_PAUSE_PATH, 1);
-      setenv("BERTH_RRO_PROBE", BERTH_RRO_PROBE_PATH, 1);
+      setenv("BERTH_RRO_PROBE", with_probe ? BERTH_RRO_PROBE_PATH : "/nonexistent/berth-rro-probe", 1);
       execl(BERTHD_PATH, BERTHD_PATH, "--config", config_.c_str(), "--log-level", "debug", nullptr);
       _exit(127);
     }
@@ -538,6 +541,45 @@ TEST_P(UsernsE2E, KillNineWithAUsernsPodRunningThenRestartStopAndRemove) {
   ASSERT_TRUE(d_->rt().RemovePodSandbox(Ctx().get(), rr, &rresp).ok());
   EXPECT_TRUE(berth::testing::Eventually([&] { return Leftovers().empty(); }))
       << ::testing::PrintToString(Leftovers());
+}
+
+// A handler that could not prove user namespaces says why (Status verbose info) and refuses a
+// user-namespaced pod with FAILED_PRECONDITION and that reason, leaving nothing behind.
+TEST(UsernsUnproven, ReasonInStatusAndPodRefused) {
+  std::string reason = berth::testing::ContainerSkipReason("runc");
+  if (!reason.empty()) GTEST_SKIP() << reason;
+  TempDir dir("berth-e2e-userns-unproven");
+  ASSERT_EQ(::chmod(dir.path().c_str(), 0711), 0);
+  Berthd d(dir.path(), "runc");
+  d.with_probe = false;
+  ASSERT_EQ(d.Start(), "");
+  v1::StatusRequest sreq;
+  sreq.set_verbose(true);
+  v1::StatusResponse sresp;
+  ASSERT_TRUE(d.rt().Status(Ctx().get(), sreq, &sresp).ok());
+  for (const auto& h : sresp.runtime_handlers()) EXPECT_FALSE(h.features().user_namespaces()) << h.name();
+  auto handlers = nlohmann::json::parse(sresp.info().at("runtimeHandlers"));
+  std::string why;
+  for (const auto& j : handlers)
+    if (j.value("name", "") == "runc") why = j["features"].value("user_namespaces_reason", "");
+  EXPECT_NE(why.find("berth-rro-probe not found"), std::string::npos) << why;
+
+  v1::RunPodSandboxRequest req;
+  auto* c = req.mutable_config();
+  c->mutable_metadata()->set_name("refused");
+  c->mutable_metadata()->set_uid("u");
+  auto* u = c->mutable_linux()->mutable_security_context()->mutable_namespace_options()->mutable_userns_options();
+  u->set_mode(v1::POD);
+  Map(u->mutable_uids(), 0, kHostBase, 65536);
+  Map(u->mutable_gids(), 0, kHostBase, 65536);
+  v1::RunPodSandboxResponse resp;
+  auto st = d.rt().RunPodSandbox(Ctx().get(), req, &resp);
+  EXPECT_EQ(st.error_code(), grpc::FAILED_PRECONDITION);
+  EXPECT_NE(st.error_message().find("runtime handler \"runc\" cannot run pods in a user namespace: "), std::string::npos)
+      << st.error_message();
+  EXPECT_NE(st.error_message().find("berth-rro-probe not found"), std::string::npos) << st.error_message();
+  std::error_code ec;
+  EXPECT_TRUE(std::filesystem::is_empty(dir / "state/io.containerd.grpc.v1.cri/sandboxes", ec));
 }
 
 INSTANTIATE_TEST_SUITE_P(Runtimes, UsernsE2E, ::testing::Values("runc", "crun", "runc-spec"),
