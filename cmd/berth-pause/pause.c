@@ -119,6 +119,8 @@ static int pause_loop(int ready_fd) {
  *                     file) before the mount namespace is left; with --prepare-net it was made
  *                     while the set-up was awaited
  *   netns PATH        network namespace to join
+ *   userns PATH       user namespace to join (after the network namespace, before the others are
+ *                     made, so that they belong to it)
  *   (neither)         the network namespace berth-pause was started in
  *   unshare ipc|uts|pid
  *   hostname NAME     (with unshare uts)
@@ -135,7 +137,7 @@ static int pause_loop(int ready_fd) {
 #define MAX_LIST 64
 
 struct setup {
-  const char *id, *root, *netns, *netns_new, *hostname;
+  const char *id, *root, *netns, *netns_new, *hostname, *userns;
   int unshare_flags;
   const char *sysctls[MAX_LIST];
   int n_sysctls;
@@ -213,6 +215,7 @@ static void parse_setup(char *text, struct setup *s) {
     else if (!strcmp(line, "root")) s->root = value;
     else if (!strcmp(line, "netns")) s->netns = value;
     else if (!strcmp(line, "netns-new")) s->netns_new = value;
+    else if (!strcmp(line, "userns")) s->userns = value;
     else if (!strcmp(line, "hostname")) s->hostname = value;
     else if (!strcmp(line, "oom")) s->oom = value;
     else if (!strcmp(line, "unshare")) {
@@ -369,6 +372,12 @@ static int sandbox_main(int prepare_net, char *id_arg) {
     fail("return to the host's network namespace", NULL, errno);
   }
   if (host_net >= 0) close(host_net);
+  if (s.userns) {
+    int fd = open(s.userns, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) fail("open user namespace", s.userns, errno);
+    if (setns(fd, CLONE_NEWUSER) != 0) fail("join user namespace", s.userns, errno);
+    close(fd);
+  }
   if (unshare(CLONE_NEWNS | s.unshare_flags) != 0) fail("unshare", NULL, errno);
   if (s.hostname && sethostname(s.hostname, strlen(s.hostname)) != 0) fail("sethostname", s.hostname, errno);
   for (int i = 0; i < s.n_sysctls; ++i) write_sysctl(s.sysctls[i]);

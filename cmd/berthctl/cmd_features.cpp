@@ -51,6 +51,17 @@ void PrintHuman(const nlohmann::json& info) {
                                                          : "supported",
                   "determined by " + Str(res, "determined_by")});
   if (!Str(rro, "features_error").empty()) rows.push_back({"runtime features", "none", Str(rro, "features_error")});
+  const auto userns = features.value("userns", nlohmann::json::object());
+  if (!userns.empty()) {
+    rows.push_back({"user namespaces (KEP-127)",
+                    userns.value("supported", false) ? "supported" : "unsupported",
+                    Str(userns, "reason")});
+    rows.push_back({"idmapped volumes",
+                    userns.value("runtime_idmap", false) ? "by the runtime" : "staged by berth",
+                    userns.value("runtime_idmap", false)
+                        ? "the runtime lists idmap mounts among its features"
+                        : "the runtime does not idmap mounts: berth stages them"});
+  }
   PrintTable(rows);
 }
 

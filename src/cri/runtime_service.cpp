@@ -62,7 +62,8 @@ grpc::Status RuntimeServiceImpl::Status(grpc::ServerContext*, const v1::StatusRe
         handlers.push_back({{"name", h.name},
                             {"features",
                              {{"recursive_read_only_mounts", h.recursive_read_only_mounts},
-                              {"user_namespaces", h.user_namespaces}}}});
+                              {"user_namespaces", h.user_namespaces},
+                              {"user_namespaces_reason", h.user_namespaces_reason}}}});
       }
       info["runtimeHandlers"] = handlers.dump();
     }

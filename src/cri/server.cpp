@@ -50,6 +50,8 @@ std::vector<HandlerFeatures> ResolveHandlerFeatures(const criplugins::CRIRuntime
     if (!FeatureFlag(h.features, "user_namespaces", &f.user_namespaces) && query_runtime_features) {
       f.user_namespaces = RuntimeSupportsUserns(h);
     }
+    if (h.features.is_object() && h.features.contains("userns") && h.features["userns"].is_object())
+      f.user_namespaces_reason = h.features["userns"].value("reason", "");
     named.push_back(std::move(f));
   }
   std::vector<HandlerFeatures> out;

@@ -46,6 +46,7 @@ struct HandlerFeatures {
   std::string name;  // "" for the default handler
   bool recursive_read_only_mounts = false;
   bool user_namespaces = false;
+  std::string user_namespaces_reason;  // what was proven, or why not (features["userns"])
 };
 
 struct ServerDeps {

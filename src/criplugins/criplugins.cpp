@@ -189,8 +189,10 @@ plugin::Registration RuntimeRegistration(Options options) {
     p->root_dir = CRIDir(ic, plugin::kPropertyRootDir);
     p->state_dir = CRIDir(ic, plugin::kPropertyStateDir);
     p->grpc_address = ic.properties[plugin::kPropertyGRPCAddress];
-    fs::MkdirAll(p->state_dir, 0700);
-    if (::chmod(p->state_dir.c_str(), 0700) != 0) ThrowErrno("failed to chmod " + p->state_dir);
+    // 0711: traversable (not listable) by the mapped root of user-namespaced pods, whose runtime
+    // reaches bundles, volumes and staged mounts below it as that uid.
+    fs::MkdirAll(p->state_dir, 0711);
+    if (::chmod(p->state_dir.c_str(), 0711) != 0) ThrowErrno("failed to chmod " + p->state_dir);
 
     for (const auto& [name, rt] : p->config.containerd.runtimes) {
       HandlerInfo h;

@@ -27,6 +27,7 @@
 #include "config/cri.h"
 #include "criplugins/criplugins.h"
 #include "runtime/rro.h"
+#include "userns/userns.h"
 
 namespace berth::daemon {
 
@@ -54,19 +55,6 @@ std::string Slurp(const std::string& path) {
 // --- kernel
 // ---------------------------------------------------------------------------------------
 
-bool KernelAtLeast(int major, int minor) {
-  utsname u{};
-  if (::uname(&u) != 0) return false;
-  int ma = 0, mi = 0;
-  if (std::sscanf(u.release, "%d.%d", &ma, &mi) != 2) return false;
-  return ma > major || (ma == major && mi >= minor);
-}
-
-std::string KernelRelease() {
-  utsname u{};
-  return ::uname(&u) == 0 ? u.release : "unknown";
-}
-
 CheckResult CheckOverlay() {
   std::string fss = Slurp("/proc/filesystems");
   if (fss.find("\toverlay\n") != std::string::npos)
@@ -85,18 +73,18 @@ CheckResult CheckMountSetattr(const std::string& cache_file) {
       "where it can (docs/rro.md)");
 }
 
-CheckResult CheckIdmapped() {
-  // MOUNT_ATTR_IDMAP came with mount_setattr in 5.12; overlayfs accepts idmapped layers from 5.19.
-  if (KernelAtLeast(5, 19))
+// The real probe, as the CRI runtime plugin makes it for user-namespaced pods: an idmapped clone
+// of a scratch directory on the file system of berth's root dir (runtime/userns.h).
+CheckResult CheckIdmapped(const std::string& root) {
+  auto k = userns::ProbeIdmap(root);
+  if (k.supported)
     return Ok("kernel.idmapped_mounts",
-              "kernel " + KernelRelease() + " (5.19 or later: bind and overlay mounts)");
-  if (KernelAtLeast(5, 12)) {
-    return Warn("kernel.idmapped_mounts",
-                "kernel " + KernelRelease() + ": bind mounts only, not overlayfs",
-                "Linux 5.19 or later for pods with user namespaces");
-  }
-  return Warn("kernel.idmapped_mounts", "kernel " + KernelRelease() + " has no idmapped mounts",
-              "Linux 5.19 or later for pods with user namespaces");
+              "idmapped mounts proven on the file system of " + root + ": " + k.reason);
+  return Warn("kernel.idmapped_mounts",
+              "idmapped mounts not available on the file system of " + root + ": " + k.reason,
+              "Linux 5.19 or later, a file system that supports idmapped mounts under root, and "
+              "CAP_SYS_ADMIN, for pods "
+              "with user namespaces (docs/userns.md)");
 }
 
 std::vector<CheckResult> CheckCgroups() {
@@ -414,7 +402,7 @@ std::vector<CheckResult> RunChecks(const PipelineResult& p, const CheckOptions& 
   out.push_back(CheckOverlay());
   out.push_back(
       CheckMountSetattr(fs::Exists(cri_state) ? fs::Join(cri_state, "probes/kernel.json") : ""));
-  out.push_back(CheckIdmapped());
+  out.push_back(CheckIdmapped(p.config.root));
   add(CheckCgroups());
   out.push_back(CheckSeccomp());
   add(CheckRuntimes(*rc, fs::Exists(cri_state) ? cri_state : ""));

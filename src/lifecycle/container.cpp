@@ -13,6 +13,7 @@
 #include "common/fs.h"
 #include "lifecycle/compat.h"
 #include "lifecycle/procs.h"
+#include "lifecycle/userns.h"
 #include "metrics/metrics.h"
 #include "monitor/attach.h"
 #include "monitor/client.h"
@@ -211,6 +212,7 @@ struct ContainerPlan {
   oci::ImageConfig icfg;
   int target_pid = 0;
   std::string rootfs;
+  std::optional<::berth::userns::Mapping> userns;  // the pod's user namespace (mode POD)
 };
 
 void ValidateContainerRequest(const v1::CreateContainerRequest& req) {
@@ -277,6 +279,8 @@ static ContainerPlan PlanContainer(RuntimeService::Impl& I, const v1::CreateCont
   }
   if (!I.opts.images) throw Error(Code::kFailedPrecondition, "no image service configured");
   p.handler = &I.HandlerFor(p.pod.handler);
+  p.userns = PodUserns(p.pod.config);
+  ValidateContainerUserns(cfg, p.userns);
   std::string log_path = ContainerLogPath(cfg, p.pod.config);
   p.target_pid = TargetPid(I, cfg);
   auto image = I.opts.images->Resolve(cfg.image().image());
@@ -342,17 +346,46 @@ static oci::ContainerSpecOptions SpecOptions(RuntimeService::Impl& I, const Cont
   return o;
 }
 
+// A volume with uidMappings/gidMappings: a runtime that idmaps mounts itself gets the mappings in
+// the OCI mount; otherwise berth stages an idmapped recursive bind (read-only all the way down
+// when the volume is recursively read-only through berth's fallback) and the runtime binds that.
+static void ApplyIdmappedVolume(RuntimeService::Impl& I, const Handler& h, const std::string& id,
+                                const v1::Mount& m, const oci::MountPlan& plan,
+                                nlohmann::json& spec) {
+  userns::Mapping map;
+  for (const auto& r : m.uidmappings())
+    map.uids.push_back({r.container_id(), r.host_id(), r.length()});
+  for (const auto& r : m.gidmappings())
+    map.gids.push_back({r.container_id(), r.host_id(), r.length()});
+  for (auto& jm : spec["mounts"]) {
+    if (jm.value("destination", "") != plan.mount.destination) continue;
+    if (UsernsSupportOf(h, I.opts).runtime_idmap) {
+      nlohmann::json tmp = nlohmann::json::object();
+      AddUsernsToSpec(tmp, map, "");
+      jm["uidMappings"] = tmp["linux"]["uidMappings"];
+      jm["gidMappings"] = tmp["linux"]["gidMappings"];
+    } else {
+      auto ns = userns::NewUsernsFd(map);
+      jm["source"] = mount::StageIdmapped(I.opts.state_dir, id, plan.resolved_host_path, ns.get(),
+                                          plan.stage_read_only);
+    }
+  }
+}
+
 // Volumes: those only berth's fallback can make recursively read-only are staged; each is
 // recorded as applied (recursive_read_only = effective).
-static void ApplyVolumes(RuntimeService::Impl& I, ContainerRecord& c, const std::vector<oci::MountPlan>& plans,
-                         nlohmann::json& spec) {
+static void ApplyVolumes(RuntimeService::Impl& I, const ContainerPlan& p,
+                         const std::vector<oci::MountPlan>& plans, nlohmann::json& spec) {
+  auto& c = *p.c;
   for (size_t i = 0; i < plans.size(); ++i) {
     const auto& plan = plans[i];
     v1::Mount applied = c.config.mounts(static_cast<int>(i));
     const auto& mo = plan.mount.options;
     bool rro = plan.stage_read_only || std::find(mo.begin(), mo.end(), "rro") != mo.end();
     metrics::VolumeMount(applied.readonly(), rro, plan.stage_read_only);
-    if (plan.stage_read_only) {
+    if (applied.uidmappings_size() > 0) {
+      ApplyIdmappedVolume(I, *p.handler, c.id, applied, plan, spec);
+    } else if (plan.stage_read_only) {
       std::string staged = mount::StageReadOnly(I.opts.state_dir, c.id, plan.resolved_host_path);
       for (auto& jm : spec["mounts"]) {
         if (jm.value("destination", "") == plan.mount.destination) jm["source"] = staged;
@@ -369,7 +402,11 @@ static void WriteContainerSpec(RuntimeService::Impl& I, const ContainerPlan& p) 
   auto& c = *p.c;
   std::vector<oci::MountPlan> plans;
   nlohmann::json spec = oci::ContainerSpec(c.config, p.pod.config, SpecOptions(I, p), &plans);
-  ApplyVolumes(I, c, plans, spec);
+  if (p.userns) {  // the pod's user namespace, joined by its pinned path
+    AddUsernsToSpec(spec, *p.userns, UsernsPath(I.opts, p.sb->id));
+    CheckProcessMapped(spec, *p.userns);
+  }
+  ApplyVolumes(I, p, plans, spec);
   const auto& user = spec["process"]["user"];
   c.uid = user.value("uid", 0);
   c.gid = user.value("gid", 0);
@@ -378,6 +415,15 @@ static void WriteContainerSpec(RuntimeService::Impl& I, const ContainerPlan& p) 
   c.cgroups_path = spec["linux"].value("cgroupsPath", "");
   if (!c.log_path.empty()) fs::MkdirAll(std::filesystem::path(c.log_path).parent_path().string(), 0755);
   fs::WriteFileAtomic(fs::Join(c.dir, "config.json"), spec.dump(), 0600, /*durable=*/false);
+}
+
+// The image's layers idmapped to the pod's user namespace under a fresh upper directory owned by
+// the pod's root: nothing is copied or chown'ed (snapshot::MountAllIdmapped).
+static void MountIdmappedRootfs(RuntimeService::Impl& I, const ContainerPlan& p,
+                                const std::vector<snapshot::Mount>& mounts) {
+  auto ns = userns::OpenNs(UsernsPath(I.opts, p.sb->id));
+  auto [uid, gid] = HostRoot(*p.userns);
+  snapshot::MountAllIdmapped(mounts, p.rootfs, ns.get(), uid, gid);
 }
 
 // Volume host paths that do not exist yet become directories (as containerd does; they stay).
@@ -396,8 +442,8 @@ void RuntimeService::Impl::UndoContainerStep(ContainerRecord& c, const std::stri
     } catch (const Error& e) {
       if (e.code() != Code::kNotFound) throw;
     }
-  } else if (step == "rootfs") {
-    snapshot::UnmountAll(fs::Join(c.dir, "rootfs"));
+  } else if (step == "rootfs" || step == "rootfs-idmapped") {
+    snapshot::UnmountAll(fs::Join(c.dir, "rootfs"));  // the idmapped layers go with the overlay
   } else if (step == "spec") {
     mount::CleanupStaged(opts.state_dir, c.id);
   } else if (step == "monitor") {
@@ -458,7 +504,8 @@ void RuntimeService::CreateContainer(const v1::CreateContainerRequest& req, v1::
       {"record", [] {}},
       {"dir", [&] { fs::MkdirAll(p.rootfs, 0755); }},
       {"snapshot", [&] { mounts = I.opts.images->snapshotter().Prepare(c.id, p.image.chain_id); }},
-      {"rootfs", [&] { snapshot::MountAll(mounts, p.rootfs); }},
+      p.userns ? Step{"rootfs-idmapped", [&] { MountIdmappedRootfs(I, p, mounts); }}
+               : Step{"rootfs", [&] { snapshot::MountAll(mounts, p.rootfs); }},
       {"volumes", [&] { MakeVolumeDirs(c.config); }},
       {"spec", [&] { WriteContainerSpec(I, p); }},
       {"created", [&] { MarkCreated(I, c); }},
@@ -719,6 +766,8 @@ void RuntimeService::ContainerStatus(const v1::ContainerStatusRequest& req, v1::
     info["logLost"] = LogLostInfo(c->dir);
     try {
       info["runtimeSpec"] = nlohmann::json::parse(fs::ReadFile(fs::Join(c->dir, "config.json"), 1 << 20));
+      auto u = UsernsInfo(info["runtimeSpec"], c->state == kRunning ? c->pid : 0);
+      if (!u.is_null()) info["userNamespace"] = u;
     } catch (...) {
     }
     (*resp->mutable_info())["info"] = info.dump();

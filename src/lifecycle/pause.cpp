@@ -273,6 +273,10 @@ PauseProcess PauseStarter::Start(const std::string& id, const nlohmann::json& sp
       if (!path.empty()) throw Error(Code::kInternal, what + ": joining an existing " + type + " namespace is not supported");
       setup += "unshare " + type + "\n";
       own.insert(type);
+    } else if (type == "user") {
+      if (path.empty()) throw Error(Code::kInternal, what + ": a user namespace to join needs a path");
+      no_newline(path, "user namespace path");
+      setup += "userns " + path + "\n";
     } else if (type != "mount") {
       throw Error(Code::kInternal, what + ": unsupported namespace \"" + type + "\"");
     }

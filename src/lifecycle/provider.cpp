@@ -84,6 +84,11 @@ Options OptionsFromRuntimePlugin(const criplugins::CRIRuntimePlugin& plugin) {
     h.systemd_cgroup = rt.SystemdCgroup();
     h.treat_ro_mounts_as_rro = rt.treat_ro_mounts_as_rro;
     h.rro = info.rro;  // resolved once at plugin init (rro_resolver.cpp)
+    if (info.features.contains("userns")) {  // proven once at plugin init (userns_resolver.cpp)
+      const auto& u = info.features["userns"];
+      h.userns = HandlerUserns{u.value("supported", false), u.value("reason", ""),
+                               u.value("runtime_idmap", false)};
+    }
     h.base_spec = info.base_spec;
     h.privileged_without_host_devices = rt.privileged_without_host_devices;
     h.pod_annotations = rt.pod_annotations;

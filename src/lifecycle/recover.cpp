@@ -20,6 +20,7 @@
 #include "common/exec.h"
 #include "common/fs.h"
 #include "lifecycle/procs.h"
+#include "lifecycle/userns.h"
 #include "monitor/client.h"
 #include "mount/rro.h"
 #include "network/cni.h"
@@ -32,11 +33,11 @@ namespace {
 
 // Every step name of the calls, for records written before steps were journalled: undos are
 // idempotent, so undoing a step that never ran is harmless.
-const std::vector<std::string> kAllSandboxSteps = {"record", "dir",     "snapshot", "pause-binary",
-                                                   "files",  "shm",     "netns",    "spec",
-                                                   "pause",  "network", "ready"};
-const std::vector<std::string> kAllContainerSteps = {"record",  "dir",  "snapshot", "rootfs",
-                                                     "volumes", "spec", "created"};
+const std::vector<std::string> kAllSandboxSteps = {
+    "record", "dir",   "userns", "snapshot", "pause-binary", "files", "files-owner",
+    "shm",    "netns", "spec",   "pause",    "network",      "ready"};
+const std::vector<std::string> kAllContainerSteps = {
+    "record", "dir", "snapshot", "rootfs", "rootfs-idmapped", "volumes", "spec", "created"};
 
 bool Has(const std::vector<std::string>& v, const char* s) {
   return std::find(v.begin(), v.end(), s) != v.end();
@@ -373,6 +374,10 @@ void RuntimeService::Impl::SweepOrphanFiles(Recovery& r) {
       r.Decide("netns", id, "left", ex.what());
     }
   }
+  SweepUsernsOrphans(opts, sandboxes,
+                     [&](const std::string& id, const std::string& what, const std::string& why) {
+                       r.Decide("userns", id, what, why);
+                     });
   if (opts.images) {
     try {
       for (const auto& s : opts.images->snapshotter().List()) {

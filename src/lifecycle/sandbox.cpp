@@ -27,6 +27,7 @@
 #include "lifecycle/pause.h"
 #include "lifecycle/procs.h"
 #include "lifecycle/steps.h"
+#include "lifecycle/userns.h"
 #include "monitor/client.h"
 #include "mount/rro.h"
 #include "network/netns.h"
@@ -184,7 +185,7 @@ RuntimeService::Impl::Impl(Options o) : opts(std::move(o)) {
     throw Error(Code::kInvalidArgument, "lifecycle: root_dir and state_dir are required");
   }
   fs::MkdirAll(opts.root_dir, 0700);
-  fs::MkdirAll(opts.state_dir, 0700);
+  fs::MkdirAll(opts.state_dir, 0711);  // traversable by the mapped root of user-namespaced pods
   for (const char* d : {"sandboxes", "containers", "netns"}) fs::MkdirAll(fs::Join(opts.state_dir, d), 0711);
   if (!opts.db) opts.db = store::Database::Open(fs::Join(opts.root_dir, "lifecycle.db"));
   records = std::make_unique<RecordStore>(opts.db);
@@ -427,6 +428,7 @@ void RuntimeService::Impl::StopSandboxLocked(SandboxRecord& sb, bool journal) {
       {"stop-netns",
        [&] {
          if (!sb.netns_path.empty()) network::RemoveNetns(sb.netns_path);
+         userns::RemovePinned(UsernsPath(opts, sb.id));  // the pod's user namespace, if it has one
        }},
       {"stop-notready",
        [&] {
@@ -474,6 +476,8 @@ struct SandboxPlan {
   nlohmann::json spec;
   std::string rootfs, hostname, resolv, pause_user;
   bool host_net = false;
+  std::optional<::berth::userns::Mapping> userns;  // the pod's own user namespace (mode POD)
+  std::string userns_path;                         // where it is pinned
 };
 
 void ValidateSandboxRequest(const v1::RunPodSandboxRequest& req) {
@@ -530,6 +534,7 @@ void ApplySandboxImage(SandboxPlan& p) {
 void MakeSandboxSpec(SandboxPlan& p) {
   p.spec = oci::SandboxSpec(p.sb->config, p.so);
   if (!p.host_net) p.spec["hostname"] = p.hostname;
+  if (p.userns) AddUsernsToSpec(p.spec, *p.userns, p.userns_path);
 }
 
 }  // namespace
@@ -542,6 +547,8 @@ static SandboxPlan PlanSandbox(RuntimeService::Impl& I, const v1::RunPodSandboxR
   const auto& ns = cfg.linux().security_context().namespace_options();
   p.resolv = ResolvConf(cfg);
   p.host_net = ns.network() == v1::NODE;
+  ValidatePodUserns(cfg, *p.handler, I.opts);
+  p.userns = PodUserns(cfg);
   p.image = SandboxImage(I.opts);
   auto& sb = p.sb = std::make_shared<SandboxRecord>();
   sb->id = NewId();
@@ -552,6 +559,7 @@ static SandboxPlan PlanSandbox(RuntimeService::Impl& I, const v1::RunPodSandboxR
   sb->created_at = NowNs();
   sb->dir = fs::Join(I.opts.state_dir, "sandboxes/" + sb->id);
   if (p.image) sb->image = p.image->ref;
+  if (p.userns) p.userns_path = UsernsPath(I.opts, sb->id);
   p.rootfs = fs::Join(sb->dir, "rootfs");
   p.so.id = sb->id;
   p.so.pause_rootfs = p.rootfs;
@@ -619,9 +627,34 @@ static void WriteSandboxFiles(const SandboxPlan& p) {
   fs::WriteFileAtomic(fs::Join(dir, "resolv.conf"), p.resolv, 0644, /*durable=*/false);
 }
 
+// The pod's user namespace, pinned at <state>/userns/<id> (containers join it by that path), and
+// the pod's network namespace, owned by it, pinned where the "netns" step expects it: both from
+// one clone(CLONE_NEWUSER|CLONE_NEWNET).
+static void PinPodUserns(RuntimeService::Impl& I, const SandboxPlan& p) {
+  std::string dir = fs::Join(I.opts.state_dir, "userns");
+  fs::MkdirAll(dir, 0711);
+  userns::CreatePinnedWithNetns(p.userns_path, p.sb->netns_path, *p.userns);
+}
+
+// hostname, hosts and resolv.conf belong to the pod's root, who may rewrite them as in a pod
+// without a user namespace.
+static void GivePodFiles(const SandboxPlan& p) {
+  auto [uid, gid] = HostRoot(*p.userns);
+  for (const char* f : {"hostname", "hosts", "resolv.conf"}) {
+    std::string path = fs::Join(p.sb->dir, f);
+    if (::chown(path.c_str(), uid, gid) != 0) ThrowErrno("chown " + path + " to the pod's root");
+  }
+}
+
 static void MountSandboxShm(RuntimeService::Impl& I, SandboxPlan& p) {
   fs::MkdirAll(p.so.shm_path, 0755);
-  if (::mount("shm", p.so.shm_path.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k") != 0) {
+  std::string data = "mode=1777,size=65536k";
+  if (p.userns) {  // owned by the pod's root
+    auto [uid, gid] = HostRoot(*p.userns);
+    data += ",uid=" + std::to_string(uid) + ",gid=" + std::to_string(gid);
+  }
+  if (::mount("shm", p.so.shm_path.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              data.c_str()) != 0) {
     ThrowErrno("failed to mount /dev/shm of pod sandbox " + p.sb->id + " at " + p.so.shm_path);
   }
   std::lock_guard<std::mutex> lock(I.mu);
@@ -629,7 +662,11 @@ static void MountSandboxShm(RuntimeService::Impl& I, SandboxPlan& p) {
 }
 
 static void MakeSandboxNetns(const SandboxPlan& p) {
-  if (p.sb->direct) {
+  if (p.userns) {
+    // Made and pinned with the pod's user namespace, which owns it (step "userns").
+    if (!userns::IsPinned(p.sb->netns_path))
+      throw Error(Code::kInternal, "network namespace " + p.sb->netns_path + " is not pinned");
+  } else if (p.sb->direct) {
     network::CreateNetnsFile(p.sb->netns_path);  // berth-pause makes the namespace and mounts it
   } else {
     network::CreateNetns(p.sb->netns_path);
@@ -640,7 +677,8 @@ static void StartSandboxPause(RuntimeService::Impl& I, SandboxPlan& p) {
   auto& sb = *p.sb;
   int pid = 0, monitor_pid = 0, fd = -1;
   if (sb.direct) {
-    auto pause = I.pauses->Start(sb.id, p.spec, p.rootfs, /*create_netns=*/!p.host_net);
+    auto pause =
+        I.pauses->Start(sb.id, p.spec, p.rootfs, /*create_netns=*/!p.host_net && !p.userns);
     pid = pause.pause_pid;
     monitor_pid = pause.waiter_pid;
     fd = pause.waiter_fd;
@@ -694,6 +732,13 @@ void RuntimeService::Impl::UndoSandboxStep(SandboxRecord& sb, const std::string&
     StopPause(sb, /*defer_cgroups=*/false, /*must=*/true);
   } else if (step == "network") {
     TearDownNetwork(sb);  // CNI DEL from the attachment record (saved before the first ADD)
+  } else if (step == "userns") {  // its network namespace too, kept while CNI holds it (as "netns")
+    if (!sb.network.is_null()) {
+      throw Error(Code::kFailedPrecondition, "network namespace " + sb.netns_path +
+                                                 " kept: its CNI attachments are not released");
+    }
+    if (!sb.netns_path.empty()) network::RemoveNetns(sb.netns_path);
+    userns::RemovePinned(UsernsPath(opts, sb.id));
   }
   // "record", "pause-binary", "files", "spec" and "ready" leave nothing outside the directory.
 }
@@ -730,9 +775,12 @@ void RuntimeService::RunPodSandbox(const v1::RunPodSandboxRequest& req, v1::RunP
   ReserveSandbox(I, p.sb);
   std::lock_guard<std::mutex> op(*sb.op);
   std::vector<Step> steps = {{"record", [] {}}, {"dir", [&] { fs::MkdirAll(p.rootfs, 0755); }}};
+  if (p.userns)
+    steps.push_back({"userns", [&] { PinPodUserns(I, p); }});  // before the netns it owns
   if (p.image) steps.push_back({"snapshot", [&] { MountSandboxSnapshot(I, p); }});
   if (!p.image && !sb.direct) steps.push_back({"pause-binary", [&] { CopyPauseBinary(I, p); }});
   steps.push_back({"files", [&] { WriteSandboxFiles(p); }});
+  if (p.userns) steps.push_back({"files-owner", [&] { GivePodFiles(p); }});
   if (!p.so.shm_path.empty()) steps.push_back({"shm", [&] { MountSandboxShm(I, p); }});
   if (!p.host_net) steps.push_back({"netns", [&] { MakeSandboxNetns(p); }});
   steps.push_back({"spec", [&] { fs::WriteFileAtomic(fs::Join(sb.dir, "config.json"), p.spec.dump(), 0600, false); }});
@@ -817,6 +865,7 @@ void RuntimeService::Impl::FillSandboxStatus(const SandboxRecord& sb, v1::PodSan
   nso->set_network(req_ns.network());
   nso->set_pid(req_ns.pid());
   nso->set_ipc(req_ns.ipc());
+  if (req_ns.has_userns_options()) *nso->mutable_userns_options() = req_ns.userns_options();
   *st->mutable_labels() = sb.config.labels();
   *st->mutable_annotations() = sb.config.annotations();
   st->set_runtime_handler(sb.requested_handler);

@@ -105,6 +105,13 @@ std::unique_ptr<ImageProvider> NewImageServiceProvider(image::ImageService& imag
 // pinned_images.sandbox is not pulled. Any other sandbox image is.
 bool IsStockPauseImage(const std::string& ref);
 
+// What a runtime handler proved about user namespaces for pods (runtime/userns.h).
+struct HandlerUserns {
+  bool supported = false;
+  std::string reason;
+  bool runtime_idmap = false;  // the runtime idmaps mounts itself (`idmap` among its features)
+};
+
 // One runtime handler.
 struct Handler {
   std::string name;
@@ -116,6 +123,9 @@ struct Handler {
   // RuntimeService resolves it once at construction (kernel probe, runtime features) from
   // treat_ro_mounts_as_rro, and refuses to start when the value cannot be honoured.
   std::optional<oci::HandlerRRO> rro;
+  // User namespace support as the CRI runtime plugin proved it at init. Unset: proven on the
+  // first pod that asks for a user namespace.
+  std::optional<HandlerUserns> userns;
   // The parsed base_runtime_spec (read once by the plugin); null = oci::DefaultSpec().
   std::shared_ptr<const nlohmann::json> base_spec;
   bool privileged_without_host_devices = false;

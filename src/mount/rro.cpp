@@ -22,6 +22,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "mount/mountinfo.h"
+#include "userns/userns.h"
 
 #ifndef MS_NOSYMFOLLOW
 #define MS_NOSYMFOLLOW 256
@@ -283,14 +284,23 @@ RoMethod MakeRecursiveReadOnly(const std::string& path, RoMethod method) {
   return RoMethod::kRemount;
 }
 
-std::string StageReadOnly(const std::string& state_dir, const std::string& container_id,
-                          const std::string& source, RoMethod method) {
+namespace {
+
+// The next staging target of a container (recorded in staged.json before anything is mounted),
+// created as a directory or a file like `source`. The staging directories are 0711: the mapped
+// root of a user-namespaced pod reaches the staged path through them.
+std::string NewStageTarget(const std::string& state_dir, const std::string& container_id,
+                           const std::string& source, const char* what) {
   if (source.empty() || source[0] != '/')
-    throw Error(Code::kInvalidArgument, "staging read-only mount: source \"" + source + "\" is not absolute");
+    throw Error(Code::kInvalidArgument, std::string("staging ") + what + " mount: source \"" +
+                                            source + "\" is not absolute");
   struct stat st;
-  if (::stat(source.c_str(), &st) != 0) ThrowErrno("staging read-only mount of " + source);
+  if (::stat(source.c_str(), &st) != 0)
+    ThrowErrno(std::string("staging ") + what + " mount of " + source);
   const std::string dir = ContainerDir(state_dir, container_id);
-  fs::MkdirAll(dir, 0700);
+  fs::MkdirAll(dir, 0711);
+  ::chmod(fs::Join(state_dir, "rro").c_str(), 0711);
+  ::chmod(dir.c_str(), 0711);
   auto rec = LoadRecord(dir);
   rec["container_id"] = container_id;
   size_t n = 0;
@@ -308,12 +318,35 @@ std::string StageReadOnly(const std::string& state_dir, const std::string& conta
     if (fd < 0) ThrowErrno("creating " + target);
     ::close(fd);
   }
+  return target;
+}
+
+}  // namespace
+
+std::string StageReadOnly(const std::string& state_dir, const std::string& container_id,
+                          const std::string& source, RoMethod method) {
+  const std::string target = NewStageTarget(state_dir, container_id, source, "read-only");
   try {
     if (::mount(source.c_str(), target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
       ThrowErrno("bind-mounting " + source + " at " + target);
     if (::mount(nullptr, target.c_str(), nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
       ThrowErrno("making " + target + " rprivate");
     MakeRecursiveReadOnly(target, method);
+  } catch (...) {
+    ::umount2(target.c_str(), MNT_DETACH);
+    throw;
+  }
+  return target;
+}
+
+std::string StageIdmapped(const std::string& state_dir, const std::string& container_id,
+                          const std::string& source, int userns_fd, bool read_only) {
+  const std::string target = NewStageTarget(state_dir, container_id, source, "idmapped");
+  try {
+    auto tree = userns::IdmappedTree(source, userns_fd, /*recursive=*/true, read_only);
+    userns::Attach(tree, target);
+    if (::mount(nullptr, target.c_str(), nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+      ThrowErrno("making " + target + " rprivate");
   } catch (...) {
     ::umount2(target.c_str(), MNT_DETACH);
     throw;

@@ -57,6 +57,12 @@ RoMethod MakeRecursiveReadOnly(const std::string& path, RoMethod method = RoMeth
 // path to an existing directory or file; container_id must be a single path element.
 std::string StageReadOnly(const std::string& state_dir, const std::string& container_id,
                           const std::string& source, RoMethod method = RoMethod::kAuto);
+// The same stager for idmapped volumes (runtimes without idmap mounts): a detached recursive
+// clone of `source` idmapped through the user namespace `userns_fd` (read-only, every submount
+// too, with `read_only`: an idmapped and recursively read-only volume), attached at
+// <state_dir>/rro/<container_id>/<n>, recorded and cleaned up like the read-only ones.
+std::string StageIdmapped(const std::string& state_dir, const std::string& container_id,
+                          const std::string& source, int userns_fd, bool read_only);
 // Unmounts (MNT_DETACH, deepest first) everything staged for the container and removes its
 // directory. Missing state is fine. Throws Error when a mount cannot be removed.
 void CleanupStaged(const std::string& state_dir, const std::string& container_id);

@@ -403,8 +403,11 @@ json SandboxSpec(const cri::PodSandboxConfig& config, const SandboxSpecOptions& 
   pod_mode(ns.network(), "network", false);
   pod_mode(ns.ipc(), "ipc", false);
   pod_mode(ns.pid(), "pid", true);
-  if (ns.has_userns_options() && ns.userns_options().mode() != cri::NODE)
-    Invalid(nsf + ".userns_options: user namespaces are not supported");
+  // Mode POD is the lifecycle's (a pinned user namespace added to this spec: docs/userns.md).
+  if (ns.has_userns_options() && ns.userns_options().mode() != cri::NODE &&
+      ns.userns_options().mode() != cri::POD)
+    Invalid(nsf + ".userns_options.mode: " + cri::NamespaceMode_Name(ns.userns_options().mode()) +
+            " is not supported");
 
   spec["root"] = {{"path", o.pause_rootfs}, {"readonly", true}};
   json& proc = Process(spec);

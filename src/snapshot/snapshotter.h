@@ -66,5 +66,13 @@ bool OverlaySupported(const std::string& root);                   // real probe 
 bool OverlaySupportedCached(const std::string& root, const std::string& cache_file, bool* cached = nullptr);
 void MountAll(const std::vector<Mount>& mounts, const std::string& target);  // mount(2) the result
 void UnmountAll(const std::string& target);
+// MountAll for a user-namespaced container, without copying or chown'ing anything: every overlay
+// lower directory becomes a detached clone idmapped through the user namespace `userns_fd`
+// (open_tree + mount_setattr(MOUNT_ATTR_IDMAP), overlay over idmapped layers needs Linux 5.19),
+// passed to overlay as /proc/self/fd/N and held by the overlay mount alone (unmounting the rootfs
+// releases them); the upper directory is owned by the mapped root (root_uid, root_gid). A bind
+// mount (native snapshotter) becomes an idmapped bind. Throws Error naming the layer and the call.
+void MountAllIdmapped(const std::vector<Mount>& mounts, const std::string& target, int userns_fd,
+                      uint32_t root_uid, uint32_t root_gid);
 
 }  // namespace berth::snapshot

@@ -620,7 +620,7 @@ TEST(SandboxSpecTest, Basics) {
   nso->set_pid(cri::CONTAINER);
   EXPECT_NO_THROW(oci::SandboxSpec(c, o));
   nso->set_pid(cri::POD);
-  nso->mutable_userns_options()->set_mode(cri::POD);
+  nso->mutable_userns_options()->set_mode(cri::CONTAINER);  // POD is the lifecycle's to add
   EXPECT_THROW(oci::SandboxSpec(c, o), berth::Error);
   nso->clear_userns_options();
   c.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_network(cri::NODE);

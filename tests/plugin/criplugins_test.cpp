@@ -101,7 +101,7 @@ TEST(CRIRuntimePlugin, SharedBaseSpecIsLoadedOnceAndDirsAreDerived) {
   EXPECT_EQ(p->state_dir, env.dir / "state/io.containerd.grpc.v1.cri");
   struct stat sb {};
   ASSERT_EQ(::stat(p->state_dir.c_str(), &sb), 0);
-  EXPECT_EQ(sb.st_mode & 0777, 0700u);
+  EXPECT_EQ(sb.st_mode & 0777, 0711u);  // traversable by the root of user-namespaced pods
   EXPECT_EQ(p->Handler("")->name, "runc");
   EXPECT_EQ(st->meta.exports.at("CRIVersion"), "v1");
 

@@ -1,0 +1,591 @@
+// End-to-end user namespaces for pods (KEP-127): the real berthd with runc and with crun, an image
+// imported from an OCI archive built in the test from busybox-static, a real gRPC client. A pod
+// with userns_options mode POD: its uid_map, idmapped image layers (root-owned files are root's
+// inside, nothing copied), volumes seen through the mapping, an idmapped and recursively
+// read-only volume, the CRI rules refused with named reasons and nothing left behind, and a
+// kill -9 of berthd with the pod running. Needs root, the runtime and busybox-static; a handler
+// that did not prove user namespaces at start skips with its reason.
+#include "runtime/v1/api.grpc.pb.h"  // first: its enum Signal names collide with <signal.h> macros
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "berth/images/v1/images.grpc.pb.h"
+#include "common/fs.h"
+#include "image_support.h"
+#include "support/support.h"
+
+namespace {
+
+namespace v1 = runtime::v1;
+using berth::testing::TempDir;
+
+constexpr uint32_t kHostBase = 3100000000u;  // the pods' root on the host: far from real users
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::unique_ptr<grpc::ClientContext> Ctx(int seconds = 60) {
+  auto c = std::make_unique<grpc::ClientContext>();
+  c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
+  return c;
+}
+
+std::string Binary(const std::string& handler) { return handler == "runc-spec" ? "runc" : handler; }
+
+class Berthd {
+ public:
+  // handler "runc-spec": runc with a base_runtime_spec (`runc spec`), so that the pause runs
+  // through the runtime rather than being started by berthd.
+  Berthd(const std::string& dir, const std::string& handler) : dir_(dir) {
+    socket_ = dir + "/berth.sock";
+    config_ = dir + "/config.toml";
+    const std::string rt =
+        "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes." + handler;
+    std::string base;
+    if (handler == "runc-spec") {
+      berth::fs::MkdirAll(dir + "/spec", 0755);
+      if (std::system(("runc spec -b " + dir + "/spec").c_str()) == 0)
+        base = "base_runtime_spec = \"" + dir + "/spec/config.json\"\n";
+    }
+    std::ostringstream c;
+    c << "version = 3\nroot = \"" << dir << "/root\"\nstate = \"" << dir << "/state\"\n"
+      << "[grpc]\naddress = \"" << socket_ << "\"\n"
+      << "[plugins.\"io.containerd.cri.v1.runtime\"]\nrestrict_oom_score_adj = true\n"
+      << "[plugins.\"io.containerd.cri.v1.runtime\".containerd]\ndefault_runtime_name = \""
+      << handler << "\"\n"
+      << rt << "]\nruntime_type = \"io.containerd.runc.v2\"\n"
+      << base << rt << ".options]\nBinaryName = \"" << Binary(handler) << "\"\n"
+      << "[plugins.\"io.containerd.cri.v1.runtime\".cni]\nconf_dir = \"\"\n";
+    berth::testing::WriteFile(config_, c.str());
+  }
+  ~Berthd() { Stop(SIGTERM); }
+
+  // Without berth-rro-probe the runtime cannot be proven: user namespaces are then off.
+  bool with_probe = true;
+
+  std::string Start() {
+    log_ = dir_ + "/berthd." + std::to_string(++starts_) + ".log";
+    pid_ = fork();
+    if (pid_ < 0) return "fork failed";
+    if (pid_ == 0) {
+      int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (fd >= 0) {
+        dup2(fd, 1);
+        dup2(fd, 2);
+      }
+      setenv("BERTH_MONITOR_PATH", BERTH_MONITOR_PATH, 1);
+      setenv("BERTH_PAUSE_PATH", BERTH_PAUSE_PATH, 1);
+      setenv("BERTH_RRO_PROBE", with_probe ? BERTH_RRO_PROBE_PATH : "/nonexistent/berth-rro-probe", 1);
+      execl(BERTHD_PATH, BERTHD_PATH, "--config", config_.c_str(), "--log-level", "debug", nullptr);
+      _exit(127);
+    }
+    auto channel = grpc::CreateChannel("unix:" + socket_, grpc::InsecureChannelCredentials());
+    runtime_ = v1::RuntimeService::NewStub(channel);
+    images_ = berth::images::v1::Images::NewStub(channel);
+    for (int i = 0; i < 1200; ++i) {
+      if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
+        pid_ = -1;
+        return "berthd exited during startup:\n" + ReadAll(log_);
+      }
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+      v1::VersionResponse resp;
+      if (access(socket_.c_str(), F_OK) == 0 && runtime_->Version(&ctx, {}, &resp).ok()) return "";
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return "berthd did not answer on " + socket_ + ":\n" + ReadAll(log_);
+  }
+  void Stop(int sig) {
+    if (pid_ <= 0) return;
+    berth::testing::StopChild(pid_, sig);
+    pid_ = -1;
+  }
+  std::string Log() { return ReadAll(log_); }
+  v1::RuntimeService::Stub& rt() { return *runtime_; }
+  berth::images::v1::Images::Stub& images() { return *images_; }
+
+ private:
+  std::string dir_, socket_, config_, log_;
+  int starts_ = 0;
+  pid_t pid_ = -1;
+  std::unique_ptr<v1::RuntimeService::Stub> runtime_;
+  std::unique_ptr<berth::images::v1::Images::Stub> images_;
+};
+
+void Map(google::protobuf::RepeatedPtrField<v1::IDMapping>* out, uint32_t container, uint32_t host,
+         uint32_t len) {
+  auto* m = out->Add();
+  m->set_container_id(container);
+  m->set_host_id(host);
+  m->set_length(len);
+}
+
+class UsernsE2E : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    std::string reason = berth::testing::ContainerSkipReason(Binary(GetParam()));
+    if (!reason.empty()) GTEST_SKIP() << reason;
+    if (berth::testing::BusyboxPath().empty()) GTEST_SKIP() << "busybox-static is not installed";
+    dir_ = std::make_unique<TempDir>("berth-e2e-userns");
+    // The pods' root reaches bundles and volumes below it: traversable, as /run and /var/lib are.
+    ASSERT_EQ(::chmod(dir_->path().c_str(), 0711), 0);
+    d_ = std::make_unique<Berthd>(dir_->path(), GetParam());
+    ASSERT_EQ(d_->Start(), "");
+    v1::StatusRequest sreq;
+    sreq.set_verbose(true);
+    v1::StatusResponse sresp;
+    ASSERT_TRUE(d_->rt().Status(Ctx().get(), sreq, &sresp).ok());
+    for (const auto& h : sresp.runtime_handlers()) {
+      if (h.name() != GetParam()) continue;
+      if (!h.features().user_namespaces()) {
+        auto handlers = nlohmann::json::parse(sresp.info().at("runtimeHandlers"));
+        std::string why;
+        for (const auto& j : handlers)
+          if (j.value("name", "") == GetParam())
+            why = j["features"].value("user_namespaces_reason", "");
+        ASSERT_FALSE(why.empty()) << "user_namespaces false without a reason";
+        GTEST_SKIP() << GetParam() << " cannot run pods in a user namespace here: " << why;
+      }
+    }
+    berth::testing::TestImageOptions opts;
+    opts.user = "";
+    opts.entrypoint = {};
+    opts.cmd = {"sh"};
+    auto img = berth::testing::BuildTestImage(*dir_ / "oci", opts);
+    berth::testing::WriteOciArchive(img, *dir_ / "busybox.tar", "docker.io/test/busybox:userns");
+    berth::images::v1::ImportRequest req;
+    req.set_path(*dir_ / "busybox.tar");
+    berth::images::v1::ImportResponse resp;
+    auto st = d_->images().Import(Ctx().get(), req, &resp);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+  }
+
+  void TearDown() override {
+    if (!d_) return;
+    v1::ListPodSandboxResponse pods;
+    if (d_->rt().ListPodSandbox(Ctx().get(), {}, &pods).ok()) {
+      for (const auto& p : pods.items()) {
+        v1::RemovePodSandboxRequest r;
+        r.set_pod_sandbox_id(p.id());
+        v1::RemovePodSandboxResponse rr;
+        d_->rt().RemovePodSandbox(Ctx().get(), r, &rr);
+      }
+    }
+    d_.reset();
+  }
+
+  v1::PodSandboxConfig Pod(const std::string& name, uint32_t host = kHostBase) {
+    v1::PodSandboxConfig c;
+    c.mutable_metadata()->set_name(name);
+    c.mutable_metadata()->set_namespace_("e2e");
+    c.mutable_metadata()->set_uid("uid-" + name);
+    c.set_hostname(name);
+    c.set_log_directory(*dir_ / ("logs/" + name));
+    auto* u = c.mutable_linux()
+                  ->mutable_security_context()
+                  ->mutable_namespace_options()
+                  ->mutable_userns_options();
+    u->set_mode(v1::POD);
+    Map(u->mutable_uids(), 0, host, 65536);
+    Map(u->mutable_gids(), 0, host, 65536);
+    return c;
+  }
+  grpc::Status RunPod(const v1::PodSandboxConfig& c, std::string* id) {
+    v1::RunPodSandboxRequest req;
+    *req.mutable_config() = c;
+    v1::RunPodSandboxResponse resp;
+    auto st = d_->rt().RunPodSandbox(Ctx().get(), req, &resp);
+    *id = resp.pod_sandbox_id();
+    return st;
+  }
+  grpc::Status Create(const std::string& pod, const v1::PodSandboxConfig& pc,
+                      const std::string& name, const std::string& script, std::string* id,
+                      const std::function<void(v1::ContainerConfig&)>& edit = nullptr) {
+    v1::CreateContainerRequest req;
+    req.set_pod_sandbox_id(pod);
+    *req.mutable_sandbox_config() = pc;
+    auto* c = req.mutable_config();
+    c->mutable_metadata()->set_name(name);
+    c->mutable_image()->set_image("docker.io/test/busybox:userns");
+    c->add_command("sh");
+    c->add_command("-c");
+    c->add_command(script);
+    c->set_log_path(name + ".log");
+    if (edit) edit(*c);
+    v1::CreateContainerResponse resp;
+    auto st = d_->rt().CreateContainer(Ctx().get(), req, &resp);
+    *id = resp.container_id();
+    return st;
+  }
+  void Start(const std::string& id) {
+    v1::StartContainerRequest r;
+    r.set_container_id(id);
+    v1::StartContainerResponse rr;
+    auto st = d_->rt().StartContainer(Ctx().get(), r, &rr);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+  }
+  v1::ContainerStatusResponse Status(const std::string& id) {
+    v1::ContainerStatusRequest r;
+    r.set_container_id(id);
+    r.set_verbose(true);
+    v1::ContainerStatusResponse rr;
+    d_->rt().ContainerStatus(Ctx().get(), r, &rr);
+    return rr;
+  }
+  v1::ContainerStatus WaitExited(const std::string& id) {
+    for (int i = 0; i < 3000; ++i) {
+      auto s = Status(id).status();
+      if (s.state() == v1::CONTAINER_EXITED) return s;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ADD_FAILURE() << "container did not exit";
+    return Status(id).status();
+  }
+  // The container's output: the message part of each CRI log line.
+  std::string Output(const std::string& pod, const std::string& name) {
+    std::istringstream in(ReadAll(*dir_ / ("logs/" + pod + "/" + name + ".log")));
+    std::string line, out;
+    while (std::getline(in, line)) {
+      // <time> <stream> <P|F> <text>
+      size_t a = line.find(' '), b = line.find(' ', a + 1), c = line.find(' ', b + 1);
+      if (c != std::string::npos) out += line.substr(c + 1) + "\n";
+    }
+    return out;
+  }
+  // Runs `script` in a new container of the pod and returns its output.
+  std::string RunIn(const std::string& pod, const v1::PodSandboxConfig& pc, const std::string& name,
+                    const std::string& script,
+                    const std::function<void(v1::ContainerConfig&)>& edit = nullptr) {
+    std::string id;
+    auto st = Create(pod, pc, name, script, &id, edit);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    if (!st.ok()) return "";
+    Start(id);
+    auto s = WaitExited(id);
+    EXPECT_EQ(s.exit_code(), 0) << Output(pc.metadata().name(), name) << d_->Log();
+    return Output(pc.metadata().name(), name);
+  }
+  // Namespace files and staged mounts berthd keeps for pods: none once they are gone.
+  std::vector<std::string> Leftovers() {
+    std::vector<std::string> out;
+    std::string cri = *dir_ / "state/io.containerd.grpc.v1.cri";
+    for (const char* sub : {"userns", "netns", "sandboxes", "containers", "rro"}) {
+      std::error_code ec;
+      for (const auto& e : std::filesystem::directory_iterator(cri + "/" + sub, ec))
+        out.push_back(std::string(sub) + "/" + e.path().filename().string());
+    }
+    std::istringstream mi(ReadAll("/proc/self/mountinfo"));
+    std::string line;
+    while (std::getline(mi, line))
+      if (line.find(cri) != std::string::npos) out.push_back("mount: " + line);
+    return out;
+  }
+
+  std::unique_ptr<TempDir> dir_;
+  std::unique_ptr<Berthd> d_;
+};
+
+TEST_P(UsernsE2E, PodRootIsTheMappedUidWithIdmappedLayersAndPlainVolumes) {
+  auto pc = Pod("mapped");
+  std::string pod;
+  auto st = RunPod(pc, &pod);
+  ASSERT_TRUE(st.ok()) << st.error_message() << d_->Log();
+
+  // A volume the pod's root may write to, and a host file only host root may read.
+  std::string vol = *dir_ / "vol", secret_dir = *dir_ / "secret";
+  berth::testing::WriteFile(secret_dir + "/key", "host secret\n");
+  ASSERT_EQ(::chmod((secret_dir + "/key").c_str(), 0600), 0);
+  ASSERT_EQ(::chmod(secret_dir.c_str(), 0755), 0);
+  berth::fs::MkdirAll(vol, 0777);
+  ASSERT_EQ(::chmod(vol.c_str(), 0777), 0);
+
+  std::string out = RunIn(
+      pod, pc, "probe",
+      "cat /proc/self/uid_map /proc/self/gid_map; id -u; stat -c 'owner %u:%g' /bin/busybox; "
+      "touch /rootfs-write && stat -c 'new %u' /rootfs-write; "
+      "touch /vol/made-inside; "
+      "cat /secret/key 2>/dev/null && echo SECRET-READ || echo secret-denied; "
+      "ls /sys/class/net | tr '\\n' ' '; echo; "
+      "stat -c 'sysctl-net %u' /proc/sys/net/ipv4/ip_forward; "
+      "echo x > /dev/shm/x && echo shm-ok; echo '10.9.9.9 extra' >> /etc/hosts && echo hosts-ok",
+      [&](v1::ContainerConfig& c) {
+        auto* m = c.add_mounts();
+        m->set_container_path("/vol");
+        m->set_host_path(vol);
+        m = c.add_mounts();
+        m->set_container_path("/secret");
+        m->set_host_path(secret_dir);
+        m->set_readonly(true);
+      });
+  std::string want_map = "0 " + std::to_string(kHostBase) + " 65536";
+  auto squash = [](std::string s) {
+    std::string o;
+    for (char c : s)
+      if (c != ' ' || (!o.empty() && o.back() != ' ')) o += c;
+    return o;
+  };
+  std::string flat = squash(out);
+  EXPECT_NE(flat.find(want_map), std::string::npos) << out;
+  EXPECT_NE(out.find("\n0\n"), std::string::npos) << "id -u is not 0: " << out;
+  EXPECT_NE(out.find("owner 0:0"), std::string::npos)
+      << "image files are not root's inside: " << out;
+  EXPECT_NE(out.find("new 0"), std::string::npos) << out;
+  EXPECT_NE(out.find("secret-denied"), std::string::npos) << out;
+  EXPECT_EQ(out.find("SECRET-READ"), std::string::npos) << out;
+  EXPECT_NE(out.find("lo"), std::string::npos) << "sysfs shows no network devices: " << out;
+  // /proc/sys/net belongs to the root of the user namespace that owns the network namespace.
+  EXPECT_NE(out.find("sysctl-net 0"), std::string::npos)
+      << "the pod's netns is not owned by its userns: " << out;
+  EXPECT_NE(out.find("shm-ok"), std::string::npos) << out;
+  EXPECT_NE(out.find("hosts-ok"), std::string::npos) << out;
+  struct stat sb;
+  ASSERT_EQ(::stat((vol + "/made-inside").c_str(), &sb), 0);
+  EXPECT_EQ(sb.st_uid, kHostBase) << "a file the pod's root made is not the mapped uid on the host";
+  EXPECT_EQ(sb.st_gid, kHostBase);
+
+  // Status: the mode and the mappings; verbose container info: the effective mappings.
+  v1::PodSandboxStatusRequest sr;
+  sr.set_pod_sandbox_id(pod);
+  sr.set_verbose(true);
+  v1::PodSandboxStatusResponse sresp;
+  ASSERT_TRUE(d_->rt().PodSandboxStatus(Ctx().get(), sr, &sresp).ok());
+  const auto& u = sresp.status().linux().namespaces().options().userns_options();
+  std::cout << GetParam() << ": pause started by "
+            << nlohmann::json::parse(sresp.info().at("info")).value("pauseStartedBy", "?")
+            << std::endl;
+  EXPECT_EQ(u.mode(), v1::POD);
+  ASSERT_EQ(u.uids_size(), 1);
+  EXPECT_EQ(u.uids(0).host_id(), kHostBase);
+  EXPECT_EQ(u.gids(0).length(), 65536u);
+
+  std::string cid;
+  ASSERT_TRUE(Create(pod, pc, "sleeper", "sleep 300", &cid).ok());
+  Start(cid);
+  auto info = nlohmann::json::parse(Status(cid).info().at("info"));
+  ASSERT_TRUE(info.contains("userNamespace")) << info.dump();
+  EXPECT_EQ(info["userNamespace"]["uidMappings"][0].value("hostID", 0u), kHostBase);
+  EXPECT_NE(squash(info["userNamespace"].value("uid_map", "")).find(want_map), std::string::npos)
+      << info.dump();
+
+  v1::RemovePodSandboxRequest rr;
+  rr.set_pod_sandbox_id(pod);
+  v1::RemovePodSandboxResponse rresp;
+  ASSERT_TRUE(d_->rt().RemovePodSandbox(Ctx().get(), rr, &rresp).ok());
+  EXPECT_TRUE(berth::testing::Eventually([&] { return Leftovers().empty(); }))
+      << ::testing::PrintToString(Leftovers());
+}
+
+TEST_P(UsernsE2E, IdmappedRecursivelyReadOnlyVolumeIsReadOnlyAllTheWayDown) {
+  auto pc = Pod("idmapped");
+  std::string pod;
+  ASSERT_TRUE(RunPod(pc, &pod).ok()) << d_->Log();
+  std::string vol = *dir_ / "data";
+  berth::testing::WriteFile(vol + "/owned-by-root", "root's\n");
+  ASSERT_EQ(::chmod((vol + "/owned-by-root").c_str(), 0600), 0);
+  berth::fs::MkdirAll(vol + "/sub", 0755);
+  ASSERT_EQ(::mount("tmpfs", (vol + "/sub").c_str(), "tmpfs", 0, "size=1m"), 0);
+  std::string out = RunIn(pod, pc, "reader",
+                          "stat -c 'file %u' /data/owned-by-root; cat /data/owned-by-root; "
+                          "touch /data/x 2>&1; touch /data/sub/x 2>&1; true",
+                          [&](v1::ContainerConfig& c) {
+                            auto* m = c.add_mounts();
+                            m->set_container_path("/data");
+                            m->set_host_path(vol);
+                            m->set_readonly(true);
+                            m->set_recursive_read_only(true);
+                            Map(m->mutable_uidmappings(), 0, kHostBase, 65536);
+                            Map(m->mutable_gidmappings(), 0, kHostBase, 65536);
+                          });
+  ::umount2((vol + "/sub").c_str(), MNT_DETACH);
+  EXPECT_NE(out.find("file 0"), std::string::npos)
+      << "host root's file is not root's through the idmapped volume: " << out;
+  EXPECT_NE(out.find("root's"), std::string::npos) << out;
+  EXPECT_NE(out.find("touch: /data/x: Read-only file system"), std::string::npos) << out;
+  EXPECT_NE(out.find("touch: /data/sub/x: Read-only file system"), std::string::npos) << out;
+}
+
+TEST_P(UsernsE2E, InvalidModesAndMappingsAreRefusedLeavingNothing) {
+  struct Case {
+    std::string name, want;
+    grpc::StatusCode code;
+    std::function<void(v1::PodSandboxConfig&)> edit;
+  };
+  auto opts = [](v1::PodSandboxConfig& c) {
+    return c.mutable_linux()
+        ->mutable_security_context()
+        ->mutable_namespace_options()
+        ->mutable_userns_options();
+  };
+  std::vector<Case> cases = {
+      {"container-mode", "userns_options.mode: CONTAINER is not supported", grpc::INVALID_ARGUMENT,
+       [&](v1::PodSandboxConfig& c) { opts(c)->set_mode(v1::CONTAINER); }},
+      {"target-mode", "userns_options.mode: TARGET is not supported", grpc::INVALID_ARGUMENT,
+       [&](v1::PodSandboxConfig& c) { opts(c)->set_mode(v1::TARGET); }},
+      {"two-uid-maps", "userns_options.uids: mode POD needs exactly one uid mapping, got 2",
+       grpc::INVALID_ARGUMENT,
+       [&](v1::PodSandboxConfig& c) {
+         Map(opts(c)->mutable_uids(), 70000, kHostBase + 70000, 10);
+       }},
+      {"no-gid-map", "userns_options.gids: mode POD needs exactly one gid mapping, got 0",
+       grpc::INVALID_ARGUMENT, [&](v1::PodSandboxConfig& c) { opts(c)->clear_gids(); }},
+      {"root-unmapped",
+       "userns_options.uids[0]: container id 0 (root) must be mapped: container_id 1, host_id",
+       grpc::INVALID_ARGUMENT,
+       [&](v1::PodSandboxConfig& c) { opts(c)->mutable_uids(0)->set_container_id(1); }},
+      {"overflow",
+       "userns_options.gids[0]: host range overflows past 4294967294: container_id 0, host_id "
+       "4294967000, length 65536",
+       grpc::INVALID_ARGUMENT,
+       [&](v1::PodSandboxConfig& c) { opts(c)->mutable_gids(0)->set_host_id(4294967000u); }},
+      {"empty", "userns_options.uids[0]: empty range", grpc::INVALID_ARGUMENT,
+       [&](v1::PodSandboxConfig& c) { opts(c)->mutable_uids(0)->set_length(0); }},
+      {"node-with-maps",
+       "userns_options: mode NODE takes no mappings, got 1 uid and 1 gid mappings",
+       grpc::INVALID_ARGUMENT, [&](v1::PodSandboxConfig& c) { opts(c)->set_mode(v1::NODE); }},
+      {"host-network", "mode POD cannot be combined with the host's network namespace",
+       grpc::INVALID_ARGUMENT,
+       [&](v1::PodSandboxConfig& c) {
+         c.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_network(
+             v1::NODE);
+         c.clear_hostname();
+       }},
+  };
+  for (const auto& tc : cases) {
+    auto pc = Pod(tc.name);
+    tc.edit(pc);
+    std::string id;
+    auto st = RunPod(pc, &id);
+    EXPECT_EQ(st.error_code(), tc.code) << tc.name << ": " << st.error_message();
+    EXPECT_NE(st.error_message().find(tc.want), std::string::npos)
+        << tc.name << ": " << st.error_message();
+  }
+  // Overlapping ranges in a volume's mappings are named too (the pod's lists hold one range).
+  auto pc = Pod("vol-overlap");
+  std::string pod, cid;
+  ASSERT_TRUE(RunPod(pc, &pod).ok());
+  auto st = Create(pod, pc, "c", "true", &cid, [&](v1::ContainerConfig& c) {
+    auto* m = c.add_mounts();
+    m->set_container_path("/v");
+    m->set_host_path(*dir_ / "v");
+    Map(m->mutable_uidmappings(), 0, kHostBase, 1000);
+    Map(m->mutable_uidmappings(), 500, kHostBase + 5000, 10);
+    Map(m->mutable_gidmappings(), 0, kHostBase, 1000);
+  });
+  EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find(
+                "mounts[0].uidMappings[1]: container range overlaps mounts[0].uidMappings[0]"),
+            std::string::npos)
+      << st.error_message();
+  v1::RemovePodSandboxRequest rr;
+  rr.set_pod_sandbox_id(pod);
+  v1::RemovePodSandboxResponse rresp;
+  ASSERT_TRUE(d_->rt().RemovePodSandbox(Ctx().get(), rr, &rresp).ok());
+
+  v1::ListPodSandboxResponse pods;
+  ASSERT_TRUE(d_->rt().ListPodSandbox(Ctx().get(), {}, &pods).ok());
+  EXPECT_EQ(pods.items_size(), 0);
+  EXPECT_TRUE(berth::testing::Eventually([&] { return Leftovers().empty(); }))
+      << ::testing::PrintToString(Leftovers());
+}
+
+TEST_P(UsernsE2E, KillNineWithAUsernsPodRunningThenRestartStopAndRemove) {
+  auto pc = Pod("survivor");
+  std::string pod, cid;
+  ASSERT_TRUE(RunPod(pc, &pod).ok()) << d_->Log();
+  ASSERT_TRUE(Create(pod, pc, "sleeper", "sleep 600", &cid).ok());
+  Start(cid);
+  d_->Stop(SIGKILL);
+  ASSERT_EQ(d_->Start(), "");
+  auto s = Status(cid).status();
+  EXPECT_EQ(s.state(), v1::CONTAINER_RUNNING) << d_->Log();
+  v1::ExecSyncRequest er;
+  er.set_container_id(cid);
+  for (const char* a : {"cat", "/proc/self/uid_map"}) er.add_cmd(a);
+  er.set_timeout(30);
+  v1::ExecSyncResponse eresp;
+  auto st = d_->rt().ExecSync(Ctx().get(), er, &eresp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_NE(eresp.stdout().find(std::to_string(kHostBase)), std::string::npos) << eresp.stdout();
+  // A second container joins the pod's user namespace after the restart.
+  std::string out = RunIn(pod, pc, "late", "cat /proc/self/uid_map");
+  EXPECT_NE(out.find(std::to_string(kHostBase)), std::string::npos) << out;
+
+  v1::StopPodSandboxRequest sr;
+  sr.set_pod_sandbox_id(pod);
+  v1::StopPodSandboxResponse sresp;
+  ASSERT_TRUE(d_->rt().StopPodSandbox(Ctx().get(), sr, &sresp).ok());
+  v1::RemovePodSandboxRequest rr;
+  rr.set_pod_sandbox_id(pod);
+  v1::RemovePodSandboxResponse rresp;
+  ASSERT_TRUE(d_->rt().RemovePodSandbox(Ctx().get(), rr, &rresp).ok());
+  EXPECT_TRUE(berth::testing::Eventually([&] { return Leftovers().empty(); }))
+      << ::testing::PrintToString(Leftovers());
+}
+
+// A handler that could not prove user namespaces says why (Status verbose info) and refuses a
+// user-namespaced pod with FAILED_PRECONDITION and that reason, leaving nothing behind.
+TEST(UsernsUnproven, ReasonInStatusAndPodRefused) {
+  std::string reason = berth::testing::ContainerSkipReason("runc");
+  if (!reason.empty()) GTEST_SKIP() << reason;
+  TempDir dir("berth-e2e-userns-unproven");
+  ASSERT_EQ(::chmod(dir.path().c_str(), 0711), 0);
+  Berthd d(dir.path(), "runc");
+  d.with_probe = false;
+  ASSERT_EQ(d.Start(), "");
+  v1::StatusRequest sreq;
+  sreq.set_verbose(true);
+  v1::StatusResponse sresp;
+  ASSERT_TRUE(d.rt().Status(Ctx().get(), sreq, &sresp).ok());
+  for (const auto& h : sresp.runtime_handlers()) EXPECT_FALSE(h.features().user_namespaces()) << h.name();
+  auto handlers = nlohmann::json::parse(sresp.info().at("runtimeHandlers"));
+  std::string why;
+  for (const auto& j : handlers)
+    if (j.value("name", "") == "runc") why = j["features"].value("user_namespaces_reason", "");
+  EXPECT_NE(why.find("berth-rro-probe not found"), std::string::npos) << why;
+
+  v1::RunPodSandboxRequest req;
+  auto* c = req.mutable_config();
+  c->mutable_metadata()->set_name("refused");
+  c->mutable_metadata()->set_uid("u");
+  auto* u = c->mutable_linux()->mutable_security_context()->mutable_namespace_options()->mutable_userns_options();
+  u->set_mode(v1::POD);
+  Map(u->mutable_uids(), 0, kHostBase, 65536);
+  Map(u->mutable_gids(), 0, kHostBase, 65536);
+  v1::RunPodSandboxResponse resp;
+  auto st = d.rt().RunPodSandbox(Ctx().get(), req, &resp);
+  EXPECT_EQ(st.error_code(), grpc::FAILED_PRECONDITION);
+  EXPECT_NE(st.error_message().find("runtime handler \"runc\" cannot run pods in a user namespace: "), std::string::npos)
+      << st.error_message();
+  EXPECT_NE(st.error_message().find("berth-rro-probe not found"), std::string::npos) << st.error_message();
+  std::error_code ec;
+  EXPECT_TRUE(std::filesystem::is_empty(dir / "state/io.containerd.grpc.v1.cri/sandboxes", ec));
+}
+
+INSTANTIATE_TEST_SUITE_P(Runtimes, UsernsE2E, ::testing::Values("runc", "crun", "runc-spec"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           return n == "runc-spec" ? std::string("runc_pause_through_runtime") : n;
+                         });
+
+}  // namespace
