@@ -1,20 +1,24 @@
-// Times pull + unpack from a local docker-registry, in one run, by:
-//   - berth's ImageService (fetch -> verify -> decompress -> unpack pipelines, layers in parallel);
-//   - containerd 1.6 (`ctr images pull`, which unpacks too) on its own root, state and socket,
-//     when containerd and ctr are installed;
+// Times PullImage (fetch + verify + unpack) from a local docker-registry, in one run, by:
+//   - berthd, started by the bench on its own root, state and socket, over its CRI socket;
+//   - containerd 1.6 with its CRI plugin, started the same way on its own root, state and socket
+//     (a hosts.toml makes the registry plain http), over its CRI socket, when it is installed;
 //   - the machine's limit: `skopeo copy` to an OCI directory, then `igzip -dc | tar -x` (or
 //     `zstd -dc | tar -x`) of every layer in order.
+// Every pull is followed by RemoveImage (and the daemon's garbage collection), so each run pulls
+// from scratch; both daemons stay up across runs, as on a node. Runs alternate; medians, the
+// spread (min-max) and ratios are printed.
 // Images: the busybox test image, and images made of real files of this machine (about --mib MiB
 // of /usr/lib and /usr/share) in one layer and in eight, gzip (gzip -6) and zstd (zstd -3).
-// Runs alternate; medians and ratios are printed.
 //
-//   bench_pull [--runs N] [--mib M] [--only busybox|big] [--no-containerd]
+//   bench_pull [--runs N] [--mib M] [--only busybox|big|big1|big8] [--no-containerd]
+#include "berthd_proc.h"  // first: runtime/v1/api.grpc.pb.h names collide with <signal.h>
+
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <spdlog/spdlog.h>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -31,7 +35,6 @@
 #include "common/fs.h"
 #include "content/store.h"
 #include "image/manifest.h"
-#include "image/service.h"
 #include "image_support.h"
 #include "support/support.h"
 
@@ -195,21 +198,69 @@ void SkopeoPush(const std::string& oci_dir, const std::string& ref) {
           ":v1 docker://" + ref);
 }
 
-// containerd on its own root, state and socket; stopped by pid.
+// PullImage then RemoveImage over a CRI socket; the pull's wall time in ms.
+double CriPull(::runtime::v1::ImageService::Stub& img, const std::string& ref, const char* who) {
+  ::runtime::v1::PullImageRequest req;
+  req.mutable_image()->set_image(ref);
+  ::runtime::v1::PullImageResponse resp;
+  auto t0 = Clock::now();
+  auto st = img.PullImage(berth::testing::Deadline(3600).get(), req, &resp);
+  double ms = Ms(t0);
+  if (!st.ok())
+    throw std::runtime_error(std::string(who) + " PullImage " + ref + ": " + st.error_message());
+  ::runtime::v1::RemoveImageRequest rm;
+  rm.mutable_image()->set_image(ref);
+  ::runtime::v1::RemoveImageResponse rmr;
+  st = img.RemoveImage(berth::testing::Deadline(600).get(), rm, &rmr);
+  if (!st.ok())
+    throw std::runtime_error(std::string(who) + " RemoveImage " + ref + ": " + st.error_message());
+  return ms;
+}
+
+// containerd with its CRI plugin on its own root, state and socket (and CNI/opt directories, so
+// that nothing of the host's is used); the registry is plain http through a hosts.toml. Stopped
+// by pid.
 class Containerd {
  public:
-  explicit Containerd(const std::string& dir) : dir_(dir) {
-    berth::fs::MkdirAll(dir);
-    berth::fs::WriteFileAtomic(dir + "/config.toml",
-                               "version = 2\n"
-                               "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n");
+  Containerd(const std::string& dir, const std::string& registry) : dir_(dir) {
+    berth::fs::MkdirAll(dir + "/certs.d/" + registry);
+    berth::fs::WriteFileAtomic(dir + "/certs.d/" + registry + "/hosts.toml",
+                               "server = \"http://" + registry + "\"\n[host.\"http://" + registry +
+                                   "\"]\ncapabilities = [\"pull\", \"resolve\"]\n");
     sock_ = dir + "/containerd.sock";
-    pid_ = exec::Spawn({*exec::LookPath("containerd"), "--config", dir + "/config.toml", "--root",
-                        dir + "/root", "--state", dir + "/state", "--address", sock_},
-                       {}, true);
-    for (int i = 0; i < 200 && !Ctr({"version"}).ok(); ++i)
+    const std::string cri = "[plugins.\"io.containerd.grpc.v1.cri\"";
+    berth::fs::WriteFileAtomic(dir + "/config.toml",
+                               "version = 2\nroot = \"" + dir + "/root\"\nstate = \"" + dir +
+                                   "/state\"\n[grpc]\naddress = \"" + sock_ +
+                                   "\"\n[plugins.\"io.containerd.internal.v1.opt\"]\npath = \"" +
+                                   dir + "/opt\"\n" + cri + "]\nenable_cdi = false\n" + cri +
+                                   ".cni]\nbin_dir = \"" + dir + "/cni/bin\"\nconf_dir = \"" + dir +
+                                   "/cni/conf\"\n" + cri + ".registry]\nconfig_path = \"" + dir +
+                                   "/certs.d\"\n");
+    log_ = dir + "/containerd.log";
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      if (fd >= 0) {
+        ::dup2(fd, 1);
+        ::dup2(fd, 2);
+      }
+      std::string bin = *exec::LookPath("containerd"), cfg = dir + "/config.toml";
+      ::execl(bin.c_str(), bin.c_str(), "--config", cfg.c_str(), nullptr);
+      ::_exit(127);
+    }
+    for (int i = 0; i < 600 && !berth::testing::UnixSocketAccepts(sock_); ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    if (!Ctr({"version"}).ok()) throw std::runtime_error("containerd did not start");
+    auto ch = grpc::CreateChannel("unix:" + sock_, grpc::InsecureChannelCredentials());
+    img_ = ::runtime::v1::ImageService::NewStub(ch);
+    rt_ = ::runtime::v1::RuntimeService::NewStub(ch);
+    for (int i = 0; i < 600; ++i) {
+      ::runtime::v1::VersionResponse v;
+      if (rt_->Version(berth::testing::Deadline(2).get(), {}, &v).ok()) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    throw std::runtime_error("containerd's CRI did not answer on " + sock_ + ":\n" +
+                             berth::fs::ReadFile(log_).substr(0, 2000));
   }
   ~Containerd() {
     ::kill(pid_, SIGTERM);
@@ -217,26 +268,13 @@ class Containerd {
     berth::testing::UnmountAllBelow(dir_);
     berth::fs::RemoveAll(dir_);
   }
-  exec::Result Ctr(std::vector<std::string> args) {
-    std::vector<std::string> argv = {*exec::LookPath("ctr"), "--address", sock_, "--namespace",
-                                     "bench"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    exec::Options o;
-    o.timeout = std::chrono::milliseconds(1800000);
-    return exec::Run(argv, o);
-  }
-  double Pull(const std::string& ref) {
-    auto t0 = Clock::now();
-    auto r = Ctr({"images", "pull", "--plain-http", ref});
-    double ms = Ms(t0);
-    if (!r.ok()) throw std::runtime_error("ctr pull " + ref + ": " + r.err.substr(0, 300));
-    Ctr({"images", "rm", "--sync", ref});
-    return ms;
-  }
+  double Pull(const std::string& ref) { return CriPull(*img_, ref, "containerd"); }
 
  private:
-  std::string dir_, sock_;
-  int pid_ = -1;
+  std::string dir_, sock_, log_;
+  pid_t pid_ = -1;
+  std::unique_ptr<::runtime::v1::ImageService::Stub> img_;
+  std::unique_ptr<::runtime::v1::RuntimeService::Stub> rt_;
 };
 
 // skopeo copy + decompress | tar -x of each layer, in order.
@@ -260,31 +298,42 @@ double Limit(const std::string& ref, const std::string& dir) {
   return ms;
 }
 
-double BerthPull(const std::string& ref, const std::string& root) {
-  double ms;
-  {
-    berth::image::ImageService::Options opts;
-    opts.root = root;
-    berth::image::ImageService svc(opts);
-    auto t0 = Clock::now();
-    svc.Pull(ref, {});
-    ms = Ms(t0);
-  }
-  berth::testing::UnmountAllBelow(root);
-  berth::fs::RemoveAll(root);
-  return ms;
+std::string LoadAverage() {
+  std::string l = berth::fs::ReadFile("/proc/loadavg");
+  return l.substr(0, l.find(' ', l.find(' ', l.find(' ') + 1) + 1));
+}
+
+std::string Cell(const std::vector<double>& v) {
+  if (v.empty()) return "-";
+  char s[96];
+  auto [lo, hi] = std::minmax_element(v.begin(), v.end());
+  if (v.size() == 1)
+    std::snprintf(s, sizeof s, "%.0f", v[0]);
+  else
+    std::snprintf(s, sizeof s, "%.0f (%.0f-%.0f)", Median(v), *lo, *hi);
+  return s;
+}
+
+std::string Ratio(double a, double d) {
+  if (a <= 0 || d <= 0) return "-";
+  char s[32];
+  std::snprintf(s, sizeof s, "%.2f", a / d);
+  return s;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  int runs = 3;
+  int runs = 3, small_runs = 20;
   int64_t mib = 1024;
   std::string only;
   bool use_containerd = true;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--runs" && i + 1 < argc) runs = std::max(1, atoi(argv[++i]));
+    if (a == "--runs" && i + 1 < argc)
+      runs = std::max(1, atoi(argv[++i]));
+    else if (a == "--small-runs" && i + 1 < argc)
+      small_runs = std::max(1, atoi(argv[++i]));
     else if (a == "--mib" && i + 1 < argc)
       mib = std::max(1, atoi(argv[++i]));
     else if (a == "--only" && i + 1 < argc)
@@ -293,7 +342,8 @@ int main(int argc, char** argv) {
       use_containerd = false;
     else {
       std::fprintf(stderr,
-                   "usage: %s [--runs N] [--mib M] [--only busybox|big] [--no-containerd]\n",
+                   "usage: %s [--runs N] [--small-runs N] [--mib M] [--only busybox|big|big1|big8] "
+                   "[--no-containerd]\n",
                    argv[0]);
       return 2;
     }
@@ -302,78 +352,83 @@ int main(int argc, char** argv) {
     std::printf("SKIP: %s\n", why.c_str());
     return 0;
   }
-  spdlog::set_level(spdlog::level::warn);
   bool have_skopeo = exec::LookPath("skopeo").has_value();
   bool have_limit = have_skopeo && exec::LookPath("igzip") && exec::LookPath("zstd");
   if (!have_skopeo && only != "busybox") {
     std::printf("SKIP: the big images are pushed with skopeo, which is not installed\n");
     only = "busybox";
   }
-  use_containerd =
-      use_containerd && exec::LookPath("containerd") && exec::LookPath("ctr") && ::geteuid() == 0;
+  use_containerd = use_containerd && exec::LookPath("containerd") && ::geteuid() == 0;
   std::printf(
-      "machine: %u cores (shared with other work); containerd: %s; limit (skopeo + igzip/zstd + "
-      "tar): %s\n",
-      std::thread::hardware_concurrency(), use_containerd ? "yes" : "skipped",
-      have_limit ? "yes" : "skipped");
+      "machine: %u cores (shared with other work), load average %s; containerd: %s; limit "
+      "(skopeo + igzip/zstd + tar): %s\n",
+      std::thread::hardware_concurrency(), LoadAverage().c_str(),
+      use_containerd ? "yes" : "skipped", have_limit ? "yes" : "skipped");
   try {
     berth::testing::TempDir tmp("berth-bench-pull");
     berth::testing::LocalRegistry registry;
     struct Case {
       std::string name, ref;
       int64_t size;
+      int runs;
     };
     std::vector<Case> cases;
     if (only.empty() || only == "busybox") {
       auto img = berth::testing::BuildTestImage(tmp / "busybox", {});
       berth::testing::PushImage(img, registry.host(), "bench/busybox:v1");
-      cases.push_back(
-          {"busybox (3 layers, gzip)", registry.host() + "/bench/busybox:v1", img.size});
+      cases.push_back({"busybox (3 layers, gzip)", registry.host() + "/bench/busybox:v1", img.size,
+                       small_runs});
     }
-    if (only.empty() || only == "big") {
-      for (int parts : {1, 8}) {
-        auto lists = PickFiles(mib << 20, parts);
-        for (std::string codec : {"gzip", "zstd"}) {
-          std::string name = "big-" + std::to_string(parts) + "-" + codec;
-          auto t0 = Clock::now();
-          auto img = MakeImage(tmp / name, lists, codec);
-          SkopeoPush(tmp / name, registry.host() + "/bench/" + name + ":v1");
-          berth::fs::RemoveAll(tmp / name);
-          std::fprintf(stderr, "built %s in %.0f s\n", name.c_str(), Ms(t0) / 1000);
-          cases.push_back({std::to_string(mib) + " MiB of /usr, " + std::to_string(parts) +
-                               " layer(s), " + codec,
-                           registry.host() + "/bench/" + name + ":v1", img.size});
-        }
+    for (int parts : {1, 8}) {
+      if (!(only.empty() || only == "big" || only == "big" + std::to_string(parts))) continue;
+      auto lists = PickFiles(mib << 20, parts);
+      for (std::string codec : {"gzip", "zstd"}) {
+        std::string name = "big-" + std::to_string(parts) + "-" + codec;
+        auto t0 = Clock::now();
+        auto img = MakeImage(tmp / name, lists, codec);
+        SkopeoPush(tmp / name, registry.host() + "/bench/" + name + ":v1");
+        berth::fs::RemoveAll(tmp / name);
+        std::fprintf(stderr, "built %s in %.0f s\n", name.c_str(), Ms(t0) / 1000);
+        cases.push_back(
+            {std::to_string(mib) + " MiB of /usr, " + std::to_string(parts) + " layer(s), " + codec,
+             registry.host() + "/bench/" + name + ":v1", img.size, runs});
       }
     }
+    berth::testing::BerthdProc berthd(tmp / "berthd", BERTHD_PATH, BERTH_MONITOR_PATH,
+                                      BERTH_PAUSE_PATH);
+    if (std::string why = berthd.Start(); !why.empty()) throw std::runtime_error(why);
     std::unique_ptr<Containerd> ctd;
-    if (use_containerd) ctd = std::make_unique<Containerd>(tmp / "containerd");
+    if (use_containerd) ctd = std::make_unique<Containerd>(tmp / "containerd", registry.host());
     std::printf(
         "\n| image | compressed MiB | berth ms | containerd ms | limit ms | berth/containerd | "
         "berth/limit |\n");
     std::printf("|---|---|---|---|---|---|---|\n");
     for (const auto& c : cases) {
-      std::vector<double> b, k, l;
-      for (int r = 0; r < runs; ++r) {
-        b.push_back(BerthPull(c.ref, tmp / "berth-root"));
-        if (ctd) k.push_back(ctd->Pull(c.ref));
-        if (have_limit) l.push_back(Limit(c.ref, tmp / "limit"));
+      if (c.size < (64 << 20)) {  // a first pull (not counted): connections, caches, page cache
+        CriPull(berthd.img(), c.ref, "berthd");
+        if (ctd) ctd->Pull(c.ref);
       }
-      double mb = Median(b), mk = Median(k), ml = Median(l);
-      auto cell = [](double v) {
-        return v > 0 ? std::to_string(static_cast<long>(v + 0.5)) : std::string("-");
-      };
-      auto ratio = [](double a, double d) {
-        char s[32];
-        std::snprintf(s, sizeof s, "%.2f", d > 0 ? a / d : 0.0);
-        return d > 0 ? std::string(s) : std::string("-");
-      };
+      std::vector<double> b, k, l;
+      // Each timed pull starts with no dirty pages left by the one before (sync, not timed), so
+      // that none pays for another's writeback.
+      for (int r = 0; r < c.runs; ++r) {
+        ::sync();
+        b.push_back(CriPull(berthd.img(), c.ref, "berthd"));
+        ::sync();
+        if (ctd) k.push_back(ctd->Pull(c.ref));
+        ::sync();
+        if (have_limit && (r < runs || r % 5 == 0)) l.push_back(Limit(c.ref, tmp / "limit"));
+      }
       std::printf("| %s | %.1f | %s | %s | %s | %s | %s |\n", c.name.c_str(),
-                  static_cast<double>(c.size) / (1 << 20), cell(mb).c_str(), cell(mk).c_str(),
-                  cell(ml).c_str(), ratio(mb, mk).c_str(), ratio(mb, ml).c_str());
+                  static_cast<double>(c.size) / (1 << 20), Cell(b).c_str(), Cell(k).c_str(),
+                  Cell(l).c_str(), Ratio(Median(b), Median(k)).c_str(),
+                  Ratio(Median(b), Median(l)).c_str());
       std::fflush(stdout);
     }
-    std::printf("\nmedians of %d runs each, alternating\n", runs);
+    std::printf(
+        "\nmedian (min-max) of %d runs each (busybox: %d), alternating; load average at the end "
+        "%s\n",
+        runs, small_runs, LoadAverage().c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_pull: %s\n", e.what());
     return 1;

@@ -7,6 +7,9 @@
 #include <isa-l/igzip_lib.h>
 #endif
 
+#include <algorithm>
+#include <climits>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -23,12 +26,37 @@ constexpr size_t kOutChunk = 256 << 10;
   throw Error(Code::kInvalidArgument, what + ": " + codec + ": " + why);
 }
 
+// Hands a callback every piece decoded into its buffer.
+class CallbackSink : public Decompressor::Sink {
+ public:
+  explicit CallbackSink(const Decompressor::Out& out) : out_(out), buf_(kOutChunk) {}
+  char* Space(size_t* room) override {
+    *room = buf_.size();
+    return buf_.data();
+  }
+  void Wrote(size_t n) override {
+    if (n) out_(buf_.data(), n);
+  }
+
+ private:
+  const Decompressor::Out& out_;
+  std::vector<char> buf_;
+};
+
 class Plain : public Decompressor {
  public:
-  void Feed(const char* in, size_t n, const Out& out) override {
-    if (n) out(in, n);
+  void Feed(const char* in, size_t n, Sink& out) override {
+    while (n > 0) {
+      size_t room;
+      char* to = out.Space(&room);
+      size_t k = n < room ? n : room;
+      std::memcpy(to, in, k);
+      out.Wrote(k);
+      in += k;
+      n -= k;
+    }
   }
-  void Finish(const Out&) override {}
+  void Finish(Sink&) override {}
   const char* Name() const override { return "none"; }
 };
 
@@ -36,7 +64,7 @@ class Plain : public Decompressor {
 // that do not start another one are ignored, as libarchive and Go's gzip reader do.
 class GzipBase : public Decompressor {
  public:
-  void Feed(const char* in, size_t n, const Out& out) override {
+  void Feed(const char* in, size_t n, Sink& out) override {
     static const char kMagic0 = static_cast<char>(0x1f);
     while (n > 0) {
       if (state_ == State::kTrailing) return;
@@ -61,7 +89,7 @@ class GzipBase : public Decompressor {
       n -= used;
     }
   }
-  void Finish(const Out&) override {
+  void Finish(Sink&) override {
     if (state_ == State::kInMember) Corrupt(what_, "gzip", "unexpected end of stream");
   }
 
@@ -70,7 +98,7 @@ class GzipBase : public Decompressor {
   virtual void ResetMember() = 0;
   // Inflates from in until the input is used up or the member ends (then state_ = kBetween);
   // returns the bytes used.
-  virtual size_t Run(const char* in, size_t n, const Out& out) = 0;
+  virtual size_t Run(const char* in, size_t n, Sink& out) = 0;
   enum class State { kInMember, kBetween, kTrailing };
   State state_ = State::kInMember;
   std::string what_;
@@ -124,7 +152,7 @@ class IsalLib {
 class IsalGzip : public GzipBase {
  public:
   IsalGzip(std::string what, IsalLib::InitFn init, IsalLib::InflateFn inflate)
-      : GzipBase(std::move(what)), init_(init), inflate_(inflate), buf_(kOutChunk) {
+      : GzipBase(std::move(what)), init_(init), inflate_(inflate) {
     ResetMember();
   }
   ~IsalGzip() override { IsalLib::Release(); }
@@ -135,21 +163,23 @@ class IsalGzip : public GzipBase {
     init_(&st_);
     st_.crc_flag = ISAL_GZIP;
   }
-  size_t Run(const char* in, size_t n, const Out& out) override {
+  size_t Run(const char* in, size_t n, Sink& out) override {
     st_.next_in = reinterpret_cast<uint8_t*>(const_cast<char*>(in));
     st_.avail_in = static_cast<uint32_t>(n);
     for (;;) {
-      st_.next_out = buf_.data();
-      st_.avail_out = static_cast<uint32_t>(buf_.size());
+      size_t room;
+      st_.next_out = reinterpret_cast<uint8_t*>(out.Space(&room));
+      room = std::min<size_t>(room, UINT32_MAX);
+      st_.avail_out = static_cast<uint32_t>(room);
       int rc = inflate_(&st_);
-      size_t produced = buf_.size() - st_.avail_out;
-      if (produced) out(reinterpret_cast<const char*>(buf_.data()), produced);
+      size_t produced = room - st_.avail_out;
+      out.Wrote(produced);
       if (rc < 0 || rc == ISAL_NEED_DICT) Corrupt(what_, "gzip", Why(rc));
       if (st_.block_state == ISAL_BLOCK_FINISH) {
         state_ = State::kBetween;
         return n - st_.avail_in;
       }
-      if (st_.avail_in == 0 && produced < buf_.size()) return n;
+      if (st_.avail_in == 0 && produced < room) return n;
     }
   }
   static std::string Why(int rc) {
@@ -166,14 +196,13 @@ class IsalGzip : public GzipBase {
   }
   IsalLib::InitFn init_;
   IsalLib::InflateFn inflate_;
-  std::vector<uint8_t> buf_;
   inflate_state st_;
 };
 #endif
 
 class ZlibGzip : public GzipBase {
  public:
-  explicit ZlibGzip(std::string what) : GzipBase(std::move(what)), buf_(kOutChunk) {
+  explicit ZlibGzip(std::string what) : GzipBase(std::move(what)) {
     std::memset(&z_, 0, sizeof z_);
     if (inflateInit2(&z_, 16 + MAX_WBITS) != Z_OK)
       throw Error(Code::kResourceExhausted, what_ + ": zlib init");
@@ -183,41 +212,42 @@ class ZlibGzip : public GzipBase {
 
  private:
   void ResetMember() override { inflateReset(&z_); }
-  size_t Run(const char* in, size_t n, const Out& out) override {
+  size_t Run(const char* in, size_t n, Sink& out) override {
     z_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in));
     z_.avail_in = static_cast<uInt>(n);
     for (;;) {
-      z_.next_out = buf_.data();
-      z_.avail_out = static_cast<uInt>(buf_.size());
+      size_t room;
+      z_.next_out = reinterpret_cast<Bytef*>(out.Space(&room));
+      room = std::min<size_t>(room, UINT32_MAX);
+      z_.avail_out = static_cast<uInt>(room);
       int rc = inflate(&z_, Z_NO_FLUSH);
-      size_t produced = buf_.size() - z_.avail_out;
-      if (produced) out(reinterpret_cast<const char*>(buf_.data()), produced);
+      size_t produced = room - z_.avail_out;
+      out.Wrote(produced);
       if (rc == Z_STREAM_END) {
         state_ = State::kBetween;
         return n - z_.avail_in;
       }
       if (rc != Z_OK && rc != Z_BUF_ERROR) Corrupt(what_, "gzip", z_.msg ? z_.msg : "invalid data");
-      if (z_.avail_in == 0 && produced < buf_.size()) return n;
+      if (z_.avail_in == 0 && produced < room) return n;
     }
   }
-  std::vector<Bytef> buf_;
   z_stream z_;
 };
 
 class Zstd : public Decompressor {
  public:
-  explicit Zstd(std::string what) : what_(std::move(what)), buf_(ZSTD_DStreamOutSize()) {
+  explicit Zstd(std::string what) : what_(std::move(what)) {
     ctx_ = ZSTD_createDCtx();
     if (!ctx_) throw Error(Code::kResourceExhausted, what_ + ": zstd init");
     // Large windows (up to 2 GiB, zstd --long=31) are allowed, as containerd allows them.
     ZSTD_DCtx_setParameter(ctx_, ZSTD_d_windowLogMax, sizeof(void*) == 8 ? 31 : 30);
   }
   ~Zstd() override { ZSTD_freeDCtx(ctx_); }
-  void Feed(const char* in, size_t n, const Out& out) override {
+  void Feed(const char* in, size_t n, Sink& out) override {
     ZSTD_inBuffer ib{in, n, 0};
     while (ib.pos < ib.size) Step(ib, out);
   }
-  void Finish(const Out& out) override {
+  void Finish(Sink& out) override {
     ZSTD_inBuffer ib{nullptr, 0, 0};
     while (last_ != 0) {
       Step(ib, out);
@@ -228,21 +258,32 @@ class Zstd : public Decompressor {
   const char* Name() const override { return "zstd"; }
 
  private:
-  void Step(ZSTD_inBuffer& ib, const Out& out) {
-    ZSTD_outBuffer ob{buf_.data(), buf_.size(), 0};
+  void Step(ZSTD_inBuffer& ib, Sink& out) {
+    size_t room;
+    ZSTD_outBuffer ob{out.Space(&room), 0, 0};
+    ob.size = room;
     size_t rc = ZSTD_decompressStream(ctx_, &ob, &ib);
     if (ZSTD_isError(rc)) Corrupt(what_, "zstd", ZSTD_getErrorName(rc));
     last_ = rc;
     produced_ = ob.pos;
-    if (ob.pos) out(buf_.data(), ob.pos);
+    out.Wrote(ob.pos);
   }
   std::string what_;
-  std::vector<char> buf_;
   ZSTD_DCtx* ctx_;
   size_t last_ = 1, produced_ = 0;  // last_: 0 once a frame is complete
 };
 
 }  // namespace
+
+void Decompressor::Feed(const char* in, size_t n, const Out& out) {
+  CallbackSink sink(out);
+  Feed(in, n, sink);
+}
+
+void Decompressor::Finish(const Out& out) {
+  CallbackSink sink(out);
+  Finish(sink);
+}
 
 const char* CodecName(Codec c) {
   switch (c) {

@@ -19,14 +19,27 @@ Codec DetectCodec(const unsigned char* p, size_t n, const std::string& what);
 
 class Decompressor {
  public:
+  // Where decoded bytes go, written in place: Space() is room for the next ones (at least one
+  // byte), Wrote(n) says that n bytes of it were filled.
+  class Sink {
+   public:
+    virtual char* Space(size_t* room) = 0;
+    virtual void Wrote(size_t n) = 0;
+
+   protected:
+    ~Sink() = default;
+  };
   using Out = std::function<void(const char*, size_t)>;
   virtual ~Decompressor() = default;
-  // Consumes n bytes and passes every decompressed piece to out. Corrupt input throws
+  // Consumes n bytes and writes what they decode to into out. Corrupt input throws
   // Error(kInvalidArgument, "<what>: <codec>: <why>").
-  virtual void Feed(const char* in, size_t n, const Out& out) = 0;
+  virtual void Feed(const char* in, size_t n, Sink& out) = 0;
   // End of input: a stream cut short throws Error(kInvalidArgument).
-  virtual void Finish(const Out& out) = 0;
+  virtual void Finish(Sink& out) = 0;
   virtual const char* Name() const = 0;  // "isa-l", "zlib", "zstd", "none"
+  // The same with every decoded piece passed to a callback (from a buffer of the decoder's).
+  void Feed(const char* in, size_t n, const Out& out);
+  void Finish(const Out& out);
 };
 
 // `what` names the layer in errors. gzip uses isa-l unless prefer_zlib (or BERTH_GZIP=zlib).

@@ -8,11 +8,16 @@
 // function berth uses at once, so that a missing symbol is reported up front rather than in the
 // middle of an unpack; concurrent and nested uses share that load; when the last use ends, the
 // library is unloaded again, and with it every dependency that nothing else holds, and the
-// memory freed by the work is given back to the system (malloc_trim).
+// memory freed by the work is given back to the system (malloc_trim). With an idle time set
+// (SetArchiveIdleTime; berthd's image service keeps it 30 s), the last use leaves the library
+// loaded that long, so that pulls and imports in a row load it once; a thread that lives only
+// for that wait unloads it then.
 #pragma once
 
 #include <archive.h>
 #include <archive_entry.h>
+
+#include <chrono>
 
 namespace berth::image {
 
@@ -82,6 +87,9 @@ class ArchiveUse {
 // without one it throws Error(kInternal) rather than return pointers into a library that may be
 // gone.
 const ArchiveApi& Archive();
+
+// How long libarchive stays loaded after the last use ends (0, the default: it is unloaded then).
+void SetArchiveIdleTime(std::chrono::milliseconds idle);
 
 // How many times libarchive has been loaded since the process started (for tests and logs).
 int ArchiveLoads();

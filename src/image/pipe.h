@@ -1,12 +1,17 @@
 // A bounded queue of byte chunks between two threads of a layer pipeline (fetch -> decompress ->
 // unpack). The producer blocks while `capacity` bytes are queued; Cancel wakes both sides.
+// Chunk buffers go round: the consumer's previous chunk is kept (a few of them) and handed to the
+// producer again by Buffer(), so that a layer's bytes are not written into fresh pages (page
+// faults and zeroing) for every megabyte.
 #pragma once
 
 #include <condition_variable>
 #include <cstddef>
+#include <cstring>
 #include <deque>
 #include <mutex>
 #include <string>
+#include <vector>
 
 namespace berth::image {
 
@@ -25,9 +30,11 @@ class ChunkPipe {
     data_.notify_one();
     return true;
   }
-  // Next chunk into out; false at the end (Close) or when cancelled (see Cancelled()).
+  // Next chunk into out (whose old buffer is kept for Buffer()); false at the end (Close) or
+  // when cancelled (see Cancelled()).
   bool Pop(std::string& out) {
     std::unique_lock<std::mutex> lk(mu_);
+    Keep(out);
     data_.wait(lk, [&] { return cancelled_ || closed_ || !q_.empty(); });
     if (cancelled_ || q_.empty()) return false;
     out = std::move(q_.front());
@@ -35,6 +42,19 @@ class ChunkPipe {
     queued_ -= out.size();
     space_.notify_one();
     return true;
+  }
+  // A buffer of `size` bytes for the next chunk (contents unspecified): a used one when there is.
+  std::string Buffer(size_t size) {
+    std::string b;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (!spare_.empty()) {
+        b = std::move(spare_.back());
+        spare_.pop_back();
+      }
+    }
+    b.resize(size);  // a kept buffer is full-sized already: nothing to zero
+    return b;
   }
   void Close() {
     std::lock_guard<std::mutex> lk(mu_);
@@ -45,6 +65,7 @@ class ChunkPipe {
     std::lock_guard<std::mutex> lk(mu_);
     cancelled_ = true;
     q_.clear();
+    spare_.clear();
     data_.notify_all();
     space_.notify_all();
   }
@@ -54,32 +75,64 @@ class ChunkPipe {
   }
 
  private:
+  static constexpr size_t kSpares = 4;
+  void Keep(std::string& used) {
+    if (used.capacity() >= (256u << 10) && spare_.size() < kSpares && !cancelled_) {
+      used.resize(used.capacity());
+      spare_.push_back(std::move(used));
+    }
+    used.clear();
+  }
   const size_t capacity_;
   mutable std::mutex mu_;
   std::condition_variable data_, space_;
   std::deque<std::string> q_;
+  std::vector<std::string> spare_;
   size_t queued_ = 0;
   bool closed_ = false, cancelled_ = false;
 };
 
-// Gathers small writes into chunks of `chunk` bytes before they go into a pipe.
+// Gathers writes into chunks of `chunk` bytes before they go into a pipe. A producer can also
+// write straight into the chunk: Space() is where the next bytes go, Commit(n) says n of them
+// were written there.
 class ChunkWriter {
  public:
   ChunkWriter(ChunkPipe& pipe, size_t chunk = 1 << 20) : pipe_(pipe), chunk_(chunk) {}
   bool Write(const char* p, size_t n) {
-    buf_.append(p, n);
-    return buf_.size() < chunk_ || Flush();
+    while (n > 0) {
+      size_t room;
+      char* to = Space(&room);
+      size_t k = n < room ? n : room;
+      std::memcpy(to, p, k);
+      p += k;
+      n -= k;
+      if (!Commit(k)) return false;
+    }
+    return true;
+  }
+  char* Space(size_t* room) {
+    if (buf_.size() != chunk_) {
+      buf_ = pipe_.Buffer(chunk_);
+      used_ = 0;
+    }
+    *room = chunk_ - used_;
+    return buf_.data() + used_;
+  }
+  // False when the pipe was cancelled.
+  bool Commit(size_t n) {
+    used_ += n;
+    return used_ < chunk_ || Flush();
   }
   bool Flush() {
-    std::string c;
-    c.reserve(chunk_);
-    c.swap(buf_);
-    return pipe_.Push(std::move(c));
+    if (buf_.size() != chunk_ || used_ == 0) return !pipe_.Cancelled();
+    buf_.resize(used_);
+    used_ = 0;
+    return pipe_.Push(std::move(buf_));
   }
 
  private:
   ChunkPipe& pipe_;
-  size_t chunk_;
+  size_t chunk_, used_ = 0;
   std::string buf_;
 };
 

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <future>
 #include <mutex>
 #include <set>
@@ -43,7 +44,8 @@ bool IsHexString(std::string_view s) {
 }
 
 int64_t NowUnix() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
@@ -74,8 +76,8 @@ struct ImageService::Impl {
   std::set<std::string> pinned;  // normalised names
 
   std::mutex inflight_mu;
-  std::map<std::string, std::shared_future<Image>> pulls;  // by normalised reference
-  std::map<std::string, std::shared_future<void>> blobs;   // by digest
+  std::map<std::string, std::shared_future<Image>> pulls;      // by normalised reference
+  std::map<std::string, std::shared_future<void>> blobs;       // by digest
   std::map<std::string, std::shared_ptr<PullState>> progress;  // by normalised reference
 
   // Pulls and imports hold it shared; the garbage collector takes it exclusively (try_lock) so it
@@ -109,7 +111,8 @@ struct ImageService::Impl {
     }
     std::sort(img.repo_tags.begin(), img.repo_tags.end());
     std::sort(img.repo_digests.begin(), img.repo_digests.end());
-    img.repo_digests.erase(std::unique(img.repo_digests.begin(), img.repo_digests.end()), img.repo_digests.end());
+    img.repo_digests.erase(std::unique(img.repo_digests.begin(), img.repo_digests.end()),
+                           img.repo_digests.end());
     img.pinned = IsPinned(recs);
     try {
       img.config_json = content->Read(config_digest, kMaxConfigSize);
@@ -312,7 +315,8 @@ struct ImageService::Impl {
     ImageConfig config;
   };
 
-  Resolved ResolveManifest(const std::string& top_digest, const std::string& top_type, const std::string& top_body,
+  Resolved ResolveManifest(const std::string& top_digest, const std::string& top_type,
+                           const std::string& top_body,
                            const std::function<std::string(const Descriptor&, size_t, bool)>& get,
                            const std::string& name) {
     Resolved r;
@@ -326,8 +330,10 @@ struct ImageService::Impl {
       if (i < 0) {
         std::string avail;
         for (const auto& m : idx.manifests)
-          if (m.has_platform) avail += (avail.empty() ? "" : ", ") + PlatformString(NormalizePlatform(m.platform));
-        throw Error(Code::kNotFound, "image " + name + " has no manifest for platform " + PlatformString(platform) +
+          if (m.has_platform)
+            avail += (avail.empty() ? "" : ", ") + PlatformString(NormalizePlatform(m.platform));
+        throw Error(Code::kNotFound, "image " + name + " has no manifest for platform " +
+                                         PlatformString(platform) +
                                          " (available: " + (avail.empty() ? "none" : avail) + ")");
       }
       const Descriptor& md = idx.manifests[static_cast<size_t>(i)];
@@ -339,7 +345,8 @@ struct ImageService::Impl {
     r.config_digest = r.manifest.config.digest;
     r.config = ParseConfig(get(r.manifest.config, kMaxConfigSize, false));
     if (r.config.diff_ids.size() != r.manifest.layers.size())
-      throw Error(Code::kInvalidArgument, "image " + name + ": config has " + std::to_string(r.config.diff_ids.size()) +
+      throw Error(Code::kInvalidArgument, "image " + name + ": config has " +
+                                              std::to_string(r.config.diff_ids.size()) +
                                               " diff_ids but the manifest has " +
                                               std::to_string(r.manifest.layers.size()) + " layers");
     return r;
@@ -455,10 +462,11 @@ struct ImageService::Impl {
     return true;
   }
 
-  void Record(const std::vector<std::string>& names, const Resolved& r, const std::string& chain_id) {
+  void Record(const std::vector<std::string>& names, const Resolved& r,
+              const std::string& chain_id) {
     int64_t size = r.manifest.config.size;
     for (const auto& l : r.manifest.layers) size += l.size;
-    std::lock_guard<std::mutex> lk(meta_mu);
+    std::vector<store::ImageRecord> recs;
     for (const std::string& n : names) {
       store::ImageRecord rec;
       rec.name = n;
@@ -470,8 +478,10 @@ struct ImageService::Impl {
       rec.labels[kLabelManaged] = "managed";
       rec.labels[kLabelManifest] = r.manifest_digest;
       rec.created_unix = NowUnix();
-      images->Put(rec);
+      recs.push_back(std::move(rec));
     }
+    std::lock_guard<std::mutex> lk(meta_mu);
+    images->PutAll(recs);  // one transaction: one commit to disk
   }
 
   // A pull's progress, visible to Progress() while it lives.
@@ -511,9 +521,12 @@ struct ImageService::Impl {
       std::shared_lock<std::shared_mutex> gl(gc_mu);
       RegistryClient::Options co;
       co.progress_timeout = opts.progress_timeout;
-      RegistryClient client(LoadHosts(opts.hosts_config_path, ref.domain), ref.domain, ref.path, auth, co);
+      RegistryClient client(LoadHosts(opts.hosts_config_path, ref.domain), ref.domain, ref.path,
+                            auth, co);
       auto top = client.GetManifest(ref.digest.empty() ? ref.tag : ref.digest);
-      auto get = [&](const Descriptor& d, size_t max, bool manifest) { return SmallBlob(client, d, max, manifest); };
+      auto get = [&](const Descriptor& d, size_t max, bool manifest) {
+        return SmallBlob(client, d, max, manifest);
+      };
       Resolved r = ResolveManifest(top.digest, top.media_type, top.body, get, name);
       auto ps = std::make_shared<PullState>(name, r.manifest.layers);
       Tracked tracked(*this, ps);
@@ -604,7 +617,9 @@ struct ImageService::Impl {
       for (const auto& i : infos)
         if (!i.parent.empty()) parents.insert(i.parent);
       for (const auto& i : infos) {
-        if (i.kind != snapshot::Kind::kCommitted || keep_snaps.count(i.name) || parents.count(i.name)) continue;
+        if (i.kind != snapshot::Kind::kCommitted || keep_snaps.count(i.name) ||
+            parents.count(i.name))
+          continue;
         if (!IsValidDigest(i.name)) continue;
         try {
           snap->Remove(i.name);
@@ -616,14 +631,19 @@ struct ImageService::Impl {
       }
     }
     if (removed_blobs || removed_snaps)
-      spdlog::info("image garbage collection removed {} blob(s) and {} snapshot(s)", removed_blobs, removed_snaps);
+      spdlog::info("image garbage collection removed {} blob(s) and {} snapshot(s)", removed_blobs,
+                   removed_snaps);
   }
 };
 
 ImageService::ImageService(Options opts) : impl_(std::make_unique<Impl>()) {
   Impl& im = *impl_;
-  if (opts.root.empty()) throw Error(Code::kInvalidArgument, "image service: root directory is empty");
+  if (opts.root.empty())
+    throw Error(Code::kInvalidArgument, "image service: root directory is empty");
   im.opts = std::move(opts);
+  if (const char* ms = std::getenv("BERTH_LIBRARY_IDLE_MS"); ms && *ms)
+    im.opts.library_idle = std::chrono::milliseconds(std::strtoll(ms, nullptr, 10));
+  SetArchiveIdleTime(im.opts.library_idle);
   Platform p = HostPlatform();
   if (!im.opts.platform_os.empty()) p.os = im.opts.platform_os;
   if (!im.opts.platform_arch.empty()) {
@@ -640,7 +660,8 @@ ImageService::ImageService(Options opts) : impl_(std::make_unique<Impl>()) {
     fs::MkdirAll(oroot, 0700);
     // The probe mount costs start-up time (its unmount most of it); its answer is kept under
     // <state>/probes/ for this boot, kernel and file system.
-    const std::string cache = im.opts.state.empty() ? "" : fs::Join(im.opts.state, "probes/overlayfs.json");
+    const std::string cache =
+        im.opts.state.empty() ? "" : fs::Join(im.opts.state, "probes/overlayfs.json");
     bool cached = false;
     const bool overlay = snapshot::OverlaySupportedCached(oroot, cache, &cached);
     spdlog::debug("overlayfs under {}: {} ({})", oroot, overlay ? "supported" : "not supported",
@@ -652,7 +673,8 @@ ImageService::ImageService(Options opts) : impl_(std::make_unique<Impl>()) {
       im.snap = snapshot::NewNative(fs::Join(im.opts.root, "snapshots/native"));
     }
   } else {
-    throw Error(Code::kInvalidArgument, "image service: unknown snapshotter \"" + im.opts.snapshotter +
+    throw Error(Code::kInvalidArgument, "image service: unknown snapshotter \"" +
+                                            im.opts.snapshotter +
                                             "\" (supported: overlayfs, native)");
   }
   im.db = store::Database::Open(fs::Join(im.opts.root, "meta.db"));
@@ -743,8 +765,9 @@ void ImageService::Remove(const std::string& ref_or_id) {
     auto recs = im.Find(ref_or_id, &id);
     if (recs.empty()) throw Error(Code::kNotFound, "image \"" + ref_or_id + "\" not found");
     if (im.IsPinned(recs))
-      throw Error(Code::kFailedPrecondition, "image \"" + ref_or_id + "\" (" + id +
-                                                 ") is pinned (pinned_images) and cannot be removed");
+      throw Error(Code::kFailedPrecondition,
+                  "image \"" + ref_or_id + "\" (" + id +
+                      ") is pinned (pinned_images) and cannot be removed");
     std::vector<std::string> remove;
     bool by_id = ref_or_id.find(':') == std::string::npos || ref_or_id.rfind("sha256:", 0) == 0;
     if (by_id && (ref_or_id.rfind("sha256:", 0) == 0 || IsHexString(ref_or_id))) {
@@ -794,7 +817,9 @@ FsUsage ImageService::FsInfo() {
   nftw(
       im.opts.root.c_str(),
       [](const char*, const struct stat* st, int, struct FTW*) -> int {
-        if (st->st_nlink > 1 && !S_ISDIR(st->st_mode) && !seen->insert({st->st_dev, st->st_ino}).second) return 0;
+        if (st->st_nlink > 1 && !S_ISDIR(st->st_mode) &&
+            !seen->insert({st->st_dev, st->st_ino}).second)
+          return 0;
         *bytes += static_cast<int64_t>(st->st_blocks) * 512;
         *inodes += 1;
         return 0;
@@ -815,7 +840,8 @@ std::vector<Image> ImageService::Import(const std::string& archive_path) {
     for (const auto& ii : imported) {
       auto get = [&](const Descriptor& d, size_t max, bool) {
         if (!im.content->Has(d.digest))
-          throw Error(Code::kInvalidArgument, "image archive " + archive_path + " lacks blob " + d.digest);
+          throw Error(Code::kInvalidArgument,
+                      "image archive " + archive_path + " lacks blob " + d.digest);
         return im.content->Read(d.digest, max);
       };
       std::string body = im.content->Read(ii.manifest_digest, kMaxManifestSize);
@@ -830,7 +856,8 @@ std::vector<Image> ImageService::Import(const std::string& archive_path) {
           if (!ref.tag.empty()) names.push_back(ref.Repository() + ":" + ref.tag);
           names.push_back(ref.Repository() + "@" + ii.manifest_digest);
         } catch (const Error& e) {
-          spdlog::warn("image archive {}: image name \"{}\" ignored: {}", archive_path, ii.name, e.what());
+          spdlog::warn("image archive {}: image name \"{}\" ignored: {}", archive_path, ii.name,
+                       e.what());
         }
       }
       if (names.empty()) names.push_back(ii.manifest_digest);  // unnamed: reachable by id only

@@ -32,7 +32,7 @@ struct Image {
   std::string config_json;                // the OCI image config document
   std::string user;                       // config.User
   bool pinned = false;
-  std::string chain_id;                   // top snapshot, parent for container rootfs
+  std::string chain_id;  // top snapshot, parent for container rootfs
   std::string manifest_digest;
 };
 
@@ -57,18 +57,22 @@ struct FsUsage {
 class ImageService {
  public:
   struct Options {
-    std::string root;                      // images plugin root dir
-    std::string state;                     // state dir for probe caches (probes/); empty: none
-    std::string snapshotter = "overlayfs"; // "overlayfs" (falls back to native) or "native"
-    std::string hosts_config_path;         // containerd `config_path` (hosts.toml directories)
+    std::string root;                       // images plugin root dir
+    std::string state;                      // state dir for probe caches (probes/); empty: none
+    std::string snapshotter = "overlayfs";  // "overlayfs" (falls back to native) or "native"
+    std::string hosts_config_path;          // containerd `config_path` (hosts.toml directories)
     int max_concurrent_downloads = 3;
-    std::map<std::string, std::string> pinned_images;  // e.g. {"sandbox": "registry.k8s.io/pause:3.9"}
+    std::map<std::string, std::string>
+        pinned_images;  // e.g. {"sandbox": "registry.k8s.io/pause:3.9"}
     std::string platform_os = "linux", platform_arch;  // arch default: the host's (amd64...)
     std::string platform_variant;                      // default: the host's (arm: v7/v8)
     std::chrono::seconds progress_timeout{300};
     // containerd's image_pull_with_sync_fs: one syncfs of each unpacked layer before its commit
     // (no per-file fsync either way).
     bool pull_with_sync_fs = false;
+    // How long libarchive stays loaded after the last pull or import that used it, so that
+    // several in a row load it once (image/dynload.h). BERTH_LIBRARY_IDLE_MS overrides it.
+    std::chrono::milliseconds library_idle{30000};
   };
 
   explicit ImageService(Options opts);  // opens content store, snapshotter, SQLite store

@@ -15,6 +15,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -367,7 +368,7 @@ class Extractor {
   void WriteData(archive* a, archive_entry* e, int fd) {
     const void* buf;
     size_t n;
-    la_int64_t off;
+    la_int64_t off, end = 0;
     for (;;) {
       int r = Archive().read_data_block(a, &buf, &n, &off);
       if (r == ARCHIVE_EOF) break;
@@ -386,8 +387,11 @@ class Extractor {
         n -= static_cast<size_t>(w);
         off += w;
       }
+      end = std::max(end, off);
     }
-    if (Archive().entry_size_is_set(e) && ::ftruncate(fd, Archive().entry_size(e)) != 0)
+    // A sparse file may end in a hole: its size is set explicitly then.
+    if (Archive().entry_size_is_set(e) && end != Archive().entry_size(e) &&
+        ::ftruncate(fd, Archive().entry_size(e)) != 0)
       Fail("truncate", errno);
   }
 
@@ -516,26 +520,43 @@ class FirstError {
   ChunkPipe &a_, &b_;
 };
 
+// Decoded bytes straight into the tar pipe's chunks, hashed (the DiffID) where they lie.
+class HashingSink : public Decompressor::Sink {
+ public:
+  HashingSink(ChunkPipe& out, Sha256& hash, int64_t& size) : w_(out), hash_(hash), size_(size) {}
+  char* Space(size_t* room) override { return at_ = w_.Space(room); }
+  void Wrote(size_t n) override {
+    if (n == 0) return;
+    hash_.Update(at_, n);
+    size_ += static_cast<int64_t>(n);
+    if (!w_.Commit(n)) throw StageCancelled{};
+  }
+  void Flush() {
+    if (!w_.Flush()) throw StageCancelled{};
+  }
+
+ private:
+  ChunkWriter w_;
+  Sha256& hash_;
+  int64_t& size_;
+  char* at_ = nullptr;
+};
+
 // Blob bytes -> uncompressed tar bytes, hashed (the DiffID) on the way.
 void DecompressStage(ChunkPipe& in, ChunkPipe& out, const std::string& what, Sha256& hash,
                      int64_t& size) {
-  ChunkWriter w(out);
-  auto emit = [&](const char* p, size_t n) {
-    hash.Update(p, n);
-    size += static_cast<int64_t>(n);
-    if (!w.Write(p, n)) throw StageCancelled{};
-  };
+  HashingSink sink(out, hash, size);
   std::unique_ptr<Decompressor> d;
   std::string chunk, head;
   auto start = [&] {
     d = NewDecompressor(
         DetectCodec(reinterpret_cast<const unsigned char*>(head.data()), head.size(), what), what);
-    d->Feed(head.data(), head.size(), emit);
+    d->Feed(head.data(), head.size(), sink);
     head.clear();
   };
   while (in.Pop(chunk)) {
     if (d) {
-      d->Feed(chunk.data(), chunk.size(), emit);
+      d->Feed(chunk.data(), chunk.size(), sink);
       continue;
     }
     head += chunk;
@@ -543,8 +564,8 @@ void DecompressStage(ChunkPipe& in, ChunkPipe& out, const std::string& what, Sha
   }
   if (in.Cancelled()) throw StageCancelled{};
   if (!d) start();
-  d->Finish(emit);
-  if (!w.Flush()) throw StageCancelled{};
+  d->Finish(sink);
+  sink.Flush();
   out.Close();
 }
 
@@ -636,7 +657,7 @@ void ProduceFromFile(const std::string& path, ChunkPipe& out) {
   Fd f(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!f.ok()) ThrowErrno("open layer " + path);
   for (;;) {
-    std::string buf(1 << 20, '\0');
+    std::string buf = out.Buffer(1 << 20);
     ssize_t n = ::read(f.get(), buf.data(), buf.size());
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) ThrowErrno("read layer " + path);

@@ -48,18 +48,26 @@ ImageStore::ImageStore(std::shared_ptr<Database> db) : db_(std::move(db)) {
   db_->Migrate("images", kImageMigrations);
 }
 
-void ImageStore::Put(const ImageRecord& r) {
-  if (r.name.empty()) throw Error(Code::kInvalidArgument, "image record: empty name");
-  nlohmann::json labels = nlohmann::json::object();
-  for (auto& [k, v] : r.labels) labels[k] = v;
+void ImageStore::Put(const ImageRecord& r) { PutAll({r}); }
+
+void ImageStore::PutAll(const std::vector<ImageRecord>& records) {
+  for (const auto& r : records)
+    if (r.name.empty()) throw Error(Code::kInvalidArgument, "image record: empty name");
   Transaction tx(*db_);
-  auto st = db_->Prepare(
-      "INSERT OR REPLACE INTO images(name, target_digest, target_media_type, config_digest, "
-      "chain_id, size, labels, "
-      "created_unix) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
-  st.Bind(1, r.name).Bind(2, r.target_digest).Bind(3, r.target_media_type).Bind(4, r.config_digest);
-  st.Bind(5, r.chain_id).Bind(6, r.size).Bind(7, labels.dump()).Bind(8, r.created_unix);
-  st.Run();
+  for (const auto& r : records) {
+    nlohmann::json labels = nlohmann::json::object();
+    for (auto& [k, v] : r.labels) labels[k] = v;
+    auto st = db_->Prepare(
+        "INSERT OR REPLACE INTO images(name, target_digest, target_media_type, config_digest, "
+        "chain_id, size, labels, "
+        "created_unix) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+    st.Bind(1, r.name)
+        .Bind(2, r.target_digest)
+        .Bind(3, r.target_media_type)
+        .Bind(4, r.config_digest);
+    st.Bind(5, r.chain_id).Bind(6, r.size).Bind(7, labels.dump()).Bind(8, r.created_unix);
+    st.Run();
+  }
   tx.Commit();
 }
 

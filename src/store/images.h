@@ -24,6 +24,7 @@ class ImageStore {
  public:
   explicit ImageStore(std::shared_ptr<Database>);  // applies the "images" migrations
   void Put(const ImageRecord&);                    // insert or replace by name
+  void PutAll(const std::vector<ImageRecord>&);    // the same for several, in one transaction
   std::optional<ImageRecord> Get(const std::string& name);
   void Delete(const std::string& name);  // missing -> Error(kNotFound)
   std::vector<ImageRecord> List();       // sorted by name

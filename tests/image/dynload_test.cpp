@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -67,7 +68,8 @@ Dynamic ReadDynamic(const std::string& path) {
   const auto* ph = reinterpret_cast<const Elf64_Phdr*>(base + eh->e_phoff);
   auto file_offset = [&](Elf64_Addr vaddr) -> Elf64_Off {
     for (int i = 0; i < eh->e_phnum; ++i) {
-      if (ph[i].p_type == PT_LOAD && vaddr >= ph[i].p_vaddr && vaddr < ph[i].p_vaddr + ph[i].p_filesz)
+      if (ph[i].p_type == PT_LOAD && vaddr >= ph[i].p_vaddr &&
+          vaddr < ph[i].p_vaddr + ph[i].p_filesz)
         return vaddr - ph[i].p_vaddr + ph[i].p_offset;
     }
     return 0;
@@ -176,6 +178,38 @@ TEST_F(DynloadArchive, ArchiveIsLoadedWhileInUseAndUnloadedAfter) {
   EXPECT_FALSE(Mapped(ArchiveSoname()));
 }
 
+// With an idle time, the library outlives its last use that long: uses in a row load it once,
+// and it is unloaded (with everything it brought) once the time is up.
+TEST_F(DynloadArchive, IdleTimeKeepsTheLibraryLoadedBetweenUses) {
+  ASSERT_FALSE(Mapped(ArchiveSoname()));
+  const auto before = MappedLibraries();
+  const int loads = ArchiveLoads();
+  SetArchiveIdleTime(std::chrono::milliseconds(500));
+  {
+    ArchiveUse use;
+    UseArchiveOnce(tgz_);
+  }
+  EXPECT_TRUE(Mapped(ArchiveSoname()));
+  EXPECT_THROW(Archive(), Error);  // loaded, but no use is alive
+  {
+    ArchiveUse again;
+    UseArchiveOnce(tgz_);
+  }
+  EXPECT_EQ(ArchiveLoads(), loads + 1);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (Mapped(ArchiveSoname()) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(Mapped(ArchiveSoname()));
+  EXPECT_EQ(UnloadableLeftovers(before), std::vector<std::string>{});
+  SetArchiveIdleTime(std::chrono::milliseconds(0));
+  {
+    ArchiveUse third;
+    UseArchiveOnce(tgz_);
+  }
+  EXPECT_EQ(ArchiveLoads(), loads + 2);
+  EXPECT_FALSE(Mapped(ArchiveSoname()));
+}
+
 // Uses beginning and ending on several threads at once: every use sees a loaded, working
 // library, loads and unloads interleave safely, and nothing is left loaded at the end.
 TEST_F(DynloadArchive, ConcurrentUsesShareLoadsAndUnloadAtTheEnd) {
@@ -205,8 +239,9 @@ TEST(Dynload, MissingLibraryIsUnavailableAndNamed) {
     FAIL() << "expected an error";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Code::kUnavailable);
-    EXPECT_NE(std::string(e.what()).find("libnothing (libberth-no-such-library.so.7) cannot be loaded: "),
-              std::string::npos)
+    EXPECT_NE(
+        std::string(e.what()).find("libnothing (libberth-no-such-library.so.7) cannot be loaded: "),
+        std::string::npos)
         << e.what();
   }
 }
@@ -220,7 +255,8 @@ TEST(Dynload, MissingFunctionIsInternalAndNamed) {
     FAIL() << "expected an error";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Code::kInternal);
-    EXPECT_NE(std::string(e.what()).find(std::string(ArchiveSoname()) + " lacks the function archive_no_such_function"),
+    EXPECT_NE(std::string(e.what()).find(std::string(ArchiveSoname()) +
+                                         " lacks the function archive_no_such_function"),
               std::string::npos)
         << e.what();
   }

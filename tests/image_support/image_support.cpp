@@ -67,8 +67,9 @@ size_t CollectHeader(char* d, size_t s, size_t n, void* ud) {
   return s * n;
 }
 
-HttpResult Http(const std::string& method, const std::string& url, const std::vector<std::string>& headers,
-                const std::string& body = "", long timeout_s = 60, bool insecure = false) {
+HttpResult Http(const std::string& method, const std::string& url,
+                const std::vector<std::string>& headers, const std::string& body = "",
+                long timeout_s = 60, bool insecure = false) {
   HttpResult r;
   CURL* c = curl_easy_init();
   if (insecure) {
@@ -149,7 +150,8 @@ std::string Tar(const std::vector<Entry>& entries, const std::string& compressio
       archive_entry_set_perm(ae, e.mode);
       archive_entry_set_size(ae, static_cast<la_int64_t>(e.data.size()));
     }
-    if (archive_write_header(a, ae) != ARCHIVE_OK) Fail(std::string("archive_write_header: ") + archive_error_string(a));
+    if (archive_write_header(a, ae) != ARCHIVE_OK)
+      Fail(std::string("archive_write_header: ") + archive_error_string(a));
     if (e.type == 'f' && !e.data.empty()) archive_write_data(a, e.data.data(), e.data.size());
     archive_entry_free(ae);
   }
@@ -175,7 +177,8 @@ json Descriptor(const std::string& mt, const std::string& digest, size_t size) {
 }  // namespace
 
 std::string RegistrySkipReason() {
-  if (access("/usr/bin/docker-registry", X_OK) != 0) return "docker-registry is not installed (/usr/bin/docker-registry)";
+  if (access("/usr/bin/docker-registry", X_OK) != 0)
+    return "docker-registry is not installed (/usr/bin/docker-registry)";
   if (BusyboxPath().empty()) return "busybox-static is not installed";
   return "";
 }
@@ -185,7 +188,8 @@ int FreePort() {
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) Fail(std::string("bind: ") + strerror(errno));
+  if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0)
+    Fail(std::string("bind: ") + strerror(errno));
   socklen_t len = sizeof sa;
   getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
   int port = ntohs(sa.sin_port);
@@ -198,9 +202,9 @@ std::string MakeSelfSignedCert(const std::string& dir) {
   auto openssl = exec::LookPath("openssl");
   if (!openssl) return "openssl is not installed";
   fs::MkdirAll(dir);
-  auto r = exec::Run({*openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-                      "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", dir + "/key.pem",
-                      "-out", dir + "/cert.pem"});
+  auto r = exec::Run({*openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                      "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout",
+                      dir + "/key.pem", "-out", dir + "/cert.pem"});
   if (!r.ok()) return "openssl req failed: " + exec::Describe({"openssl", "req"}, r);
   return "";
 }
@@ -214,11 +218,16 @@ LocalRegistry::LocalRegistry(const std::string& tls_cert, const std::string& tls
   std::string config = dir_ + "/config.yml";
   for (int attempt = 0; attempt < 3; ++attempt) {
     port_ = FreePort();
-    WriteFile(config, "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n"
-                      "  filesystem:\n    rootdirectory: " + dir_ + "/storage\n  delete:\n    enabled: true\n"
-                      "http:\n  addr: 127.0.0.1:" + std::to_string(port_) + "\n  secret: berth-test\n" +
-                      (tls_cert.empty() ? std::string()
-                                        : "  tls:\n    certificate: " + tls_cert + "\n    key: " + tls_key + "\n"));
+    WriteFile(config,
+              "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n"
+              "  filesystem:\n    rootdirectory: " +
+                  dir_ +
+                  "/storage\n  delete:\n    enabled: true\n"
+                  "http:\n  addr: 127.0.0.1:" +
+                  std::to_string(port_) + "\n  secret: berth-test\n" +
+                  (tls_cert.empty()
+                       ? std::string()
+                       : "  tls:\n    certificate: " + tls_cert + "\n    key: " + tls_key + "\n"));
     std::string log = dir_ + "/registry.log";
     pid_ = fork();
     if (pid_ < 0) Fail(std::string("fork: ") + strerror(errno));
@@ -231,7 +240,8 @@ LocalRegistry::LocalRegistry(const std::string& tls_cert, const std::string& tls
       }
       int nul = open("/dev/null", O_RDONLY);
       if (nul >= 0) dup2(nul, 0);
-      execl("/usr/bin/docker-registry", "docker-registry", "serve", config.c_str(), static_cast<char*>(nullptr));
+      execl("/usr/bin/docker-registry", "docker-registry", "serve", config.c_str(),
+            static_cast<char*>(nullptr));
       _exit(127);
     }
     // Readiness: wait until the API answers, or the process exits (port taken: retry).
@@ -241,8 +251,9 @@ LocalRegistry::LocalRegistry(const std::string& tls_cert, const std::string& tls
         pid_ = -1;
         break;
       }
-      HttpResult r = Http("GET", (tls_cert.empty() ? "http://" : "https://") + host() + "/v2/", {}, "", 2,
-                          /*insecure=*/true);
+      HttpResult r =
+          Http("GET", (tls_cert.empty() ? "http://" : "https://") + host() + "/v2/", {}, "", 2,
+               /*insecure=*/true);
       if (r.status == 200) return;
       usleep(50 * 1000);
     }
@@ -293,14 +304,19 @@ TestImage BuildTestImage(const std::string& oci_dir, const TestImageOptions& opt
     for (const char* d : {"bin", "etc", "proc", "sys", "dev", "tmp", "data", "usr", "root"})
       l.push_back({d, 'd', "", static_cast<unsigned>(std::string(d) == "tmp" ? 01777 : 0755)});
     l.push_back({"bin/busybox", 'f', fs::ReadFile(busybox, 64u << 20), 0755});
-    for (const char* applet : {"sh", "ls", "cat", "echo", "id", "sleep", "true", "false", "env", "mkdir", "rm",
-                               "touch", "test", "ps", "wc", "head", "grep", "sed", "stat", "printf", "pwd",
-                               "whoami", "hostname", "mount", "uname", "date", "kill", "readlink", "find"})
+    for (const char* applet :
+         {"sh",    "ls",    "cat",  "echo",     "id",   "sleep",  "true",     "false",
+          "env",   "mkdir", "rm",   "touch",    "test", "ps",     "wc",       "head",
+          "grep",  "sed",   "stat", "printf",   "pwd",  "whoami", "hostname", "mount",
+          "uname", "date",  "kill", "readlink", "find"})
       l.push_back({std::string("bin/") + applet, 'l', "busybox"});
-    l.push_back({"etc/passwd", 'f', !opts.passwd.empty() ? opts.passwd
-                                    : "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/tmp:/bin/sh\n"
-                                      "nobody:x:65534:65534:nobody:/:/bin/false\n"});
-    l.push_back({"etc/group", 'f', !opts.group.empty() ? opts.group : "root:x:0:\nuser:x:1000:\nnogroup:x:65534:\n"});
+    l.push_back({"etc/passwd", 'f',
+                 !opts.passwd.empty()
+                     ? opts.passwd
+                     : "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/tmp:/bin/sh\n"
+                       "nobody:x:65534:65534:nobody:/:/bin/false\n"});
+    l.push_back({"etc/group", 'f',
+                 !opts.group.empty() ? opts.group : "root:x:0:\nuser:x:1000:\nnogroup:x:65534:\n"});
     layers.push_back(std::move(l));
   }
   {
@@ -357,7 +373,8 @@ TestImage BuildTestImage(const std::string& oci_dir, const TestImageOptions& opt
     img.size += static_cast<int64_t>(tgz.size());
     diff_ids.push_back(diff_id);
     layer_descs.push_back(Descriptor(layer_mt, digest, tgz.size()));
-    history.push_back(json{{"created", "2026-01-01T00:00:00Z"}, {"created_by", "berth test image builder"}});
+    history.push_back(
+        json{{"created", "2026-01-01T00:00:00Z"}, {"created_by", "berth test image builder"}});
   }
   auto platform = image::HostPlatform();
   auto make_config = [&](const std::string& arch) {
@@ -373,13 +390,15 @@ TestImage BuildTestImage(const std::string& oci_dir, const TestImageOptions& opt
                   {"Labels", {{"org.berth.test", opts.id}}}}},
                 {"rootfs", {{"type", "layers"}, {"diff_ids", diff_ids}}},
                 {"history", history}};
-    if (!platform.variant.empty() && arch == platform.architecture) cfg["variant"] = platform.variant;
+    if (!platform.variant.empty() && arch == platform.architecture)
+      cfg["variant"] = platform.variant;
     return cfg.dump();
   };
   auto make_manifest = [&](const std::string& config_digest, size_t config_size) {
     json m = {{"schemaVersion", 2},
               {"mediaType", std::string(image::mediatype::kOciManifest)},
-              {"config", Descriptor(std::string(image::mediatype::kOciConfig), config_digest, config_size)},
+              {"config",
+               Descriptor(std::string(image::mediatype::kOciConfig), config_digest, config_size)},
               {"layers", layer_descs}};
     return m.dump();
   };
@@ -400,10 +419,12 @@ TestImage BuildTestImage(const std::string& oci_dir, const TestImageOptions& opt
     std::string decoy = make_manifest(decoy_cfg_digest, decoy_config.size());
     std::string decoy_digest = WriteBlob(oci_dir, decoy);
     img.blobs[decoy_digest] = std::string(image::mediatype::kOciManifest);
-    json host_desc = Descriptor(std::string(image::mediatype::kOciManifest), img.manifest_digest, manifest.size());
+    json host_desc = Descriptor(std::string(image::mediatype::kOciManifest), img.manifest_digest,
+                                manifest.size());
     host_desc["platform"] = {{"os", "linux"}, {"architecture", platform.architecture}};
     if (!platform.variant.empty()) host_desc["platform"]["variant"] = platform.variant;
-    json decoy_desc = Descriptor(std::string(image::mediatype::kOciManifest), decoy_digest, decoy.size());
+    json decoy_desc =
+        Descriptor(std::string(image::mediatype::kOciManifest), decoy_digest, decoy.size());
     decoy_desc["platform"] = {{"os", "linux"}, {"architecture", "s390x"}};
     json index = {{"schemaVersion", 2},
                   {"mediaType", std::string(image::mediatype::kOciIndex)},
@@ -415,13 +436,15 @@ TestImage BuildTestImage(const std::string& oci_dir, const TestImageOptions& opt
     top_size = index_s.size();
   }
   WriteFile(oci_dir + "/oci-layout", R"({"imageLayoutVersion":"1.0.0"})");
-  json idx = {{"schemaVersion", 2},
-              {"manifests", json::array({Descriptor(img.top_media_type, img.top_digest, top_size)})}};
+  json idx = {
+      {"schemaVersion", 2},
+      {"manifests", json::array({Descriptor(img.top_media_type, img.top_digest, top_size)})}};
   WriteFile(oci_dir + "/index.json", idx.dump());
   return img;
 }
 
-void PushImage(const TestImage& img, const std::string& registry_host, const std::string& repo_tag) {
+void PushImage(const TestImage& img, const std::string& registry_host,
+               const std::string& repo_tag) {
   curl_global_init(CURL_GLOBAL_DEFAULT);
   size_t colon = repo_tag.rfind(':');
   if (colon == std::string::npos) Fail("PushImage: \"" + repo_tag + "\" has no tag");
@@ -439,33 +462,46 @@ void PushImage(const TestImage& img, const std::string& registry_host, const std
     }
     if (Http("HEAD", base + "/blobs/" + digest, {}).status == 200) continue;
     HttpResult start = Http("POST", base + "/blobs/uploads/", {}, "");
-    if (start.status != 202) Fail("push " + repo + ": start upload: HTTP " + std::to_string(start.status) + " " + start.error);
+    if (start.status != 202)
+      Fail("push " + repo + ": start upload: HTTP " + std::to_string(start.status) + " " +
+           start.error);
     std::string loc = start.headers["location"];
     if (loc.rfind("http", 0) != 0) loc = "http://" + registry_host + loc;
     loc += (loc.find('?') == std::string::npos ? "?" : "&") + std::string("digest=") + digest;
-    HttpResult put = Http("PUT", loc, {"Content-Type: application/octet-stream"}, read_blob(digest));
-    if (put.status != 201) Fail("push " + repo + ": blob " + digest + ": HTTP " + std::to_string(put.status) + " " + put.body);
+    HttpResult put =
+        Http("PUT", loc, {"Content-Type: application/octet-stream"}, read_blob(digest));
+    if (put.status != 201)
+      Fail("push " + repo + ": blob " + digest + ": HTTP " + std::to_string(put.status) + " " +
+           put.body);
   }
   std::sort(manifests.begin(), manifests.end(), [&](const std::string& a, const std::string& b) {
-    return image::mediatype::IsManifest(img.blobs.at(a)) && !image::mediatype::IsManifest(img.blobs.at(b));
+    return image::mediatype::IsManifest(img.blobs.at(a)) &&
+           !image::mediatype::IsManifest(img.blobs.at(b));
   });
   for (const auto& digest : manifests) {
     bool top = digest == img.top_digest;
     HttpResult put = Http("PUT", base + "/manifests/" + (top ? tag : digest),
                           {"Content-Type: " + img.blobs.at(digest)}, read_blob(digest));
     if (put.status != 201)
-      Fail("push " + repo + ": manifest " + digest + ": HTTP " + std::to_string(put.status) + " " + put.body);
+      Fail("push " + repo + ": manifest " + digest + ": HTTP " + std::to_string(put.status) + " " +
+           put.body);
   }
 }
 
-void WriteOciArchive(const TestImage& img, const std::string& tar_path, const std::string& ref_name) {
+void WriteOciArchive(const TestImage& img, const std::string& tar_path,
+                     const std::string& ref_name) {
   std::vector<Entry> entries;
   entries.push_back({"oci-layout", 'f', R"({"imageLayoutVersion":"1.0.0"})"});
-  std::string tag = ref_name.substr(ref_name.rfind(':') == std::string::npos ? 0 : ref_name.rfind(':') + 1);
-  json d = Descriptor(img.top_media_type, img.top_digest,
-                      fs::ReadFile(img.oci_dir + "/blobs/sha256/" + img.top_digest.substr(7)).size());
-  d["annotations"] = {{"io.containerd.image.name", ref_name}, {"org.opencontainers.image.ref.name", tag}};
-  json idx = {{"schemaVersion", 2}, {"mediaType", std::string(image::mediatype::kOciIndex)}, {"manifests", {d}}};
+  std::string tag =
+      ref_name.substr(ref_name.rfind(':') == std::string::npos ? 0 : ref_name.rfind(':') + 1);
+  json d =
+      Descriptor(img.top_media_type, img.top_digest,
+                 fs::ReadFile(img.oci_dir + "/blobs/sha256/" + img.top_digest.substr(7)).size());
+  d["annotations"] = {{"io.containerd.image.name", ref_name},
+                      {"org.opencontainers.image.ref.name", tag}};
+  json idx = {{"schemaVersion", 2},
+              {"mediaType", std::string(image::mediatype::kOciIndex)},
+              {"manifests", {d}}};
   entries.push_back({"index.json", 'f', idx.dump()});
   entries.push_back({"blobs", 'd', "", 0755});
   entries.push_back({"blobs/sha256", 'd', "", 0755});
@@ -527,14 +563,16 @@ std::string FormValue(const std::string& form, const std::string& key) {
 
 TokenProxy::TokenProxy(std::string upstream) : TokenProxy(std::move(upstream), Options{}) {}
 
-TokenProxy::TokenProxy(std::string upstream, Options opts) : upstream_(std::move(upstream)), opts_(std::move(opts)) {
+TokenProxy::TokenProxy(std::string upstream, Options opts)
+    : upstream_(std::move(upstream)), opts_(std::move(opts)) {
   listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   int one = 1;
   setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || listen(listen_fd_, 64) != 0)
+  if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 ||
+      listen(listen_fd_, 64) != 0)
     Fail(std::string("TokenProxy: bind/listen: ") + strerror(errno));
   socklen_t len = sizeof sa;
   getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&sa), &len);
@@ -633,7 +671,8 @@ void TokenProxy::Serve(int fd) {
     headers[lk] = v;
     raw_headers.push_back(line);
   }
-  size_t content_length = headers.count("content-length") ? std::stoul(headers["content-length"]) : 0;
+  size_t content_length =
+      headers.count("content-length") ? std::stoul(headers["content-length"]) : 0;
   while (body.size() < content_length && content_length < (1u << 20)) {
     ssize_t n = recv(fd, buf, sizeof buf, 0);
     if (n <= 0) return;
@@ -676,9 +715,12 @@ void TokenProxy::Serve(int fd) {
         std::lock_guard<std::mutex> lk(mu_);
         ++unauthorized_;
       }
-      SendAll(fd, Response(401, "Unauthorized",
-                           {"Content-Type: application/json", "WWW-Authenticate: Basic realm=\"berth-test\""},
-                           R"({"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]})"));
+      SendAll(
+          fd,
+          Response(
+              401, "Unauthorized",
+              {"Content-Type: application/json", "WWW-Authenticate: Basic realm=\"berth-test\""},
+              R"({"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]})"));
       return;
     }
   } else if (opts_.require_token) {
@@ -693,16 +735,19 @@ void TokenProxy::Serve(int fd) {
       if (target.rfind("/v2/", 0) == 0) {
         size_t m = target.find("/manifests/");
         if (m == std::string::npos) m = target.find("/blobs/");
-        if (m != std::string::npos) scope = ",scope=\"repository:" + target.substr(4, m - 4) + ":pull\"";
+        if (m != std::string::npos)
+          scope = ",scope=\"repository:" + target.substr(4, m - 4) + ":pull\"";
       }
       {
         std::lock_guard<std::mutex> lk(mu_);
         ++unauthorized_;
       }
-      SendAll(fd, Response(401, "Unauthorized",
-                           {"Content-Type: application/json",
-                            "WWW-Authenticate: Bearer realm=\"" + realm() + "\",service=\"berth-test\"" + scope},
-                           R"({"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]})"));
+      SendAll(fd,
+              Response(
+                  401, "Unauthorized",
+                  {"Content-Type: application/json", "WWW-Authenticate: Bearer realm=\"" + realm() +
+                                                         "\",service=\"berth-test\"" + scope},
+                  R"({"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]})"));
       return;
     }
   }
@@ -719,7 +764,8 @@ void TokenProxy::Serve(int fd) {
   }
 
   if (!blob_digest.empty() && !opts_.redirect_blobs_to.empty()) {
-    SendAll(fd, Response(307, "Temporary Redirect", {"Location: http://" + opts_.redirect_blobs_to + target}, ""));
+    SendAll(fd, Response(307, "Temporary Redirect",
+                         {"Location: http://" + opts_.redirect_blobs_to + target}, ""));
     return;
   }
   if (!blob_digest.empty() && opts_.stall_blobs) {
@@ -761,7 +807,8 @@ void TokenProxy::Serve(int fd) {
   }
   std::string rhead = resp.substr(0, rend);
   std::string rbody = resp.substr(rend + 4);
-  if (corrupt && !rbody.empty() && rhead.find(" 200 ") != std::string::npos) rbody[rbody.size() / 2] ^= 0x5a;
+  if (corrupt && !rbody.empty() && rhead.find(" 200 ") != std::string::npos)
+    rbody[rbody.size() / 2] ^= 0x5a;
   // Re-emit headers without Connection, with ours.
   std::string out;
   size_t pos = 0;
@@ -782,7 +829,17 @@ void TokenProxy::Serve(int fd) {
     cut = !opts_.cut_once || cut_.insert(blob_digest).second;
   }
   if (cut) rbody.resize(static_cast<size_t>(opts_.cut_blobs_after));
-  out += "Connection: close\r\n\r\n" + rbody;
+  out += "Connection: close\r\n\r\n";
+  if (!blob_digest.empty() && opts_.blob_body_ms > 0) {
+    SendAll(fd, out);
+    const size_t piece = rbody.size() / 20 + 1;
+    for (size_t at = 0; at < rbody.size() && !stop_; at += piece) {
+      usleep(static_cast<useconds_t>(opts_.blob_body_ms) * 1000 / 20);
+      SendAll(fd, rbody.substr(at, piece));
+    }
+    return;
+  }
+  out += rbody;
   SendAll(fd, out);
   if (cut && opts_.stall_after_cut)
     while (!stop_) usleep(20 * 1000);

@@ -1,8 +1,9 @@
-// Test fixtures for image pulls, shared by the image tests, the pull benchmark and the CRI e2e tests:
+// Test fixtures for image pulls, shared by the image tests, the pull benchmark and the CRI e2e
+// tests:
 //
-//   berth::testing::LocalRegistry reg;                       // Debian's docker-registry on 127.0.0.1
-//   auto img = berth::testing::BuildTestImage(dir, {});      // 3-layer busybox OCI layout in `dir`
-//   berth::testing::PushImage(img, reg.host(), "test/busybox:v1");
+//   berth::testing::LocalRegistry reg;                       // Debian's docker-registry on
+//   127.0.0.1 auto img = berth::testing::BuildTestImage(dir, {});      // 3-layer busybox OCI
+//   layout in `dir` berth::testing::PushImage(img, reg.host(), "test/busybox:v1");
 //   // pull "127.0.0.1:<port>/test/busybox:v1" (localhost registries are plain http)
 //
 //   berth::testing::TokenProxy proxy(reg.host());            // bearer-token front on another port
@@ -37,7 +38,7 @@ int FreePort();
 // Debian's docker-registry (distribution 2.8) serving a temporary filesystem storage.
 class LocalRegistry {
  public:
-  LocalRegistry();   // starts and waits until GET /v2/ answers
+  LocalRegistry();  // starts and waits until GET /v2/ answers
   // Serves HTTPS with this certificate and key (PEM files) instead of plain HTTP.
   LocalRegistry(const std::string& tls_cert, const std::string& tls_key);
   ~LocalRegistry();  // SIGTERM, wait, remove the storage
@@ -59,8 +60,8 @@ std::string MakeSelfSignedCert(const std::string& dir);
 
 struct TestImageOptions {
   std::string user = "1000";
-  std::vector<std::string> env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                                  "BERTH_TEST=1"};
+  std::vector<std::string> env = {
+      "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "BERTH_TEST=1"};
   std::vector<std::string> entrypoint = {"/bin/sh", "-c"};
   std::vector<std::string> cmd = {"echo hello from berth"};
   // /etc/passwd and /etc/group of the image ("": root, user 1000 and nobody).
@@ -86,12 +87,12 @@ struct TestImageOptions {
 // /data/remove-me.txt and /data/added.txt. Config: User, Env, Entrypoint, Cmd.
 struct TestImage {
   std::string oci_dir;
-  std::string top_digest, top_media_type;   // what a tag points to (index when as_index)
-  std::string manifest_digest;              // the platform manifest
+  std::string top_digest, top_media_type;  // what a tag points to (index when as_index)
+  std::string manifest_digest;             // the platform manifest
   std::string config_digest;
   std::vector<std::string> layer_digests, diff_ids;
-  int64_t size = 0;                         // config + compressed layers
-  std::map<std::string, std::string> blobs; // digest -> media type of every blob (manifests too)
+  int64_t size = 0;                          // config + compressed layers
+  std::map<std::string, std::string> blobs;  // digest -> media type of every blob (manifests too)
 };
 TestImage BuildTestImage(const std::string& oci_dir, const TestImageOptions& opts = {});
 
@@ -100,7 +101,8 @@ TestImage BuildTestImage(const std::string& oci_dir, const TestImageOptions& opt
 void PushImage(const TestImage& img, const std::string& registry_host, const std::string& repo_tag);
 
 // Writes the OCI layout directory as a tar archive (for Import), with index.json naming `ref_name`.
-void WriteOciArchive(const TestImage& img, const std::string& tar_path, const std::string& ref_name);
+void WriteOciArchive(const TestImage& img, const std::string& tar_path,
+                     const std::string& ref_name);
 
 // A tiny HTTP front on 127.0.0.1 forwarding /v2/ requests to `upstream` ("127.0.0.1:PORT") with
 // one request per connection. With require_token it answers 401 + `WWW-Authenticate: Bearer
@@ -124,6 +126,8 @@ class TokenProxy {
     int64_t cut_blobs_after = -1;
     bool cut_once = false;  // only the first GET of each blob is cut
     bool stall_after_cut = false;
+    // > 0: a blob's body is sent in 20 pieces over this many milliseconds (a slow registry).
+    int blob_body_ms = 0;
   };
   explicit TokenProxy(std::string upstream);
   TokenProxy(std::string upstream, Options opts);
@@ -140,7 +144,7 @@ class TokenProxy {
   int BlobGets(const std::string& digest) const;  // GETs of /v2/<repo>/blobs/<digest> forwarded
   int ManifestGets() const;
   int TokensIssued() const;
-  int Unauthorized() const;  // 401s sent
+  int Unauthorized() const;       // 401s sent
   int AuthorizationSeen() const;  // requests that arrived with an Authorization header
 
  private:
