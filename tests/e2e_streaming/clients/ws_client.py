@@ -16,10 +16,13 @@ p.add_argument("--stdin", default=None, help="sent on stdin, then stdin is close
 p.add_argument("--resize", default=None, help="W,H sent on the resize channel first")
 p.add_argument("--portforward", action="store_true")
 p.add_argument("--send", default="", help="port-forward: bytes sent on the data channel")
+p.add_argument("--cafile", default=None, help="https URLs: the certificate to trust")
 a = p.parse_args()
 
 b64 = "base64" in a.protocol
-ws = websocket.create_connection(a.url.replace("http://", "ws://", 1), subprotocols=[a.protocol], timeout=120)
+url = a.url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+sslopt = {"ca_certs": a.cafile} if a.cafile else {}
+ws = websocket.create_connection(url, subprotocols=[a.protocol], timeout=120, sslopt=sslopt)
 
 
 def send(ch, data):
