@@ -53,6 +53,16 @@ double Median(std::vector<double> v) {
   return v.empty() ? 0 : v[v.size() / 2];
 }
 
+double Min(const std::vector<double>& v) {
+  return v.empty() ? 0 : *std::min_element(v.begin(), v.end());
+}
+
+// Per-exec times (ms) of one path.
+struct Times {
+  double median = 0, min = 0;
+};
+Times Of(const std::vector<double>& v) { return {Median(v), Min(v)}; }
+
 std::unique_ptr<grpc::ClientContext> Ctx() {
   auto c = std::make_unique<grpc::ClientContext>();
   c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
@@ -337,9 +347,13 @@ class Bench {
     berthd_.Stop();
   }
 
-  // Per-exec ms: through the streaming server, and bare runc exec, interleaved.
-  std::pair<double, double> Exec() {
-    std::vector<double> berth, bare;
+  // Per-exec ms: through the streaming server, and bare runc exec, interleaved; *call: the CRI
+  // Exec call alone.
+  struct ExecTimes {
+    Times berth, bare, sync, call;
+  };
+  ExecTimes Exec() {
+    std::vector<double> berth, bare, calls, syncs;
     sc::Transport t =
         a_.transport == "websocket" ? sc::Transport::kWebSocket : sc::Transport::kSpdy;
     for (int i = 0; i < a_.execs + 3; ++i) {
@@ -350,6 +364,7 @@ class Bench {
       er.set_stdout(true);
       v1::ExecResponse resp;
       Check(rt_->Exec(Ctx().get(), er, &resp), "Exec");
+      auto tc = Clock::now();
       sc::CommandIo io;
       io.streams.stderr = false;
       int code = sc::RunCommand(resp.url(), t, {}, io);
@@ -358,11 +373,19 @@ class Bench {
       auto r = berth::exec::Run({"runc", "--root", runc_root_, "exec", ctr_, "true"});
       auto t2 = Clock::now();
       if (!r.ok()) Die("runc exec: " + r.err);
+      v1::ExecSyncRequest xr;
+      xr.set_container_id(ctr_);
+      xr.add_cmd("true");
+      v1::ExecSyncResponse xrr;
+      Check(rt_->ExecSync(Ctx().get(), xr, &xrr), "ExecSync");
+      auto t3 = Clock::now();
       if (i < 3) continue;  // warm-up
+      syncs.push_back(Ms(t3 - t2));
       berth.push_back(Ms(t1 - t0));
       bare.push_back(Ms(t2 - t1));
+      calls.push_back(Ms(tc - t0));
     }
-    return {Median(berth), Median(bare)};
+    return {Of(berth), Of(bare), Of(syncs), Of(calls)};
   }
 
   struct Forward {
@@ -439,7 +462,7 @@ int main(int argc, char** argv) {
   if (access("/usr/bin/socat", X_OK) != 0) Die("socat is not installed");
   Bench b(a);
   b.Start();
-  auto [berth_ms, bare_ms] = b.Exec();
+  auto ex = b.Exec();
   Bench::Forward pf, so;
   b.PortForward(&pf, &so);
   b.Stop();
@@ -448,8 +471,15 @@ int main(int argc, char** argv) {
       "each way, %d pings)\n",
       a.transport.c_str(), a.execs, a.rounds, static_cast<unsigned long long>(a.mib), a.pings);
   std::printf("| measure | berth | bare | berth / bare | berth - bare |\n|---|---|---|---|---|\n");
-  std::printf("| exec true (ms), berth vs runc exec | %.1f | %.1f | %.2f | %+.1f ms |\n", berth_ms,
-              bare_ms, berth_ms / bare_ms, berth_ms - bare_ms);
+  auto row = [](const char* what, Times b, Times r) {
+    std::printf("| %s, median (ms) | %.1f | %.1f | %.2f | %+.1f ms |\n", what, b.median, r.median,
+                b.median / r.median, b.median - r.median);
+    std::printf("| %s, fastest (ms) | %.1f | %.1f | %.2f | %+.1f ms |\n", what, b.min, r.min,
+                b.min / r.min, b.min - r.min);
+  };
+  row("exec true through the streaming server vs runc exec", ex.berth, ex.bare);
+  std::printf("| of which the CRI Exec call, median (ms) | %.1f | | | |\n", ex.call.median);
+  row("ExecSync true vs runc exec", ex.sync, ex.bare);
   std::printf("| port-forward download (MiB/s), vs socat | %.0f | %.0f | %.2f | |\n", pf.down,
               so.down, pf.down / so.down);
   std::printf("| port-forward upload (MiB/s), vs socat | %.0f | %.0f | %.2f | |\n", pf.up, so.up,

@@ -221,6 +221,7 @@ class WsConn : public std::enable_shared_from_this<WsConn<Next>> {
       r.set(http::field::sec_websocket_protocol, protos);
     }));
     ws_.read_message_max(16u << 20);
+    ws_.write_buffer_bytes(256u << 10);  // masked in 4 KiB pieces by default: one write each
     websocket::response_type res;
     boost::system::error_code ec;
     co_await ws_.async_handshake(res, u.host_header, u.target,

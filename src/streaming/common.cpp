@@ -84,6 +84,7 @@ PortPipe::PortPipe(asio::any_io_executor ex, int fd, Out out, std::function<size
     : sock_(ex), out_(std::move(out)), queued_(std::move(queued)), drained_(drained) {
   boost::system::error_code ec;
   sock_.assign(asio::ip::tcp::v4(), fd, ec);
+  sock_.set_option(asio::ip::tcp::no_delay(true), ec);
 }
 
 void PortPipe::Start() {

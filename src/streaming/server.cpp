@@ -140,6 +140,8 @@ awaitable<void> Server::Impl::Accept() {
     tcp::socket s = co_await acceptor.async_accept(asio::redirect_error(use_awaitable, ec));
     if (ec == asio::error::operation_aborted) co_return;
     if (ec) continue;
+    // Frames are written as they come: no Nagle delay (with the peer's delayed ACK, 40 ms).
+    s.set_option(tcp::no_delay(true), ec);
     asio::co_spawn(io, Serve(std::move(s)), asio::detached);
   }
 }

@@ -25,7 +25,8 @@ const std::vector<std::string> kCommandProtocols = {"v5.channel.k8s.io", "v4.cha
                                                     "base64.channel.k8s.io"};
 const std::vector<std::string> kPortForwardProtocols = {"v4.channel.k8s.io", "portforward.k8s.io",
                                                         "v4.base64.channel.k8s.io"};
-constexpr int kCloseSignal = 255;  // v5: the client closed one of its channels
+constexpr int kCloseSignal = 255;
+constexpr size_t kWsWriteBuffer = 256u << 10;  // v5: the client closed one of its channels
 
 std::string B64Encode(std::string_view s) {
   std::string out(beast::detail::base64::encoded_size(s.size()), '\0');
@@ -132,10 +133,10 @@ class WsSession : public CommandSink, public std::enable_shared_from_this<WsSess
       co_await ws_.async_read(buf, asio::redirect_error(use_awaitable, ec));
       if (ec) break;
       active_ = true;
-      std::string m(static_cast<const char*>(buf.data().data()), buf.size());
+      std::string_view m(static_cast<const char*>(buf.data().data()), buf.size());
       if (m.empty()) continue;
       int ch = static_cast<unsigned char>(m[0]);
-      std::string data = m.substr(1);
+      std::string data(m.substr(1));
       if (base64_) {
         ch -= '0';
         data = B64Decode(data);
@@ -288,6 +289,7 @@ awaitable<void> UpgradeWebSocket(NextLayer& s, HttpRequest& req, SessionParams p
     if (echo) res.set(beast::http::field::sec_websocket_protocol, protocol);
   }));
   ws.read_message_max(16u << 20);
+  ws.write_buffer_bytes(kWsWriteBuffer);  // frames as large as the messages (4 KiB by default)
   boost::system::error_code ec;
   co_await ws.async_accept(req, asio::redirect_error(use_awaitable, ec));
   if (ec) co_return;
