@@ -158,6 +158,17 @@ void WriteAll(int fd, std::string_view data) {
   }
 }
 
+namespace {
+
+// An exit code's text as the process's status: 1..255 (anything else that is not a number > 0
+// counts as 1).
+int ExitCode(const char* text) {
+  long v = std::strtol(text, nullptr, 10);
+  return v > 0 && v <= 255 ? static_cast<int>(v) : 1;
+}
+
+}  // namespace
+
 int ExitCodeFromStatus(const std::string& status) {
   if (status.empty()) return 0;
   auto j = nlohmann::json::parse(status, nullptr, false);
@@ -165,22 +176,28 @@ int ExitCodeFromStatus(const std::string& status) {
     // Before v4: the message alone.
     const std::string marker = "exit code ";
     auto at = status.rfind(marker);
-    if (at != std::string::npos) {
-      int code = std::atoi(status.c_str() + at + marker.size());
-      if (code > 0) return code;
-    }
+    if (at != std::string::npos) return ExitCode(status.c_str() + at + marker.size());
     throw Error(Code::kUnknown, status);
   }
-  if (j.value("status", "") == "Success") return 0;
-  if (j.value("reason", "") == "NonZeroExitCode" && j.contains("details")) {
-    for (const auto& c : j["details"].value("causes", nlohmann::json::array())) {
-      if (c.value("reason", "") == "ExitCode") {
-        int code = std::atoi(c.value("message", "1").c_str());
-        return code > 0 ? code : 1;
+  // Fields of unexpected types are no exit code: the status as a whole is the error.
+  auto str = [&](const nlohmann::json& o, const char* k) {
+    auto it = o.find(k);
+    return it != o.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  if (str(j, "status") == "Success") return 0;
+  auto details = j.find("details");
+  if (str(j, "reason") == "NonZeroExitCode" && details != j.end() && details->is_object()) {
+    auto causes = details->find("causes");
+    if (causes != details->end() && causes->is_array()) {
+      for (const auto& c : *causes) {
+        if (c.is_object() && str(c, "reason") == "ExitCode") {
+          return ExitCode(str(c, "message").c_str());
+        }
       }
     }
   }
-  throw Error(Code::kUnknown, j.value("message", status));
+  std::string message = str(j, "message");
+  throw Error(Code::kUnknown, message.empty() ? status : message);
 }
 
 // Input from a file descriptor, read on a thread of its own (a terminal, a pipe or a file can be
