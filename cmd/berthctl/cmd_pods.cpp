@@ -1,5 +1,5 @@
 // Pods and containers, crictl style: runp, create, start, stop, rm, stopp, rmp, ps, pods,
-// inspect, inspectp, exec, logs, stats, run.
+// inspect, inspectp, logs, stats, run (exec is in cmd_stream.cpp).
 #include "runtime/v1/api.grpc.pb.h"  // first: its enum Signal names collide with <signal.h> macros
 
 #include <google/protobuf/util/json_util.h>
@@ -581,32 +581,6 @@ void AddPodCommands(CLI::App& app, Globals& g) {
         Check(Stub(g)->PodSandboxStatus(&ctx, req, &resp), "pod sandbox status " + id);
         PrintInspect(resp.status(), resp.info());
       }
-    });
-  }
-  // exec (ExecSync)
-  {
-    auto* c = app.add_subcommand("exec", "Run a command in a running container: exec [--timeout N] ID -- CMD...");
-    auto id = std::make_shared<std::string>();
-    auto cmd = std::make_shared<std::vector<std::string>>();
-    auto timeout = std::make_shared<int64_t>(0);
-    c->add_option("--timeout", *timeout, "seconds before the command is killed (0: none)");
-    c->add_option("id", *id, "container id")->required();
-    c->add_option("cmd", *cmd, "command")->required();
-    c->callback([&g, id, cmd, timeout] {
-      v1::ExecSyncRequest req;
-      req.set_container_id(*id);
-      for (const auto& a : *cmd) req.add_cmd(a);
-      req.set_timeout(*timeout);
-      v1::ExecSyncResponse resp;
-      grpc::ClientContext ctx;
-      g.Prepare(ctx);
-      ctx.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::seconds(*timeout > 0 ? *timeout + g.timeout_seconds : 24 * 3600));
-      Check(Stub(g)->ExecSync(&ctx, req, &resp), "exec in container " + *id);
-      std::cout << resp.stdout();
-      std::cerr << resp.stderr();
-      std::cout.flush();
-      if (resp.exit_code() != 0) std::exit(resp.exit_code() & 0xff ? resp.exit_code() & 0xff : 1);
     });
   }
   // logs

@@ -48,7 +48,8 @@ void AddConfigCommands(CLI::App& app, Globals& g);  // config dump
 void AddWarningCommands(CLI::App& app, Globals& g); // warnings
 void AddFeaturesCommands(CLI::App& app, Globals& g);  // features [HANDLER] (cmd_features.cpp)
 void AddMountsCommands(CLI::App& app, Globals& g);    // mounts audit (cmd_mounts.cpp)
-void AddPodCommands(CLI::App& app, Globals& g);  // runp, create, start, stop, rm, stopp, rmp, ps, pods, inspect[p], exec, logs, stats, run (cmd_pods.cpp)
+void AddPodCommands(CLI::App& app, Globals& g);  // runp, create, start, stop, rm, stopp, rmp, ps, pods, inspect[p], logs, stats, run (cmd_pods.cpp)
+void AddStreamCommands(CLI::App& app, Globals& g);  // exec, attach, port-forward (cmd_stream.cpp)
 void AddCRICommands(CLI::App& app, Globals& g);  // version, info (cmd_cri.cpp)
 void AddImageCommands(CLI::App& app, Globals& g);
 void AddOpsCommands(CLI::App& app,

@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   AddFeaturesCommands(app, g);
   AddMountsCommands(app, g);
   AddPodCommands(app, g);
+  AddStreamCommands(app, g);
   AddCRICommands(app, g);
   AddImageCommands(app, g);
   AddOpsCommands(app, g);

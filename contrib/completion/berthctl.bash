@@ -10,11 +10,13 @@ _berthctl() {
     words=("${COMP_WORDS[@]}")
     cword=$COMP_CWORD
   fi
-  local commands="check config create exec features imagefsinfo images info inspect inspecti inspectp log-level logs mounts plugin-info plugins pods ps pull rm rmi rmp run runp start stats stop stopp version warnings"
+  local commands="attach check config create exec features imagefsinfo images info inspect inspecti inspectp log-level logs mounts plugin-info plugins pods port-forward ps pull rm rmi rmp run runp start stats stop stopp version warnings"
   local globals="-a --address -r --runtime-endpoint -o --output --timeout -h --help"
 
   case $prev in
     -o|--output) COMPREPLY=($(compgen -W "table json yaml" -- "$cur")); return ;;
+    --transport) COMPREPLY=($(compgen -W "spdy websocket" -- "$cur")); return ;;
+    --tls-ca) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     -a|--address|-r|--runtime-endpoint) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     -s|--state)
       local i
@@ -44,7 +46,9 @@ _berthctl() {
     pods) flags="-q --quiet --no-trunc -l --label -s --state --name -r --runtime" ;;
     images) flags="-q --quiet --no-trunc --name -o --output import" ;;
     logs) flags="-f --follow --tail --since -t --timestamps" ;;
-    exec) flags="--timeout" ;;
+    exec) flags="-i --interactive -t --tty -s --sync --timeout --transport --tls-ca" ;;
+    attach) flags="-i --interactive -t --tty --transport --tls-ca" ;;
+    port-forward) flags="--address --transport --tls-ca" ;;
     run) flags="--name" ;;
     config) flags="dump" ;;
     log-level) flags="trace debug info warn error" ;;

@@ -5,6 +5,7 @@
 #include "cri/errors.h"
 #include "cri/network.h"
 #include "cri/server.h"
+#include "cri/streaming.h"
 #include "cri/validate.h"
 #include "criplugins/criplugins.h"
 #include "lifecycle/service.h"
@@ -66,6 +67,7 @@ grpc::Status RuntimeServiceImpl::Status(grpc::ServerContext*, const v1::StatusRe
                               {"user_namespaces_reason", h.user_namespaces_reason}}}});
       }
       info["runtimeHandlers"] = handlers.dump();
+      if (auto pem = StreamingCertificate(server_); !pem.empty()) info["streamingCertificate"] = pem;
     }
   });
 }

@@ -1,4 +1,5 @@
-// The streaming server of the CRI plugin (stream_server_address/port, stream_idle_timeout) and
+// The streaming server of the CRI plugin (stream_server_address/port, stream_idle_timeout,
+// enable_tls_streaming with x509_key_pair_streaming) and
 // the Exec, Attach and PortForward calls that hand out its URLs.
 #include "cri/streaming.h"
 
@@ -28,12 +29,18 @@ std::shared_ptr<streaming::Server> StartStreamingServer(const config::ServerConf
     throw Error(Code::kInvalidArgument,
                 "stream_idle_timeout = \"" + c.stream_idle_timeout + "\" is not a duration");
   o.idle_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(idle);
-  if (c.enable_tls_streaming)
-    throw Error(Code::kUnimplemented,
-                "enable_tls_streaming: TLS on the streaming server is not supported yet");
+  o.tls = c.enable_tls_streaming;
+  o.tls_cert_file = c.x509_key_pair_streaming.tls_cert_file;
+  o.tls_key_file = c.x509_key_pair_streaming.tls_key_file;
   auto s = std::make_shared<streaming::Server>(o);
+  if (o.tls && o.tls_cert_file.empty())
+    spdlog::info("CRI: streaming over TLS with a self-signed certificate made at start");
   spdlog::info("CRI: streaming server on {}", s->base_url());
   return s;
+}
+
+std::string StreamingCertificate(const CRIServer& server) {
+  return server.deps().streaming ? server.deps().streaming->certificate_pem() : "";
 }
 
 namespace {

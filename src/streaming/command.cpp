@@ -13,7 +13,7 @@ namespace berth::streaming {
 
 awaitable<void> Event::Wait() {
   if (!set_) {
-    t_.expires_at(asio::steady_timer::time_point::max());
+    // The timer never expires (set once, so that a second waiter does not cancel the first).
     boost::system::error_code ec;
     co_await t_.async_wait(asio::redirect_error(use_awaitable, ec));
   }

@@ -1,6 +1,10 @@
 #include "streaming/protocols.h"
 
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
+
+#include <thread>
 
 namespace berth::streaming {
 
@@ -53,11 +57,34 @@ std::vector<std::string> QueryValues(const std::string& query, const std::string
   return out;
 }
 
+awaitable<int> DialOffThread(const asio::any_io_executor& ex, const PortDialer& dial, uint16_t port,
+                             std::string* error) {
+  struct State {
+    explicit State(const asio::any_io_executor& e) : done(e) {}
+    Event done;
+    int fd = -1;
+    std::string err;
+  };
+  auto st = std::make_shared<State>(ex);
+  std::thread([st, dial, port, ex = ex] {
+    try {
+      st->fd = dial(port);
+    } catch (const std::exception& e) {
+      st->err = e.what();
+    }
+    asio::post(ex, [st] { st->done.Notify(); });
+  }).detach();
+  co_await st->done.Wait();
+  *error = st->err;
+  co_return st->fd;
+}
+
 PortPipe::PortPipe(asio::any_io_executor ex, int fd, Out out, std::function<size_t()> queued,
                    Event* drained)
     : sock_(ex), out_(std::move(out)), queued_(std::move(queued)), drained_(drained) {
   boost::system::error_code ec;
   sock_.assign(asio::ip::tcp::v4(), fd, ec);
+  sock_.set_option(asio::ip::tcp::no_delay(true), ec);
 }
 
 void PortPipe::Start() {

@@ -7,6 +7,7 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/message.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 
 #include <chrono>
 #include <string>
@@ -22,10 +23,17 @@ struct SessionParams {
   std::chrono::milliseconds stream_creation_timeout{30000};
 };
 
+using TlsStream = boost::beast::ssl_stream<boost::beast::tcp_stream>;
+using HttpRequest = boost::beast::http::request<boost::beast::http::empty_body>;
 awaitable<void> ServeSpdy(boost::beast::tcp_stream s, std::string already_read, SessionParams p);
-awaitable<void> ServeWebSocket(boost::beast::tcp_stream s,
-                               boost::beast::http::request<boost::beast::http::empty_body> req,
-                               SessionParams p);
+awaitable<void> ServeSpdy(TlsStream s, std::string already_read, SessionParams p);
+awaitable<void> ServeWebSocket(boost::beast::tcp_stream s, HttpRequest req, SessionParams p);
+awaitable<void> ServeWebSocket(TlsStream s, HttpRequest req, SessionParams p);
+
+// Dials `port` with (a copy of) `dial` on a thread of its own (dialling may block); the connected
+// fd, or -1 with *error set.
+awaitable<int> DialOffThread(const asio::any_io_executor& ex, const PortDialer& dial, uint16_t port,
+                             std::string* error);
 
 // The first protocol of `ours` (in our order of preference) that the client offers; "" when none.
 std::string Negotiate(const std::vector<std::string>& offered,

@@ -6,6 +6,7 @@
 
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
 
 #include <map>
@@ -15,6 +16,7 @@
 
 #include "common/error.h"
 #include "streaming/protocols.h"
+#include "streaming/tls.h"
 
 namespace berth::streaming {
 
@@ -63,6 +65,9 @@ struct Server::Impl {
   };
   std::map<std::string, Entry> tokens;
   std::string base;
+  std::unique_ptr<asio::ssl::context> tls;  // null: plain HTTP
+  std::string cert_pem;
+
   std::once_flag serving;
 
   // The accept loop and its thread start with the first URL handed out: until then no client
@@ -100,11 +105,23 @@ struct Server::Impl {
 
   awaitable<void> Accept();
   awaitable<void> Serve(tcp::socket s);
+  template <class Stream>
+  awaitable<void> ServeHttp(Stream s);
 };
 
 namespace {
 
-awaitable<void> Reply(beast::tcp_stream& s, http::status st, std::string_view body) {
+void ShutdownBoth(beast::tcp_stream& s) {
+  boost::system::error_code ec;
+  s.socket().shutdown(tcp::socket::shutdown_both, ec);
+}
+void ShutdownBoth(beast::ssl_stream<beast::tcp_stream>& s) {
+  boost::system::error_code ec;
+  s.next_layer().socket().shutdown(tcp::socket::shutdown_both, ec);
+}
+
+template <class Stream>
+awaitable<void> Reply(Stream& s, http::status st, std::string_view body) {
   http::response<http::string_body> res{st, 11};
   res.set(http::field::content_type, "text/plain; charset=utf-8");
   res.set(http::field::connection, "close");
@@ -112,7 +129,7 @@ awaitable<void> Reply(beast::tcp_stream& s, http::status st, std::string_view bo
   res.prepare_payload();
   boost::system::error_code ec;
   co_await http::async_write(s, res, asio::redirect_error(use_awaitable, ec));
-  s.socket().shutdown(tcp::socket::shutdown_both, ec);
+  ShutdownBoth(s);
 }
 
 bool HasToken(beast::string_view list, beast::string_view word) {
@@ -136,17 +153,34 @@ awaitable<void> Server::Impl::Accept() {
     tcp::socket s = co_await acceptor.async_accept(asio::redirect_error(use_awaitable, ec));
     if (ec == asio::error::operation_aborted) co_return;
     if (ec) continue;
+    // Frames are written as they come: no Nagle delay (with the peer's delayed ACK, 40 ms).
+    s.set_option(tcp::no_delay(true), ec);
     asio::co_spawn(io, Serve(std::move(s)), asio::detached);
   }
 }
 
 awaitable<void> Server::Impl::Serve(tcp::socket sock) {
   beast::tcp_stream s(std::move(sock));
+  if (!tls) {
+    co_await ServeHttp(std::move(s));
+    co_return;
+  }
+  beast::ssl_stream<beast::tcp_stream> ss(std::move(s), *tls);
+  ss.next_layer().expires_after(opts.header_timeout);
+  boost::system::error_code ec;
+  co_await ss.async_handshake(asio::ssl::stream_base::server,
+                              asio::redirect_error(use_awaitable, ec));
+  if (ec) co_return;  // not TLS, or a client that does not trust the certificate
+  co_await ServeHttp(std::move(ss));
+}
+
+template <class Stream>
+awaitable<void> Server::Impl::ServeHttp(Stream s) {
   beast::flat_buffer buf;
   http::request_parser<http::empty_body> parser;
   parser.header_limit(16 * 1024);
   parser.body_limit(0);
-  s.expires_after(opts.header_timeout);
+  beast::get_lowest_layer(s).expires_after(opts.header_timeout);
   boost::system::error_code ec;
   co_await http::async_read(s, buf, parser, asio::redirect_error(use_awaitable, ec));
   if (ec) {
@@ -158,7 +192,7 @@ awaitable<void> Server::Impl::Serve(tcp::socket sock) {
     }
     co_return;
   }
-  s.expires_never();
+  beast::get_lowest_layer(s).expires_never();
   auto req = parser.release();
   std::string target(req.target());
   std::string query;
@@ -242,10 +276,11 @@ Server::Server(ServerOptions opts) : impl_(std::make_unique<Impl>()) {
     throw Error(Code::kUnavailable, "streaming server: listen on " + I.opts.address + ":" +
                                         std::to_string(I.opts.port) + ": " + ec.message());
   }
+  if (I.opts.tls) I.tls = MakeServerTls(I.opts, &I.cert_pem);
   auto local = I.acceptor.local_endpoint();
   std::string host = local.address().to_string();
   if (local.address().is_v6()) host = "[" + host + "]";
-  I.base = "http://" + host + ":" + std::to_string(local.port());
+  I.base = (I.tls ? "https://" : "http://") + host + ":" + std::to_string(local.port());
 }
 
 Server::~Server() {
@@ -274,5 +309,6 @@ std::string Server::Register(Request r) {
 
 uint16_t Server::port() const { return impl_->acceptor.local_endpoint().port(); }
 std::string Server::base_url() const { return impl_->base; }
+std::string Server::certificate_pem() const { return impl_->cert_pem; }
 
 }  // namespace berth::streaming

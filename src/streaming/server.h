@@ -21,6 +21,10 @@ struct ServerOptions {
   size_t max_tokens = 1000;
   std::chrono::milliseconds header_timeout = std::chrono::seconds(30);
   std::chrono::milliseconds stream_creation_timeout = std::chrono::seconds(30);
+  // TLS (https:// URLs): the PEM files of a certificate (chain) and its key; with both empty a
+  // self-signed certificate is made at start, in memory, for `address` (see tls.cpp).
+  bool tls = false;
+  std::string tls_cert_file, tls_key_file;
 };
 
 class Server {
@@ -36,7 +40,9 @@ class Server {
   // Error(kResourceExhausted) with max_tokens outstanding.
   std::string Register(Request r);
   uint16_t port() const;
-  std::string base_url() const;  // http://ADDR:PORT
+  std::string base_url() const;  // http://ADDR:PORT or https://ADDR:PORT
+  // With TLS: the server's certificate (PEM), for clients that are told to trust it.
+  std::string certificate_pem() const;
 
  private:
   struct Impl;

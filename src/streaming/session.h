@@ -22,10 +22,10 @@ using asio::use_awaitable;
 enum Channel : int { kStdin = 0, kStdout = 1, kStderr = 2, kError = 3, kResize = 4 };
 
 // A steady_timer used as an event: Wait() returns once Notify() was called (or at once if it
-// was called since the last Wait()).
+// was called since the last Wait()). Notify() wakes every waiter.
 class Event {
  public:
-  explicit Event(const asio::any_io_executor& ex) : t_(ex) {}
+  explicit Event(const asio::any_io_executor& ex) : t_(ex, asio::steady_timer::time_point::max()) {}
   awaitable<void> Wait();
   void Notify() {
     set_ = true;

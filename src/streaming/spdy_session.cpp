@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <map>
-#include <thread>
 
 #include "common/error.h"
 #include "streaming/spdy.h"
@@ -29,9 +28,24 @@ int ChannelOf(const std::string& type) {
   return -1;
 }
 
-class SpdySession : public CommandSink, public std::enable_shared_from_this<SpdySession> {
+// Half-closes the sending side: FIN on plain TCP. With TLS nothing is done: the client closes
+// once it has read what it waits for, and the connection is closed then (or after the linger).
+void ShutdownSend(tcp::socket& s) {
+  boost::system::error_code ec;
+  s.shutdown(tcp::socket::shutdown_send, ec);
+}
+void ShutdownSend(TlsStream&) {}
+void CloseSocket(tcp::socket& s) {
+  boost::system::error_code ec;
+  s.close(ec);
+}
+void CloseSocket(TlsStream& s) { beast::get_lowest_layer(s).close(); }
+
+// Sock: tcp::socket, or TlsStream.
+template <class Sock>
+class SpdySession : public CommandSink, public std::enable_shared_from_this<SpdySession<Sock>> {
  public:
-  SpdySession(tcp::socket s, std::string already, SessionParams p, std::string protocol)
+  SpdySession(Sock s, std::string already, SessionParams p, std::string protocol)
       : sock_(std::move(s)),
         in_(std::move(already)),
         p_(std::move(p)),
@@ -44,7 +58,7 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
         linger_(sock_.get_executor()) {}
 
   awaitable<void> Run() {
-    auto self = shared_from_this();
+    auto self = this->shared_from_this();
     asio::co_spawn(
         sock_.get_executor(), [self] { return self->Writer(); }, asio::detached);
     if (p_.idle_timeout.count() > 0)
@@ -170,13 +184,15 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
       linger_.expires_after(std::chrono::seconds(2));
       co_await linger_.async_wait(asio::redirect_error(use_awaitable, ec));
     }
-    sock_.shutdown(tcp::socket::shutdown_send, ec);
+    ShutdownSend(sock_);
     if (closing_ && !dead_) {
       linger_.expires_after(std::chrono::minutes(1));
       co_await linger_.async_wait(asio::redirect_error(use_awaitable, ec));
-      sock_.close(ec);
+      Close();
     }
   }
+
+  void Close() { CloseSocket(sock_); }
 
   awaitable<void> Reader() {
     std::vector<char> buf(64 * 1024);
@@ -329,7 +345,7 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
       return;
     CommandOptions opts = o;
     runner_ = std::make_shared<CommandRunner>(sock_.get_executor(), p_.req, opts,
-                                              std::weak_ptr<CommandSink>(shared_from_this()));
+                                              std::weak_ptr<CommandSink>(this->shared_from_this()));
     runner_->Start();
     if (!early_stdin_.empty()) runner_->Stdin(std::move(early_stdin_));
     if (early_eof_) runner_->StdinEof();
@@ -361,7 +377,7 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
     }
     asio::co_spawn(
         sock_.get_executor(),
-        [self = shared_from_this(), data = pr.data, error = pr.error, port]() {
+        [self = this->shared_from_this(), data = pr.data, error = pr.error, port]() {
           return self->Forward(data, error, static_cast<uint16_t>(port));
         },
         asio::detached);
@@ -378,7 +394,7 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
       co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
       if (!active_ && !dead_) {
         dead_ = true;
-        sock_.close(ec);
+        Close();
       }
     }
   }
@@ -390,7 +406,7 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
     co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
     if (!runner_ && !dead_) {
       dead_ = true;
-      sock_.close(ec);
+      Close();
     }
   }
 
@@ -410,7 +426,7 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
     bool started = false;
   };
 
-  tcp::socket sock_;
+  Sock sock_;
   std::string in_;
   SessionParams p_;
   std::string protocol_;
@@ -430,29 +446,11 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
   std::string early_stdin_;
 };
 
-awaitable<void> SpdySession::Forward(uint32_t data, uint32_t error, uint16_t port) {
-  int fd = -1;
+template <class Sock>
+awaitable<void> SpdySession<Sock>::Forward(uint32_t data, uint32_t error, uint16_t port) {
   std::string err;
-  auto dial = p_.req.dial;
-  struct State {
-    explicit State(asio::any_io_executor e) : done(e) {}
-    Event done;
-    int fd = -1;
-    std::string err;
-  };
-  auto st = std::make_shared<State>(sock_.get_executor());
   auto ex = sock_.get_executor();
-  std::thread([st, dial, port, ex] {
-    try {
-      st->fd = dial(port);
-    } catch (const std::exception& e) {
-      st->err = e.what();
-    }
-    asio::post(ex, [st] { st->done.Notify(); });
-  }).detach();
-  co_await st->done.Wait();
-  fd = st->fd;
-  err = st->err;
+  int fd = co_await DialOffThread(ex, p_.req.dial, port, &err);
   if (dead_) {
     if (fd >= 0) ::close(fd);
     co_return;
@@ -462,7 +460,7 @@ awaitable<void> SpdySession::Forward(uint32_t data, uint32_t error, uint16_t por
     QueueData(data, "", true);
     co_return;
   }
-  auto self = shared_from_this();
+  auto self = this->shared_from_this();
   auto pipe = std::make_shared<PortPipe>(
       sock_.get_executor(), fd,
       [self, data, error](std::string d) {
@@ -485,9 +483,9 @@ awaitable<void> SpdySession::Forward(uint32_t data, uint32_t error, uint16_t por
   if (it->second.remote_fin) pipe->InputEof();
 }
 
-}  // namespace
-
-awaitable<void> ServeSpdy(beast::tcp_stream s, std::string already, SessionParams p) {
+// Negotiates, answers 101, and runs the session on the stream `release` makes of `s`.
+template <class HttpStream, class Release>
+awaitable<void> UpgradeSpdy(HttpStream& s, std::string already, SessionParams p, Release release) {
   const auto& ours =
       p.req.kind == Request::Kind::kPortForward ? kPortForwardProtocols : kCommandProtocols;
   std::string protocol = Negotiate(p.offered, ours);
@@ -515,9 +513,19 @@ awaitable<void> ServeSpdy(beast::tcp_stream s, std::string already, SessionParam
       protocol + "\r\n\r\n";
   co_await asio::async_write(s, asio::buffer(res), asio::redirect_error(use_awaitable, ec));
   if (ec) co_return;
-  auto session =
-      std::make_shared<SpdySession>(s.release_socket(), std::move(already), std::move(p), protocol);
+  auto session = std::make_shared<SpdySession<decltype(release())>>(release(), std::move(already),
+                                                                    std::move(p), protocol);
   co_await session->Run();
+}
+
+}  // namespace
+
+awaitable<void> ServeSpdy(beast::tcp_stream s, std::string already, SessionParams p) {
+  co_await UpgradeSpdy(s, std::move(already), std::move(p), [&s] { return s.release_socket(); });
+}
+
+awaitable<void> ServeSpdy(TlsStream s, std::string already, SessionParams p) {
+  co_await UpgradeSpdy(s, std::move(already), std::move(p), [&s] { return std::move(s); });
 }
 
 }  // namespace berth::streaming

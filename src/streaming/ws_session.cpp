@@ -5,10 +5,11 @@
 #include <unistd.h>
 
 #include <boost/beast/core/detail/base64.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 
 #include <map>
-#include <thread>
 
 #include "common/error.h"
 
@@ -24,7 +25,8 @@ const std::vector<std::string> kCommandProtocols = {"v5.channel.k8s.io", "v4.cha
                                                     "base64.channel.k8s.io"};
 const std::vector<std::string> kPortForwardProtocols = {"v4.channel.k8s.io", "portforward.k8s.io",
                                                         "v4.base64.channel.k8s.io"};
-constexpr int kCloseSignal = 255;  // v5: the client closed one of its channels
+constexpr int kCloseSignal = 255;
+constexpr size_t kWsWriteBuffer = 256u << 10;  // v5: the client closed one of its channels
 
 std::string B64Encode(std::string_view s) {
   std::string out(beast::detail::base64::encoded_size(s.size()), '\0');
@@ -38,9 +40,11 @@ std::string B64Decode(std::string_view s) {
   return out;
 }
 
-class WsSession : public CommandSink, public std::enable_shared_from_this<WsSession> {
+// NextLayer: beast::tcp_stream, or TlsStream.
+template <class NextLayer>
+class WsSession : public CommandSink, public std::enable_shared_from_this<WsSession<NextLayer>> {
  public:
-  WsSession(websocket::stream<beast::tcp_stream> ws, SessionParams p, std::string protocol)
+  WsSession(websocket::stream<NextLayer> ws, SessionParams p, std::string protocol)
       : ws_(std::move(ws)),
         p_(std::move(p)),
         protocol_(std::move(protocol)),
@@ -49,9 +53,12 @@ class WsSession : public CommandSink, public std::enable_shared_from_this<WsSess
         drained_(ws_.get_executor()) {}
 
   awaitable<void> Run() {
-    auto self = shared_from_this();
+    auto self = this->shared_from_this();
     asio::co_spawn(
         ws_.get_executor(), [self] { return self->Writer(); }, asio::detached);
+    if (p_.idle_timeout.count() > 0)
+      asio::co_spawn(
+          ws_.get_executor(), [self] { return self->IdleWatch(); }, asio::detached);
     if (p_.req.kind == Request::Kind::kPortForward) {
       StartPorts();
     } else {
@@ -106,6 +113,7 @@ class WsSession : public CommandSink, public std::enable_shared_from_this<WsSess
       drained_.Notify();
       boost::system::error_code ec;
       co_await ws_.async_write(asio::buffer(m), asio::redirect_error(use_awaitable, ec));
+      active_ = true;
       if (ec) {
         dead_ = true;
         break;
@@ -124,10 +132,11 @@ class WsSession : public CommandSink, public std::enable_shared_from_this<WsSess
       boost::system::error_code ec;
       co_await ws_.async_read(buf, asio::redirect_error(use_awaitable, ec));
       if (ec) break;
-      std::string m(static_cast<const char*>(buf.data().data()), buf.size());
+      active_ = true;
+      std::string_view m(static_cast<const char*>(buf.data().data()), buf.size());
       if (m.empty()) continue;
       int ch = static_cast<unsigned char>(m[0]);
-      std::string data = m.substr(1);
+      std::string data(m.substr(1));
       if (base64_) {
         ch -= '0';
         data = B64Decode(data);
@@ -140,9 +149,24 @@ class WsSession : public CommandSink, public std::enable_shared_from_this<WsSess
     }
   }
 
+  // A connection with no message either way for idle_timeout is closed (as SPDY's are).
+  awaitable<void> IdleWatch() {
+    asio::steady_timer t(ws_.get_executor());
+    while (!dead_) {
+      active_ = false;
+      t.expires_after(p_.idle_timeout);
+      boost::system::error_code ec;
+      co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
+      if (!active_ && !dead_) {
+        dead_ = true;
+        beast::get_lowest_layer(ws_).close();
+      }
+    }
+  }
+
   void StartCommand() {
     runner_ = std::make_shared<CommandRunner>(ws_.get_executor(), p_.req, p_.req.command,
-                                              std::weak_ptr<CommandSink>(shared_from_this()));
+                                              std::weak_ptr<CommandSink>(this->shared_from_this()));
     // An empty message on the lowest channel we write tells the client that the session is up.
     const auto& o = p_.req.command;
     Send(o.stdout ? kStdout : o.stderr ? kStderr : kError, "");
@@ -187,42 +211,27 @@ class WsSession : public CommandSink, public std::enable_shared_from_this<WsSess
       Send(int(2 * i + 1), prefix);
       asio::co_spawn(
           ws_.get_executor(),
-          [self = shared_from_this(), i, port = ports[i]]() { return self->Dial(i, port); },
+          [self = this->shared_from_this(), i, port = ports[i]]() { return self->Dial(i, port); },
           asio::detached);
     }
   }
 
   awaitable<void> Dial(size_t i, uint16_t port) {
-    struct State {
-      explicit State(asio::any_io_executor e) : done(e) {}
-      Event done;
-      int fd = -1;
-      std::string err;
-    };
-    auto st = std::make_shared<State>(ws_.get_executor());
+    std::string err;
     auto ex = ws_.get_executor();
-    auto dial = p_.req.dial;
-    std::thread([st, dial, port, ex] {
-      try {
-        st->fd = dial(port);
-      } catch (const std::exception& e) {
-        st->err = e.what();
-      }
-      asio::post(ex, [st] { st->done.Notify(); });
-    }).detach();
-    co_await st->done.Wait();
+    int fd = co_await DialOffThread(ex, p_.req.dial, port, &err);
     if (dead_) {
-      if (st->fd >= 0) ::close(st->fd);
+      if (fd >= 0) ::close(fd);
       co_return;
     }
-    if (st->fd < 0) {
-      Send(int(2 * i + 1), "error forwarding port " + std::to_string(port) + ": " + st->err);
+    if (fd < 0) {
+      Send(int(2 * i + 1), "error forwarding port " + std::to_string(port) + ": " + err);
       PortDone();
       co_return;
     }
-    auto self = shared_from_this();
+    auto self = this->shared_from_this();
     pipes_[i] = std::make_shared<PortPipe>(
-        ws_.get_executor(), st->fd,
+        ws_.get_executor(), fd,
         [self, i](std::string d) {
           if (d.empty()) {
             self->PortDone();
@@ -253,40 +262,49 @@ class WsSession : public CommandSink, public std::enable_shared_from_this<WsSess
     }
   }
 
-  websocket::stream<beast::tcp_stream> ws_;
+  websocket::stream<NextLayer> ws_;
   SessionParams p_;
   std::string protocol_;
   bool base64_;
   Event wake_, drained_;
   std::deque<std::string> out_;
   size_t queued_ = 0;
-  bool closing_ = false, dead_ = false;
+  bool closing_ = false, dead_ = false, active_ = false;
   std::shared_ptr<CommandRunner> runner_;
   std::vector<std::shared_ptr<PortPipe>> pipes_;
   std::map<size_t, std::vector<std::string>> early_;
   size_t open_ = 0;
 };
 
-}  // namespace
-
-awaitable<void> ServeWebSocket(beast::tcp_stream s,
-                               beast::http::request<beast::http::empty_body> req, SessionParams p) {
+template <class NextLayer>
+awaitable<void> UpgradeWebSocket(NextLayer& s, HttpRequest& req, SessionParams p) {
   const auto& ours =
       p.req.kind == Request::Kind::kPortForward ? kPortForwardProtocols : kCommandProtocols;
   std::string protocol = Negotiate(p.offered, ours);
   bool echo = !protocol.empty();
   if (protocol.empty())
     protocol = p.req.kind == Request::Kind::kPortForward ? "portforward.k8s.io" : "channel.k8s.io";
-  websocket::stream<beast::tcp_stream> ws(std::move(s));
+  websocket::stream<NextLayer> ws(std::move(s));
   ws.set_option(websocket::stream_base::decorator([protocol, echo](websocket::response_type& res) {
     if (echo) res.set(beast::http::field::sec_websocket_protocol, protocol);
   }));
   ws.read_message_max(16u << 20);
+  ws.write_buffer_bytes(kWsWriteBuffer);  // frames as large as the messages (4 KiB by default)
   boost::system::error_code ec;
   co_await ws.async_accept(req, asio::redirect_error(use_awaitable, ec));
   if (ec) co_return;
-  auto session = std::make_shared<WsSession>(std::move(ws), std::move(p), protocol);
+  auto session = std::make_shared<WsSession<NextLayer>>(std::move(ws), std::move(p), protocol);
   co_await session->Run();
+}
+
+}  // namespace
+
+awaitable<void> ServeWebSocket(beast::tcp_stream s, HttpRequest req, SessionParams p) {
+  co_await UpgradeWebSocket(s, req, std::move(p));
+}
+
+awaitable<void> ServeWebSocket(TlsStream s, HttpRequest req, SessionParams p) {
+  co_await UpgradeWebSocket(s, req, std::move(p));
 }
 
 }  // namespace berth::streaming

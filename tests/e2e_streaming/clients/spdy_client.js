@@ -2,7 +2,9 @@
 // implementation berth did not write): remotecommand (exec/attach) and port-forward.
 // Usage: node spdy_client.js URL JSON-OPTIONS; prints one JSON object.
 'use strict'
+const fs = require('fs')
 const net = require('net')
+const tls = require('tls')
 const crypto = require('crypto')
 const transport = require('spdy-transport')
 
@@ -16,10 +18,14 @@ function fail (msg) {
 }
 setTimeout(() => fail('timed out'), (o.timeout || 120) * 1000).unref()
 
-const sock = net.connect(+url.port, url.hostname, () => {
+// https: TLS trusting the certificate in o.cafile (and checking the host against it).
+const onConnect = () => {
   sock.write(`POST ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\n` +
     `Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: ${proto}\r\n\r\n`)
-})
+}
+const sock = url.protocol === 'https:'
+  ? tls.connect({ host: url.hostname, port: +url.port, ca: fs.readFileSync(o.cafile) }, onConnect)
+  : net.connect(+url.port, url.hostname, onConnect)
 let head = Buffer.alloc(0)
 function onHead (chunk) {
   head = Buffer.concat([head, chunk])

@@ -20,10 +20,13 @@ p.add_argument("--expect", default=None,
                help="stdin stays open until stdout holds this text (then it is closed, v5)")
 p.add_argument("--lines", type=int, default=0, help="go away once stdout holds this many lines")
 p.add_argument("--ready-file", default=None, help="created once the first stdout bytes came")
+p.add_argument("--cafile", default=None, help="https URLs: the certificate to trust")
 a = p.parse_args()
 
 b64 = "base64" in a.protocol
-ws = websocket.create_connection(a.url.replace("http://", "ws://", 1), subprotocols=[a.protocol], timeout=120)
+url = a.url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+sslopt = {"ca_certs": a.cafile} if a.cafile else {}
+ws = websocket.create_connection(url, subprotocols=[a.protocol], timeout=120, sslopt=sslopt)
 
 
 def send(ch, data):
