@@ -407,8 +407,8 @@ Support ProbeIdmap(const std::string& dir) {
     if (st.st_uid != 65534)
       throw Error("the idmapped clone of " + scratch + " shows owner " + std::to_string(st.st_uid) +
                   ", not 65534");
-    s = {true,
-         "an open_tree clone of " + scratch + " was idmapped with mount_setattr(MOUNT_ATTR_IDMAP)"};
+    s = {true, "an open_tree clone of a scratch directory in " + dir +
+                   " was idmapped with mount_setattr(MOUNT_ATTR_IDMAP)"};
   } catch (const std::exception& e) {
     std::string why = e.what();
     if (why.find("Function not implemented") != std::string::npos)
