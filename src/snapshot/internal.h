@@ -15,4 +15,9 @@ void CopyTree(const std::string& src, const std::string& dst);
 // Bytes (allocated blocks) and inodes below dir; hard links are counted once.
 Usage DiskUsage(const std::string& dir);
 
+// Sets FS_TOPDIR_FL on dir, so that ext4 spreads its subdirectories (snapshots) over the block
+// groups instead of packing them where the last removed one was (see spread.cpp). False where
+// the file system has no such flag (it is then only a placement hint that is not needed).
+bool SpreadSubdirs(const std::string& dir);
+
 }  // namespace berth::snapshot::internal

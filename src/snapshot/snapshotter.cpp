@@ -53,6 +53,7 @@ class FileSnapshotter : public Snapshotter {
  public:
   FileSnapshotter(std::string root, bool overlay) : root_(std::move(root)), overlay_(overlay) {
     fs::MkdirAll(root_ + "/snapshots", 0700);
+    internal::SpreadSubdirs(root_ + "/snapshots");
     Load();
     CleanupOrphans();
   }

@@ -2,11 +2,13 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
+#include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <fstream>
@@ -167,7 +169,8 @@ TEST(Snapshot, ActiveRecordsLiveInTheirDirectories) {
     s->View("v1", "A");
     EXPECT_EQ(Slurp(dir / "root/metadata.json"), before);
     int64_t c1 = IdOf(*s, "c1");
-    auto meta = nlohmann::json::parse(Slurp(dir / ("root/snapshots/" + std::to_string(c1) + "/meta.json")));
+    auto meta =
+        nlohmann::json::parse(Slurp(dir / ("root/snapshots/" + std::to_string(c1) + "/meta.json")));
     EXPECT_EQ(meta["key"], "c1");
     EXPECT_EQ(meta["kind"], "active");
     EXPECT_EQ(meta["parent"], "A");
@@ -202,13 +205,15 @@ TEST(Snapshot, ActiveRecordsLiveInTheirDirectories) {
 // between the two records (the committed one wins).
 TEST(Snapshot, OlderMetadataAndInterruptedCommitsLoad) {
   TempDir dir;
-  for (const char* d : {"1/fs", "2/fs", "2/work", "3/fs"}) berth::fs::MkdirAll(dir / (std::string("root/snapshots/") + d));
+  for (const char* d : {"1/fs", "2/fs", "2/work", "3/fs"})
+    berth::fs::MkdirAll(dir / (std::string("root/snapshots/") + d));
   berth::testing::WriteFile(dir / "root/metadata.json", R"({"next_id": 4, "snapshots": {
       "A": {"id": 1, "kind": "committed", "parent": "", "created": 1},
       "b": {"id": 2, "kind": "active", "parent": "A", "created": 2},
       "C": {"id": 3, "kind": "committed", "parent": "A", "created": 3}}})");
-  berth::testing::WriteFile(dir / "root/snapshots/3/meta.json",
-                            R"({"id": 3, "kind": "active", "parent": "A", "created": 3, "key": "c"})");
+  berth::testing::WriteFile(
+      dir / "root/snapshots/3/meta.json",
+      R"({"id": 3, "kind": "active", "parent": "A", "created": 3, "key": "c"})");
   auto s = NewOverlay(dir / "root");
   ASSERT_TRUE(s->Stat("b"));
   EXPECT_EQ(s->Stat("b")->kind, Kind::kActive);
@@ -394,7 +399,9 @@ TEST(Snapshot, OverlayProbeCache) {
   // A root where overlayfs mounts or where the kernel refuses it (ENODEV, EINVAL) is remembered.
   ASSERT_TRUE(berth::fs::Exists(cache));
   const std::string first = Slurp(cache);
-  EXPECT_NE(first.find("\"supported\":" + std::string(supported ? "true" : "false")), std::string::npos) << first;
+  EXPECT_NE(first.find("\"supported\":" + std::string(supported ? "true" : "false")),
+            std::string::npos)
+      << first;
 
   EXPECT_EQ(OverlaySupportedCached(root, cache, &cached), supported);
   EXPECT_TRUE(cached);
@@ -426,5 +433,41 @@ TEST(Snapshot, OverlayProbeCache) {
 
   // No probe directories are left behind.
   for (const auto& e : std::filesystem::directory_iterator(root))
-    EXPECT_EQ(e.path().filename().string().rfind("overlay-probe-", 0), std::string::npos) << e.path();
+    EXPECT_EQ(e.path().filename().string().rfind("overlay-probe-", 0), std::string::npos)
+        << e.path();
+}
+
+namespace {
+int DirFlags(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int flags = -1;
+  if (fd >= 0 && ::ioctl(fd, FS_IOC_GETFLAGS, &flags) != 0) flags = -1;
+  if (fd >= 0) ::close(fd);
+  return flags;
+}
+}  // namespace
+
+// The snapshots directory carries FS_TOPDIR_FL where the file system has it (ext4), so that each
+// snapshot's tree is placed in block groups of its own.
+TEST(Snapshot, SnapshotsDirectorySpreadsItsSubdirectories) {
+  TempDir dir;
+  berth::fs::MkdirAll(dir / "probe");
+  int fd = ::open((dir / "probe").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  int flags = 0;
+  bool supported = ::ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 &&
+                   (flags |= FS_TOPDIR_FL, ::ioctl(fd, FS_IOC_SETFLAGS, &flags) == 0) &&
+                   (::ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 && (flags & FS_TOPDIR_FL));
+  ::close(fd);
+  if (!supported) GTEST_SKIP() << "the file system of " << dir.path() << " has no FS_TOPDIR_FL";
+  EXPECT_FALSE(DirFlags(dir.path()) & FS_TOPDIR_FL);
+  for (bool overlay : {true, false}) {
+    std::string root = dir / (overlay ? "overlay" : "native");
+    auto s = overlay ? NewOverlay(root) : NewNative(root);
+    EXPECT_TRUE(DirFlags(root + "/snapshots") & FS_TOPDIR_FL) << root;
+    s->Prepare("a", "");  // the flag is a placement hint only: snapshots work as before
+    berth::testing::WriteFile(s->ApplyDir("a") + "/f", "x");
+    s->Commit("A", "a");
+    EXPECT_FALSE(DirFlags(root) & FS_TOPDIR_FL) << root;
+  }
 }
