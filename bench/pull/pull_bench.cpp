@@ -3,18 +3,25 @@
 //   - containerd 1.6 with its CRI plugin, started the same way on its own root, state and socket
 //     (a hosts.toml makes the registry plain http), over its CRI socket, when it is installed;
 //   - the machine's limit: `skopeo copy` to an OCI directory, then `igzip -dc | tar -x` (or
-//     `zstd -dc | tar -x`) of every layer in order.
+//     `zstd -dc | tar -x`) of every layer in order, into a new directory whose parent has
+//     FS_TOPDIR_FL, as berth's snapshots directory has.
 // Every pull is followed by RemoveImage (and the daemon's garbage collection), so each run pulls
 // from scratch; both daemons stay up across runs, as on a node. Runs alternate; medians, the
 // spread (min-max) and ratios are printed.
 // Images: the busybox test image, and images made of real files of this machine (about --mib MiB
 // of /usr/lib and /usr/share) in one layer and in eight, gzip (gzip -6) and zstd (zstd -3).
 //
+// --spread-containerd sets FS_TOPDIR_FL on containerd's overlayfs snapshots directory too, to
+// show how much of the difference that placement makes on this file system.
+//
 //   bench_pull [--runs N] [--mib M] [--only busybox|big|big1|big8] [--no-containerd]
+//              [--spread-containerd]
 #include "berthd_proc.h"  // first: runtime/v1/api.grpc.pb.h names collide with <signal.h>
 
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -75,6 +82,18 @@ std::string Sha256File(const std::string& path) {
 int64_t FileSize(const std::string& p) {
   struct stat st;
   return ::stat(p.c_str(), &st) == 0 ? st.st_size : 0;
+}
+
+// FS_TOPDIR_FL on dir (ext4): its subdirectories are placed in block groups of their own, as
+// berth's snapshotter does for its snapshots. False where the file system has no such flag.
+bool SpreadSubdirs(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return false;
+  int flags = 0;
+  bool ok = ::ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 &&
+            (flags |= FS_TOPDIR_FL, ::ioctl(fd, FS_IOC_SETFLAGS, &flags) == 0);
+  ::close(fd);
+  return ok;
 }
 
 // Regular files under /usr/lib and /usr/share, in path order, until `bytes`; split into `parts`
@@ -222,7 +241,7 @@ double CriPull(::runtime::v1::ImageService::Stub& img, const std::string& ref, c
 // by pid.
 class Containerd {
  public:
-  Containerd(const std::string& dir, const std::string& registry) : dir_(dir) {
+  Containerd(const std::string& dir, const std::string& registry, bool spread) : dir_(dir) {
     berth::fs::MkdirAll(dir + "/certs.d/" + registry);
     berth::fs::WriteFileAtomic(dir + "/certs.d/" + registry + "/hosts.toml",
                                "server = \"http://" + registry + "\"\n[host.\"http://" + registry +
@@ -256,7 +275,12 @@ class Containerd {
     rt_ = ::runtime::v1::RuntimeService::NewStub(ch);
     for (int i = 0; i < 600; ++i) {
       ::runtime::v1::VersionResponse v;
-      if (rt_->Version(berth::testing::Deadline(2).get(), {}, &v).ok()) return;
+      if (rt_->Version(berth::testing::Deadline(2).get(), {}, &v).ok()) {
+        if (spread &&
+            !SpreadSubdirs(dir + "/root/io.containerd.snapshotter.v1.overlayfs/snapshots"))
+          throw std::runtime_error("--spread-containerd: cannot set FS_TOPDIR_FL");
+        return;
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     throw std::runtime_error("containerd's CRI did not answer on " + sock_ + ":\n" +
@@ -277,24 +301,32 @@ class Containerd {
   std::unique_ptr<::runtime::v1::RuntimeService::Stub> rt_;
 };
 
-// skopeo copy + decompress | tar -x of each layer, in order.
+// skopeo copy + decompress | tar -x of each layer, in order, into a new directory of a spread
+// parent: like berth's snapshots, the limit does not create its files among the inodes that the
+// last removed tree has just freed (ext4 without a journal scans past those for minutes).
 double Limit(const std::string& ref, const std::string& dir) {
+  static int n = 0;
   berth::fs::MkdirAll(dir);
+  SpreadSubdirs(dir);
+  std::string oci = dir + "/oci-" + std::to_string(n),
+              rootfs = dir + "/rootfs-" + std::to_string(n);
+  ++n;
   auto t0 = Clock::now();
   ShOrDie("skopeo --insecure-policy copy --quiet --src-tls-verify=false docker://" + ref +
-          " oci:" + Quote(dir + "/oci") + ":v1");
-  json idx = json::parse(berth::fs::ReadFile(dir + "/oci/index.json"));
+          " oci:" + Quote(oci) + ":v1");
+  json idx = json::parse(berth::fs::ReadFile(oci + "/index.json"));
   std::string md = idx["manifests"][0]["digest"];
-  json m = json::parse(berth::fs::ReadFile(dir + "/oci/blobs/sha256/" + md.substr(7)));
-  berth::fs::MkdirAll(dir + "/rootfs");
+  json m = json::parse(berth::fs::ReadFile(oci + "/blobs/sha256/" + md.substr(7)));
+  berth::fs::MkdirAll(rootfs);
   for (const auto& l : m["layers"]) {
     std::string mt = l["mediaType"], d = l["digest"];
-    std::string blob = dir + "/oci/blobs/sha256/" + d.substr(7);
+    std::string blob = oci + "/blobs/sha256/" + d.substr(7);
     std::string dec = mt.find("zstd") != std::string::npos ? "zstd -dc " : "igzip -dc ";
-    ShOrDie(dec + Quote(blob) + " | tar -x -C " + Quote(dir + "/rootfs"));
+    ShOrDie(dec + Quote(blob) + " | tar -x -C " + Quote(rootfs));
   }
   double ms = Ms(t0);
-  berth::fs::RemoveAll(dir);
+  berth::fs::RemoveAll(oci);
+  berth::fs::RemoveAll(rootfs);
   return ms;
 }
 
@@ -327,7 +359,7 @@ int main(int argc, char** argv) {
   int runs = 3, small_runs = 20;
   int64_t mib = 1024;
   std::string only;
-  bool use_containerd = true;
+  bool use_containerd = true, spread_containerd = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--runs" && i + 1 < argc)
@@ -340,10 +372,12 @@ int main(int argc, char** argv) {
       only = argv[++i];
     else if (a == "--no-containerd")
       use_containerd = false;
+    else if (a == "--spread-containerd")
+      spread_containerd = true;
     else {
       std::fprintf(stderr,
                    "usage: %s [--runs N] [--small-runs N] [--mib M] [--only busybox|big|big1|big8] "
-                   "[--no-containerd]\n",
+                   "[--no-containerd] [--spread-containerd]\n",
                    argv[0]);
       return 2;
     }
@@ -363,7 +397,10 @@ int main(int argc, char** argv) {
       "machine: %u cores (shared with other work), load average %s; containerd: %s; limit "
       "(skopeo + igzip/zstd + tar): %s\n",
       std::thread::hardware_concurrency(), LoadAverage().c_str(),
-      use_containerd ? "yes" : "skipped", have_limit ? "yes" : "skipped");
+      !use_containerd     ? "skipped"
+      : spread_containerd ? "yes, its snapshots directory spread (FS_TOPDIR_FL) like berth's"
+                          : "yes",
+      have_limit ? "yes" : "skipped");
   try {
     berth::testing::TempDir tmp("berth-bench-pull");
     berth::testing::LocalRegistry registry;
@@ -398,7 +435,8 @@ int main(int argc, char** argv) {
                                       BERTH_PAUSE_PATH);
     if (std::string why = berthd.Start(); !why.empty()) throw std::runtime_error(why);
     std::unique_ptr<Containerd> ctd;
-    if (use_containerd) ctd = std::make_unique<Containerd>(tmp / "containerd", registry.host());
+    if (use_containerd)
+      ctd = std::make_unique<Containerd>(tmp / "containerd", registry.host(), spread_containerd);
     std::printf(
         "\n| image | compressed MiB | berth ms | containerd ms | limit ms | berth/containerd | "
         "berth/limit |\n");
