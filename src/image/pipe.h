@@ -56,6 +56,15 @@ class ChunkPipe {
     b.resize(size);  // a kept buffer is full-sized already: nothing to zero
     return b;
   }
+  // A kept buffer (empty when there is none), for a stage that passes chunks on and hands the
+  // consumer's used buffers back upstream (see Keep()).
+  std::string TakeSpare() {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (spare_.empty()) return {};
+    std::string b = std::move(spare_.back());
+    spare_.pop_back();
+    return b;
+  }
   void Close() {
     std::lock_guard<std::mutex> lk(mu_);
     closed_ = true;

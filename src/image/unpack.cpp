@@ -1,8 +1,9 @@
 // Layer extraction as a pipeline: the blob's bytes (from the registry or the content store) ->
-// a decompressing thread (isa-l, zstd; DiffID hashed there) -> a thread reading the tar stream
-// with libarchive and writing it below one directory file descriptor with openat(O_NOFOLLOW),
-// so that no entry of a hostile layer can reach outside it. Directories are opened once and
-// kept open while the layer is written (a bounded cache, forgotten when an entry replaces them).
+// a decompressing thread (isa-l, zstd) -> a thread hashing the DiffID -> a thread reading the tar
+// stream with libarchive and writing it below one directory file descriptor with
+// openat(O_NOFOLLOW), so that no entry of a hostile layer can reach outside it. Directories are
+// opened once and kept open while the layer is written (a bounded cache, forgotten when an entry
+// replaces them).
 #include "image/unpack.h"
 #include "image/entry_path.h"
 
@@ -496,18 +497,17 @@ namespace {
 // A stage that stops because another one failed (its pipe was cancelled).
 struct StageCancelled {};
 
-// The first error of a pipeline's stages; recording it cancels both pipes so that every stage
+// The first error of a pipeline's stages; recording it cancels every pipe so that every stage
 // stops.
 class FirstError {
  public:
-  FirstError(ChunkPipe& a, ChunkPipe& b) : a_(a), b_(b) {}
+  explicit FirstError(std::initializer_list<ChunkPipe*> pipes) : pipes_(pipes) {}
   void Set(std::exception_ptr e) {
     {
       std::lock_guard<std::mutex> lk(mu_);
       if (!err_) err_ = std::move(e);
     }
-    a_.Cancel();
-    b_.Cancel();
+    for (ChunkPipe* p : pipes_) p->Cancel();
   }
   void Rethrow() {
     std::lock_guard<std::mutex> lk(mu_);
@@ -517,17 +517,16 @@ class FirstError {
  private:
   std::mutex mu_;
   std::exception_ptr err_;
-  ChunkPipe &a_, &b_;
+  std::vector<ChunkPipe*> pipes_;
 };
 
-// Decoded bytes straight into the tar pipe's chunks, hashed (the DiffID) where they lie.
-class HashingSink : public Decompressor::Sink {
+// Decoded bytes straight into the chunks of the next pipe, counted.
+class CountingSink : public Decompressor::Sink {
  public:
-  HashingSink(ChunkPipe& out, Sha256& hash, int64_t& size) : w_(out), hash_(hash), size_(size) {}
-  char* Space(size_t* room) override { return at_ = w_.Space(room); }
+  CountingSink(ChunkPipe& out, int64_t& size) : w_(out), size_(size) {}
+  char* Space(size_t* room) override { return w_.Space(room); }
   void Wrote(size_t n) override {
     if (n == 0) return;
-    hash_.Update(at_, n);
     size_ += static_cast<int64_t>(n);
     if (!w_.Commit(n)) throw StageCancelled{};
   }
@@ -537,15 +536,12 @@ class HashingSink : public Decompressor::Sink {
 
  private:
   ChunkWriter w_;
-  Sha256& hash_;
   int64_t& size_;
-  char* at_ = nullptr;
 };
 
-// Blob bytes -> uncompressed tar bytes, hashed (the DiffID) on the way.
-void DecompressStage(ChunkPipe& in, ChunkPipe& out, const std::string& what, Sha256& hash,
-                     int64_t& size) {
-  HashingSink sink(out, hash, size);
+// Blob bytes -> uncompressed tar bytes.
+void DecompressStage(ChunkPipe& in, ChunkPipe& out, const std::string& what, int64_t& size) {
+  CountingSink sink(out, size);
   std::unique_ptr<Decompressor> d;
   std::string chunk, head;
   auto start = [&] {
@@ -566,6 +562,21 @@ void DecompressStage(ChunkPipe& in, ChunkPipe& out, const std::string& what, Sha
   if (!d) start();
   d->Finish(sink);
   sink.Flush();
+  out.Close();
+}
+
+// The DiffID: tar bytes hashed in a thread of their own on their way to the extractor (SHA-256
+// costs about half as much as inflating; on the decompressing thread it made that thread the
+// slowest stage). Buffers the extractor is done with go back upstream.
+void HashStage(ChunkPipe& in, ChunkPipe& out, Sha256& hash) {
+  std::string chunk;
+  while (in.Pop(chunk)) {
+    hash.Update(chunk.data(), chunk.size());
+    std::string used = out.TakeSpare();
+    if (!out.Push(std::move(chunk))) throw StageCancelled{};
+    chunk = std::move(used);  // kept by in.Pop for the decompressor
+  }
+  if (in.Cancelled()) throw StageCancelled{};
   out.Close();
 }
 
@@ -625,8 +636,8 @@ void ExtractStage(ChunkPipe& in, const std::string& what, const std::string& des
 ApplyResult ApplyLayerStream(const std::function<void(ChunkPipe&)>& produce,
                              const std::string& what, const std::string& dest_dir, bool overlay) {
   ArchiveUse use;
-  ChunkPipe compressed, tar;
-  FirstError first(compressed, tar);
+  ChunkPipe compressed, decoded(4 << 20), tar;
+  FirstError first({&compressed, &decoded, &tar});
   Sha256 hash;
   int64_t size = 0;
   auto stage = [&](auto&& fn) {
@@ -639,13 +650,15 @@ ApplyResult ApplyLayerStream(const std::function<void(ChunkPipe&)>& produce,
       }
     };
   };
-  std::thread dec(stage([&] { DecompressStage(compressed, tar, what, hash, size); }));
+  std::thread dec(stage([&] { DecompressStage(compressed, decoded, what, size); }));
+  std::thread sha(stage([&] { HashStage(decoded, tar, hash); }));
   std::thread ext(stage([&] { ExtractStage(tar, what, dest_dir, overlay); }));
   stage([&] {
     produce(compressed);
     compressed.Close();
   })();
   dec.join();
+  sha.join();
   ext.join();
   first.Rethrow();
   if (compressed.Cancelled())  // a producer that stopped without saying why

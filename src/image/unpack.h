@@ -25,11 +25,11 @@ struct ApplyResult {
 // OCI whiteouts translated for overlayfs when `overlay`, else applied by deleting; hostile-input
 // safe: an entry that would escape dest_dir fails the layer with Error(kInvalidArgument) naming it.
 ApplyResult ApplyLayer(const std::string& blob_path, const std::string& dest_dir, bool overlay);
-// The same as a pipeline of three threads: `produce` (on the calling thread) pushes the blob's
+// The same as a pipeline of four threads: `produce` (on the calling thread) pushes the blob's
 // bytes as they arrive and returns at their end (an exception fails the layer; a Push that
-// returns false means a later stage failed: stop); a thread decompresses and hashes; a thread
-// extracts. `what` ("layer sha256:...") starts every error message. The first error of any
-// stage is thrown once all have stopped.
+// returns false means a later stage failed: stop); a thread decompresses; a thread hashes the
+// DiffID; a thread extracts. `what` ("layer sha256:...") starts every error message. The first
+// error of any stage is thrown once all have stopped.
 ApplyResult ApplyLayerStream(const std::function<void(ChunkPipe&)>& produce,
                              const std::string& what, const std::string& dest_dir, bool overlay);
 // Pushes a file's bytes into a pipe (a producer for ApplyLayerStream).
