@@ -136,6 +136,7 @@ class Extractor {
       : blob_(std::move(blob)), dest_(std::move(dest)), overlay_(overlay) {
     root_ = std::make_shared<Fd>(::open(dest_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!root_->ok()) ThrowErrno("open layer destination " + dest_);
+    fresh_ = IsEmptyDir(root_->get());
   }
 
   void Entry(archive* a, archive_entry* e) {
@@ -160,8 +161,10 @@ class Extractor {
     mode_t type = Archive().entry_filetype(e);
     const char* hardlink = Archive().entry_hardlink(e);
 
+    // In a destination that started empty, only what this layer made can be in the way.
     struct stat existing;
-    bool exists = ::fstatat(parent->get(), base.c_str(), &existing, AT_SYMLINK_NOFOLLOW) == 0;
+    bool exists = (!fresh_ || written_.count(path)) &&
+                  ::fstatat(parent->get(), base.c_str(), &existing, AT_SYMLINK_NOFOLLOW) == 0;
     if (exists && !(S_ISDIR(existing.st_mode) && type == AE_IFDIR && !hardlink)) {
       Forget(path);
       RemoveAt(parent->get(), base, dest_ + "/" + path);
@@ -363,6 +366,7 @@ class Extractor {
     if (overlay_) {
       if (::mknodat(parent->get(), target.c_str(), S_IFCHR | 0, makedev(0, 0)) != 0)
         Fail("create whiteout", errno);
+      written_.insert(dir.empty() ? target : dir + "/" + target);  // in the way of a later entry
     }
   }
 
@@ -451,9 +455,28 @@ class Extractor {
     ::utimensat(parent, base.c_str(), ts, AT_SYMLINK_NOFOLLOW);
   }
 
+  static bool IsEmptyDir(int fd) {
+    int dupfd = ::dup(fd);
+    if (dupfd < 0) return false;
+    DIR* d = ::fdopendir(dupfd);
+    if (!d) {
+      ::close(dupfd);
+      return false;
+    }
+    bool empty = true;
+    while (dirent* e = ::readdir(d)) {
+      if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+        empty = false;
+        break;
+      }
+    }
+    ::closedir(d);
+    return empty;
+  }
+
   static constexpr size_t kMaxOpenDirs = 512;
   std::string blob_, dest_;
-  bool overlay_;
+  bool overlay_, fresh_ = false;
   DirRef root_;
   std::map<std::string, DirRef> open_dirs_;
   std::string name_;

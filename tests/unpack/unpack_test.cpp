@@ -237,6 +237,32 @@ TEST(Unpack, ReplacesExistingEntriesWithoutFollowing) {
   EXPECT_EQ(Slurp(outside + "/target"), "precious");
 }
 
+// Into an empty destination (a new snapshot) only the layer's own earlier entries can be in the
+// way of an entry: those are replaced as in a full one, also after a whiteout of the same name.
+TEST(Unpack, LaterEntriesReplaceEarlierOnesInAnEmptyDestination) {
+  for (bool overlay : {false, true}) {
+    if (overlay && !IsRoot()) continue;  // whiteout device nodes need root
+    TempDir dir;
+    std::string out = dir / "out";
+    berth::fs::MkdirAll(out);
+    std::string blob = WriteBlob(
+        dir, "blob",
+        BuildTar({File("x", "1"), File("x", "2"), Dir("d"), File("d/in", "i"), File("d", "file"),
+                  Hardlink("h", "x"), File("h", "3"), File(".wh.w", ""), File("w", "new"),
+                  File("deep/a/b", "b"), Symlink("deep/a", "/elsewhere")}));
+    ApplyLayer(blob, out, overlay);
+    EXPECT_EQ(Slurp(out + "/x"), "2") << overlay;
+    EXPECT_EQ(Slurp(out + "/d"), "file") << overlay;
+    EXPECT_EQ(Slurp(out + "/h"), "3") << overlay;
+    EXPECT_EQ(Slurp(out + "/w"), "new") << overlay;
+    struct stat st;
+    ASSERT_EQ(::lstat((out + "/deep/a").c_str(), &st), 0);
+    EXPECT_TRUE(S_ISLNK(st.st_mode)) << overlay;
+    ASSERT_EQ(::lstat((out + "/x").c_str(), &st), 0);
+    EXPECT_EQ(st.st_nlink, 1u) << overlay;
+  }
+}
+
 TEST(Unpack, AbsoluteNamesAreRelativeToTheLayerRoot) {
   TempDir dir;
   std::string out = dir / "out";
