@@ -625,6 +625,12 @@ void RegistryClient::FetchBlob(const Descriptor& desc, content::Store::Writer& w
                                               std::to_string(w.Offset()) + " of " + std::to_string(desc.size) + " bytes");
         return 0;
       });
+      // Every byte is in: the tee passes its last ones on before the commit's fsync, so that
+      // the unpack finishes while the blob is written out.
+      if (tee && !(*tee)(w.Offset(), nullptr, 0)) {
+        cancelled = true;
+        throw Error(Code::kCancelled, what + ": cancelled");
+      }
       w.Commit(desc.digest, desc.size);  // verifies; on mismatch the partial data is discarded
       return;
     } catch (const Error& e) {

@@ -56,7 +56,8 @@ class RegistryClient {
   // Streams a blob into the writer (resuming at writer.Offset() with a Range request, restarting
   // when the server ignores it) and commits it with digest and size verification.
   // `received` counts bytes as they arrive (for progress reports). `tee`, when given, sees every
-  // byte written with its offset in the blob (after a restart from zero, offsets start again);
+  // byte written with its offset in the blob (after a restart from zero, offsets start again),
+  // then a call with n == 0 once all bytes are in, before the commit (which syncs the blob);
   // when it returns false the transfer stops with Error(kCancelled).
   using Tee = std::function<bool(int64_t offset, const char* data, size_t n)>;
   void FetchBlob(const Descriptor& desc, content::Store::Writer& writer,

@@ -253,6 +253,7 @@ struct ImageService::Impl {
     int64_t forwarded = 0;
     if (w->Offset() > 0 && !SendPartial(*w, out, forwarded)) return;  // cancelled
     RegistryClient::Tee tee = [&](int64_t at, const char* p, size_t n) {
+      if (n == 0) return out.Flush();  // all in: the last bytes go before the blob's commit
       int64_t end = at + static_cast<int64_t>(n);
       if (end <= forwarded) return true;  // sent already (a restart from zero)
       if (at > forwarded) return false;   // cannot happen: the writer appends
