@@ -277,6 +277,7 @@ class Extractor {
       if (fd < 0 && errno == ENOENT) {
         if (::mkdirat(cur->get(), c.c_str(), 0755) != 0 && errno != EEXIST)
           Fail("mkdir " + JoinPath(comps, i + 1), errno);
+        written_.insert(JoinPath(comps, i + 1));  // made by this layer (a whiteout's parent too)
         fd = ::openat(cur->get(), c.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       }
       if (fd < 0) {

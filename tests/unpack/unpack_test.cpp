@@ -249,7 +249,8 @@ TEST(Unpack, LaterEntriesReplaceEarlierOnesInAnEmptyDestination) {
         dir, "blob",
         BuildTar({File("x", "1"), File("x", "2"), Dir("d"), File("d/in", "i"), File("d", "file"),
                   Hardlink("h", "x"), File("h", "3"), File(".wh.w", ""), File("w", "new"),
-                  File("deep/a/b", "b"), Symlink("deep/a", "/elsewhere")}));
+                  File("deep/a/b", "b"), Symlink("deep/a", "/elsewhere"), File("sub/.wh.old", ""),
+                  Dir("sub"), File("sub/in", "s"), File("sub2/.wh.x", ""), File("sub2", "f")}));
     ApplyLayer(blob, out, overlay);
     EXPECT_EQ(Slurp(out + "/x"), "2") << overlay;
     EXPECT_EQ(Slurp(out + "/d"), "file") << overlay;
@@ -260,6 +261,8 @@ TEST(Unpack, LaterEntriesReplaceEarlierOnesInAnEmptyDestination) {
     EXPECT_TRUE(S_ISLNK(st.st_mode)) << overlay;
     ASSERT_EQ(::lstat((out + "/x").c_str(), &st), 0);
     EXPECT_EQ(st.st_nlink, 1u) << overlay;
+    EXPECT_EQ(Slurp(out + "/sub/in"), "s") << overlay;
+    EXPECT_EQ(Slurp(out + "/sub2"), "f") << overlay;
   }
 }
 
