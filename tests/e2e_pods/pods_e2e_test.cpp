@@ -29,11 +29,13 @@
 #include "common/fs.h"
 #include "image_support.h"
 #include "oci/spec.h"
+#include "berthd_proc.h"
 #include "support/support.h"
 
 namespace {
 
 namespace v1 = runtime::v1;
+using berth::testing::BerthdProc;
 using berth::testing::TempDir;
 
 std::string ReadAll(const std::string& path) {
@@ -49,89 +51,20 @@ std::unique_ptr<grpc::ClientContext> Ctx(int seconds = 60) {
   return c;
 }
 
-class Berthd {
- public:
-  // handler: the default runtime handler ("runc" or "crun", each with its own binary; both are
-  // configured). handler_extra: lines added to the default handler's table; extra: tables
-  // appended to the config; binary: the default handler's BinaryName ("" = the handler's name).
-  Berthd(const std::string& dir, const std::string& handler, const std::string& handler_extra = "",
-         const std::string& extra = "", const std::string& binary = "")
-      : dir_(dir) {
-    socket_ = dir + "/berth.sock";
-    config_ = dir + "/config.toml";
-    const std::string runtimes = "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.";
-    const std::string other = handler == "runc" ? "crun" : "runc";
-    std::ostringstream c;
-    c << "version = 3\n"
-      << "root = \"" << dir << "/root\"\n"
-      << "state = \"" << dir << "/state\"\n"
-      << "[grpc]\n"
-      << "address = \"" << socket_ << "\"\n"
-      << "[plugins.\"io.containerd.cri.v1.runtime\"]\n"
-      << "restrict_oom_score_adj = true\n"
-      << "[plugins.\"io.containerd.cri.v1.runtime\".containerd]\n"
-      << "default_runtime_name = \"" << handler << "\"\n"
-      << runtimes << other << "]\nruntime_type = \"io.containerd.runc.v2\"\n"
-      << runtimes << other << ".options]\nBinaryName = \"" << other << "\"\n"
-      << runtimes << handler << "]\nruntime_type = \"io.containerd.runc.v2\"\n"
-      << handler_extra << runtimes << handler << ".options]\n"
-      << "BinaryName = \"" << (binary.empty() ? handler : binary) << "\"\n"
-      << extra;
-    berth::testing::WriteFile(config_, c.str());
-  }
-  ~Berthd() { Stop(SIGTERM); }
-
-  std::string Start() {
-    log_ = dir_ + "/berthd." + std::to_string(++starts_) + ".log";
-    pid_ = fork();
-    if (pid_ < 0) return "fork failed";
-    if (pid_ == 0) {
-      int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (fd >= 0) {
-        dup2(fd, 1);
-        dup2(fd, 2);
-      }
-      setenv("BERTH_MONITOR_PATH", BERTH_MONITOR_PATH, 1);
-      setenv("BERTH_PAUSE_PATH", BERTH_PAUSE_PATH, 1);
-      execl(BERTHD_PATH, BERTHD_PATH, "--config", config_.c_str(), "--log-level", "debug", nullptr);
-      _exit(127);
-    }
-    channel_ = grpc::CreateChannel("unix:" + socket_, grpc::InsecureChannelCredentials());
-    runtime_ = v1::RuntimeService::NewStub(channel_);
-    images_ = berth::images::v1::Images::NewStub(channel_);
-    for (int i = 0; i < 1200; ++i) {
-      if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
-        pid_ = -1;
-        return "berthd exited during startup:\n" + ReadAll(log_);
-      }
-      grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
-      v1::VersionResponse resp;
-      if (access(socket_.c_str(), F_OK) == 0 && runtime_->Version(&ctx, {}, &resp).ok()) return "";
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    return "berthd did not answer on " + socket_ + ":\n" + ReadAll(log_);
-  }
-
-  void Stop(int sig) {
-    if (pid_ <= 0) return;
-    berth::testing::StopChild(pid_, sig);
-    pid_ = -1;
-  }
-
-  std::string Log() { return ReadAll(log_); }
-  const std::string& socket() const { return socket_; }
-  v1::RuntimeService::Stub& rt() { return *runtime_; }
-  berth::images::v1::Images::Stub& images() { return *images_; }
-
- private:
-  std::string dir_, socket_, config_, log_;
-  int starts_ = 0;
-  pid_t pid_ = -1;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::RuntimeService::Stub> runtime_;
-  std::unique_ptr<berth::images::v1::Images::Stub> images_;
-};
+// A berthd whose default runtime handler is `handler` ("runc" or "crun"; the other is configured
+// too). handler_extra: lines added to the default handler's table; extra: tables appended to the
+// config; binary: the default handler's BinaryName ("" = the handler's name).
+std::unique_ptr<BerthdProc> NewBerthd(const std::string& dir, const std::string& handler,
+                                      const std::string& handler_extra, const std::string& extra,
+                                      const std::string& binary) {
+  berth::testing::BerthdOptions o;
+  o.handler = handler;
+  o.binary = binary.empty() ? handler : binary;
+  o.handler_extra = handler_extra;
+  o.more_handlers = {handler == "runc" ? "crun" : "runc"};
+  o.extra = extra;
+  return std::make_unique<BerthdProc>(dir, BERTHD_PATH, BERTH_MONITOR_PATH, BERTH_PAUSE_PATH, o);
+}
 
 // Every test runs with runc and with crun as the default runtime handler.
 class PodsE2E : public ::testing::TestWithParam<std::string> {
@@ -141,7 +74,7 @@ class PodsE2E : public ::testing::TestWithParam<std::string> {
     if (!reason.empty()) GTEST_SKIP() << reason;
     if (berth::testing::BusyboxPath().empty()) GTEST_SKIP() << "busybox-static is not installed";
     dir_ = std::make_unique<TempDir>("berth-e2e-pods");
-    d_ = std::make_unique<Berthd>(dir_->path(), GetParam(), HandlerExtra(), Extra(), Binary());
+    d_ = NewBerthd(dir_->path(), GetParam(), HandlerExtra(), Extra(), Binary());
     std::string err = d_->Start();
     ASSERT_EQ(err, "");
     berth::testing::TestImageOptions opts;
@@ -153,7 +86,7 @@ class PodsE2E : public ::testing::TestWithParam<std::string> {
     berth::images::v1::ImportRequest req;
     req.set_path(*dir_ / "busybox.tar");
     berth::images::v1::ImportResponse resp;
-    auto st = d_->images().Import(Ctx().get(), req, &resp);
+    auto st = d_->admin().Import(Ctx().get(), req, &resp);
     ASSERT_TRUE(st.ok()) << st.error_message();
   }
   // Configuration a test fixture adds (called after dir_ exists, before berthd starts).
@@ -239,7 +172,7 @@ class PodsE2E : public ::testing::TestWithParam<std::string> {
   }
 
   std::unique_ptr<TempDir> dir_;
-  std::unique_ptr<Berthd> d_;
+  std::unique_ptr<BerthdProc> d_;
   std::string create_error_;  // of the last Create
 };
 
@@ -375,7 +308,7 @@ TEST_P(PodsE2E, SurvivesSigkillOfBerthd) {
   // A create in flight when berthd is killed.
   std::thread creator([&] { Create(pod, pc, "inflight", "true", nullptr); });
   std::this_thread::sleep_for(std::chrono::milliseconds(30));
-  d_->Stop(SIGKILL);
+  d_->Kill(SIGKILL);
   creator.join();
   // The quitter exits while berthd is down.
   std::string exit_file = *dir_ / ("state/io.containerd.grpc.v1.cri/containers/" + quit + "/exit");
@@ -493,7 +426,7 @@ TEST_P(PodsE2EConfigured, BaseRuntimeSpecAndSandboxImage) {
   berth::images::v1::ImportRequest ireq;
   ireq.set_path(*dir_ / "pause.tar");
   berth::images::v1::ImportResponse iresp;
-  auto ist = d_->images().Import(Ctx().get(), ireq, &iresp);
+  auto ist = d_->admin().Import(Ctx().get(), ireq, &iresp);
   ASSERT_TRUE(ist.ok()) << ist.error_message();
   ExpectPinnedPod(kPause);
 }
