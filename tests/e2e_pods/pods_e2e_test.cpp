@@ -25,11 +25,11 @@
 #include <nlohmann/json.hpp>
 
 #include "berth/images/v1/images.grpc.pb.h"
+#include "berthd_proc.h"
 #include "common/exec.h"
 #include "common/fs.h"
 #include "image_support.h"
 #include "oci/spec.h"
-#include "berthd_proc.h"
 #include "support/support.h"
 
 namespace {
@@ -193,12 +193,17 @@ TEST_P(PodsE2E, LifecycleExecLogsEventsAndBadRequests) {
   auto pc = Pod("web");
   std::string pod = RunPod(pc);
   std::string a, b;
-  ASSERT_TRUE(Create(pod, pc, "a", "printf 'part'; sleep 0.1; echo ial; head -c 20000 /dev/zero | tr '\\0' x; echo end; sleep 1000", &a).ok());
+  ASSERT_TRUE(Create(pod, pc, "a",
+                     "printf 'part'; sleep 0.1; echo ial; head -c 20000 /dev/zero | tr '\\0' x; "
+                     "echo end; sleep 1000",
+                     &a)
+                  .ok());
   ASSERT_TRUE(Create(pod, pc, "b", "sleep 1000", &b).ok());
   Start(a);
   Start(b);
   // Shared network namespace.
-  auto exec = [&](const std::string& id, std::vector<std::string> cmd, int64_t timeout, v1::ExecSyncResponse* out) {
+  auto exec = [&](const std::string& id, std::vector<std::string> cmd, int64_t timeout,
+                  v1::ExecSyncResponse* out) {
     v1::ExecSyncRequest r;
     r.set_container_id(id);
     for (auto& c : cmd) r.add_cmd(c);
@@ -242,9 +247,11 @@ TEST_P(PodsE2E, LifecycleExecLogsEventsAndBadRequests) {
     c->mutable_metadata()->set_name("evil");
     c->mutable_image()->set_image("docker.io/test/busybox:e2e");
     c->add_command("true");
-    c->mutable_linux()->mutable_security_context()->mutable_capabilities()->add_add_capabilities("CAP_NOPE");
+    c->mutable_linux()->mutable_security_context()->mutable_capabilities()->add_add_capabilities(
+        "CAP_NOPE");
     v1::CreateContainerResponse r;
-    EXPECT_EQ(d_->rt().CreateContainer(Ctx().get(), req, &r).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(d_->rt().CreateContainer(Ctx().get(), req, &r).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
   }
   {
     v1::ExecRequest er;
@@ -287,8 +294,9 @@ TEST_P(PodsE2E, LifecycleExecLogsEventsAndBadRequests) {
   for (const auto& [id, t] : events) {
     if (id == a) of_a.push_back(t);
   }
-  EXPECT_EQ(of_a, (std::vector<v1::ContainerEventType>{v1::CONTAINER_CREATED_EVENT, v1::CONTAINER_STARTED_EVENT,
-                                                        v1::CONTAINER_STOPPED_EVENT, v1::CONTAINER_DELETED_EVENT}));
+  EXPECT_EQ(of_a, (std::vector<v1::ContainerEventType>{
+                      v1::CONTAINER_CREATED_EVENT, v1::CONTAINER_STARTED_EVENT,
+                      v1::CONTAINER_STOPPED_EVENT, v1::CONTAINER_DELETED_EVENT}));
 
 #ifdef BERTHCTL_PATH
   auto r = berth::exec::Run({BERTHCTL_PATH, "--address", d_->socket(), "pods"});
@@ -354,13 +362,15 @@ class PodsE2EConfigured : public PodsE2E {
   std::string HandlerExtra() override {
     auto base = berth::oci::DefaultSpec();
     base["process"]["env"].push_back("FROM_BASE=e2e");
-    base["process"]["rlimits"] = nlohmann::json::parse(R"([{"type":"RLIMIT_NOFILE","hard":2345,"soft":2345}])");
+    base["process"]["rlimits"] =
+        nlohmann::json::parse(R"([{"type":"RLIMIT_NOFILE","hard":2345,"soft":2345}])");
     berth::testing::WriteFile(*dir_ / "base.json", base.dump());
     return "base_runtime_spec = \"" + (*dir_ / "base.json") + "\"\n";
   }
   std::string Extra() override {
     return "[plugins.\"io.containerd.cri.v1.images\".pinned_images]\n"
-           "sandbox = \"" + SandboxImage() + "\"\n";
+           "sandbox = \"" +
+           SandboxImage() + "\"\n";
   }
   virtual std::string SandboxImage() { return kPause; }
   nlohmann::json PodInfo(const std::string& pod) {
@@ -403,7 +413,8 @@ class PodsE2EConfigured : public PodsE2E {
     rm.set_pod_sandbox_id(pod);
     v1::RemovePodSandboxResponse rmr;
     ASSERT_TRUE(d_->rt().RemovePodSandbox(Ctx().get(), rm, &rmr).ok());
-    EXPECT_TRUE(berth::testing::Eventually([&] { return ReadAll("/proc/self/mountinfo").find(pod) == std::string::npos; }));
+    EXPECT_TRUE(berth::testing::Eventually(
+        [&] { return ReadAll("/proc/self/mountinfo").find(pod) == std::string::npos; }));
   }
 };
 
@@ -416,7 +427,8 @@ TEST_P(PodsE2EConfigured, BaseRuntimeSpecAndSandboxImage) {
   auto st = d_->rt().RunPodSandbox(Ctx().get(), req, &resp);
   EXPECT_FALSE(st.ok());
   EXPECT_NE(st.error_message().find(kPause), std::string::npos) << st.error_message();
-  EXPECT_NE(st.error_message().find("pinned_images.sandbox"), std::string::npos) << st.error_message();
+  EXPECT_NE(st.error_message().find("pinned_images.sandbox"), std::string::npos)
+      << st.error_message();
   v1::ListPodSandboxResponse pods;
   ASSERT_TRUE(d_->rt().ListPodSandbox(Ctx().get(), {}, &pods).ok());
   EXPECT_EQ(pods.items_size(), 0);
@@ -453,7 +465,8 @@ class PodsE2EPulledSandbox : public PodsE2EConfigured {
 TEST_P(PodsE2EPulledSandbox, SandboxImageIsPulledWhenAbsent) {
   std::string image = registry_->host() + "/test/pause:pulled";
   ExpectPinnedPod(image);
-  auto images = v1::ImageService::NewStub(grpc::CreateChannel("unix:" + d_->socket(), grpc::InsecureChannelCredentials()));
+  auto images = v1::ImageService::NewStub(
+      grpc::CreateChannel("unix:" + d_->socket(), grpc::InsecureChannelCredentials()));
   v1::ImageStatusRequest sreq;
   sreq.mutable_image()->set_image(image);
   v1::ImageStatusResponse sresp;
@@ -530,12 +543,14 @@ TEST_P(PodsE2EMounts, HostToContainerAndBidirectionalPropagation) {
   auto pc = Pod("prop");
   pc.mutable_linux()->mutable_security_context()->set_privileged(true);
   std::string pod = RunPod(pc), id;
-  ASSERT_TRUE(Create(pod, pc, "c", "sleep 1000", &id, [&](v1::ContainerConfig& c) {
-                c.mutable_linux()->mutable_security_context()->set_privileged(
-                    true);  // to mount inside
-                AddVolume(c, slave, "/slave", v1::PROPAGATION_HOST_TO_CONTAINER);
-                AddVolume(c, shared, "/shared", v1::PROPAGATION_BIDIRECTIONAL);
-              }).ok())
+  ASSERT_TRUE(Create(pod, pc, "c", "sleep 1000", &id,
+                     [&](v1::ContainerConfig& c) {
+                       c.mutable_linux()->mutable_security_context()->set_privileged(
+                           true);  // to mount inside
+                       AddVolume(c, slave, "/slave", v1::PROPAGATION_HOST_TO_CONTAINER);
+                       AddVolume(c, shared, "/shared", v1::PROPAGATION_BIDIRECTIONAL);
+                     })
+                  .ok())
       << create_error_;
   Start(id);
   // Host mounts made after the start reach the container through both volumes.
@@ -553,7 +568,8 @@ TEST_P(PodsE2EMounts, HostToContainerAndBidirectionalPropagation) {
                  "/slave/inner/f && echo ok"),
             "ok\n");
   EXPECT_TRUE(berth::testing::Eventually([&] { return berth::fs::Exists(shared + "/inner/f"); }))
-      << "a mount made in the container did not reach the host through a bidirectional volume; in the container:\n"
+      << "a mount made in the container did not reach the host through a bidirectional volume; in "
+         "the container:\n"
       << Exec(id, "grep -E ' / | /shared| /slave' /proc/self/mountinfo") << "host:\n"
       << ReadAll("/proc/self/mountinfo");
   EXPECT_FALSE(berth::fs::Exists(slave + "/inner/f"))
@@ -577,10 +593,12 @@ TEST_P(PodsE2EMounts, RroSubmountsAreReleased) {
   auto before = HostMounts();
   auto pc = Pod("rro");
   std::string pod = RunPod(pc), id;
-  ASSERT_TRUE(Create(pod, pc, "c", "sleep 1000", &id, [&](v1::ContainerConfig& c) {
-                AddVolume(c, kep, "/kep", v1::PROPAGATION_PRIVATE, true, true);
-                AddVolume(c, ro, "/ro", v1::PROPAGATION_PRIVATE, true, false);
-              }).ok())
+  ASSERT_TRUE(Create(pod, pc, "c", "sleep 1000", &id,
+                     [&](v1::ContainerConfig& c) {
+                       AddVolume(c, kep, "/kep", v1::PROPAGATION_PRIVATE, true, true);
+                       AddVolume(c, ro, "/ro", v1::PROPAGATION_PRIVATE, true, false);
+                     })
+                  .ok())
       << create_error_;
   Start(id);
   EXPECT_EQ(
@@ -629,9 +647,11 @@ TEST_P(PodsE2EStaged, RroSubmountsAreReleased) {
   auto before = HostMounts();
   auto pc = Pod("staged");
   std::string pod = RunPod(pc), id;
-  ASSERT_TRUE(Create(pod, pc, "c", "sleep 1000", &id, [&](v1::ContainerConfig& c) {
-                AddVolume(c, vol, "/vol", v1::PROPAGATION_PRIVATE, true, true);
-              }).ok())
+  ASSERT_TRUE(Create(pod, pc, "c", "sleep 1000", &id,
+                     [&](v1::ContainerConfig& c) {
+                       AddVolume(c, vol, "/vol", v1::PROPAGATION_PRIVATE, true, true);
+                     })
+                  .ok())
       << create_error_;
   Start(id);
   bool staged = false;

@@ -121,8 +121,7 @@ std::string BerthdProc::Start(std::chrono::milliseconds timeout) {
   grpc::ChannelArguments args;
   args.SetMaxSendMessageSize(-1);
   args.SetMaxReceiveMessageSize(-1);
-  channel_ =
-      grpc::CreateCustomChannel("unix:" + socket_, grpc::InsecureChannelCredentials(), args);
+  channel_ = grpc::CreateCustomChannel("unix:" + socket_, grpc::InsecureChannelCredentials(), args);
   rt_ = ::runtime::v1::RuntimeService::NewStub(channel_);
   img_ = ::runtime::v1::ImageService::NewStub(channel_);
   admin_ = berth::images::v1::Images::NewStub(channel_);
