@@ -102,8 +102,8 @@ std::string BerthdProc::Start(std::chrono::milliseconds timeout) {
     ::setenv("BERTH_MONITOR_PATH", monitor_.c_str(), 1);
     ::setenv("BERTH_PAUSE_PATH", pause_.c_str(), 1);
     for (const auto& [k, v] : opts_.env) ::setenv(k.c_str(), v.c_str(), 1);
-    ::execl(berthd_.c_str(), berthd_.c_str(), "--config", config_.c_str(), "--log-level", "debug",
-            nullptr);
+    ::execl(berthd_.c_str(), berthd_.c_str(), "--config", config_.c_str(), "--log-level",
+            opts_.log_level.c_str(), nullptr);
     ::_exit(127);
   }
   // The channel is made once the socket accepts: a channel that met the stale socket of a killed

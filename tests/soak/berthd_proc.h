@@ -28,6 +28,7 @@ struct BerthdOptions {
   std::string extra;                       // TOML appended to the config
   std::vector<std::pair<std::string, std::string>> env;  // set in berthd's environment
   std::string netns;  // a network namespace file berthd runs in ("": the caller's)
+  std::string log_level = "debug";
 };
 
 class BerthdProc {
