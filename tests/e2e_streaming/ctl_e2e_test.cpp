@@ -399,6 +399,7 @@ TEST_F(BerthctlE2E, ExecThroughCrun) {
   std::string pod = RunPod("crun", false, "crun");
   std::string ctr = Run(pod, "sleeper", "exec sleep 3600");
   ExpectExecWorks("spdy", ctr);
+  ExpectFastTtyExecKeepsItsOutput("spdy", ctr, 20);
   auto r = Ctl({"exec", "-t", ctr, "--", "sh", "-c", "ps -o comm | grep -c sleep"});
   EXPECT_EQ(r.out, "1\r\n");
 }
