@@ -344,21 +344,35 @@ class ExecProcess : public streaming::Process {
            target_.container_id},
           {{in_r.fd, 0}, {out_w.fd, 1}, {err_w.fd, 2}});
   }
-  // A terminal: berth's own pty is the runtime's stdio; the runtime makes the container's pty,
-  // copies between the two, and resizes the container's to ours on SIGWINCH (a runtime that is
-  // not detached takes no console socket).
+  // A terminal: the container's pty, made by the runtime and relayed by berth-exec-tty (which
+  // waits for the process, so its exit status comes back) to and from berth's raw pty. Resizes
+  // go to berth's pty; berth-exec-tty copies them to the container's on SIGWINCH.
   void StartTty(const streaming::CommandOptions& o) {
+    static const std::string helper = exec::FindHelper("berth-exec-tty");
+    if (helper.empty())
+      throw Error(Code::kFailedPrecondition, "berth-exec-tty not found (BERTH_EXEC_TTY_PATH)");
     int m = -1, sl = -1;
-    if (::openpty(&m, &sl, nullptr, nullptr, nullptr) != 0) ThrowErrno("exec: openpty");
+    termios raw = {};
+    ::cfmakeraw(&raw);
+    if (::openpty(&m, &sl, nullptr, &raw, nullptr) != 0) ThrowErrno("exec: openpty");
     master_.fd = m;
     Fd slave(sl);
     ::fcntl(m, F_SETFD, FD_CLOEXEC);
     ::fcntl(sl, F_SETFD, FD_CLOEXEC);
-    Spawn({"exec", "--tty", "--process", files_.process.path, "--pid-file", files_.pid.path,
-           target_.container_id},
-          {{slave.fd, 0}, {slave.fd, 1}, {slave.fd, 2}});
+    auto argv =
+        ExecArgv(target_,
+                 {"exec", "--tty", "--detach", "--console-socket", "@CONSOLE_SOCKET@", "--process",
+                  files_.process.path, "--pid-file", files_.pid.path, target_.container_id},
+                 files_.log.path);
+    argv.insert(argv.begin(), {helper, files_.pid.path, "--"});
+    SpawnArgv(argv, {{slave.fd, 0}, {slave.fd, 1}, {slave.fd, 2}});
     if (o.stdin) stdin_.fd = ::fcntl(master_.fd, F_DUPFD_CLOEXEC, 0);
     stdout_.fd = ::fcntl(master_.fd, F_DUPFD_CLOEXEC, 0);
+  }
+  void SpawnArgv(const std::vector<std::string>& argv,
+                 const std::vector<std::pair<int, int>>& fds) {
+    pid_ = exec::Spawn(argv, fds, false);
+    pidfd_ = exec::PidfdOpen(pid_);
   }
   void Spawn(const std::vector<std::string>& args, const std::vector<std::pair<int, int>>& fds) {
     pid_ = exec::Spawn(ExecArgv(target_, args, files_.log.path), fds, false);
