@@ -147,7 +147,6 @@ Json ContainerdInfoConfig(const InfoConfigInput& in) {
   c["cdiSpecDirs"] = ListOrNull(rt.cdi_spec_dirs);
   c["imagePullProgressTimeout"] = img.image_pull_progress_timeout;
   c["drainExecSyncIOTimeout"] = rt.drain_exec_sync_io_timeout;
-  c["usernsRootfs"] = rt.userns_rootfs;
   c["imagePullWithSyncFs"] = img.image_pull_with_sync_fs;
   c["ignoreDeprecationWarnings"] = ListOrNull(rt.ignore_deprecation_warnings);
   c["containerdRootDir"] = in.containerd_root_dir;
