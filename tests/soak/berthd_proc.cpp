@@ -63,6 +63,9 @@ std::string BerthdProc::Start(std::chrono::milliseconds timeout) {
     }
     ::setenv("BERTH_MONITOR_PATH", monitor_.c_str(), 1);
     ::setenv("BERTH_PAUSE_PATH", pause_.c_str(), 1);
+#ifdef BERTH_RRO_PROBE_PATH
+    ::setenv("BERTH_RRO_PROBE", BERTH_RRO_PROBE_PATH, 1);
+#endif
     ::execl(berthd_.c_str(), berthd_.c_str(), "--config", config_.c_str(), "--log-level", "debug",
             nullptr);
     ::_exit(127);
