@@ -142,4 +142,23 @@ TEST_F(ShiftedCopy, MadeOncePerMappingAndAStageLeftByACrashIsCleared) {
   EXPECT_EQ(Stat(c.dir + "/bin/su").st_uid, kBase + 65536);
 }
 
+// The native snapshotter's container snapshot is the container's own copy: shifted in place and
+// bind-mounted, set-uid bits and file capabilities kept.
+TEST_F(ShiftedCopy, NativeSnapshotIsShiftedInPlace) {
+  const std::string target = *dir_ / "rootfs";
+  berth::fs::MkdirAll(target, 0755);
+  auto c = berth::snapshot::MountAllShifted({{"bind", lower_, {"rw", "rbind"}}}, target, map_, "x");
+  EXPECT_TRUE(c.dir.empty());
+  auto su = Stat(target + "/bin/su");
+  EXPECT_EQ(su.st_uid, kBase);
+  EXPECT_EQ(su.st_mode & 07777, 04755u);
+  EXPECT_EQ(Stat(target + "/home/user/note").st_gid, kBase + 1001);
+  EXPECT_EQ(Stat(lower_ + "/bin/su").st_uid, kBase) << "in place";
+  unsigned char caps[32] = {};
+  ASSERT_EQ(::getxattr((target + "/bin/ping").c_str(), "security.capability", caps, sizeof caps),
+            24);
+  EXPECT_EQ(caps[3], 0x03);
+  berth::snapshot::UnmountAll(target);
+}
+
 }  // namespace
