@@ -22,6 +22,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "snapshot/shift_xattrs.h"
 #include "snapshot/snapshotter.h"
 #include "userns/userns.h"
 
@@ -86,43 +87,14 @@ void PutLe32(std::string& v, size_t off, uint32_t x) {
   std::memcpy(v.data() + off, &x, 4);
 }
 
-// security.capability as version 3 with the pod's root as its owner, so that file capabilities
-// take effect inside the pod (a version 2 value only counts for the host's root).
-std::string ShiftCaps(std::string v, const Shift& s) {
-  constexpr uint32_t kRevMask = 0xFF000000, kV2 = 0x02000000, kV3 = 0x03000000;
-  if (v.size() < 20) return v;
-  uint32_t magic = Le32(v, 0);
-  if ((magic & kRevMask) == kV2) {
-    v.resize(24);
-    PutLe32(v, 0, (magic & ~kRevMask) | kV3);
-    PutLe32(v, 20, s.Uid(0));
-  } else if ((magic & kRevMask) == kV3 && v.size() >= 24) {
-    PutLe32(v, 20, s.Uid(Le32(v, 20)));
-  }
-  return v;
-}
-
-// POSIX ACLs name users and groups: their ids are shifted like the owners.
-std::string ShiftAcl(std::string v, const Shift& s) {
-  constexpr uint16_t kUser = 0x02, kGroup = 0x08;
-  for (size_t off = 4; off + 8 <= v.size(); off += 8) {
-    uint16_t tag;
-    std::memcpy(&tag, v.data() + off, 2);
-    tag = le16toh(tag);
-    if (tag == kUser) PutLe32(v, off + 4, s.Uid(Le32(v, off + 4)));
-    if (tag == kGroup) PutLe32(v, off + 4, s.Gid(Le32(v, off + 4)));
-  }
-  return v;
-}
-
 void CopyXattrs(const std::string& src, const std::string& dst, bool symlink, const Shift& s) {
   for (const auto& name : XattrNames(src)) {
     if (OverlayXattr(name)) continue;
     auto v = Xattr(src, name);
     if (!v) continue;
-    if (name == "security.capability") *v = ShiftCaps(*v, s);
+    if (name == "security.capability") *v = ShiftCapsXattr(*v, s.m);
     if (name == "system.posix_acl_access" || name == "system.posix_acl_default")
-      *v = ShiftAcl(*v, s);
+      *v = ShiftAclXattr(*v, s.m);
     if (::lsetxattr(dst.c_str(), name.c_str(), v->data(), v->size(), 0) != 0) {
       if ((errno == ENOTSUP || errno == EPERM) &&
           (symlink || name.rfind("security.selinux", 0) == 0))
@@ -272,7 +244,7 @@ void ShiftInPlace(const std::string& path, const Shift& s) {
   if (!S_ISLNK(st.st_mode) && ::chmod(path.c_str(), st.st_mode & 07777) != 0)
     ThrowErrno("chmod " + path);
   if (caps) {
-    auto v = ShiftCaps(*caps, s);
+    auto v = ShiftCapsXattr(*caps, s.m);
     if (::lsetxattr(path.c_str(), "security.capability", v.data(), v.size(), 0) != 0)
       ThrowErrno("set xattr security.capability on " + path);
   }
@@ -315,6 +287,37 @@ void Sync(const std::string& dir) {
 }
 
 }  // namespace
+
+// security.capability as version 3 with the pod's root as its owner, so that file capabilities
+// take effect inside the pod (a version 2 value only counts for the host's root).
+std::string ShiftCapsXattr(std::string v, const userns::Mapping& m) {
+  Shift s{m};
+  constexpr uint32_t kRevMask = 0xFF000000, kV2 = 0x02000000, kV3 = 0x03000000;
+  if (v.size() < 20) return v;
+  uint32_t magic = Le32(v, 0);
+  if ((magic & kRevMask) == kV2) {
+    v.resize(24);
+    PutLe32(v, 0, (magic & ~kRevMask) | kV3);
+    PutLe32(v, 20, s.Uid(0));
+  } else if ((magic & kRevMask) == kV3 && v.size() >= 24) {
+    PutLe32(v, 20, s.Uid(Le32(v, 20)));
+  }
+  return v;
+}
+
+// POSIX ACLs name users and groups: their ids are shifted like the owners.
+std::string ShiftAclXattr(std::string v, const userns::Mapping& m) {
+  Shift s{m};
+  constexpr uint16_t kUser = 0x02, kGroup = 0x08;
+  for (size_t off = 4; off + 8 <= v.size(); off += 8) {
+    uint16_t tag;
+    std::memcpy(&tag, v.data() + off, 2);
+    tag = le16toh(tag);
+    if (tag == kUser) PutLe32(v, off + 4, s.Uid(Le32(v, off + 4)));
+    if (tag == kGroup) PutLe32(v, off + 4, s.Gid(Le32(v, off + 4)));
+  }
+  return v;
+}
 
 std::string MappingKey(const userns::Mapping& m) {
   std::string k;

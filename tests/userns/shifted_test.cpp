@@ -53,6 +53,13 @@ class ShiftedCopy : public ::testing::Test {
     ASSERT_EQ(::chown((lower_ + "/home/user").c_str(), 1000, 1000), 0);
     File(lower_ + "/home/user/note", "n", 0640, 1000, 1001);
     ASSERT_EQ(::setxattr((lower_ + "/home/user/note").c_str(), "user.tag", "v", 1, 0), 0);
+    // An ACL naming user 1000 (user::rw-, user:1000:r--, group::r--, mask::r--, other::---).
+    const unsigned char acl[] = {2,    0,    0,    0,    1,    0,    6,    0,    0xff, 0xff, 0xff,
+                                 0xff, 2,    0,    4,    0,    0xe8, 3,    0,    0,    4,    0,
+                                 4,    0,    0xff, 0xff, 0xff, 0xff, 0x10, 0,    4,    0,    0xff,
+                                 0xff, 0xff, 0xff, 0x20, 0,    0,    0,    0xff, 0xff, 0xff, 0xff};
+    acl_ok_ = ::setxattr((lower_ + "/home/user/note").c_str(), "system.posix_acl_access", acl,
+                         sizeof acl, 0) == 0;
     berth::fs::MkdirAll(lower_ + "/dev", 0755);
     ASSERT_EQ(::mknod((lower_ + "/dev/null").c_str(), S_IFCHR | 0666, makedev(1, 3)), 0);
     ASSERT_EQ(::mkfifo((lower_ + "/dev/fifo").c_str(), 0600), 0);
@@ -73,6 +80,7 @@ class ShiftedCopy : public ::testing::Test {
 
   std::unique_ptr<berth::testing::TempDir> dir_;
   std::string lower_, upper_;
+  bool acl_ok_ = false;  // the file system of the test's directory takes POSIX ACLs
   const berth::userns::Mapping map_{{{0, kBase, 65536}}, {{0, kBase, 65536}}};
 };
 
@@ -98,6 +106,15 @@ TEST_F(ShiftedCopy, MergesLayersAndShiftsOwnersKeepingEverythingElse) {
   char v[8] = {};
   EXPECT_EQ(::getxattr((r + "/home/user/note").c_str(), "user.tag", v, sizeof v), 1);
   EXPECT_EQ(berth::fs::ReadFile(r + "/home/user/note", 100), "n");
+  if (acl_ok_) {
+    unsigned char acl[64] = {};
+    ASSERT_EQ(
+        ::getxattr((r + "/home/user/note").c_str(), "system.posix_acl_access", acl, sizeof acl),
+        44);
+    uint32_t named;
+    std::memcpy(&named, acl + 16, 4);
+    EXPECT_EQ(named, kBase + 1000) << "the ACL's named user is shifted";
+  }
   auto null = Stat(r + "/dev/null");
   EXPECT_TRUE(S_ISCHR(null.st_mode));
   EXPECT_EQ(null.st_rdev, makedev(1, 3));
