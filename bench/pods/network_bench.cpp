@@ -41,6 +41,7 @@
 #include <grpcpp/grpcpp.h>
 #include <nlohmann/json.hpp>
 
+#include "berthd_proc.h"
 #include "common/exec.h"
 #include "network/netns.h"
 #include "support/support.h"
@@ -58,13 +59,6 @@ double Median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 std::unique_ptr<grpc::ClientContext> Ctx() {
   auto c = std::make_unique<grpc::ClientContext>();
   c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
@@ -75,54 +69,19 @@ void Check(const grpc::Status& st, const std::string& what) {
   if (!st.ok()) throw std::runtime_error(what + ": " + st.error_message());
 }
 
-class Berthd {
- public:
-  Berthd(const std::string& dir, const std::string& netns, const std::string& cni)
-      : dir_(dir), netns_(netns) {
-    socket_ = dir + "/berth.sock";
-    std::ostringstream c;
-    c << "version = 3\nroot = \"" << dir << "/root\"\nstate = \"" << dir << "/state\"\n"
-      << "[grpc]\naddress = \"" << socket_ << "\"\n"
-      << "[plugins.\"io.containerd.cri.v1.runtime\"]\nrestrict_oom_score_adj = true\n"
-      << "[plugins.\"io.containerd.cri.v1.runtime\".cni]\n"
-      << cni;
-    berth::testing::WriteFile(dir + "/config.toml", c.str());
-  }
-  ~Berthd() {
-    if (pid_ > 0) berth::testing::StopChild(pid_, SIGTERM);
-  }
-  void Start() {
-    pid_ = fork();
-    if (pid_ == 0) {
-      int ns = open(netns_.c_str(), O_RDONLY | O_CLOEXEC);
-      if (ns < 0 || setns(ns, CLONE_NEWNET) != 0) _exit(126);
-      int fd = open((dir_ + "/berthd.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      dup2(fd, 1);
-      dup2(fd, 2);
-      setenv("BERTH_MONITOR_PATH", BERTH_MONITOR_PATH, 1);
-      setenv("BERTH_PAUSE_PATH", BERTH_PAUSE_PATH, 1);
-      execl(BERTHD_PATH, BERTHD_PATH, "--config", (dir_ + "/config.toml").c_str(), "--log-level",
-            "warn", nullptr);
-      _exit(127);
-    }
-    rt_ = v1::RuntimeService::NewStub(
-        grpc::CreateChannel("unix:" + socket_, grpc::InsecureChannelCredentials()));
-    for (int i = 0; i < 600; ++i) {
-      grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
-      v1::VersionResponse resp;
-      if (access(socket_.c_str(), F_OK) == 0 && rt_->Version(&ctx, {}, &resp).ok()) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    throw std::runtime_error("berthd did not start:\n" + ReadAll(dir_ + "/berthd.log"));
-  }
-  v1::RuntimeService::Stub& rt() { return *rt_; }
+using Berthd = berth::testing::BerthdProc;
 
- private:
-  std::string dir_, netns_, socket_;
-  pid_t pid_ = -1;
-  std::unique_ptr<v1::RuntimeService::Stub> rt_;
-};
+// A berthd inside the bench's network namespace with `cni` as its cni table, logging warnings only.
+std::unique_ptr<Berthd> StartBerthd(const std::string& dir, const std::string& netns,
+                                    const std::string& cni) {
+  berth::testing::BerthdOptions o;
+  o.netns = netns;
+  o.log_level = "warn";
+  o.extra = "[plugins.\"io.containerd.cri.v1.runtime\".cni]\n" + cni;
+  auto d = std::make_unique<Berthd>(dir, BERTHD_PATH, BERTH_MONITOR_PATH, BERTH_PAUSE_PATH, o);
+  if (auto err = d->Start(); !err.empty()) throw std::runtime_error(err);
+  return d;
+}
 
 v1::PodSandboxConfig Pod(const std::string& dir, int i) {
   v1::PodSandboxConfig c;
@@ -305,11 +264,12 @@ int main(int argc, char** argv) {
 
     std::filesystem::create_directories(dir + "/plain");
     std::filesystem::create_directories(dir + "/net");
-    Berthd plain(dir + "/plain", netns, "conf_dir = \"\"\n");
-    Berthd net(dir + "/net", netns,
-               "bin_dirs = [\"" + plugins + "\"]\nconf_dir = \"" + dir + "/net.d" + "\"\n");
-    plain.Start();
-    net.Start();
+    auto plain_d = StartBerthd(dir + "/plain", netns, "conf_dir = \"\"\n");
+    auto net_d =
+        StartBerthd(dir + "/net", netns,
+                    "bin_dirs = [\"" + plugins + "\"]\nconf_dir = \"" + dir + "/net.d\"\n");
+    Berthd& plain = *plain_d;
+    Berthd& net = *net_d;
     Lifecycles(plain, dir, 2, 0);
     Lifecycles(net, dir, 2, 0);
     std::vector<double> t0, t1, run0, run1, add, own;

@@ -5,6 +5,7 @@
 //
 //   startup_bench [--berthd PATH] [--runs N] [--idle-ms MS] [-- extra berthd flags]
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -75,6 +76,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   const std::string dir = tmpl;
+  ::chmod(tmpl, 0711);  // as /var/lib and /run are: user namespaces are proven, not ruled out
   const std::string sock = dir + "/berth.sock";
   const std::string cfg = dir + "/config.toml";
   std::ofstream(cfg) << "version = 3\n";

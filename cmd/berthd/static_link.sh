@@ -1,8 +1,8 @@
 #!/bin/bash
 # Link launcher of berthd (see cmd/berthd/CMakeLists.txt, BERTH_STATIC_GRPC): runs the link
 # command CMake generated with gRPC, protobuf, abseil, gRPC's helpers (upb, c-ares,
-# address_sorting, re2) and libcrypto (berth's digests) taken from their static archives instead
-# of the shared libraries. gRPC is linked without its TLS part (grpc++_unsecure, grpc_unsecure):
+# address_sorting, re2), libcrypto (berth's digests) and libssl (the streaming server's optional
+# TLS) taken from their static archives instead of the shared libraries. gRPC is linked without its TLS part (grpc++_unsecure, grpc_unsecure):
 # berthd serves on a unix socket. berthd exports none of these symbols, so the libcrypto that
 # libcurl brings along when it is loaded for a pull (image/dynload.h) keeps to itself.
 # Every occurrence is replaced, so that berthd never holds a static and a shared copy of one of
@@ -24,7 +24,7 @@ for a in "$@"; do
     */libgrpc++.so | */libgrpc++.so.*) static "$dir/libgrpc++_unsecure.a" ;;
     */libgrpc.so | */libgrpc.so.*) static "$dir/libgrpc_unsecure.a" ;;
     */libgpr.so* | */libupb.so* | */libaddress_sorting.so* | */libcares.so* | */libprotobuf.so* | */libabsl_*.so* | \
-    */libcrypto.so | */libcrypto.so.*)
+    */libcrypto.so | */libcrypto.so.* | */libssl.so | */libssl.so.*)
       base=${a##*/}
       static "$dir/${base%%.so*}.a"
       ;;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -183,11 +184,36 @@ UsernsSupport ProbeRuntime(const std::string& runtime, const std::string& state_
   return r;
 }
 
+// The first directory from `path` up to / that other users cannot search (no o+x), with its mode;
+// "" when there is none. A pod's mapped users reach its bundle and root file system through them.
+std::string UnsearchableDir(std::string path) {
+  while (!path.empty()) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode) && !(st.st_mode & S_IXOTH)) {
+      char mode[8];
+      std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+      return path + " has mode " + mode;
+    }
+    if (path == "/") break;
+    auto slash = path.rfind('/');
+    path = slash == 0 || slash == std::string::npos ? "/" : path.substr(0, slash);
+  }
+  return "";
+}
+
 }  // namespace
 
 UsernsSupport DetectUserns(const std::string& runtime_binary, const std::string& root_dir,
                            const std::string& state_dir) {
   UsernsSupport out;
+  for (const auto& dir : {root_dir, state_dir}) {
+    if (auto bad = UnsearchableDir(dir); !bad.empty()) {
+      out.reason = "the pods' mapped users cannot reach " + dir + ": " + bad +
+                   " (user namespaces need every directory above berth's root and state to be "
+                   "searchable by others: chmod o+x it)";
+      return out;
+    }
+  }
   auto k = userns::ProbeIdmap(root_dir);
   out.kernel_idmap = k.supported;
   out.kernel = k.supported ? k.reason

@@ -226,15 +226,16 @@ TEST(BerthdBinary, PullsLoadNoLibraryIntoBerthd) {
 }
 
 #ifdef BERTH_STATIC_GRPC_LINKED
-// With BERTH_STATIC_GRPC (the default), gRPC, protobuf and abseil are inside the berthd binary.
-TEST(BerthdBinary, GrpcProtobufAndAbseilAreLinkedStatically) {
+// With BERTH_STATIC_GRPC (the default), gRPC, protobuf, abseil and OpenSSL are inside the berthd
+// binary: a shared libcrypto next to the static one would be a second copy of its state.
+TEST(BerthdBinary, GrpcProtobufAbseilAndOpenSslAreLinkedStatically) {
   if (!berth::testing::IsRoot()) GTEST_SKIP() << "berthd needs root to start";
   TempDir dir;
   Berthd d(dir);
   ASSERT_TRUE(d.WaitServing()) << "berthd did not serve";
   for (const auto& l : MappedFiles(d.pid())) {
-    for (const char* shared :
-         {"libgrpc", "libgpr", "libprotobuf", "libabsl_", "libupb", "libre2", "libcares"}) {
+    for (const char* shared : {"libgrpc", "libgpr", "libprotobuf", "libabsl_", "libupb", "libre2",
+                               "libcares", "libcrypto", "libssl"}) {
       EXPECT_NE(l.rfind(shared, 0), 0u) << "berthd has " << l << " mapped";
     }
   }

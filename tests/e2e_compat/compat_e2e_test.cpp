@@ -380,6 +380,14 @@ TEST_F(CompatE2E, StopContainerHonoursTheCallersDeadline) {
   std::string pod = MustRunPod(pc);
   std::string id = Create(pod, pc, Ctr("stubborn", "trap '' TERM; echo ready; sleep 100000"));
   Start(id);
+  // SIGTERM is ignored only once the shell has run its trap.
+  const std::string log = pc.log_directory() + "/stubborn.log";
+  ASSERT_TRUE(berth::testing::Eventually([&] {
+    std::ifstream in(log);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str().find("ready") != std::string::npos;
+  })) << "no \"ready\" in " << log;
   auto st = Stop(id, 60, std::chrono::seconds(1));
   EXPECT_EQ(st.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << st.error_message();
   std::this_thread::sleep_for(std::chrono::seconds(2));

@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "berth/images/v1/images.grpc.pb.h"
+#include "berthd_proc.h"
 #include "common/exec.h"
 #include "image_support.h"
 #include "support/support.h"
@@ -28,100 +29,18 @@
 namespace {
 
 namespace v1 = runtime::v1;
+using berth::testing::BerthdProc;
 using berth::testing::TempDir;
 
 constexpr int64_t kMaxRecv = 1 << 20;  // the test config's [grpc] max_recv_message_size
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+// A berthd whose gRPC messages may be large (kMaxRecv) and which pulls two layers at a time.
+BerthdProc* NewBerthd(const std::string& dir) {
+  berth::testing::BerthdOptions o;
+  o.grpc_extra = "max_recv_message_size = " + std::to_string(kMaxRecv) + "\n";
+  o.extra = "[plugins.\"io.containerd.cri.v1.images\"]\nmax_concurrent_downloads = 2\n";
+  return new BerthdProc(dir, BERTHD_PATH, BERTH_MONITOR_PATH, BERTH_PAUSE_PATH, o);
 }
-
-class Berthd {
- public:
-  explicit Berthd(const std::string& dir) : dir_(dir) {
-    socket_ = dir + "/berth.sock";
-    config_ = dir + "/config.toml";
-    log_ = dir + "/berthd.log";
-    std::ostringstream c;
-    c << "version = 3\n"
-      << "root = \"" << dir << "/root\"\n"
-      << "state = \"" << dir << "/state\"\n"
-      << "[grpc]\n"
-      << "address = \"" << socket_ << "\"\n"
-      << "max_recv_message_size = " << kMaxRecv << "\n"
-      << "[plugins.\"io.containerd.cri.v1.runtime\"]\n"
-      << "restrict_oom_score_adj = true\n"
-      << "[plugins.\"io.containerd.cri.v1.runtime\".containerd]\n"
-      << "default_runtime_name = \"runc\"\n"
-      << "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.runc]\n"
-      << "runtime_type = \"io.containerd.runc.v2\"\n"
-      << "[plugins.\"io.containerd.cri.v1.images\"]\n"
-      << "max_concurrent_downloads = 2\n";
-    images_root_ = dir + "/root/io.containerd.cri.v1.images";
-    berth::testing::WriteFile(config_, c.str());
-  }
-
-  // Starts berthd and waits until Version answers. Returns "" or what went wrong.
-  std::string Start() {
-    pid_ = fork();
-    if (pid_ < 0) return "fork failed";
-    if (pid_ == 0) {
-      int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (fd >= 0) {
-        dup2(fd, 1);
-        dup2(fd, 2);
-      }
-      execl(BERTHD_PATH, BERTHD_PATH, "--config", config_.c_str(), "--log-level", "debug", nullptr);
-      _exit(127);
-    }
-    grpc::ChannelArguments args;
-    args.SetMaxSendMessageSize(-1);
-    args.SetMaxReceiveMessageSize(-1);
-    channel_ = grpc::CreateCustomChannel("unix:" + socket_, grpc::InsecureChannelCredentials(), args);
-    runtime_ = v1::RuntimeService::NewStub(channel_);
-    images_ = v1::ImageService::NewStub(channel_);
-    berth_images_ = berth::images::v1::Images::NewStub(channel_);
-    for (int i = 0; i < 600; ++i) {
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return "berthd exited during startup:\n" + ReadAll(log_);
-      }
-      grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
-      v1::VersionRequest req;
-      v1::VersionResponse resp;
-      if (access(socket_.c_str(), F_OK) == 0 && runtime_->Version(&ctx, req, &resp).ok()) return "";
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    return "berthd did not answer on " + socket_ + ":\n" + ReadAll(log_);
-  }
-
-  ~Berthd() {
-    if (pid_ > 0) {
-      berth::testing::StopChild(pid_, SIGTERM);
-    }
-  }
-
-  bool Alive() { return pid_ > 0 && waitpid(pid_, nullptr, WNOHANG) == 0; }
-  std::string Log() { return ReadAll(log_); }
-  const std::string& socket() const { return socket_; }
-  const std::string& images_root() const { return images_root_; }
-  v1::RuntimeService::Stub& runtime() { return *runtime_; }
-  v1::ImageService::Stub& images() { return *images_; }
-  berth::images::v1::Images::Stub& berth_images() { return *berth_images_; }
-
- private:
-  std::string dir_, socket_, config_, log_, images_root_;
-  pid_t pid_ = -1;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::RuntimeService::Stub> runtime_;
-  std::unique_ptr<v1::ImageService::Stub> images_;
-  std::unique_ptr<berth::images::v1::Images::Stub> berth_images_;
-};
 
 class CriE2E : public ::testing::Test {
  protected:
@@ -131,7 +50,7 @@ class CriE2E : public ::testing::Test {
       return;
     }
     dir_ = new TempDir("berth-e2e-cri");
-    daemon_ = new Berthd(dir_->path());
+    daemon_ = NewBerthd(dir_->path());
     start_error_ = daemon_->Start();
   }
   static void TearDownTestSuite() {
@@ -158,7 +77,8 @@ class CriE2E : public ::testing::Test {
 
   static berth::exec::Result Berthctl(std::vector<std::string> args) {
 #ifdef BERTHCTL_PATH
-    std::vector<std::string> argv = {BERTHCTL_PATH, "--runtime-endpoint", "unix://" + daemon_->socket()};
+    std::vector<std::string> argv = {BERTHCTL_PATH, "--runtime-endpoint",
+                                     "unix://" + daemon_->socket()};
     argv.insert(argv.end(), args.begin(), args.end());
     berth::exec::Options o;
     o.timeout = std::chrono::seconds(120);
@@ -172,13 +92,13 @@ class CriE2E : public ::testing::Test {
   static inline std::string skip_;
   static inline std::string start_error_;
   static inline TempDir* dir_ = nullptr;
-  static inline Berthd* daemon_ = nullptr;
+  static inline BerthdProc* daemon_ = nullptr;
 };
 
 TEST_F(CriE2E, Version) {
   v1::VersionRequest req;
   v1::VersionResponse resp;
-  auto st = daemon_->runtime().Version(Ctx().get(), req, &resp);
+  auto st = daemon_->rt().Version(Ctx().get(), req, &resp);
   ASSERT_TRUE(st.ok()) << st.error_message();
   EXPECT_EQ(resp.version(), "0.1.0");
   EXPECT_EQ(resp.runtime_name(), "berth");
@@ -190,7 +110,7 @@ TEST_F(CriE2E, StatusReportsHandlersAndConfig) {
   v1::StatusRequest req;
   req.set_verbose(true);
   v1::StatusResponse resp;
-  auto st = daemon_->runtime().Status(Ctx().get(), req, &resp);
+  auto st = daemon_->rt().Status(Ctx().get(), req, &resp);
   ASSERT_TRUE(st.ok()) << st.error_message();
   bool runtime_ready = false, network_seen = false;
   for (const auto& c : resp.status().conditions()) {
@@ -221,7 +141,7 @@ TEST_F(CriE2E, UpdateRuntimeConfig) {
   v1::UpdateRuntimeConfigRequest req;
   req.mutable_runtime_config()->mutable_network_config()->set_pod_cidr("10.88.0.0/16");
   v1::UpdateRuntimeConfigResponse resp;
-  auto st = daemon_->runtime().UpdateRuntimeConfig(Ctx().get(), req, &resp);
+  auto st = daemon_->rt().UpdateRuntimeConfig(Ctx().get(), req, &resp);
   EXPECT_TRUE(st.ok()) << st.error_message();
 }
 
@@ -229,7 +149,7 @@ TEST_F(CriE2E, MalformedRequestsGetErrorsAndTheDaemonCarriesOn) {
   {
     v1::PullImageRequest req;
     v1::PullImageResponse resp;
-    auto st = daemon_->images().PullImage(Ctx().get(), req, &resp);
+    auto st = daemon_->img().PullImage(Ctx().get(), req, &resp);
     EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_EQ(st.error_message(), "image.image is required");
   }
@@ -237,7 +157,7 @@ TEST_F(CriE2E, MalformedRequestsGetErrorsAndTheDaemonCarriesOn) {
     v1::PullImageRequest req;
     req.mutable_image()->set_image("NOT A/valid:ref");
     v1::PullImageResponse resp;
-    auto st = daemon_->images().PullImage(Ctx().get(), req, &resp);
+    auto st = daemon_->img().PullImage(Ctx().get(), req, &resp);
     EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_NE(st.error_message().find("image.image"), std::string::npos) << st.error_message();
   }
@@ -245,7 +165,7 @@ TEST_F(CriE2E, MalformedRequestsGetErrorsAndTheDaemonCarriesOn) {
     v1::PullImageRequest req;
     req.mutable_image()->set_image("library/Busybox:1");
     v1::PullImageResponse resp;
-    auto st = daemon_->images().PullImage(Ctx().get(), req, &resp);
+    auto st = daemon_->img().PullImage(Ctx().get(), req, &resp);
     EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_NE(st.error_message().find("image.image: invalid image reference"), std::string::npos)
         << st.error_message();
@@ -255,7 +175,7 @@ TEST_F(CriE2E, MalformedRequestsGetErrorsAndTheDaemonCarriesOn) {
     req.mutable_image()->set_image("busybox");
     req.mutable_auth()->set_auth("not base64!");
     v1::PullImageResponse resp;
-    auto st = daemon_->images().PullImage(Ctx().get(), req, &resp);
+    auto st = daemon_->img().PullImage(Ctx().get(), req, &resp);
     EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_EQ(st.error_message(), "auth.auth is not valid base64");
   }
@@ -263,7 +183,7 @@ TEST_F(CriE2E, MalformedRequestsGetErrorsAndTheDaemonCarriesOn) {
     v1::UpdateRuntimeConfigRequest req;
     req.mutable_runtime_config()->mutable_network_config()->set_pod_cidr("10.88.0.0/99");
     v1::UpdateRuntimeConfigResponse resp;
-    auto st = daemon_->runtime().UpdateRuntimeConfig(Ctx().get(), req, &resp);
+    auto st = daemon_->rt().UpdateRuntimeConfig(Ctx().get(), req, &resp);
     EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_NE(st.error_message().find("runtime_config.network_config.pod_cidr"), std::string::npos)
         << st.error_message();
@@ -271,14 +191,14 @@ TEST_F(CriE2E, MalformedRequestsGetErrorsAndTheDaemonCarriesOn) {
   {
     v1::ImageStatusRequest req;
     v1::ImageStatusResponse resp;
-    auto st = daemon_->images().ImageStatus(Ctx().get(), req, &resp);
+    auto st = daemon_->img().ImageStatus(Ctx().get(), req, &resp);
     EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_EQ(st.error_message(), "image.image is required");
   }
   {
     v1::RemoveImageRequest req;
     v1::RemoveImageResponse resp;
-    auto st = daemon_->images().RemoveImage(Ctx().get(), req, &resp);
+    auto st = daemon_->img().RemoveImage(Ctx().get(), req, &resp);
     EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_EQ(st.error_message(), "image.image is required");
   }
@@ -287,12 +207,12 @@ TEST_F(CriE2E, MalformedRequestsGetErrorsAndTheDaemonCarriesOn) {
     v1::PullImageRequest req;
     req.mutable_image()->set_image(std::string(kMaxRecv + 1024, 'a'));
     v1::PullImageResponse resp;
-    auto st = daemon_->images().PullImage(Ctx().get(), req, &resp);
+    auto st = daemon_->img().PullImage(Ctx().get(), req, &resp);
     EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << st.error_message();
     // The daemon still answers after the oversized message.
     v1::VersionRequest vreq;
     v1::VersionResponse vresp;
-    auto vst = daemon_->runtime().Version(Ctx().get(), vreq, &vresp);
+    auto vst = daemon_->rt().Version(Ctx().get(), vreq, &vresp);
     EXPECT_TRUE(vst.ok()) << vst.error_message();
   }
   {
@@ -300,15 +220,16 @@ TEST_F(CriE2E, MalformedRequestsGetErrorsAndTheDaemonCarriesOn) {
     v1::PullImageRequest req;
     req.mutable_image()->set_image(std::string(8192, 'a'));
     v1::PullImageResponse resp;
-    auto st = daemon_->images().PullImage(Ctx().get(), req, &resp);
+    auto st = daemon_->img().PullImage(Ctx().get(), req, &resp);
     EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-    EXPECT_NE(st.error_message().find("image.image is too long"), std::string::npos) << st.error_message();
+    EXPECT_NE(st.error_message().find("image.image is too long"), std::string::npos)
+        << st.error_message();
   }
   {
     berth::images::v1::ImportRequest req;
     req.set_path("relative/path.tar");
     berth::images::v1::ImportResponse resp;
-    auto st = daemon_->berth_images().Import(Ctx().get(), req, &resp);
+    auto st = daemon_->admin().Import(Ctx().get(), req, &resp);
     EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_NE(st.error_message().find("must be absolute"), std::string::npos) << st.error_message();
   }
@@ -317,18 +238,18 @@ TEST_F(CriE2E, MalformedRequestsGetErrorsAndTheDaemonCarriesOn) {
     v1::RemoveImageRequest rm;
     rm.mutable_image()->set_image("docker.io/library/never-pulled:1");
     v1::RemoveImageResponse rmresp;
-    auto st = daemon_->images().RemoveImage(Ctx().get(), rm, &rmresp);
+    auto st = daemon_->img().RemoveImage(Ctx().get(), rm, &rmresp);
     EXPECT_TRUE(st.ok()) << st.error_message();
     v1::ImageStatusRequest is;
     is.mutable_image()->set_image("docker.io/library/never-pulled:1");
     v1::ImageStatusResponse isresp;
-    st = daemon_->images().ImageStatus(Ctx().get(), is, &isresp);
+    st = daemon_->img().ImageStatus(Ctx().get(), is, &isresp);
     EXPECT_TRUE(st.ok()) << st.error_message();
     EXPECT_FALSE(isresp.has_image());
   }
   v1::VersionRequest req;
   v1::VersionResponse resp;
-  auto st = daemon_->runtime().Version(Ctx().get(), req, &resp);
+  auto st = daemon_->rt().Version(Ctx().get(), req, &resp);
   EXPECT_TRUE(st.ok()) << st.error_message();
 }
 
@@ -348,7 +269,7 @@ TEST_F(CriE2E, ImagesPullListInspectRemoveImport) {
   v1::PullImageRequest pull;
   pull.mutable_image()->set_image(ref);
   v1::PullImageResponse pulled;
-  auto st = daemon_->images().PullImage(Ctx().get(), pull, &pulled);
+  auto st = daemon_->img().PullImage(Ctx().get(), pull, &pulled);
   ASSERT_TRUE(st.ok()) << st.error_message() << "\n" << daemon_->Log();
   EXPECT_EQ(pulled.image_ref(), img.config_digest);
 
@@ -356,13 +277,13 @@ TEST_F(CriE2E, ImagesPullListInspectRemoveImport) {
   v1::PullImageRequest pull_digest;
   pull_digest.mutable_image()->set_image(digest_ref);
   v1::PullImageResponse pulled_digest;
-  st = daemon_->images().PullImage(Ctx().get(), pull_digest, &pulled_digest);
+  st = daemon_->img().PullImage(Ctx().get(), pull_digest, &pulled_digest);
   ASSERT_TRUE(st.ok()) << st.error_message() << "\n" << daemon_->Log();
   EXPECT_EQ(pulled_digest.image_ref(), img.config_digest);
 
   v1::ListImagesRequest list;
   v1::ListImagesResponse listed;
-  st = daemon_->images().ListImages(Ctx().get(), list, &listed);
+  st = daemon_->img().ListImages(Ctx().get(), list, &listed);
   ASSERT_TRUE(st.ok()) << st.error_message();
   int found = 0;
   for (const auto& i : listed.images()) {
@@ -381,7 +302,7 @@ TEST_F(CriE2E, ImagesPullListInspectRemoveImport) {
   v1::ListImagesRequest filtered;
   filtered.mutable_filter()->mutable_image()->set_image(ref);
   v1::ListImagesResponse filtered_resp;
-  st = daemon_->images().ListImages(Ctx().get(), filtered, &filtered_resp);
+  st = daemon_->img().ListImages(Ctx().get(), filtered, &filtered_resp);
   ASSERT_TRUE(st.ok()) << st.error_message();
   ASSERT_EQ(filtered_resp.images_size(), 1);
   EXPECT_EQ(filtered_resp.images(0).id(), img.config_digest);
@@ -392,7 +313,7 @@ TEST_F(CriE2E, ImagesPullListInspectRemoveImport) {
     status.mutable_image()->set_image(r);
     status.set_verbose(true);
     v1::ImageStatusResponse sresp;
-    st = daemon_->images().ImageStatus(Ctx().get(), status, &sresp);
+    st = daemon_->img().ImageStatus(Ctx().get(), status, &sresp);
     ASSERT_TRUE(st.ok()) << r << ": " << st.error_message();
     ASSERT_TRUE(sresp.has_image()) << r;
     EXPECT_EQ(sresp.image().id(), img.config_digest) << r;
@@ -413,11 +334,13 @@ TEST_F(CriE2E, ImagesPullListInspectRemoveImport) {
 
   v1::ImageFsInfoRequest fsreq;
   v1::ImageFsInfoResponse fsresp;
-  st = daemon_->images().ImageFsInfo(Ctx().get(), fsreq, &fsresp);
+  st = daemon_->img().ImageFsInfo(Ctx().get(), fsreq, &fsresp);
   ASSERT_TRUE(st.ok()) << st.error_message();
   ASSERT_EQ(fsresp.image_filesystems_size(), 1);
   EXPECT_GT(fsresp.image_filesystems(0).timestamp(), 0);
-  EXPECT_EQ(fsresp.image_filesystems(0).fs_id().mountpoint().rfind(daemon_->images_root(), 0), 0u)
+  EXPECT_EQ(fsresp.image_filesystems(0).fs_id().mountpoint().rfind(
+                (daemon_->root_dir() + "/io.containerd.cri.v1.images"), 0),
+            0u)
       << fsresp.image_filesystems(0).fs_id().mountpoint();
   EXPECT_GT(fsresp.image_filesystems(0).used_bytes().value(), 0u);
   EXPECT_GT(fsresp.image_filesystems(0).inodes_used().value(), 0u);
@@ -426,22 +349,22 @@ TEST_F(CriE2E, ImagesPullListInspectRemoveImport) {
   v1::RemoveImageRequest rm;
   rm.mutable_image()->set_image(ref);
   v1::RemoveImageResponse rmresp;
-  st = daemon_->images().RemoveImage(Ctx().get(), rm, &rmresp);
+  st = daemon_->img().RemoveImage(Ctx().get(), rm, &rmresp);
   ASSERT_TRUE(st.ok()) << st.error_message();
   for (const std::string& r : {ref, digest_ref, img.config_digest}) {
     v1::ImageStatusRequest status;
     status.mutable_image()->set_image(r);
     v1::ImageStatusResponse gone;
-    st = daemon_->images().ImageStatus(Ctx().get(), status, &gone);
+    st = daemon_->img().ImageStatus(Ctx().get(), status, &gone);
     ASSERT_TRUE(st.ok()) << st.error_message();
     EXPECT_FALSE(gone.has_image()) << r;
   }
-  st = daemon_->images().RemoveImage(Ctx().get(), rm, &rmresp);
+  st = daemon_->img().RemoveImage(Ctx().get(), rm, &rmresp);
   EXPECT_TRUE(st.ok()) << st.error_message();
 
   // Re-pull after removal.
   v1::PullImageResponse again;
-  st = daemon_->images().PullImage(Ctx().get(), pull, &again);
+  st = daemon_->img().PullImage(Ctx().get(), pull, &again);
   ASSERT_TRUE(st.ok()) << st.error_message() << "\n" << daemon_->Log();
   EXPECT_EQ(again.image_ref(), img.config_digest);
 
@@ -454,14 +377,14 @@ TEST_F(CriE2E, ImagesPullListInspectRemoveImport) {
   berth::images::v1::ImportRequest imp;
   imp.set_path(work / "img2.tar");
   berth::images::v1::ImportResponse impresp;
-  st = daemon_->berth_images().Import(Ctx().get(), imp, &impresp);
+  st = daemon_->admin().Import(Ctx().get(), imp, &impresp);
   ASSERT_TRUE(st.ok()) << st.error_message() << "\n" << daemon_->Log();
   ASSERT_EQ(impresp.images_size(), 1);
   EXPECT_EQ(impresp.images(0).id(), img2.config_digest);
   v1::ImageStatusRequest s2;
   s2.mutable_image()->set_image(img2.config_digest);
   v1::ImageStatusResponse s2resp;
-  st = daemon_->images().ImageStatus(Ctx().get(), s2, &s2resp);
+  st = daemon_->img().ImageStatus(Ctx().get(), s2, &s2resp);
   ASSERT_TRUE(st.ok()) << st.error_message();
   ASSERT_TRUE(s2resp.has_image());
   EXPECT_FALSE(s2resp.image().has_uid());
@@ -470,7 +393,7 @@ TEST_F(CriE2E, ImagesPullListInspectRemoveImport) {
   // Missing archive: NOT_FOUND, daemon alive.
   imp.set_path(work / "missing.tar");
   berth::images::v1::ImportResponse missing;
-  st = daemon_->berth_images().Import(Ctx().get(), imp, &missing);
+  st = daemon_->admin().Import(Ctx().get(), imp, &missing);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::NOT_FOUND) << st.error_message();
 
   // Clean up for the berthctl test.
@@ -478,7 +401,7 @@ TEST_F(CriE2E, ImagesPullListInspectRemoveImport) {
     v1::RemoveImageRequest req;
     req.mutable_image()->set_image(r);
     v1::RemoveImageResponse resp;
-    st = daemon_->images().RemoveImage(Ctx().get(), req, &resp);
+    st = daemon_->img().RemoveImage(Ctx().get(), req, &resp);
     EXPECT_TRUE(st.ok()) << st.error_message();
   }
 }
@@ -556,7 +479,8 @@ TEST_F(CriE2E, BerthctlImages) {
   {
     auto j = nlohmann::json::parse(r.out);
     ASSERT_EQ(j["imageFilesystems"].size(), 1u) << r.out;
-    EXPECT_EQ(j["imageFilesystems"][0]["fsId"]["mountpoint"].get<std::string>().rfind(daemon_->images_root(), 0),
+    EXPECT_EQ(j["imageFilesystems"][0]["fsId"]["mountpoint"].get<std::string>().rfind(
+                  (daemon_->root_dir() + "/io.containerd.cri.v1.images"), 0),
               0u)
         << r.out;
   }

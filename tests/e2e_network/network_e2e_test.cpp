@@ -29,6 +29,7 @@
 #include <nlohmann/json.hpp>
 
 #include "berth/images/v1/images.grpc.pb.h"
+#include "berthd_proc.h"
 #include "common/exec.h"
 #include "image_support.h"
 #include "network/netns.h"
@@ -37,6 +38,7 @@
 namespace {
 
 namespace v1 = runtime::v1;
+using berth::testing::BerthdProc;
 using berth::testing::TempDir;
 using berth::testing::WriteFile;
 
@@ -64,79 +66,18 @@ bool WaitFor(const std::function<bool()>& f, int seconds = 10) {
 }
 
 // berthd in the test's network namespace.
-class Berthd {
- public:
-  Berthd(const std::string& dir, const std::string& netns, const std::string& cni_extra,
-         const std::string& extra = "")
-      : dir_(dir), netns_(netns) {
-    socket_ = dir + "/berth.sock";
-    config_ = dir + "/config.toml";
-    std::ostringstream c;
-    c << "version = 3\nroot = \"" << dir << "/root\"\nstate = \"" << dir << "/state\"\n"
-      << "[grpc]\naddress = \"" << socket_ << "\"\n"
-      << "[plugins.\"io.containerd.cri.v1.runtime\"]\nrestrict_oom_score_adj = true\n"
-      << "[plugins.\"io.containerd.cri.v1.runtime\".containerd]\ndefault_runtime_name = \"runc\"\n"
-      << "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.runc]\n"
-      << "runtime_type = \"io.containerd.runc.v2\"\n"
-      << "[plugins.\"io.containerd.cri.v1.runtime\".cni]\n"
-      << "bin_dirs = [\"" << kPlugins << "\", \"" << dir << "/bin\"]\n"
-      << "conf_dir = \"" << dir << "/net.d\"\n"
-      << cni_extra << extra;
-    WriteFile(config_, c.str());
-  }
-  ~Berthd() { Stop(SIGTERM); }
-
-  std::string Start() {
-    log_ = dir_ + "/berthd." + std::to_string(++starts_) + ".log";
-    pid_ = fork();
-    if (pid_ < 0) return "fork failed";
-    if (pid_ == 0) {
-      int ns = open(netns_.c_str(), O_RDONLY | O_CLOEXEC);
-      if (ns < 0 || setns(ns, CLONE_NEWNET) != 0) _exit(126);
-      int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (fd >= 0) {
-        dup2(fd, 1);
-        dup2(fd, 2);
-      }
-      setenv("BERTH_MONITOR_PATH", BERTH_MONITOR_PATH, 1);
-      setenv("BERTH_PAUSE_PATH", BERTH_PAUSE_PATH, 1);
-      setenv("BERTH_RRO_PROBE", BERTH_RRO_PROBE_PATH, 1);
-      execl(BERTHD_PATH, BERTHD_PATH, "--config", config_.c_str(), "--log-level", "debug", nullptr);
-      _exit(127);
-    }
-    channel_ = grpc::CreateChannel("unix:" + socket_, grpc::InsecureChannelCredentials());
-    runtime_ = v1::RuntimeService::NewStub(channel_);
-    images_ = berth::images::v1::Images::NewStub(channel_);
-    for (int i = 0; i < 1200; ++i) {
-      if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
-        pid_ = -1;
-        return "berthd exited during startup:\n" + ReadAll(log_);
-      }
-      grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
-      v1::VersionResponse resp;
-      if (access(socket_.c_str(), F_OK) == 0 && runtime_->Version(&ctx, {}, &resp).ok()) return "";
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    return "berthd did not answer on " + socket_ + ":\n" + ReadAll(log_);
-  }
-  void Stop(int sig) {
-    if (pid_ <= 0) return;
-    berth::testing::StopChild(pid_, sig);
-    pid_ = -1;
-  }
-  std::string Log() { return ReadAll(log_); }
-  v1::RuntimeService::Stub& rt() { return *runtime_; }
-  berth::images::v1::Images::Stub& images() { return *images_; }
-
- private:
-  std::string dir_, netns_, socket_, config_, log_;
-  int starts_ = 0;
-  pid_t pid_ = -1;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::RuntimeService::Stub> runtime_;
-  std::unique_ptr<berth::images::v1::Images::Stub> images_;
-};
+// A berthd inside the test's network namespace `netns`, with CNI plugins from Debian's package
+// and the test's bin dir, configs from the test's net.d. cni_extra: lines added to the cni table;
+// extra: tables appended to the config.
+std::unique_ptr<BerthdProc> NewBerthd(const std::string& dir, const std::string& netns,
+                                      const std::string& cni_extra, const std::string& extra) {
+  berth::testing::BerthdOptions o;
+  o.netns = netns;
+  o.extra = "[plugins.\"io.containerd.cri.v1.runtime\".cni]\nbin_dirs = [\"" +
+            std::string(kPlugins) + "\", \"" + dir + "/bin\"]\nconf_dir = \"" + dir + "/net.d\"\n" +
+            cni_extra + extra;
+  return std::make_unique<BerthdProc>(dir, BERTHD_PATH, BERTH_MONITOR_PATH, BERTH_PAUSE_PATH, o);
+}
 
 class NetworkE2E : public ::testing::Test {
  protected:
@@ -166,7 +107,7 @@ class NetworkE2E : public ::testing::Test {
     std::filesystem::create_directories(*dir_ / "net.d");
     std::filesystem::create_directories(*dir_ / "bin");
     if (WriteDefaultNetwork()) WriteConflist(Conflist());
-    d_ = std::make_unique<Berthd>(dir_->path(), netns_, CniExtra(), Extra());
+    d_ = NewBerthd(dir_->path(), netns_, CniExtra(), Extra());
     ASSERT_EQ(d_->Start(), "");
     berth::testing::TestImageOptions opts;
     opts.user = "";
@@ -177,7 +118,7 @@ class NetworkE2E : public ::testing::Test {
     berth::images::v1::ImportRequest req;
     req.set_path(*dir_ / "busybox.tar");
     berth::images::v1::ImportResponse resp;
-    auto st = d_->images().Import(Ctx().get(), req, &resp);
+    auto st = d_->admin().Import(Ctx().get(), req, &resp);
     ASSERT_TRUE(st.ok()) << st.error_message();
   }
   virtual bool WriteDefaultNetwork() { return true; }
@@ -387,7 +328,7 @@ class NetworkE2E : public ::testing::Test {
 
   std::unique_ptr<TempDir> dir_;
   std::string netns_, subnet_, subnet6_, gateway_, bridge_;
-  std::unique_ptr<Berthd> d_;
+  std::unique_ptr<BerthdProc> d_;
 };
 
 bool InSubnet(const std::string& ip, const std::string& subnet) {
@@ -684,7 +625,7 @@ TEST_F(NetworkE2E, KillDuringAddThenRestartReleasesEverything) {
   ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(marker); }, 30)) << d_->Log();
   // bridge and portmap have done their part: an address is leased, a veth and rules exist.
   EXPECT_EQ(LeaseCount(), "1");
-  d_->Stop(SIGKILL);
+  d_->Kill(SIGKILL);
   pending.wait();
   pid_t stuck = std::stoi(ReadAll(marker));
   kill(stuck, SIGKILL);
@@ -700,7 +641,7 @@ TEST_F(NetworkE2E, StopAfterRestartUsesTheCachedResult) {
   ASSERT_TRUE(WaitReady(true));
   std::string id = MustRunPod(Pod("cached", 18086));
   std::string ip = PodStatus(id).network().ip();
-  d_->Stop(SIGKILL);
+  d_->Kill(SIGKILL);
   // The configuration is gone: DEL can only come from what berth cached.
   std::filesystem::remove(*dir_ / "net.d/10-berth.conflist");
   ASSERT_EQ(d_->Start(), "");

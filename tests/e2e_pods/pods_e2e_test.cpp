@@ -25,6 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include "berth/images/v1/images.grpc.pb.h"
+#include "berthd_proc.h"
 #include "common/exec.h"
 #include "common/fs.h"
 #include "image_support.h"
@@ -34,6 +35,7 @@
 namespace {
 
 namespace v1 = runtime::v1;
+using berth::testing::BerthdProc;
 using berth::testing::TempDir;
 
 std::string ReadAll(const std::string& path) {
@@ -49,89 +51,20 @@ std::unique_ptr<grpc::ClientContext> Ctx(int seconds = 60) {
   return c;
 }
 
-class Berthd {
- public:
-  // handler: the default runtime handler ("runc" or "crun", each with its own binary; both are
-  // configured). handler_extra: lines added to the default handler's table; extra: tables
-  // appended to the config; binary: the default handler's BinaryName ("" = the handler's name).
-  Berthd(const std::string& dir, const std::string& handler, const std::string& handler_extra = "",
-         const std::string& extra = "", const std::string& binary = "")
-      : dir_(dir) {
-    socket_ = dir + "/berth.sock";
-    config_ = dir + "/config.toml";
-    const std::string runtimes = "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.";
-    const std::string other = handler == "runc" ? "crun" : "runc";
-    std::ostringstream c;
-    c << "version = 3\n"
-      << "root = \"" << dir << "/root\"\n"
-      << "state = \"" << dir << "/state\"\n"
-      << "[grpc]\n"
-      << "address = \"" << socket_ << "\"\n"
-      << "[plugins.\"io.containerd.cri.v1.runtime\"]\n"
-      << "restrict_oom_score_adj = true\n"
-      << "[plugins.\"io.containerd.cri.v1.runtime\".containerd]\n"
-      << "default_runtime_name = \"" << handler << "\"\n"
-      << runtimes << other << "]\nruntime_type = \"io.containerd.runc.v2\"\n"
-      << runtimes << other << ".options]\nBinaryName = \"" << other << "\"\n"
-      << runtimes << handler << "]\nruntime_type = \"io.containerd.runc.v2\"\n"
-      << handler_extra << runtimes << handler << ".options]\n"
-      << "BinaryName = \"" << (binary.empty() ? handler : binary) << "\"\n"
-      << extra;
-    berth::testing::WriteFile(config_, c.str());
-  }
-  ~Berthd() { Stop(SIGTERM); }
-
-  std::string Start() {
-    log_ = dir_ + "/berthd." + std::to_string(++starts_) + ".log";
-    pid_ = fork();
-    if (pid_ < 0) return "fork failed";
-    if (pid_ == 0) {
-      int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (fd >= 0) {
-        dup2(fd, 1);
-        dup2(fd, 2);
-      }
-      setenv("BERTH_MONITOR_PATH", BERTH_MONITOR_PATH, 1);
-      setenv("BERTH_PAUSE_PATH", BERTH_PAUSE_PATH, 1);
-      execl(BERTHD_PATH, BERTHD_PATH, "--config", config_.c_str(), "--log-level", "debug", nullptr);
-      _exit(127);
-    }
-    channel_ = grpc::CreateChannel("unix:" + socket_, grpc::InsecureChannelCredentials());
-    runtime_ = v1::RuntimeService::NewStub(channel_);
-    images_ = berth::images::v1::Images::NewStub(channel_);
-    for (int i = 0; i < 1200; ++i) {
-      if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
-        pid_ = -1;
-        return "berthd exited during startup:\n" + ReadAll(log_);
-      }
-      grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
-      v1::VersionResponse resp;
-      if (access(socket_.c_str(), F_OK) == 0 && runtime_->Version(&ctx, {}, &resp).ok()) return "";
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    return "berthd did not answer on " + socket_ + ":\n" + ReadAll(log_);
-  }
-
-  void Stop(int sig) {
-    if (pid_ <= 0) return;
-    berth::testing::StopChild(pid_, sig);
-    pid_ = -1;
-  }
-
-  std::string Log() { return ReadAll(log_); }
-  const std::string& socket() const { return socket_; }
-  v1::RuntimeService::Stub& rt() { return *runtime_; }
-  berth::images::v1::Images::Stub& images() { return *images_; }
-
- private:
-  std::string dir_, socket_, config_, log_;
-  int starts_ = 0;
-  pid_t pid_ = -1;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::RuntimeService::Stub> runtime_;
-  std::unique_ptr<berth::images::v1::Images::Stub> images_;
-};
+// A berthd whose default runtime handler is `handler` ("runc" or "crun"; the other is configured
+// too). handler_extra: lines added to the default handler's table; extra: tables appended to the
+// config; binary: the default handler's BinaryName ("" = the handler's name).
+std::unique_ptr<BerthdProc> NewBerthd(const std::string& dir, const std::string& handler,
+                                      const std::string& handler_extra, const std::string& extra,
+                                      const std::string& binary) {
+  berth::testing::BerthdOptions o;
+  o.handler = handler;
+  o.binary = binary.empty() ? handler : binary;
+  o.handler_extra = handler_extra;
+  o.more_handlers = {handler == "runc" ? "crun" : "runc"};
+  o.extra = extra;
+  return std::make_unique<BerthdProc>(dir, BERTHD_PATH, BERTH_MONITOR_PATH, BERTH_PAUSE_PATH, o);
+}
 
 // Every test runs with runc and with crun as the default runtime handler.
 class PodsE2E : public ::testing::TestWithParam<std::string> {
@@ -141,7 +74,7 @@ class PodsE2E : public ::testing::TestWithParam<std::string> {
     if (!reason.empty()) GTEST_SKIP() << reason;
     if (berth::testing::BusyboxPath().empty()) GTEST_SKIP() << "busybox-static is not installed";
     dir_ = std::make_unique<TempDir>("berth-e2e-pods");
-    d_ = std::make_unique<Berthd>(dir_->path(), GetParam(), HandlerExtra(), Extra(), Binary());
+    d_ = NewBerthd(dir_->path(), GetParam(), HandlerExtra(), Extra(), Binary());
     std::string err = d_->Start();
     ASSERT_EQ(err, "");
     berth::testing::TestImageOptions opts;
@@ -153,7 +86,7 @@ class PodsE2E : public ::testing::TestWithParam<std::string> {
     berth::images::v1::ImportRequest req;
     req.set_path(*dir_ / "busybox.tar");
     berth::images::v1::ImportResponse resp;
-    auto st = d_->images().Import(Ctx().get(), req, &resp);
+    auto st = d_->admin().Import(Ctx().get(), req, &resp);
     ASSERT_TRUE(st.ok()) << st.error_message();
   }
   // Configuration a test fixture adds (called after dir_ exists, before berthd starts).
@@ -239,7 +172,7 @@ class PodsE2E : public ::testing::TestWithParam<std::string> {
   }
 
   std::unique_ptr<TempDir> dir_;
-  std::unique_ptr<Berthd> d_;
+  std::unique_ptr<BerthdProc> d_;
   std::string create_error_;  // of the last Create
 };
 
@@ -260,12 +193,17 @@ TEST_P(PodsE2E, LifecycleExecLogsEventsAndBadRequests) {
   auto pc = Pod("web");
   std::string pod = RunPod(pc);
   std::string a, b;
-  ASSERT_TRUE(Create(pod, pc, "a", "printf 'part'; sleep 0.1; echo ial; head -c 20000 /dev/zero | tr '\\0' x; echo end; sleep 1000", &a).ok());
+  ASSERT_TRUE(Create(pod, pc, "a",
+                     "printf 'part'; sleep 0.1; echo ial; head -c 20000 /dev/zero | tr '\\0' x; "
+                     "echo end; sleep 1000",
+                     &a)
+                  .ok());
   ASSERT_TRUE(Create(pod, pc, "b", "sleep 1000", &b).ok());
   Start(a);
   Start(b);
   // Shared network namespace.
-  auto exec = [&](const std::string& id, std::vector<std::string> cmd, int64_t timeout, v1::ExecSyncResponse* out) {
+  auto exec = [&](const std::string& id, std::vector<std::string> cmd, int64_t timeout,
+                  v1::ExecSyncResponse* out) {
     v1::ExecSyncRequest r;
     r.set_container_id(id);
     for (auto& c : cmd) r.add_cmd(c);
@@ -309,9 +247,11 @@ TEST_P(PodsE2E, LifecycleExecLogsEventsAndBadRequests) {
     c->mutable_metadata()->set_name("evil");
     c->mutable_image()->set_image("docker.io/test/busybox:e2e");
     c->add_command("true");
-    c->mutable_linux()->mutable_security_context()->mutable_capabilities()->add_add_capabilities("CAP_NOPE");
+    c->mutable_linux()->mutable_security_context()->mutable_capabilities()->add_add_capabilities(
+        "CAP_NOPE");
     v1::CreateContainerResponse r;
-    EXPECT_EQ(d_->rt().CreateContainer(Ctx().get(), req, &r).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(d_->rt().CreateContainer(Ctx().get(), req, &r).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
   }
   {
     v1::ExecRequest er;
@@ -354,8 +294,9 @@ TEST_P(PodsE2E, LifecycleExecLogsEventsAndBadRequests) {
   for (const auto& [id, t] : events) {
     if (id == a) of_a.push_back(t);
   }
-  EXPECT_EQ(of_a, (std::vector<v1::ContainerEventType>{v1::CONTAINER_CREATED_EVENT, v1::CONTAINER_STARTED_EVENT,
-                                                        v1::CONTAINER_STOPPED_EVENT, v1::CONTAINER_DELETED_EVENT}));
+  EXPECT_EQ(of_a, (std::vector<v1::ContainerEventType>{
+                      v1::CONTAINER_CREATED_EVENT, v1::CONTAINER_STARTED_EVENT,
+                      v1::CONTAINER_STOPPED_EVENT, v1::CONTAINER_DELETED_EVENT}));
 
 #ifdef BERTHCTL_PATH
   auto r = berth::exec::Run({BERTHCTL_PATH, "--address", d_->socket(), "pods"});
@@ -375,7 +316,7 @@ TEST_P(PodsE2E, SurvivesSigkillOfBerthd) {
   // A create in flight when berthd is killed.
   std::thread creator([&] { Create(pod, pc, "inflight", "true", nullptr); });
   std::this_thread::sleep_for(std::chrono::milliseconds(30));
-  d_->Stop(SIGKILL);
+  d_->Kill(SIGKILL);
   creator.join();
   // The quitter exits while berthd is down.
   std::string exit_file = *dir_ / ("state/io.containerd.grpc.v1.cri/containers/" + quit + "/exit");
@@ -421,13 +362,15 @@ class PodsE2EConfigured : public PodsE2E {
   std::string HandlerExtra() override {
     auto base = berth::oci::DefaultSpec();
     base["process"]["env"].push_back("FROM_BASE=e2e");
-    base["process"]["rlimits"] = nlohmann::json::parse(R"([{"type":"RLIMIT_NOFILE","hard":2345,"soft":2345}])");
+    base["process"]["rlimits"] =
+        nlohmann::json::parse(R"([{"type":"RLIMIT_NOFILE","hard":2345,"soft":2345}])");
     berth::testing::WriteFile(*dir_ / "base.json", base.dump());
     return "base_runtime_spec = \"" + (*dir_ / "base.json") + "\"\n";
   }
   std::string Extra() override {
     return "[plugins.\"io.containerd.cri.v1.images\".pinned_images]\n"
-           "sandbox = \"" + SandboxImage() + "\"\n";
+           "sandbox = \"" +
+           SandboxImage() + "\"\n";
   }
   virtual std::string SandboxImage() { return kPause; }
   nlohmann::json PodInfo(const std::string& pod) {
@@ -470,7 +413,8 @@ class PodsE2EConfigured : public PodsE2E {
     rm.set_pod_sandbox_id(pod);
     v1::RemovePodSandboxResponse rmr;
     ASSERT_TRUE(d_->rt().RemovePodSandbox(Ctx().get(), rm, &rmr).ok());
-    EXPECT_TRUE(berth::testing::Eventually([&] { return ReadAll("/proc/self/mountinfo").find(pod) == std::string::npos; }));
+    EXPECT_TRUE(berth::testing::Eventually(
+        [&] { return ReadAll("/proc/self/mountinfo").find(pod) == std::string::npos; }));
   }
 };
 
@@ -483,7 +427,8 @@ TEST_P(PodsE2EConfigured, BaseRuntimeSpecAndSandboxImage) {
   auto st = d_->rt().RunPodSandbox(Ctx().get(), req, &resp);
   EXPECT_FALSE(st.ok());
   EXPECT_NE(st.error_message().find(kPause), std::string::npos) << st.error_message();
-  EXPECT_NE(st.error_message().find("pinned_images.sandbox"), std::string::npos) << st.error_message();
+  EXPECT_NE(st.error_message().find("pinned_images.sandbox"), std::string::npos)
+      << st.error_message();
   v1::ListPodSandboxResponse pods;
   ASSERT_TRUE(d_->rt().ListPodSandbox(Ctx().get(), {}, &pods).ok());
   EXPECT_EQ(pods.items_size(), 0);
@@ -493,7 +438,7 @@ TEST_P(PodsE2EConfigured, BaseRuntimeSpecAndSandboxImage) {
   berth::images::v1::ImportRequest ireq;
   ireq.set_path(*dir_ / "pause.tar");
   berth::images::v1::ImportResponse iresp;
-  auto ist = d_->images().Import(Ctx().get(), ireq, &iresp);
+  auto ist = d_->admin().Import(Ctx().get(), ireq, &iresp);
   ASSERT_TRUE(ist.ok()) << ist.error_message();
   ExpectPinnedPod(kPause);
 }
@@ -520,7 +465,8 @@ class PodsE2EPulledSandbox : public PodsE2EConfigured {
 TEST_P(PodsE2EPulledSandbox, SandboxImageIsPulledWhenAbsent) {
   std::string image = registry_->host() + "/test/pause:pulled";
   ExpectPinnedPod(image);
-  auto images = v1::ImageService::NewStub(grpc::CreateChannel("unix:" + d_->socket(), grpc::InsecureChannelCredentials()));
+  auto images = v1::ImageService::NewStub(
+      grpc::CreateChannel("unix:" + d_->socket(), grpc::InsecureChannelCredentials()));
   v1::ImageStatusRequest sreq;
   sreq.mutable_image()->set_image(image);
   v1::ImageStatusResponse sresp;
@@ -597,12 +543,14 @@ TEST_P(PodsE2EMounts, HostToContainerAndBidirectionalPropagation) {
   auto pc = Pod("prop");
   pc.mutable_linux()->mutable_security_context()->set_privileged(true);
   std::string pod = RunPod(pc), id;
-  ASSERT_TRUE(Create(pod, pc, "c", "sleep 1000", &id, [&](v1::ContainerConfig& c) {
-                c.mutable_linux()->mutable_security_context()->set_privileged(
-                    true);  // to mount inside
-                AddVolume(c, slave, "/slave", v1::PROPAGATION_HOST_TO_CONTAINER);
-                AddVolume(c, shared, "/shared", v1::PROPAGATION_BIDIRECTIONAL);
-              }).ok())
+  ASSERT_TRUE(Create(pod, pc, "c", "sleep 1000", &id,
+                     [&](v1::ContainerConfig& c) {
+                       c.mutable_linux()->mutable_security_context()->set_privileged(
+                           true);  // to mount inside
+                       AddVolume(c, slave, "/slave", v1::PROPAGATION_HOST_TO_CONTAINER);
+                       AddVolume(c, shared, "/shared", v1::PROPAGATION_BIDIRECTIONAL);
+                     })
+                  .ok())
       << create_error_;
   Start(id);
   // Host mounts made after the start reach the container through both volumes.
@@ -620,7 +568,8 @@ TEST_P(PodsE2EMounts, HostToContainerAndBidirectionalPropagation) {
                  "/slave/inner/f && echo ok"),
             "ok\n");
   EXPECT_TRUE(berth::testing::Eventually([&] { return berth::fs::Exists(shared + "/inner/f"); }))
-      << "a mount made in the container did not reach the host through a bidirectional volume; in the container:\n"
+      << "a mount made in the container did not reach the host through a bidirectional volume; in "
+         "the container:\n"
       << Exec(id, "grep -E ' / | /shared| /slave' /proc/self/mountinfo") << "host:\n"
       << ReadAll("/proc/self/mountinfo");
   EXPECT_FALSE(berth::fs::Exists(slave + "/inner/f"))
@@ -644,10 +593,12 @@ TEST_P(PodsE2EMounts, RroSubmountsAreReleased) {
   auto before = HostMounts();
   auto pc = Pod("rro");
   std::string pod = RunPod(pc), id;
-  ASSERT_TRUE(Create(pod, pc, "c", "sleep 1000", &id, [&](v1::ContainerConfig& c) {
-                AddVolume(c, kep, "/kep", v1::PROPAGATION_PRIVATE, true, true);
-                AddVolume(c, ro, "/ro", v1::PROPAGATION_PRIVATE, true, false);
-              }).ok())
+  ASSERT_TRUE(Create(pod, pc, "c", "sleep 1000", &id,
+                     [&](v1::ContainerConfig& c) {
+                       AddVolume(c, kep, "/kep", v1::PROPAGATION_PRIVATE, true, true);
+                       AddVolume(c, ro, "/ro", v1::PROPAGATION_PRIVATE, true, false);
+                     })
+                  .ok())
       << create_error_;
   Start(id);
   EXPECT_EQ(
@@ -696,9 +647,11 @@ TEST_P(PodsE2EStaged, RroSubmountsAreReleased) {
   auto before = HostMounts();
   auto pc = Pod("staged");
   std::string pod = RunPod(pc), id;
-  ASSERT_TRUE(Create(pod, pc, "c", "sleep 1000", &id, [&](v1::ContainerConfig& c) {
-                AddVolume(c, vol, "/vol", v1::PROPAGATION_PRIVATE, true, true);
-              }).ok())
+  ASSERT_TRUE(Create(pod, pc, "c", "sleep 1000", &id,
+                     [&](v1::ContainerConfig& c) {
+                       AddVolume(c, vol, "/vol", v1::PROPAGATION_PRIVATE, true, true);
+                     })
+                  .ok())
       << create_error_;
   Start(id);
   bool staged = false;
