@@ -73,6 +73,7 @@ std::unique_ptr<BerthdProc> NewBerthd(const std::string& dir, const std::string&
                                       const std::string& cni_extra, const std::string& extra) {
   berth::testing::BerthdOptions o;
   o.netns = netns;
+  o.env = {{"BERTH_RRO_PROBE", BERTH_RRO_PROBE_PATH}};  // user namespaces proven
   o.extra = "[plugins.\"io.containerd.cri.v1.runtime\".cni]\nbin_dirs = [\"" +
             std::string(kPlugins) + "\", \"" + dir + "/bin\"]\nconf_dir = \"" + dir + "/net.d\"\n" +
             cni_extra + extra;

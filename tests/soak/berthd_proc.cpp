@@ -101,9 +101,6 @@ std::string BerthdProc::Start(std::chrono::milliseconds timeout) {
     }
     ::setenv("BERTH_MONITOR_PATH", monitor_.c_str(), 1);
     ::setenv("BERTH_PAUSE_PATH", pause_.c_str(), 1);
-#ifdef BERTH_RRO_PROBE_PATH
-    ::setenv("BERTH_RRO_PROBE", BERTH_RRO_PROBE_PATH, 1);
-#endif
     for (const auto& [k, v] : opts_.env) ::setenv(k.c_str(), v.c_str(), 1);
     ::execl(berthd_.c_str(), berthd_.c_str(), "--config", config_.c_str(), "--log-level",
             opts_.log_level.c_str(), nullptr);

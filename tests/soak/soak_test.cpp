@@ -58,8 +58,10 @@ class Crash : public ::testing::Test {
     ASSERT_EQ(::chmod(dir_->path().c_str(), 0711), 0);
     const char* berthd =
         std::getenv("BERTH_TEST_BERTHD") ? std::getenv("BERTH_TEST_BERTHD") : BERTHD_PATH;
+    berth::testing::BerthdOptions bo;
+    bo.env = {{"BERTH_RRO_PROBE", BERTH_RRO_PROBE_PATH}};  // user namespaces proven (Soak's mix)
     d_ = std::make_unique<berth::testing::BerthdProc>(dir_->path(), berthd, BERTH_MONITOR_PATH,
-                                                      BERTH_PAUSE_PATH);
+                                                      BERTH_PAUSE_PATH, bo);
     ASSERT_EQ(d_->Start(), "");
     berth::testing::TestImageOptions o;
     o.user = "";
