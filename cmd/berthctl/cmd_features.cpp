@@ -56,6 +56,12 @@ void PrintHuman(const nlohmann::json& info) {
     rows.push_back({"user namespaces (KEP-127)",
                     userns.value("supported", false) ? "supported" : "unsupported",
                     Str(userns, "reason")});
+    if (!Str(userns, "rootfs").empty())
+      rows.push_back({"userns root file systems",
+                      Str(userns, "rootfs") == "copy" ? "chown'ed copies" : "idmapped layers",
+                      Str(userns, "rootfs") == "copy"
+                          ? "slow: one copy per image and mapping (userns_rootfs)"
+                          : "nothing copied or chown'ed (userns_rootfs)"});
     rows.push_back({"idmapped volumes",
                     userns.value("runtime_idmap", false) ? "by the runtime" : "staged by berth",
                     userns.value("runtime_idmap", false)

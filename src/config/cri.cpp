@@ -357,6 +357,7 @@ RuntimeConfig DecodeRuntimeConfig(const Tree& table, std::vector<std::string>* u
   rd.StrList("cdi_spec_dirs", c.cdi_spec_dirs);
   rd.Str("drain_exec_sync_io_timeout", c.drain_exec_sync_io_timeout);
   rd.StrList("ignore_deprecation_warnings", c.ignore_deprecation_warnings);
+  rd.Str("userns_rootfs", c.userns_rootfs);
   rd.Finish();
   ReportUnknown(unknown, first_unknown);
   return c;
@@ -448,6 +449,7 @@ Tree Encode(const RuntimeConfig& c) {
   t["cdi_spec_dirs"] = c.cdi_spec_dirs;
   t["drain_exec_sync_io_timeout"] = c.drain_exec_sync_io_timeout;
   t["ignore_deprecation_warnings"] = c.ignore_deprecation_warnings;
+  t["userns_rootfs"] = c.userns_rootfs;
   Tree cd = Tree::object();
   cd["default_runtime_name"] = c.containerd.default_runtime_name;
   cd["ignore_blockio_not_enabled_errors"] = c.containerd.ignore_blockio_not_enabled_errors;
@@ -563,6 +565,10 @@ Validation ValidateRuntimeConfig(RuntimeConfig& c) {
       c.cni.bin_dir.clear();
     }
   }
+  const std::string& ur = c.userns_rootfs;
+  if (ur != "auto" && ur != "idmap" && ur != "copy")
+    v.errors.push_back(kRuntimePath + ".userns_rootfs = " + Quote(ur) +
+                       ": must be \"auto\", \"idmap\" or \"copy\"");
   const std::string ip = c.cni.ip_pref;
   if (!ip.empty() && ip != "ipv4" && ip != "ipv6" && ip != "cni")
     v.errors.push_back(kRuntimePath + ".cni.ip_pref = " + Quote(ip) +

@@ -102,6 +102,10 @@ struct RuntimeConfig {
   std::vector<std::string> cdi_spec_dirs;  // default {"/etc/cdi", "/var/run/cdi"}
   std::string drain_exec_sync_io_timeout = "0s";
   std::vector<std::string> ignore_deprecation_warnings;
+  // Root file systems of pods with a user namespace (docs/userns.md): "auto" idmaps the image's
+  // layers when the kernel proved it can and otherwise uses chown'ed copies; "idmap" only
+  // idmapped layers (user namespaces unsupported without them); "copy" always chown'ed copies.
+  std::string userns_rootfs = "auto";
 };
 
 struct Mirror {

@@ -30,6 +30,8 @@ inline constexpr const char* kServerID = "cri";
 inline constexpr const char* kCRIDirName = "io.containerd.grpc.v1.cri";
 // Warning emitted once when restrict_oom_score_adj is unset and berthd lacks CAP_SYS_RESOURCE.
 inline constexpr const char* kRestrictOomWarningID = "io.berth.warning/restrict-oom-score-adj";
+// Warning (one per handler: <id>/<handler>) when user-namespaced pods get chown'ed rootfs copies.
+inline constexpr const char* kUsernsCopyWarningID = "io.berth.warning/userns-rootfs-copy";
 
 // Base OCI runtime specs (`base_runtime_spec` of runtime handlers), read once per file at init.
 class BaseSpecCache {

@@ -426,6 +426,38 @@ static void MountIdmappedRootfs(RuntimeService::Impl& I, const ContainerPlan& p,
   snapshot::MountAllIdmapped(mounts, p.rootfs, ns.get(), uid, gid);
 }
 
+// The slow path (userns_rootfs, docs/userns.md): overlay over a chown'ed copy of the image, made
+// once per image and mapping (snapshot::MountAllShifted).
+static void MountCopiedRootfs(const ContainerPlan& p, const std::vector<snapshot::Mount>& mounts) {
+  auto copy = snapshot::MountAllShifted(mounts, p.rootfs, *p.userns, p.c->id);
+  if (copy.made)
+    spdlog::warn("container {}: chown'ed copy of image {} for mapping {} made in {:.0f} ms ({})",
+                 p.c->id, p.image.chain_id, snapshot::MappingKey(*p.userns), copy.ms, copy.dir);
+  else if (!copy.dir.empty())
+    spdlog::info("container {}: chown'ed copy reused: {}", p.c->id, copy.dir);
+}
+
+static Step UsernsRootfsStep(RuntimeService::Impl& I, const ContainerPlan& p,
+                             const std::vector<snapshot::Mount>& mounts) {
+  if (p.handler && UsernsSupportOf(*p.handler, I.opts).rootfs == "copy")
+    return {"rootfs-copy", [&p, &mounts] { MountCopiedRootfs(p, mounts); }};
+  return {"rootfs-idmapped", [&I, &p, &mounts] { MountIdmappedRootfs(I, p, mounts); }};
+}
+
+// What an interrupted copy of the image left (a complete copy stays, for the next pod).
+static void RemoveCopyStage(const Options& opts, const std::string& id) {
+  if (!opts.images) return;
+  std::vector<snapshot::Mount> mounts;
+  try {
+    mounts = opts.images->snapshotter().Mounts(id);
+  } catch (const Error& e) {
+    if (e.code() != Code::kNotFound) throw;
+    return;
+  }
+  auto stage = snapshot::ShiftedCopyStage(mounts, id);
+  if (!stage.empty()) fs::RemoveAll(stage);
+}
+
 // Volume host paths that do not exist yet become directories (as containerd does; they stay).
 static void MakeVolumeDirs(const v1::ContainerConfig& cfg) {
   for (const auto& m : cfg.mounts()) {
@@ -444,6 +476,9 @@ void RuntimeService::Impl::UndoContainerStep(ContainerRecord& c, const std::stri
     }
   } else if (step == "rootfs" || step == "rootfs-idmapped") {
     snapshot::UnmountAll(fs::Join(c.dir, "rootfs"));  // the idmapped layers go with the overlay
+  } else if (step == "rootfs-copy") {
+    snapshot::UnmountAll(fs::Join(c.dir, "rootfs"));
+    RemoveCopyStage(opts, c.id);  // a copy cut short (a complete one stays, for the next pod)
   } else if (step == "spec") {
     mount::CleanupStaged(opts.state_dir, c.id);
   } else if (step == "monitor") {
@@ -504,7 +539,7 @@ void RuntimeService::CreateContainer(const v1::CreateContainerRequest& req, v1::
       {"record", [] {}},
       {"dir", [&] { fs::MkdirAll(p.rootfs, 0755); }},
       {"snapshot", [&] { mounts = I.opts.images->snapshotter().Prepare(c.id, p.image.chain_id); }},
-      p.userns ? Step{"rootfs-idmapped", [&] { MountIdmappedRootfs(I, p, mounts); }}
+      p.userns ? UsernsRootfsStep(I, p, mounts)
                : Step{"rootfs", [&] { snapshot::MountAll(mounts, p.rootfs); }},
       {"volumes", [&] { MakeVolumeDirs(c.config); }},
       {"spec", [&] { WriteContainerSpec(I, p); }},

@@ -72,6 +72,7 @@ Options OptionsFromRuntimePlugin(const criplugins::CRIRuntimePlugin& plugin) {
       plugin.restrict_oom_score_adj;  // config, or forced without CAP_SYS_RESOURCE
   o.max_container_log_line_size = plugin.config.max_container_log_line_size;
   o.unset_seccomp_profile = plugin.config.unset_seccomp_profile;
+  o.userns_rootfs = plugin.config.userns_rootfs;
   std::chrono::nanoseconds drain{0};
   if (config::ParseDuration(plugin.config.drain_exec_sync_io_timeout, &drain) && drain.count() > 0)
     o.drain_exec_sync_io_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(drain);
@@ -87,7 +88,7 @@ Options OptionsFromRuntimePlugin(const criplugins::CRIRuntimePlugin& plugin) {
     if (info.features.contains("userns")) {  // proven once at plugin init (userns_resolver.cpp)
       const auto& u = info.features["userns"];
       h.userns = HandlerUserns{u.value("supported", false), u.value("reason", ""),
-                               u.value("runtime_idmap", false)};
+                               u.value("runtime_idmap", false), u.value("rootfs", "idmap")};
     }
     h.base_spec = info.base_spec;
     h.privileged_without_host_devices = rt.privileged_without_host_devices;

@@ -37,7 +37,7 @@ const std::vector<std::string> kAllSandboxSteps = {
     "record", "dir",   "userns", "snapshot", "pause-binary", "files", "files-owner",
     "shm",    "netns", "spec",   "pause",    "network",      "ready"};
 const std::vector<std::string> kAllContainerSteps = {
-    "record", "dir", "snapshot", "rootfs", "rootfs-idmapped", "volumes", "spec", "created"};
+    "record", "dir", "snapshot", "rootfs", "rootfs-idmapped", "rootfs-copy", "volumes", "spec", "created"};
 
 bool Has(const std::vector<std::string>& v, const char* s) {
   return std::find(v.begin(), v.end(), s) != v.end();

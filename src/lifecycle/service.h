@@ -110,6 +110,7 @@ struct HandlerUserns {
   bool supported = false;
   std::string reason;
   bool runtime_idmap = false;  // the runtime idmaps mounts itself (`idmap` among its features)
+  std::string rootfs = "idmap";  // "idmap": idmapped layers; "copy": chown'ed copies
 };
 
 // One runtime handler.
@@ -159,6 +160,8 @@ struct Options {
   // After an ExecSync's process exited, how long its output is read while other processes still
   // hold it (drain_exec_sync_io_timeout; 0 = until the call's timeout).
   std::chrono::milliseconds drain_exec_sync_io_timeout{0};
+  // userns_rootfs ("auto", "idmap", "copy"), for handlers proven here rather than by the plugin.
+  std::string userns_rootfs = "auto";
 };
 
 // Options from the CRI runtime plugin's validated configuration (handlers with their resolved

@@ -58,8 +58,9 @@ HandlerUserns UsernsSupportOf(const Handler& h, const Options& opts) {
   if (binary.find('/') == std::string::npos) {
     if (auto p = exec::LookPath(binary)) path = *p;
   }
-  auto u = runtime::DetectUserns(path, opts.root_dir, opts.state_dir);
-  return proven[key] = HandlerUserns{u.supported, u.reason, u.runtime_idmap};
+  auto u = runtime::ApplyRootfsMode(runtime::DetectUserns(path, opts.root_dir, opts.state_dir),
+                                    opts.userns_rootfs);
+  return proven[key] = HandlerUserns{u.supported, u.reason, u.runtime_idmap, u.rootfs};
 }
 
 void ValidatePodUserns(const v1::PodSandboxConfig& cfg, const Handler& h, const Options& opts) {

@@ -153,7 +153,8 @@ UsernsSupport RunProbe(const std::string& runtime, const std::string& state_dir,
 UsernsSupport ProbeRuntime(const std::string& runtime, const std::string& state_dir) {
   const std::string key = BinaryKey(runtime);
   if (key.empty())
-    return {false, "", "", "OCI runtime binary " + runtime + ": " + std::strerror(errno)};
+    return {false, "", "", "OCI runtime binary " + runtime + ": " + std::strerror(errno), false,
+            false, false, ""};
   const std::string disk = fs::Join(fs::Join(state_dir, "userns-probe"), "cache.json");
   std::lock_guard<std::mutex> lock(g_mu);
   if (auto it = g_probe_cache.find(key); it != g_probe_cache.end()) return it->second;
@@ -214,22 +215,45 @@ UsernsSupport DetectUserns(const std::string& runtime_binary, const std::string&
     }
   }
   auto k = userns::ProbeIdmap(root_dir);
-  out.kernel = k.reason;
-  if (!k.supported) {
-    out.reason =
-        "the kernel cannot idmap a mount on the file system of " + root_dir + ": " + k.reason;
-    return out;
-  }
+  out.kernel_idmap = k.supported;
+  out.kernel = k.supported ? k.reason
+                           : "the kernel cannot idmap a mount on the file system of " + root_dir +
+                                 ": " + k.reason;
   UsernsSupport p = ProbeRuntime(runtime_binary, state_dir);
   out.probe = p.probe;
-  out.supported = p.supported;
-  out.reason = p.supported ? "proven: " + k.reason + "; " + p.probe : p.probe;
+  out.runtime_ok = p.supported;
+  out.supported = p.supported && k.supported;
+  out.rootfs = out.supported ? "idmap" : "";
+  out.reason = !p.supported  ? p.probe
+               : k.supported ? "proven: " + k.reason + "; " + p.probe
+                             : out.kernel;
   try {
     auto q = QueryFeatures(runtime_binary, std::chrono::seconds(10), fs::Join(state_dir, "probes"));
     out.runtime_idmap = q.features && q.features->idmap_enabled.value_or(false);
   } catch (const std::exception&) {
   }
   return out;
+}
+
+UsernsSupport ApplyRootfsMode(UsernsSupport u, const std::string& mode) {
+  if (!u.runtime_ok) {
+    u.supported = false;
+    u.rootfs.clear();
+    return u;
+  }
+  if (mode == "idmap" || (mode != "copy" && u.kernel_idmap)) {
+    u.supported = u.kernel_idmap;
+    u.rootfs = u.supported ? "idmap" : "";
+    u.reason = u.supported ? "proven: " + u.kernel + "; " + u.probe
+                           : u.kernel + " (userns_rootfs = \"idmap\": no chown'ed copies)";
+    return u;
+  }
+  u.supported = true;
+  u.rootfs = "copy";
+  u.reason = "proven: " + u.probe + "; root file systems are chown'ed copies of the image, made " +
+             "once per image and mapping (slow: " +
+             (mode == "copy" ? std::string("userns_rootfs = \"copy\"") : u.kernel) + ")";
+  return u;
 }
 
 }  // namespace berth::runtime

@@ -16,11 +16,20 @@ struct UsernsSupport {
   std::string reason;          // why not, or what was proven
   std::string kernel, probe;   // each part's answer
   bool runtime_idmap = false;  // the runtime lists idmap mounts among its features
+  bool kernel_idmap = false;   // the kernel idmapped a mount on berth's root file system
+  bool runtime_ok = false;     // the probe container ran as the mapped uid
+  std::string rootfs;          // "idmap" | "copy" (chown'ed copies) once a mode is applied
 };
 
 // `root_dir`: where the kernel probe makes its scratch directory (berth's root); `state_dir`: the
 // probe container's bundle and the cache (<state_dir>/userns-probe/). Needs root. Never throws.
 UsernsSupport DetectUserns(const std::string& runtime_binary, const std::string& root_dir,
                            const std::string& state_dir);
+
+// What pods get under the userns_rootfs setting ("auto", "idmap", "copy"): `supported` and
+// `rootfs` decided and the reason rewritten. "auto": idmapped layers when the kernel proved it
+// can, else chown'ed copies; "idmap": unsupported without the kernel; "copy": always copies. The
+// runtime probe must have passed in every mode.
+UsernsSupport ApplyRootfsMode(UsernsSupport u, const std::string& mode);
 
 }  // namespace berth::runtime

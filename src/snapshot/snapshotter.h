@@ -8,6 +8,10 @@
 #include <string>
 #include <vector>
 
+namespace berth::userns {
+struct Mapping;
+}
+
 namespace berth::snapshot {
 
 struct Mount {
@@ -74,5 +78,30 @@ void UnmountAll(const std::string& target);
 // mount (native snapshotter) becomes an idmapped bind. Throws Error naming the layer and the call.
 void MountAllIdmapped(const std::vector<Mount>& mounts, const std::string& target, int userns_fd,
                       uint32_t root_uid, uint32_t root_gid);
+
+// The slow path for a user-namespaced container where layers are not idmapped: the image's
+// overlay lower directories merged into one tree (whiteouts and opaque directories applied, as
+// overlay would) whose owners, POSIX ACL entries and file capability owners are shifted by the
+// mapping; modes (set-uid/set-gid bits), times, xattrs, hard links, symlinks and device nodes
+// kept. One copy per image snapshot and mapping, at <snapshot dir of the image's top
+// layer>/userns-copies/<MappingKey>, removed with that snapshot (which no container's snapshot
+// may outlive). It is built in `stage` and renamed into place when complete (after a sync).
+struct ShiftedCopy {
+  std::string dir;    // the merged, shifted tree ("" for an in-place shift)
+  bool made = false;  // false: an existing copy was used
+  double ms = 0;      // time the copy took when made
+};
+// u<container>-<host>-<length>_g... for the mapping's ranges.
+std::string MappingKey(const userns::Mapping& m);
+// The stage of the copy for `mounts` (a snapshot's overlay mount) made on behalf of `tag` (the
+// container id): what an undo removes after a failed or interrupted copy. "" when not overlay.
+std::string ShiftedCopyStage(const std::vector<Mount>& mounts, const std::string& tag);
+ShiftedCopy EnsureShiftedCopy(const std::vector<std::string>& lowers, const userns::Mapping& m,
+                              const std::string& cache_dir, const std::string& stage);
+// MountAll on the shifted copy: overlay over the copy with the snapshot's upper directory (owned
+// by the mapped root). A bind mount (the native snapshotter's own copy for the container) is
+// shifted in place instead.
+ShiftedCopy MountAllShifted(const std::vector<Mount>& mounts, const std::string& target,
+                            const userns::Mapping& m, const std::string& tag);
 
 }  // namespace berth::snapshot

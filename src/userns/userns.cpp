@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -32,11 +33,25 @@ void WaitChild(pid_t pid) {
   }
 }
 
+// Before a namespace child blocks on its hold pipe: every descriptor but that one (and stdio) is
+// closed. It has a copy of berthd's descriptor table, with the write ends of the hold pipes of
+// children made at the same time by other threads; kept, two such children could hold each
+// other's pipe open and wait for ever, with berthd's listening socket. Raw system calls only.
+void KeepOnly(int fd) {
+  auto close_range = [](unsigned first, unsigned last) {
+    if (first > last) return;
+    if (::syscall(SYS_close_range, first, last, 0) == 0) return;
+    for (unsigned i = first; i <= last && i < 65536; ++i) ::close(static_cast<int>(i));
+  };
+  if (fd > 3) close_range(3, static_cast<unsigned>(fd) - 1);
+  close_range(static_cast<unsigned>(fd) + 1, ~0u);
+}
+
 // The child of a clone(CLONE_VM | CLONE_NEWUSER): it only waits for end of file on its pipe, so
 // that the parent can write its maps and open or pin its namespace.
 int HoldChild(void* arg) {
   int* p = static_cast<int*>(arg);
-  ::close(p[1]);
+  KeepOnly(p[0]);
   char c;
   while (::read(p[0], &c, 1) < 0 && errno == EINTR) {
   }
@@ -74,6 +89,7 @@ int NetHoldChild(void* arg) {
     if (::ioctl(s, SIOCSIFFLAGS, &ifr) != 0) err = errno ? errno : EIO;
   }
   if (::write(p[2], &err, sizeof err) != sizeof err) ::_exit(1);
+  KeepOnly(p[0]);
   char c;
   while (::read(p[0], &c, 1) < 0 && errno == EINTR) {
   }
@@ -176,6 +192,7 @@ const char* NetStepName(int s) {
     }
   }
   if (::write(report, r, sizeof r) != sizeof r) ::_exit(1);
+  KeepOnly(hold);
   char c;
   while (::read(hold, &c, 1) < 0 && errno == EINTR) {
   }

@@ -73,6 +73,7 @@ std::unique_ptr<BerthdProc> NewBerthd(const std::string& dir, const std::string&
                                       const std::string& cni_extra, const std::string& extra) {
   berth::testing::BerthdOptions o;
   o.netns = netns;
+  o.env = {{"BERTH_RRO_PROBE", BERTH_RRO_PROBE_PATH}};  // user namespaces proven
   o.extra = "[plugins.\"io.containerd.cri.v1.runtime\".cni]\nbin_dirs = [\"" +
             std::string(kPlugins) + "\", \"" + dir + "/bin\"]\nconf_dir = \"" + dir + "/net.d\"\n" +
             cni_extra + extra;
@@ -93,6 +94,8 @@ class NetworkE2E : public ::testing::Test {
     }
     if (!berth::exec::LookPath("iptables")) GTEST_SKIP() << "iptables is not installed";
     dir_ = std::make_unique<TempDir>("berth-e2e-net");
+    // Traversable, as /run and /var/lib are: the root of a user-namespaced pod reaches its bundle.
+    ASSERT_EQ(::chmod(dir_->path().c_str(), 0711), 0);
     netns_ = *dir_ / "hostns";
     berth::network::CreateNetns(netns_);
     int x = 20 + getpid() % 200;
@@ -659,6 +662,82 @@ TEST_F(NetworkE2E, HostNetworkPodsCallNoPlugin) {
   EXPECT_EQ(PodStatus(id).network().ip(), "");
   EXPECT_EQ(LeaseCount(), "0");
   RemovePod(id);
+}
+
+// A pod with its own user namespace (KEP-127) on the CNI network: its network namespace belongs
+// to that user namespace and CNI attaches it as any other. It gets an address, serves the host and
+// another pod, reaches the host, sees its own interfaces in sysfs, owns /proc/sys/net, and its
+// stop and removal release the attachment and the namespace files.
+TEST_F(NetworkE2E, UsernsPodOnTheBridge) {
+  ASSERT_TRUE(WaitReady(true)) << NetworkReady().message();
+  v1::StatusResponse sresp;
+  v1::StatusRequest sreq;
+  sreq.set_verbose(true);
+  ASSERT_TRUE(d_->rt().Status(Ctx().get(), sreq, &sresp).ok());
+  for (const auto& h : sresp.runtime_handlers())
+    if (h.name() == "runc" && !h.features().user_namespaces())
+      GTEST_SKIP() << "runc cannot run pods in a user namespace here: "
+                   << sresp.info().at("runtimeHandlers");
+  constexpr uint32_t kHost = 3300000000u;
+  auto pu = Pod("userns");
+  auto* u = pu.mutable_linux()
+                ->mutable_security_context()
+                ->mutable_namespace_options()
+                ->mutable_userns_options();
+  u->set_mode(v1::POD);
+  for (auto* l : {u->mutable_uids(), u->mutable_gids()}) {
+    auto* m = l->Add();
+    m->set_host_id(kHost);
+    m->set_length(65536);
+  }
+  std::string a = MustRunPod(pu);
+  auto pb = Pod("plain");
+  std::string b = MustRunPod(pb);
+  ASSERT_FALSE(a.empty());
+  std::string ipa = PodStatus(a).network().ip();
+  EXPECT_TRUE(InSubnet(ipa, subnet_)) << ipa;
+
+  std::string web = StartContainer(a, pu, "httpd",
+                                   "mkdir -p /www && echo hello-from-userns > /www/index.html && "
+                                   "exec /bin/busybox httpd -f -p 80 -h /www");
+  std::string cli = StartContainer(b, pb, "cli", "exec /bin/busybox sleep 3600");
+  EXPECT_EQ(Exec(web, "echo $(cat /proc/self/uid_map)"), "0 " + std::to_string(kHost) + " 65536\n");
+  EXPECT_EQ(Exec(web,
+                 "/bin/busybox ls /sys/class/net | /bin/busybox sort | "
+                 "/bin/busybox tr '\\n' ' '"),
+            "eth0 lo ")
+      << "sysfs shows the pod's own interfaces";
+  EXPECT_EQ(Exec(web, "/bin/busybox stat -c %u /proc/sys/net/ipv4/ip_unprivileged_port_start"),
+            "0\n")
+      << "/proc/sys/net belongs to the pod's root";
+  EXPECT_EQ(Exec(web, "echo $(/bin/busybox ls /proc/sys/net/ipv4/conf)"), "all default eth0 lo\n")
+      << "/proc/sys/net is the pod's network namespace";
+  auto http = [](const std::string& host) {
+    return "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 3 " + host + " 80";
+  };
+  std::string out;
+  WaitFor(
+      [&] { return (out = Exec(cli, http(ipa))).find("hello-from-userns") != std::string::npos; });
+  EXPECT_NE(out.find("hello-from-userns"), std::string::npos) << "pod to userns pod: " << out;
+  WaitFor([&] { return (out = Host(http(ipa))).find("hello-from-userns") != std::string::npos; });
+  EXPECT_NE(out.find("hello-from-userns"), std::string::npos) << "host to userns pod: " << out;
+  EXPECT_EQ(Exec(web, "/bin/busybox ping -c 1 -W 3 " + gateway_ + " >/dev/null && echo up"), "up\n")
+      << "userns pod to the host (the bridge gateway)";
+
+  EXPECT_EQ(PodStatus(a).linux().namespaces().options().userns_options().mode(), v1::POD);
+  RemovePod(a);
+  RemovePod(b);
+  EXPECT_EQ(LeaseCount(), "0") << "the addresses are released";
+  EXPECT_EQ(Host("ip -o link show | grep -c veth || true"), "0\n");
+  std::error_code ec;
+  for (const char* sub : {"netns", "userns"})
+    EXPECT_TRUE(std::filesystem::is_empty(
+                    *dir_ / ("state/io.containerd.grpc.v1.cri/" + std::string(sub)), ec) ||
+                ec)
+        << sub;
+  std::string hs = HostState();
+  size_t m = hs.find("mounts:\n") + 8;
+  EXPECT_EQ(hs.substr(m, hs.find("netns files:") - m), "") << "no mount left: " << hs;
 }
 
 // A runtime handler with its own networks (cni_conf_dir): its pods get addresses from those.

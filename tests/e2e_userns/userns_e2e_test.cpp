@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -26,6 +27,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "berth/admin/v1/admin.grpc.pb.h"
 #include "berth/images/v1/images.grpc.pb.h"
 #include "common/fs.h"
 #include "image_support.h"
@@ -57,7 +59,9 @@ class Berthd {
  public:
   // handler "runc-spec": runc with a base_runtime_spec (`runc spec`), so that the pause runs
   // through the runtime rather than being started by berthd.
-  Berthd(const std::string& dir, const std::string& handler) : dir_(dir) {
+  // runtime_extra: more keys of [plugins."io.containerd.cri.v1.runtime"] (e.g. userns_rootfs).
+  Berthd(const std::string& dir, const std::string& handler, const std::string& runtime_extra = "")
+      : dir_(dir) {
     socket_ = dir + "/berth.sock";
     config_ = dir + "/config.toml";
     const std::string rt =
@@ -72,6 +76,7 @@ class Berthd {
     c << "version = 3\nroot = \"" << dir << "/root\"\nstate = \"" << dir << "/state\"\n"
       << "[grpc]\naddress = \"" << socket_ << "\"\n"
       << "[plugins.\"io.containerd.cri.v1.runtime\"]\nrestrict_oom_score_adj = true\n"
+      << runtime_extra
       << "[plugins.\"io.containerd.cri.v1.runtime\".containerd]\ndefault_runtime_name = \""
       << handler << "\"\n"
       << rt << "]\nruntime_type = \"io.containerd.runc.v2\"\n"
@@ -96,7 +101,8 @@ class Berthd {
       }
       setenv("BERTH_MONITOR_PATH", BERTH_MONITOR_PATH, 1);
       setenv("BERTH_PAUSE_PATH", BERTH_PAUSE_PATH, 1);
-      setenv("BERTH_RRO_PROBE", with_probe ? BERTH_RRO_PROBE_PATH : "/nonexistent/berth-rro-probe", 1);
+      setenv("BERTH_RRO_PROBE", with_probe ? BERTH_RRO_PROBE_PATH : "/nonexistent/berth-rro-probe",
+             1);
       execl(BERTHD_PATH, BERTHD_PATH, "--config", config_.c_str(), "--log-level", "debug", nullptr);
       _exit(127);
     }
@@ -122,6 +128,8 @@ class Berthd {
     pid_ = -1;
   }
   std::string Log() { return ReadAll(log_); }
+  pid_t pid() const { return pid_; }
+  std::string socket() const { return socket_; }
   v1::RuntimeService::Stub& rt() { return *runtime_; }
   berth::images::v1::Images::Stub& images() { return *images_; }
 
@@ -150,7 +158,7 @@ class UsernsE2E : public ::testing::TestWithParam<std::string> {
     dir_ = std::make_unique<TempDir>("berth-e2e-userns");
     // The pods' root reaches bundles and volumes below it: traversable, as /run and /var/lib are.
     ASSERT_EQ(::chmod(dir_->path().c_str(), 0711), 0);
-    d_ = std::make_unique<Berthd>(dir_->path(), GetParam());
+    d_ = std::make_unique<Berthd>(dir_->path(), GetParam(), RuntimeExtra());
     ASSERT_EQ(d_->Start(), "");
     v1::StatusRequest sreq;
     sreq.set_verbose(true);
@@ -168,14 +176,24 @@ class UsernsE2E : public ::testing::TestWithParam<std::string> {
         GTEST_SKIP() << GetParam() << " cannot run pods in a user namespace here: " << why;
       }
     }
+    ImportImage("docker.io/test/busybox:userns", 64 * 1024, "gzip");
+  }
+
+  virtual std::string RuntimeExtra() { return ""; }
+
+  void ImportImage(const std::string& ref, size_t filler, const std::string& compression) {
     berth::testing::TestImageOptions opts;
     opts.user = "";
     opts.entrypoint = {};
     opts.cmd = {"sh"};
-    auto img = berth::testing::BuildTestImage(*dir_ / "oci", opts);
-    berth::testing::WriteOciArchive(img, *dir_ / "busybox.tar", "docker.io/test/busybox:userns");
+    opts.filler_bytes = filler;
+    opts.compression = {compression};
+    opts.id = ref;
+    std::string name = std::to_string(std::hash<std::string>{}(ref));
+    auto img = berth::testing::BuildTestImage(*dir_ / ("oci-" + name), opts);
+    berth::testing::WriteOciArchive(img, *dir_ / (name + ".tar"), ref);
     berth::images::v1::ImportRequest req;
-    req.set_path(*dir_ / "busybox.tar");
+    req.set_path(*dir_ / (name + ".tar"));
     berth::images::v1::ImportResponse resp;
     auto st = d_->images().Import(Ctx().get(), req, &resp);
     ASSERT_TRUE(st.ok()) << st.error_message();
@@ -557,7 +575,8 @@ TEST(UsernsUnproven, ReasonInStatusAndPodRefused) {
   sreq.set_verbose(true);
   v1::StatusResponse sresp;
   ASSERT_TRUE(d.rt().Status(Ctx().get(), sreq, &sresp).ok());
-  for (const auto& h : sresp.runtime_handlers()) EXPECT_FALSE(h.features().user_namespaces()) << h.name();
+  for (const auto& h : sresp.runtime_handlers())
+    EXPECT_FALSE(h.features().user_namespaces()) << h.name();
   auto handlers = nlohmann::json::parse(sresp.info().at("runtimeHandlers"));
   std::string why;
   for (const auto& j : handlers)
@@ -568,19 +587,194 @@ TEST(UsernsUnproven, ReasonInStatusAndPodRefused) {
   auto* c = req.mutable_config();
   c->mutable_metadata()->set_name("refused");
   c->mutable_metadata()->set_uid("u");
-  auto* u = c->mutable_linux()->mutable_security_context()->mutable_namespace_options()->mutable_userns_options();
+  auto* u = c->mutable_linux()
+                ->mutable_security_context()
+                ->mutable_namespace_options()
+                ->mutable_userns_options();
   u->set_mode(v1::POD);
   Map(u->mutable_uids(), 0, kHostBase, 65536);
   Map(u->mutable_gids(), 0, kHostBase, 65536);
   v1::RunPodSandboxResponse resp;
   auto st = d.rt().RunPodSandbox(Ctx().get(), req, &resp);
   EXPECT_EQ(st.error_code(), grpc::FAILED_PRECONDITION);
-  EXPECT_NE(st.error_message().find("runtime handler \"runc\" cannot run pods in a user namespace: "), std::string::npos)
+  EXPECT_NE(
+      st.error_message().find("runtime handler \"runc\" cannot run pods in a user namespace: "),
+      std::string::npos)
       << st.error_message();
-  EXPECT_NE(st.error_message().find("berth-rro-probe not found"), std::string::npos) << st.error_message();
+  EXPECT_NE(st.error_message().find("berth-rro-probe not found"), std::string::npos)
+      << st.error_message();
   std::error_code ec;
   EXPECT_TRUE(std::filesystem::is_empty(dir / "state/io.containerd.grpc.v1.cri/sandboxes", ec));
 }
+
+// userns_rootfs = "copy": the slow path the kernel would force where it cannot idmap layers, run
+// here by the operator's choice. Root file systems are overlays over a chown'ed copy of the image
+// made once per image and mapping, kept beside the image's snapshot and removed with it.
+class UsernsCopyE2E : public UsernsE2E {
+ protected:
+  std::string RuntimeExtra() override { return "userns_rootfs = \"copy\"\n"; }
+
+  // <snapshots>/<id>/userns-copies/<entry> below berth's root: complete copies and stages.
+  std::vector<std::string> Copies() {
+    std::vector<std::string> out;
+    std::error_code ec;
+    std::filesystem::recursive_directory_iterator it(*dir_ / "root", ec), end;
+    for (; !ec && it != end; it.increment(ec)) {
+      auto name = it->path().filename().string();
+      if (!it->is_directory(ec) || it->is_symlink(ec)) continue;
+      if (name == "userns-copies") {
+        for (const auto& e : std::filesystem::directory_iterator(it->path(), ec))
+          out.push_back(e.path().string());
+        it.disable_recursion_pending();
+      } else if (name == "fs" || name == "blobs" || name == "work") {
+        it.disable_recursion_pending();
+      }
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+  static std::string Key(uint32_t host) {
+    std::string r = "0-" + std::to_string(host) + "-65536";
+    return "u" + r + "_g" + r;
+  }
+  void RemovePods() {
+    v1::ListPodSandboxResponse pods;
+    ASSERT_TRUE(d_->rt().ListPodSandbox(Ctx().get(), {}, &pods).ok());
+    for (const auto& p : pods.items()) {
+      v1::StopPodSandboxRequest sr;
+      sr.set_pod_sandbox_id(p.id());
+      v1::StopPodSandboxResponse sresp;
+      ASSERT_TRUE(d_->rt().StopPodSandbox(Ctx().get(), sr, &sresp).ok());
+      v1::RemovePodSandboxRequest r;
+      r.set_pod_sandbox_id(p.id());
+      v1::RemovePodSandboxResponse rr;
+      ASSERT_TRUE(d_->rt().RemovePodSandbox(Ctx().get(), r, &rr).ok());
+    }
+  }
+};
+
+TEST_P(UsernsCopyE2E, CopiedRootfsIsRootsInsideMadeOnceReusedAndRemovedWithTheImage) {
+  // The handler says how its pods get their root file systems, and warns.
+  v1::StatusRequest sreq;
+  sreq.set_verbose(true);
+  v1::StatusResponse sresp;
+  ASSERT_TRUE(d_->rt().Status(Ctx().get(), sreq, &sresp).ok());
+  std::string why;
+  for (const auto& j : nlohmann::json::parse(sresp.info().at("runtimeHandlers")))
+    if (j.value("name", "") == GetParam()) why = j["features"].value("user_namespaces_reason", "");
+  EXPECT_NE(why.find("chown'ed copies"), std::string::npos) << why;
+  auto admin = berth::admin::v1::Admin::NewStub(
+      grpc::CreateChannel("unix:" + d_->socket(), grpc::InsecureChannelCredentials()));
+  berth::admin::v1::ListWarningsResponse warnings;
+  ASSERT_TRUE(admin->ListWarnings(Ctx().get(), {}, &warnings).ok());
+  bool warned = false;
+  for (const auto& w : warnings.warnings())
+    warned |= w.id() == "io.berth.warning/userns-rootfs-copy/" + GetParam() &&
+              w.message().find("slow") != std::string::npos;
+  EXPECT_TRUE(warned) << warnings.DebugString();
+
+  const std::string script =
+      "echo $(cat /proc/self/uid_map); id -u; stat -c %u:%g /bin/busybox /etc/passwd; ls /data; "
+      "touch /written && stat -c w%u /written";
+  auto pa = Pod("copy-a");
+  std::string a;
+  ASSERT_TRUE(RunPod(pa, &a).ok()) << d_->Log();
+  std::string out = RunIn(a, pa, "first", script);
+  EXPECT_EQ(out.find("0 " + std::to_string(kHostBase) + " 65536\n0\n0:0\n0:0\n"), 0u) << out;
+  EXPECT_NE(out.find("hello.txt"), std::string::npos) << out;
+  EXPECT_EQ(out.find("remove-me.txt"), std::string::npos) << "the whiteout applies: " << out;
+  EXPECT_NE(out.find("w0\n"), std::string::npos) << "the pod's root writes its rootfs: " << out;
+  auto copies = Copies();
+  ASSERT_EQ(copies.size(), 1u) << ::testing::PrintToString(copies);
+  EXPECT_EQ(std::filesystem::path(copies[0]).filename(), Key(kHostBase));
+  struct stat st {};
+  ASSERT_EQ(::stat((copies[0] + "/bin/busybox").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, kHostBase) << "on the host, the copy is the pod root's";
+  auto ino = st.st_ino;
+
+  // A second pod with the same image and mapping uses the same copy; another mapping gets its own.
+  auto pb = Pod("copy-b");
+  std::string b;
+  ASSERT_TRUE(RunPod(pb, &b).ok());
+  EXPECT_EQ(RunIn(b, pb, "second", script), out);
+  ASSERT_EQ(Copies(), copies);
+  ASSERT_EQ(::stat((copies[0] + "/bin/busybox").c_str(), &st), 0);
+  EXPECT_EQ(st.st_ino, ino) << "not copied again";
+  EXPECT_NE(d_->Log().find("chown'ed copy reused"), std::string::npos);
+  auto pc = Pod("copy-c", kHostBase + 65536);
+  std::string c;
+  ASSERT_TRUE(RunPod(pc, &c).ok());
+  EXPECT_EQ(RunIn(c, pc, "third", "echo $(cat /proc/self/uid_map); stat -c %u /bin/busybox"),
+            "0 " + std::to_string(kHostBase + 65536) + " 65536\n0\n");
+  EXPECT_EQ(Copies().size(), 2u) << ::testing::PrintToString(Copies());
+
+  // The copies go with the image, once no container's snapshot is based on it any more (their
+  // files are removed after RemoveContainer answers: active snapshots have a meta.json).
+  RemovePods();
+  auto snapshots = std::filesystem::path(copies[0]).parent_path().parent_path().parent_path();
+  EXPECT_TRUE(berth::testing::Eventually([&] {
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(snapshots, ec))
+      if (std::filesystem::exists(e.path() / "meta.json")) return false;
+    return true;
+  }));
+  v1::RemoveImageRequest rir;
+  rir.mutable_image()->set_image("docker.io/test/busybox:userns");
+  v1::RemoveImageResponse rires;
+  auto images = v1::ImageService::NewStub(
+      grpc::CreateChannel("unix:" + d_->socket(), grpc::InsecureChannelCredentials()));
+  auto rst = images->RemoveImage(Ctx().get(), rir, &rires);
+  ASSERT_TRUE(rst.ok()) << rst.error_message();
+  EXPECT_TRUE(
+      berth::testing::Eventually([&] { return Copies().empty(); }, std::chrono::seconds(30)))
+      << ::testing::PrintToString(Copies());
+  EXPECT_FALSE(std::filesystem::exists(copies[0]));
+}
+
+// kill -9 of berthd while the copy is being made: after the restart neither the stage nor a
+// partial copy is left, the container being created is gone, and the next one makes a whole copy.
+TEST_P(UsernsCopyE2E, KillNineMidCopyLeavesNothingHalfDone) {
+  const std::string big = "docker.io/test/big:userns";
+  ImportImage(big, 96u << 20, "none");  // a copy long enough to be caught in the act
+  auto pc = Pod("crash");
+  std::string pod;
+  ASSERT_TRUE(RunPod(pc, &pod).ok()) << d_->Log();
+  auto image = [&](v1::ContainerConfig& c) { c.mutable_image()->set_image(big); };
+  std::thread create([&] {
+    std::string id;
+    Create(pod, pc, "cut", "true", &id, image);  // fails: berthd dies under it
+  });
+  bool stopped = false;
+  for (int i = 0; i < 60000 && !stopped; ++i) {
+    for (const auto& e : Copies()) {
+      if (std::filesystem::path(e).filename().string().rfind(".stage-", 0) == 0) {
+        ::kill(d_->pid(), SIGSTOP);
+        stopped = true;
+      }
+    }
+    if (!stopped) std::this_thread::sleep_for(std::chrono::microseconds(500));
+  }
+  ASSERT_TRUE(stopped) << "no copy was seen being made";
+  auto during = Copies();
+  d_->Stop(SIGKILL);
+  create.join();
+  ASSERT_EQ(during.size(), 1u) << "caught mid-copy: only the stage: "
+                               << ::testing::PrintToString(during);
+
+  ASSERT_EQ(d_->Start(), "");
+  EXPECT_TRUE(berth::testing::Eventually([&] { return Copies().empty(); }))
+      << ::testing::PrintToString(Copies()) << d_->Log();
+  v1::ListContainersResponse list;
+  ASSERT_TRUE(d_->rt().ListContainers(Ctx().get(), {}, &list).ok());
+  EXPECT_EQ(list.containers_size(), 0) << "the container being created was undone";
+  std::string out = RunIn(pod, pc, "whole", "stat -c '%u %s' /usr/share/berth/filler.bin", image);
+  EXPECT_EQ(out, "0 " + std::to_string(96u << 20) + "\n");
+  auto copies = Copies();
+  ASSERT_EQ(copies.size(), 1u) << ::testing::PrintToString(copies);
+  EXPECT_EQ(std::filesystem::path(copies[0]).filename(), Key(kHostBase));
+}
+
+INSTANTIATE_TEST_SUITE_P(Runtimes, UsernsCopyE2E, ::testing::Values("runc", "crun"));
 
 INSTANTIATE_TEST_SUITE_P(Runtimes, UsernsE2E, ::testing::Values("runc", "crun", "runc-spec"),
                          [](const auto& info) {

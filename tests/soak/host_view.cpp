@@ -95,6 +95,7 @@ HostView ScanHost(const std::string& dir, const std::string& state) {
   }
   v.netns = Names(state + "/netns");
   v.rro = Names(state + "/rro");
+  v.userns = Names(state + "/userns");
   return v;
 }
 
@@ -128,7 +129,8 @@ std::pair<std::string, std::string> StateOwner(const std::string& state, const s
   if (s == std::string::npos) return {"", ""};
   std::string kind = rel.substr(0, s), rest = rel.substr(s + 1);
   std::string id = rest.substr(0, rest.find('/'));
-  if (kind == "containers" || kind == "sandboxes" || kind == "netns" || kind == "rro")
+  if (kind == "containers" || kind == "sandboxes" || kind == "netns" || kind == "rro" ||
+      kind == "userns")
     return {kind, id};
   return {"", ""};
 }

@@ -16,6 +16,7 @@ struct HostView {
       pauses;  // id -> pid, berth-pause --sandbox whose sandbox dir is below state
   std::vector<std::string> mounts;   // mount points below dir
   std::set<std::string> netns, rro;  // ids of <state>/netns/<id>, <state>/rro/<id>
+  std::set<std::string> userns;      // ids of <state>/userns/<id> (pods' pinned user namespaces)
 };
 HostView ScanHost(const std::string& dir, const std::string& state);
 
@@ -23,7 +24,7 @@ HostView ScanHost(const std::string& dir, const std::string& state);
 std::vector<std::string> ExistingCgroups(const std::string& cgroups_path);
 
 // The id a path below the state dir belongs to ("containers/<id>/...", "sandboxes/<id>/...",
-// "netns/<id>", "rro/<id>/..."): {kind, id}, kind "" when it is none of those.
+// "netns/<id>", "userns/<id>", "rro/<id>/..."): {kind, id}, kind "" when it is none of those.
 std::pair<std::string, std::string> StateOwner(const std::string& state, const std::string& path);
 
 bool ProcessAlive(int pid);  // exists and is not a zombie

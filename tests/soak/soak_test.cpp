@@ -9,6 +9,7 @@
 #include "berthd_proc.h"  // first: its enum Signal names collide with <signal.h> macros
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -53,10 +54,14 @@ class Crash : public ::testing::Test {
     if (!reason.empty()) GTEST_SKIP() << reason;
     if (berth::testing::BusyboxPath().empty()) GTEST_SKIP() << "busybox-static is not installed";
     dir_ = std::make_unique<TempDir>("berth-soak");
+    // Traversable, as /run and /var/lib are: a user-namespaced pod's root reaches its bundle.
+    ASSERT_EQ(::chmod(dir_->path().c_str(), 0711), 0);
     const char* berthd =
         std::getenv("BERTH_TEST_BERTHD") ? std::getenv("BERTH_TEST_BERTHD") : BERTHD_PATH;
+    berth::testing::BerthdOptions bo;
+    bo.env = {{"BERTH_RRO_PROBE", BERTH_RRO_PROBE_PATH}};  // user namespaces proven (Soak's mix)
     d_ = std::make_unique<berth::testing::BerthdProc>(dir_->path(), berthd, BERTH_MONITOR_PATH,
-                                                      BERTH_PAUSE_PATH);
+                                                      BERTH_PAUSE_PATH, bo);
     ASSERT_EQ(d_->Start(), "");
     berth::testing::TestImageOptions o;
     o.user = "";
@@ -91,7 +96,27 @@ class Crash : public ::testing::Test {
     c.mutable_metadata()->set_uid("uid-" + name);
     c.set_hostname(name);
     c.set_log_directory(*dir_ / ("logs/" + name));
+    if (name[0] == 'u') {  // a pod with its own user namespace (KEP-127)
+      auto* u = c.mutable_linux()
+                    ->mutable_security_context()
+                    ->mutable_namespace_options()
+                    ->mutable_userns_options();
+      u->set_mode(v1::POD);
+      for (auto* l : {u->mutable_uids(), u->mutable_gids()}) {
+        auto* m = l->Add();
+        m->set_host_id(3400000000u);
+        m->set_length(65536);
+      }
+    }
     return c;
+  }
+  // Whether the default handler proved it can run pods in a user namespace.
+  bool UsernsSupported() {
+    v1::StatusResponse resp;
+    if (!d_->rt().Status(Deadline().get(), {}, &resp).ok()) return false;
+    for (const auto& h : resp.runtime_handlers())
+      if (h.name() == "runc") return h.features().user_namespaces();
+    return false;
   }
   grpc::Status RunPod(const v1::PodSandboxConfig& c, std::string* id) {
     v1::RunPodSandboxRequest req;
@@ -258,7 +283,7 @@ class Crash : public ::testing::Test {
           for (const auto& m : host.mounts) {
             auto [kind, id] = berth::testing::StateOwner(d_->cri_state(), m);
             bool ok = kind == "containers" || kind == "rro" ? l.ctrs.count(id) > 0
-                      : kind == "sandboxes" || kind == "netns"
+                      : kind == "sandboxes" || kind == "netns" || kind == "userns"
                           ? l.pods.count(id) > 0
                           : m.rfind(d_->root_dir() + "/", 0) == 0;
             if (!ok) bad.push_back("mount " + m + " belongs to no record");
@@ -267,6 +292,8 @@ class Crash : public ::testing::Test {
             if (!l.pods.count(id)) bad.push_back("netns file " + id + " belongs to no sandbox");
           for (const auto& id : host.rro)
             if (!l.ctrs.count(id)) bad.push_back("rro staging " + id + " belongs to no container");
+          for (const auto& id : host.userns)
+            if (!l.pods.count(id)) bad.push_back("userns pin " + id + " belongs to no sandbox");
           for (const auto& dir : {"containers", "sandboxes"}) {
             std::error_code ec;
             for (const auto& e :
@@ -660,6 +687,8 @@ class Soak : public Crash {
   std::atomic<bool> stop_{false};
   std::atomic<int> names_{0};
   std::atomic<long> calls_{0};
+  bool userns_ = false;  // a third of the new pods get their own user namespace
+  std::atomic<int> userns_pods_{0};
 
   void Worker(uint64_t seed);
   void Op(std::mt19937_64& rng);
@@ -704,13 +733,14 @@ void Soak::Op(std::mt19937_64& rng) {
     return;
   }
   if (op < 20 && pods_.size() < 6) {  // a new pod
-    auto cfg = Pod("s" + std::to_string(names_++));
+    auto cfg = Pod((userns_ && rng() % 3 == 0 ? "u" : "s") + std::to_string(names_++));
     lock.unlock();
     ++calls_;
     std::string id;
     auto st = RunPod(cfg, &id);
     lock.lock();
     if (st.ok()) pods_[id] = ModelPod{cfg};
+    if (st.ok() && cfg.metadata().name()[0] == 'u') ++userns_pods_;
     return;
   }
   if (free_pods.empty()) return;
@@ -944,6 +974,8 @@ TEST_F(Soak, RandomKillsKeepTheInvariants) {
   } else {
     std::cout << "no pulls: " << berth::testing::RegistrySkipReason() << "\n";
   }
+  userns_ = UsernsSupported();
+  std::cout << (userns_ ? "with" : "without") << " user-namespaced pods\n";
   auto baseline = berth::testing::ScanHost(dir_->path(), d_->cri_state());
   auto start = Clock::now();
   int violations = 0;
@@ -977,7 +1009,8 @@ TEST_F(Soak, RandomKillsKeepTheInvariants) {
   }
   double secs = std::chrono::duration<double>(Clock::now() - start).count();
   std::cout << "soak: " << kills << " kill points, " << violations << " rounds with violations, "
-            << calls_ << " calls, " << secs << " s, first seed " << seed << "\n";
+            << calls_ << " calls, " << userns_pods_ << " user-namespaced pods, " << secs
+            << " s, first seed " << seed << "\n";
   // Invariant 5: after everything is removed, the host is as before the run.
   RemoveAll();
   if (!pulled_ref_.empty()) {
@@ -990,7 +1023,7 @@ TEST_F(Soak, RandomKillsKeepTheInvariants) {
   auto after = berth::testing::ScanHost(dir_->path(), d_->cri_state());
   EXPECT_EQ(after.mounts, baseline.mounts);
   EXPECT_TRUE(after.monitors.empty() && after.pauses.empty() && after.netns.empty() &&
-              after.rro.empty());
+              after.rro.empty() && after.userns.empty());
   for (const auto& [id, path] : cgroups_)
     EXPECT_EQ(berth::testing::ExistingCgroups(path), std::vector<std::string>{})
         << id << ":\n"

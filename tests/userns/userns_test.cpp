@@ -8,7 +8,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -78,6 +80,33 @@ class UsernsHost : public ::testing::Test {
   std::unique_ptr<berth::testing::TempDir> dir_;
   const berth::userns::Mapping map_{{{0, 3200000000u, 65536}}, {{0, 3200000000u, 65536}}};
 };
+
+// Namespace children made by several threads at once each hold a copy of the descriptor table,
+// with the others' hold pipes: none may keep another's open (they would wait on each other for
+// ever), so every call returns.
+TEST_F(UsernsHost, ConcurrentNamespaceChildrenNeverWaitOnEachOther) {
+  std::atomic<int> done{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 6; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 40; ++i) {
+        if ((i + t) % 2) {
+          auto fd = berth::userns::NewUsernsFd(map_);
+          EXPECT_GE(fd.get(), 0);
+        } else {
+          std::string p = *dir_ / ("u" + std::to_string(t) + "-" + std::to_string(i));
+          berth::userns::CreatePinnedWithNetns(p, p + ".net", map_);
+          berth::userns::RemovePinned(p);
+          ::umount2((p + ".net").c_str(), MNT_DETACH);
+          ::unlink((p + ".net").c_str());
+        }
+        ++done;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(done.load(), 240);
+}
 
 TEST_F(UsernsHost, PinnedUsernsAndANetnsItOwns) {
   std::string user = *dir_ / "user", net = *dir_ / "net";
