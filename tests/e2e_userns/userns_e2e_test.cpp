@@ -29,6 +29,7 @@
 
 #include "berth/admin/v1/admin.grpc.pb.h"
 #include "berth/images/v1/images.grpc.pb.h"
+#include "berthd_proc.h"
 #include "common/fs.h"
 #include "image_support.h"
 #include "support/support.h"
@@ -36,6 +37,7 @@
 namespace {
 
 namespace v1 = runtime::v1;
+using berth::testing::BerthdProc;
 using berth::testing::TempDir;
 
 constexpr uint32_t kHostBase = 3100000000u;  // the pods' root on the host: far from real users
@@ -55,91 +57,26 @@ std::unique_ptr<grpc::ClientContext> Ctx(int seconds = 60) {
 
 std::string Binary(const std::string& handler) { return handler == "runc-spec" ? "runc" : handler; }
 
-class Berthd {
- public:
-  // handler "runc-spec": runc with a base_runtime_spec (`runc spec`), so that the pause runs
-  // through the runtime rather than being started by berthd.
-  // runtime_extra: more keys of [plugins."io.containerd.cri.v1.runtime"] (e.g. userns_rootfs).
-  Berthd(const std::string& dir, const std::string& handler, const std::string& runtime_extra = "")
-      : dir_(dir) {
-    socket_ = dir + "/berth.sock";
-    config_ = dir + "/config.toml";
-    const std::string rt =
-        "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes." + handler;
-    std::string base;
-    if (handler == "runc-spec") {
-      berth::fs::MkdirAll(dir + "/spec", 0755);
-      if (std::system(("runc spec -b " + dir + "/spec").c_str()) == 0)
-        base = "base_runtime_spec = \"" + dir + "/spec/config.json\"\n";
-    }
-    std::ostringstream c;
-    c << "version = 3\nroot = \"" << dir << "/root\"\nstate = \"" << dir << "/state\"\n"
-      << "[grpc]\naddress = \"" << socket_ << "\"\n"
-      << "[plugins.\"io.containerd.cri.v1.runtime\"]\nrestrict_oom_score_adj = true\n"
-      << runtime_extra
-      << "[plugins.\"io.containerd.cri.v1.runtime\".containerd]\ndefault_runtime_name = \""
-      << handler << "\"\n"
-      << rt << "]\nruntime_type = \"io.containerd.runc.v2\"\n"
-      << base << rt << ".options]\nBinaryName = \"" << Binary(handler) << "\"\n"
-      << "[plugins.\"io.containerd.cri.v1.runtime\".cni]\nconf_dir = \"\"\n";
-    berth::testing::WriteFile(config_, c.str());
+// A berthd whose default handler is `handler`; "runc-spec" is runc with a base_runtime_spec
+// (`runc spec`), so that the pause runs through the runtime rather than being started by berthd.
+// runtime_extra: more keys of [plugins."io.containerd.cri.v1.runtime"] (e.g. userns_rootfs).
+// Without berth-rro-probe (with_probe false) the runtime cannot be proven: user namespaces are off.
+std::unique_ptr<BerthdProc> NewBerthd(const std::string& dir, const std::string& handler,
+                                      const std::string& runtime_extra = "",
+                                      bool with_probe = true) {
+  berth::testing::BerthdOptions o;
+  o.handler = handler;
+  o.binary = Binary(handler);
+  o.runtime_extra = runtime_extra;
+  if (handler == "runc-spec") {
+    berth::fs::MkdirAll(dir + "/spec", 0755);
+    if (std::system(("runc spec -b " + dir + "/spec").c_str()) == 0)
+      o.handler_extra = "base_runtime_spec = \"" + dir + "/spec/config.json\"\n";
   }
-  ~Berthd() { Stop(SIGTERM); }
-
-  // Without berth-rro-probe the runtime cannot be proven: user namespaces are then off.
-  bool with_probe = true;
-
-  std::string Start() {
-    log_ = dir_ + "/berthd." + std::to_string(++starts_) + ".log";
-    pid_ = fork();
-    if (pid_ < 0) return "fork failed";
-    if (pid_ == 0) {
-      int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (fd >= 0) {
-        dup2(fd, 1);
-        dup2(fd, 2);
-      }
-      setenv("BERTH_MONITOR_PATH", BERTH_MONITOR_PATH, 1);
-      setenv("BERTH_PAUSE_PATH", BERTH_PAUSE_PATH, 1);
-      setenv("BERTH_RRO_PROBE", with_probe ? BERTH_RRO_PROBE_PATH : "/nonexistent/berth-rro-probe",
-             1);
-      execl(BERTHD_PATH, BERTHD_PATH, "--config", config_.c_str(), "--log-level", "debug", nullptr);
-      _exit(127);
-    }
-    auto channel = grpc::CreateChannel("unix:" + socket_, grpc::InsecureChannelCredentials());
-    runtime_ = v1::RuntimeService::NewStub(channel);
-    images_ = berth::images::v1::Images::NewStub(channel);
-    for (int i = 0; i < 1200; ++i) {
-      if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
-        pid_ = -1;
-        return "berthd exited during startup:\n" + ReadAll(log_);
-      }
-      grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
-      v1::VersionResponse resp;
-      if (access(socket_.c_str(), F_OK) == 0 && runtime_->Version(&ctx, {}, &resp).ok()) return "";
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    return "berthd did not answer on " + socket_ + ":\n" + ReadAll(log_);
-  }
-  void Stop(int sig) {
-    if (pid_ <= 0) return;
-    berth::testing::StopChild(pid_, sig);
-    pid_ = -1;
-  }
-  std::string Log() { return ReadAll(log_); }
-  pid_t pid() const { return pid_; }
-  std::string socket() const { return socket_; }
-  v1::RuntimeService::Stub& rt() { return *runtime_; }
-  berth::images::v1::Images::Stub& images() { return *images_; }
-
- private:
-  std::string dir_, socket_, config_, log_;
-  int starts_ = 0;
-  pid_t pid_ = -1;
-  std::unique_ptr<v1::RuntimeService::Stub> runtime_;
-  std::unique_ptr<berth::images::v1::Images::Stub> images_;
-};
+  o.extra = "[plugins.\"io.containerd.cri.v1.runtime\".cni]\nconf_dir = \"\"\n";
+  o.env = {{"BERTH_RRO_PROBE", with_probe ? BERTH_RRO_PROBE_PATH : "/nonexistent/berth-rro-probe"}};
+  return std::make_unique<BerthdProc>(dir, BERTHD_PATH, BERTH_MONITOR_PATH, BERTH_PAUSE_PATH, o);
+}
 
 void Map(google::protobuf::RepeatedPtrField<v1::IDMapping>* out, uint32_t container, uint32_t host,
          uint32_t len) {
@@ -158,7 +95,7 @@ class UsernsE2E : public ::testing::TestWithParam<std::string> {
     dir_ = std::make_unique<TempDir>("berth-e2e-userns");
     // The pods' root reaches bundles and volumes below it: traversable, as /run and /var/lib are.
     ASSERT_EQ(::chmod(dir_->path().c_str(), 0711), 0);
-    d_ = std::make_unique<Berthd>(dir_->path(), GetParam(), RuntimeExtra());
+    d_ = NewBerthd(dir_->path(), GetParam(), RuntimeExtra());
     ASSERT_EQ(d_->Start(), "");
     v1::StatusRequest sreq;
     sreq.set_verbose(true);
@@ -195,7 +132,7 @@ class UsernsE2E : public ::testing::TestWithParam<std::string> {
     berth::images::v1::ImportRequest req;
     req.set_path(*dir_ / (name + ".tar"));
     berth::images::v1::ImportResponse resp;
-    auto st = d_->images().Import(Ctx().get(), req, &resp);
+    auto st = d_->admin().Import(Ctx().get(), req, &resp);
     ASSERT_TRUE(st.ok()) << st.error_message();
   }
 
@@ -321,7 +258,7 @@ class UsernsE2E : public ::testing::TestWithParam<std::string> {
   }
 
   std::unique_ptr<TempDir> dir_;
-  std::unique_ptr<Berthd> d_;
+  std::unique_ptr<BerthdProc> d_;
 };
 
 TEST_P(UsernsE2E, PodRootIsTheMappedUidWithIdmappedLayersAndPlainVolumes) {
@@ -533,7 +470,7 @@ TEST_P(UsernsE2E, KillNineWithAUsernsPodRunningThenRestartStopAndRemove) {
   ASSERT_TRUE(RunPod(pc, &pod).ok()) << d_->Log();
   ASSERT_TRUE(Create(pod, pc, "sleeper", "sleep 600", &cid).ok());
   Start(cid);
-  d_->Stop(SIGKILL);
+  d_->Kill(SIGKILL);
   ASSERT_EQ(d_->Start(), "");
   auto s = Status(cid).status();
   EXPECT_EQ(s.state(), v1::CONTAINER_RUNNING) << d_->Log();
@@ -568,13 +505,12 @@ TEST(UsernsUnproven, ReasonInStatusAndPodRefused) {
   if (!reason.empty()) GTEST_SKIP() << reason;
   TempDir dir("berth-e2e-userns-unproven");
   ASSERT_EQ(::chmod(dir.path().c_str(), 0711), 0);
-  Berthd d(dir.path(), "runc");
-  d.with_probe = false;
-  ASSERT_EQ(d.Start(), "");
+  auto d = NewBerthd(dir.path(), "runc", "", false);
+  ASSERT_EQ(d->Start(), "");
   v1::StatusRequest sreq;
   sreq.set_verbose(true);
   v1::StatusResponse sresp;
-  ASSERT_TRUE(d.rt().Status(Ctx().get(), sreq, &sresp).ok());
+  ASSERT_TRUE(d->rt().Status(Ctx().get(), sreq, &sresp).ok());
   for (const auto& h : sresp.runtime_handlers())
     EXPECT_FALSE(h.features().user_namespaces()) << h.name();
   auto handlers = nlohmann::json::parse(sresp.info().at("runtimeHandlers"));
@@ -595,7 +531,7 @@ TEST(UsernsUnproven, ReasonInStatusAndPodRefused) {
   Map(u->mutable_uids(), 0, kHostBase, 65536);
   Map(u->mutable_gids(), 0, kHostBase, 65536);
   v1::RunPodSandboxResponse resp;
-  auto st = d.rt().RunPodSandbox(Ctx().get(), req, &resp);
+  auto st = d->rt().RunPodSandbox(Ctx().get(), req, &resp);
   EXPECT_EQ(st.error_code(), grpc::FAILED_PRECONDITION);
   EXPECT_NE(
       st.error_message().find("runtime handler \"runc\" cannot run pods in a user namespace: "),
@@ -756,7 +692,7 @@ TEST_P(UsernsCopyE2E, KillNineMidCopyLeavesNothingHalfDone) {
   }
   ASSERT_TRUE(stopped) << "no copy was seen being made";
   auto during = Copies();
-  d_->Stop(SIGKILL);
+  d_->Kill(SIGKILL);
   create.join();
   ASSERT_EQ(during.size(), 1u) << "caught mid-copy: only the stage: "
                                << ::testing::PrintToString(during);

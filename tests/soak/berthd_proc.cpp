@@ -67,6 +67,7 @@ void BerthdProc::WriteConfig() {
     << "[grpc]\naddress = \"" << socket_ << "\"\n"
     << opts_.grpc_extra
     << "[plugins.\"io.containerd.cri.v1.runtime\"]\nrestrict_oom_score_adj = true\n"
+    << opts_.runtime_extra
     << "[plugins.\"io.containerd.cri.v1.runtime\".containerd]\ndefault_runtime_name = \""
     << opts_.handler << "\"\n";
   for (const auto& h : opts_.more_handlers) c << HandlerTable(h) << BinaryTable(h, h);

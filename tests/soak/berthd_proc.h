@@ -23,6 +23,7 @@ struct BerthdOptions {
   std::string handler = "runc";            // the default runtime handler
   std::string binary;                      // its BinaryName ("": the runtime's default, runc)
   std::string handler_extra;               // lines added to the default handler's table
+  std::string runtime_extra;               // lines added to the CRI runtime plugin's table
   std::vector<std::string> more_handlers;  // configured too, each running the binary of its name
   std::string grpc_extra;                  // lines added to the [grpc] table
   std::string extra;                       // TOML appended to the config
