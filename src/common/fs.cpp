@@ -90,7 +90,8 @@ void RemoveAt(int dirfd, const char* name, const std::string& display, dev_t dev
     ThrowErrno("failed to stat " + display);
   }
   if (S_ISDIR(st.st_mode)) {
-    if (st.st_dev != dev) throw Error(Code::kFailedPrecondition, "refusing to remove mount point " + display);
+    if (st.st_dev != dev)
+      throw Error(Code::kFailedPrecondition, "refusing to remove mount point " + display);
     int fd = ::openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) ThrowErrno("failed to open " + display);
     DIR* d = ::fdopendir(fd);
@@ -108,7 +109,8 @@ void RemoveAt(int dirfd, const char* name, const std::string& display, dev_t dev
       }
     }
     ::closedir(d);
-    if (::unlinkat(dirfd, name, AT_REMOVEDIR) != 0 && errno != ENOENT) ThrowErrno("failed to remove " + display);
+    if (::unlinkat(dirfd, name, AT_REMOVEDIR) != 0 && errno != ENOENT)
+      ThrowErrno("failed to remove " + display);
   } else if (::unlinkat(dirfd, name, 0) != 0 && errno != ENOENT) {
     ThrowErrno("failed to remove " + display);
   }
@@ -132,6 +134,18 @@ bool Exists(const std::string& path) {
 bool IsDir(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+std::vector<std::string> ListDir(const std::string& dir) {
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) ThrowErrno("open directory " + dir);
+  std::vector<std::string> names;
+  while (dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n != "." && n != "..") names.push_back(n);
+  }
+  ::closedir(d);
+  return names;
 }
 
 std::string Join(std::string_view a, std::string_view b) {

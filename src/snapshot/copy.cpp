@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/fs.h"
 #include "snapshot/internal.h"
 
 namespace berth::snapshot::internal {
@@ -115,15 +116,7 @@ void Copy(const std::string& src, const std::string& dst, std::map<InodeKey, std
   if (::lstat(src.c_str(), &st) != 0) ThrowErrno("stat " + src);
   if (S_ISDIR(st.st_mode)) {
     if (::mkdir(dst.c_str(), 0700) != 0 && !(top && errno == EEXIST)) ThrowErrno("mkdir " + dst);
-    DIR* d = ::opendir(src.c_str());
-    if (!d) ThrowErrno("open directory " + src);
-    std::vector<std::string> names;
-    while (dirent* e = ::readdir(d)) {
-      std::string n = e->d_name;
-      if (n != "." && n != "..") names.push_back(n);
-    }
-    ::closedir(d);
-    for (auto& n : names) Copy(src + "/" + n, dst + "/" + n, links, false);
+    for (auto& n : berth::fs::ListDir(src)) Copy(src + "/" + n, dst + "/" + n, links, false);
     ApplyMeta(src, dst, st);
     return;
   }

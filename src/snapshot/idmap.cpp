@@ -5,23 +5,13 @@
 #include <cstring>
 
 #include "common/error.h"
+#include "snapshot/lowerdir.h"
 #include "snapshot/snapshotter.h"
 #include "userns/userns.h"
 
 namespace berth::snapshot {
 
 namespace {
-
-std::vector<std::string> Split(const std::string& v, char sep) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  for (;;) {
-    size_t end = v.find(sep, start);
-    out.push_back(v.substr(start, end == std::string::npos ? std::string::npos : end - start));
-    if (end == std::string::npos) return out;
-    start = end + 1;
-  }
-}
 
 void MountOverlayIdmapped(const Mount& m, const std::string& target, int userns_fd, uint32_t uid,
                           uint32_t gid) {
@@ -32,7 +22,7 @@ void MountOverlayIdmapped(const Mount& m, const std::string& target, int userns_
     std::string out = o;
     if (o.rfind("lowerdir=", 0) == 0) {
       out = "lowerdir=";
-      for (const auto& dir : Split(o.substr(9), ':')) {
+      for (const auto& dir : SplitLowerdir(o.substr(9))) {
         layers.push_back(
             userns::IdmappedTree(dir, userns_fd, /*recursive=*/false, /*readonly=*/true));
         out += (out.size() > 9 ? ":" : "") + std::string("/proc/self/fd/") +

@@ -22,6 +22,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "snapshot/lowerdir.h"
 #include "snapshot/shift_xattrs.h"
 #include "snapshot/snapshotter.h"
 #include "userns/userns.h"
@@ -158,18 +159,6 @@ bool IsOpaque(const std::string& dir) {
   return false;
 }
 
-std::vector<std::string> Entries(const std::string& dir) {
-  DIR* d = ::opendir(dir.c_str());
-  if (!d) ThrowErrno("open directory " + dir);
-  std::vector<std::string> names;
-  while (dirent* e = ::readdir(d)) {
-    std::string n = e->d_name;
-    if (n != "." && n != "..") names.push_back(n);
-  }
-  ::closedir(d);
-  return names;
-}
-
 // One layer applied over what the layers below it left in dst, as overlay merges them: a
 // whiteout removes the path, an opaque directory hides what was below it, anything else replaces.
 class LayerApplier {
@@ -177,7 +166,7 @@ class LayerApplier {
   explicit LayerApplier(const Shift& s) : s_(s) {}
 
   void Dir(const std::string& src, const std::string& dst) {
-    for (const auto& n : Entries(src)) Entry(src + "/" + n, dst + "/" + n);
+    for (const auto& n : fs::ListDir(src)) Entry(src + "/" + n, dst + "/" + n);
   }
 
   void Entry(const std::string& src, const std::string& dst) {
@@ -238,7 +227,7 @@ void ShiftInPlace(const std::string& path, const Shift& s) {
   struct stat st;
   if (::lstat(path.c_str(), &st) != 0) ThrowErrno("stat " + path);
   if (S_ISDIR(st.st_mode))
-    for (const auto& n : Entries(path)) ShiftInPlace(path + "/" + n, s);
+    for (const auto& n : fs::ListDir(path)) ShiftInPlace(path + "/" + n, s);
   auto caps = S_ISREG(st.st_mode) ? Xattr(path, "security.capability") : std::nullopt;
   if (::lchown(path.c_str(), s.Uid(st.st_uid), s.Gid(st.st_gid)) != 0) ThrowErrno("chown " + path);
   if (!S_ISLNK(st.st_mode) && ::chmod(path.c_str(), st.st_mode & 07777) != 0)
@@ -247,17 +236,6 @@ void ShiftInPlace(const std::string& path, const Shift& s) {
     auto v = ShiftCapsXattr(*caps, s.m);
     if (::lsetxattr(path.c_str(), "security.capability", v.data(), v.size(), 0) != 0)
       ThrowErrno("set xattr security.capability on " + path);
-  }
-}
-
-std::vector<std::string> Split(const std::string& v, char sep) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  for (;;) {
-    size_t end = v.find(sep, start);
-    out.push_back(v.substr(start, end == std::string::npos ? std::string::npos : end - start));
-    if (end == std::string::npos) return out;
-    start = end + 1;
   }
 }
 
@@ -330,7 +308,7 @@ std::string MappingKey(const userns::Mapping& m) {
 
 std::string ShiftedCopyStage(const std::vector<Mount>& mounts, const std::string& tag) {
   if (mounts.size() != 1 || mounts[0].type != "overlay") return "";
-  return Dirname(Split(Lowerdir(mounts[0]), ':').front()) + "/userns-copies/.stage-" + tag;
+  return Dirname(SplitLowerdir(Lowerdir(mounts[0])).front()) + "/userns-copies/.stage-" + tag;
 }
 
 ShiftedCopy EnsureShiftedCopy(const std::vector<std::string>& lowers, const userns::Mapping& m,
@@ -371,7 +349,7 @@ ShiftedCopy MountAllShifted(const std::vector<Mount>& mounts, const std::string&
     MountAll(mounts, target);
     return {};
   }
-  auto lowers = Split(Lowerdir(mt), ':');
+  auto lowers = SplitLowerdir(Lowerdir(mt));
   auto copy = EnsureShiftedCopy(lowers, m, Dirname(lowers.front()) + "/userns-copies",
                                 ShiftedCopyStage(mounts, tag));
   Mount o = mt;
