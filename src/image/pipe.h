@@ -22,9 +22,11 @@ class ChunkPipe {
   bool Push(std::string&& chunk) {
     if (chunk.empty()) return !Cancelled();
     std::unique_lock<std::mutex> lk(mu_);
-    space_.wait(lk,
-                [&] { return cancelled_ || queued_ == 0 || queued_ + chunk.size() <= capacity_; });
+    space_.wait(lk, [&] {
+      return cancelled_ || discarding_ || queued_ == 0 || queued_ + chunk.size() <= capacity_;
+    });
     if (cancelled_) return false;
+    if (discarding_) return true;
     queued_ += chunk.size();
     q_.push_back(std::move(chunk));
     data_.notify_one();
@@ -35,8 +37,8 @@ class ChunkPipe {
   bool Pop(std::string& out) {
     std::unique_lock<std::mutex> lk(mu_);
     Keep(out);
-    data_.wait(lk, [&] { return cancelled_ || closed_ || !q_.empty(); });
-    if (cancelled_ || q_.empty()) return false;
+    data_.wait(lk, [&] { return cancelled_ || discarding_ || closed_ || !q_.empty(); });
+    if (cancelled_ || discarding_ || q_.empty()) return false;
     out = std::move(q_.front());
     q_.pop_front();
     queued_ -= out.size();
@@ -78,9 +80,25 @@ class ChunkPipe {
     data_.notify_all();
     space_.notify_all();
   }
+  // The consumer is gone but the producer goes on to its end (its bytes are dropped): a fetch
+  // still finishes, so that the blob's digest is checked.
+  void Discard() {
+    std::lock_guard<std::mutex> lk(mu_);
+    discarding_ = true;
+    q_.clear();
+    queued_ = 0;
+    spare_.clear();
+    data_.notify_all();
+    space_.notify_all();
+  }
   bool Cancelled() const {
     std::lock_guard<std::mutex> lk(mu_);
     return cancelled_;
+  }
+  // For the consumer: no more chunks will come (cancelled or discarding).
+  bool Stopped() const {
+    std::lock_guard<std::mutex> lk(mu_);
+    return cancelled_ || discarding_;
   }
 
  private:
@@ -98,7 +116,7 @@ class ChunkPipe {
   std::deque<std::string> q_;
   std::vector<std::string> spare_;
   size_t queued_ = 0;
-  bool closed_ = false, cancelled_ = false;
+  bool closed_ = false, cancelled_ = false, discarding_ = false;
 };
 
 // Gathers writes into chunks of `chunk` bytes before they go into a pipe. A producer can also

@@ -521,17 +521,46 @@ namespace {
 // A stage that stops because another one failed (its pipe was cancelled).
 struct StageCancelled {};
 
-// The first error of a pipeline's stages; recording it cancels every pipe so that every stage
-// stops.
+// Bytes that do not decode or unpack (INVALID_ARGUMENT from a codec or the tar reader).
+bool IsContentError(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const Error& err) {
+    return err.code() == Code::kInvalidArgument;
+  } catch (...) {
+    return false;
+  }
+}
+
+// The first error of a pipeline's stages; recording it stops every stage. Bytes that do not
+// decode or unpack were either damaged on the way or published that way, and only the whole blob
+// tells which: after such an error the source goes on to its end with its bytes dropped, and its
+// own error (a digest mismatch) replaces the content error, since it names the cause.
 class FirstError {
  public:
-  explicit FirstError(std::initializer_list<ChunkPipe*> pipes) : pipes_(pipes) {}
+  FirstError(ChunkPipe& source, std::initializer_list<ChunkPipe*> pipes)
+      : source_(source), pipes_(pipes) {}
   void Set(std::exception_ptr e) {
+    bool content = IsContentError(e);
     {
       std::lock_guard<std::mutex> lk(mu_);
-      if (!err_) err_ = std::move(e);
+      if (err_) return;
+      err_ = std::move(e);
     }
     for (ChunkPipe* p : pipes_) p->Cancel();
+    if (content)
+      source_.Discard();
+    else
+      source_.Cancel();
+  }
+  void SetFromSource(std::exception_ptr e) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (err_ && !IsContentError(err_)) return;
+      err_ = std::move(e);
+    }
+    for (ChunkPipe* p : pipes_) p->Cancel();
+    source_.Cancel();
   }
   void Rethrow() {
     std::lock_guard<std::mutex> lk(mu_);
@@ -541,6 +570,7 @@ class FirstError {
  private:
   std::mutex mu_;
   std::exception_ptr err_;
+  ChunkPipe& source_;
   std::vector<ChunkPipe*> pipes_;
 };
 
@@ -582,7 +612,7 @@ void DecompressStage(ChunkPipe& in, ChunkPipe& out, const std::string& what, int
     head += chunk;
     if (head.size() >= 6) start();
   }
-  if (in.Cancelled()) throw StageCancelled{};
+  if (in.Stopped()) throw StageCancelled{};
   if (!d) start();
   d->Finish(sink);
   sink.Flush();
@@ -661,7 +691,7 @@ ApplyResult ApplyLayerStream(const std::function<void(ChunkPipe&)>& produce,
                              const std::string& what, const std::string& dest_dir, bool overlay) {
   ArchiveUse use;
   ChunkPipe compressed, decoded(4 << 20), tar;
-  FirstError first({&compressed, &decoded, &tar});
+  FirstError first(compressed, {&decoded, &tar});
   Sha256 hash;
   int64_t size = 0;
   auto stage = [&](auto&& fn) {
@@ -677,10 +707,12 @@ ApplyResult ApplyLayerStream(const std::function<void(ChunkPipe&)>& produce,
   std::thread dec(stage([&] { DecompressStage(compressed, decoded, what, size); }));
   std::thread sha(stage([&] { HashStage(decoded, tar, hash); }));
   std::thread ext(stage([&] { ExtractStage(tar, what, dest_dir, overlay); }));
-  stage([&] {
+  try {
     produce(compressed);
     compressed.Close();
-  })();
+  } catch (...) {
+    first.SetFromSource(std::current_exception());
+  }
   dec.join();
   sha.join();
   ext.join();

@@ -230,8 +230,16 @@ TEST_F(PullTest, ConcurrentPullsShareOneDownload) {
 }
 
 TEST_F(PullTest, CorruptedBlobIsRejectedAndRepullWorks) {
-  TestImage img = Push("corrupt", "test/corrupt:v1");
-  TokenProxy proxy(registry_->host());
+  // A 3 MiB layer from a slow registry with a byte flipped at the start of its deflate data: the
+  // gzip stream breaks long before the last byte arrives, and the digest mismatch must still be
+  // what the pull reports.
+  TestImageOptions io;
+  io.filler_bytes = 3 << 20;
+  TestImage img = Push("corrupt", "test/corrupt:v1", io);
+  TokenProxy::Options po;
+  po.blob_body_ms = 400;
+  po.corrupt_offset = 12;
+  TokenProxy proxy(registry_->host(), po);
   proxy.CorruptBlob(img.layer_digests[1]);
   ImageService& s = Service();
   const std::string ref = proxy.host() + "/test/corrupt:v1";

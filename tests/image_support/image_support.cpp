@@ -807,8 +807,10 @@ void TokenProxy::Serve(int fd) {
   }
   std::string rhead = resp.substr(0, rend);
   std::string rbody = resp.substr(rend + 4);
-  if (corrupt && !rbody.empty() && rhead.find(" 200 ") != std::string::npos)
-    rbody[rbody.size() / 2] ^= 0x5a;
+  if (corrupt && !rbody.empty() && rhead.find(" 200 ") != std::string::npos) {
+    size_t at = opts_.corrupt_offset >= 0 ? static_cast<size_t>(opts_.corrupt_offset) : rbody.size() / 2;
+    rbody[std::min(at, rbody.size() - 1)] ^= 0x5a;
+  }
   // Re-emit headers without Connection, with ours.
   std::string out;
   size_t pos = 0;

@@ -128,6 +128,8 @@ class TokenProxy {
     bool stall_after_cut = false;
     // > 0: a blob's body is sent in 20 pieces over this many milliseconds (a slow registry).
     int blob_body_ms = 0;
+    // >= 0: CorruptBlob flips the byte at this offset of the body instead of the middle one.
+    int64_t corrupt_offset = -1;
   };
   explicit TokenProxy(std::string upstream);
   TokenProxy(std::string upstream, Options opts);
