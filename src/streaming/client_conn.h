@@ -166,16 +166,19 @@ class SpdyConn : public std::enable_shared_from_this<SpdyConn<S>> {
     co_return false;
   }
 
+  // Ends the connection; what was queued is dropped (so that no reader waits for it to drain).
   void Close() {
     dead_ = true;
+    out_.clear();
+    queued_ = 0;
     wake_.Notify();
     drained_.Notify();
-    boost::system::error_code ec;
     beast::get_lowest_layer(s_).close();
   }
 
  private:
   void Queue(std::string bytes) {
+    if (dead_) return;
     queued_ += bytes.size();
     out_.push_back(std::move(bytes));
     wake_.Notify();
@@ -191,9 +194,9 @@ class SpdyConn : public std::enable_shared_from_this<SpdyConn<S>> {
       out_.pop_front();
       boost::system::error_code ec;
       co_await asio::async_write(s_, asio::buffer(frame), asio::redirect_error(use_awaitable, ec));
-      queued_ -= frame.size();
+      queued_ -= std::min(queued_, frame.size());
       drained_.Notify();
-      if (ec) dead_ = true;
+      if (ec) Close();
     }
   }
 
@@ -242,6 +245,7 @@ class WsConn : public std::enable_shared_from_this<WsConn<Next>> {
         asio::detached);
   }
   void Send(int channel, std::string_view data) {
+    if (dead_) return;
     std::string m(1, static_cast<char>(channel));
     m.append(data);
     queued_ += m.size();
@@ -264,8 +268,11 @@ class WsConn : public std::enable_shared_from_this<WsConn<Next>> {
     }
   }
 
+  // Ends the connection; what was queued is dropped (so that no reader waits for it to drain).
   void Close() {
     dead_ = true;
+    out_.clear();
+    queued_ = 0;
     wake_.Notify();
     drained_.Notify();
     beast::get_lowest_layer(ws_).close();
@@ -283,9 +290,9 @@ class WsConn : public std::enable_shared_from_this<WsConn<Next>> {
       out_.pop_front();
       boost::system::error_code ec;
       co_await ws_.async_write(asio::buffer(m), asio::redirect_error(use_awaitable, ec));
-      queued_ -= m.size();
+      queued_ -= std::min(queued_, m.size());
       drained_.Notify();
-      if (ec) dead_ = true;
+      if (ec) Close();
     }
   }
 

@@ -21,6 +21,7 @@ struct Local : std::enable_shared_from_this<Local> {
   tcp::socket sock;
   std::deque<std::string> out;
   bool writing = false, remote_eof = false, closed = false;
+  bool close_at_eof = false;  // the connection is gone both ways once the remote side ended
   std::string error;
   // Called after each write with the bytes written (SPDY reopens its window).
   std::function<void(size_t)> written;
@@ -62,6 +63,7 @@ struct Local : std::enable_shared_from_this<Local> {
     if (remote_eof && out.empty() && !closed) {
       boost::system::error_code ec;
       sock.shutdown(tcp::socket::shutdown_send, ec);
+      if (close_at_eof) Close();
     }
   }
 };
@@ -232,6 +234,7 @@ awaitable<void> WsForward(Next s, const Url& u, std::shared_ptr<Local> l, uint16
     Report(o, port, error);
     l->Close();
   } else {
+    l->close_at_eof = true;  // a WebSocket carries no half-close: nothing more can be sent
     l->RemoteEof();
   }
 }
