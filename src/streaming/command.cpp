@@ -20,6 +20,10 @@ awaitable<void> Event::Wait() {
   set_ = false;
 }
 
+awaitable<void> InputBudget::Room(const bool& stop) {
+  while (pending_ > kMax && !stop) co_await drained_.Wait();
+}
+
 namespace {
 
 // Runs `fn` on a thread of its own (it may block: starting a runtime, connecting) and resumes
@@ -60,8 +64,12 @@ std::string What(std::exception_ptr e) {
 }  // namespace
 
 CommandRunner::CommandRunner(asio::any_io_executor ex, Request req, CommandOptions opts,
-                             std::weak_ptr<CommandSink> sink)
-    : ex_(ex), req_(std::move(req)), opts_(opts), sink_(std::move(sink)) {}
+                             std::weak_ptr<CommandSink> sink, std::shared_ptr<InputBudget> budget)
+    : ex_(ex),
+      req_(std::move(req)),
+      opts_(opts),
+      sink_(std::move(sink)),
+      budget_(std::move(budget)) {}
 
 void CommandRunner::Start() {
   asio::co_spawn(
@@ -81,7 +89,9 @@ awaitable<void> CommandRunner::Run() {
   } catch (...) {
     error_ = What(std::current_exception());
   }
+  started_ = true;
   if (!proc_) {
+    DropStdin();
     exited_ = true;
     Done();
     co_return;
@@ -96,6 +106,8 @@ awaitable<void> CommandRunner::Run() {
       asio::co_spawn(
           ex_, [self = shared_from_this()]() { return self->WriteStdin(); }, asio::detached);
     }
+  } else {
+    DropStdin();  // a process without stdin: what the client sends there goes nowhere
   }
   for (auto [fd, ch] : {std::pair{proc_->TakeStdout(), int(kStdout)},
                         std::pair{proc_->TakeStderr(), int(kStderr)}}) {
@@ -121,6 +133,7 @@ awaitable<void> CommandRunner::Run() {
       self->error_ = err;
       // Closing stdin lets a process still reading it go; an attached container keeps its own.
       self->stdin_.reset();
+      if (!self->stdin_writing_) self->DropStdin();
       self->Done();
     });
   }).detach();
@@ -154,6 +167,7 @@ awaitable<void> CommandRunner::WriteStdin() {
     boost::system::error_code ec;
     co_await asio::async_write(*stdin_, asio::buffer(data),
                                asio::redirect_error(use_awaitable, ec));
+    budget_->Give(data.size());
     if (ec) {
       stdin_.reset();
       break;
@@ -161,10 +175,21 @@ awaitable<void> CommandRunner::WriteStdin() {
   }
   if (stdin_ && stdin_eof_ && stdin_queue_.empty()) stdin_.reset();
   stdin_writing_ = false;
+  if (!stdin_) DropStdin();
+}
+
+// Input that can no longer be written (no stdin, or it closed) is dropped and no longer counts.
+void CommandRunner::DropStdin() {
+  size_t n = 0;
+  for (const auto& d : stdin_queue_) n += d.size();
+  stdin_queue_.clear();
+  budget_->Give(n);
 }
 
 void CommandRunner::Stdin(std::string data) {
   if (stdin_eof_ || data.empty()) return;
+  if (started_ && !stdin_) return;  // no stdin (any more)
+  budget_->Take(data.size());
   stdin_queue_.push_back(std::move(data));
   if (stdin_ && !stdin_writing_) {
     stdin_writing_ = true;

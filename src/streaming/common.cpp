@@ -80,8 +80,12 @@ awaitable<int> DialOffThread(const asio::any_io_executor& ex, const PortDialer& 
 }
 
 PortPipe::PortPipe(asio::any_io_executor ex, int fd, Out out, std::function<size_t()> queued,
-                   Event* drained)
-    : sock_(ex), out_(std::move(out)), queued_(std::move(queued)), drained_(drained) {
+                   Event* drained, std::shared_ptr<InputBudget> budget)
+    : sock_(ex),
+      out_(std::move(out)),
+      queued_(std::move(queued)),
+      drained_(drained),
+      budget_(std::move(budget)) {
   boost::system::error_code ec;
   sock_.assign(asio::ip::tcp::v4(), fd, ec);
   sock_.set_option(asio::ip::tcp::no_delay(true), ec);
@@ -112,6 +116,7 @@ awaitable<void> PortPipe::ReadLoop() {
 
 void PortPipe::Input(std::string data) {
   if (eof_ || closed_ || data.empty()) return;
+  budget_->Take(data.size());
   in_.push_back(std::move(data));
   if (!writing_) {
     writing_ = true;
@@ -135,17 +140,28 @@ awaitable<void> PortPipe::WriteLoop() {
     in_.pop_front();
     boost::system::error_code ec;
     co_await asio::async_write(sock_, asio::buffer(d), asio::redirect_error(use_awaitable, ec));
+    budget_->Give(d.size());
     if (ec) break;
   }
   writing_ = false;
+  DropInput();
   if (eof_ && !closed_) {
     boost::system::error_code ec;
     sock_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
   }
 }
 
+// Bytes that can no longer be written (the connection failed or closed) no longer count.
+void PortPipe::DropInput() {
+  size_t n = 0;
+  for (const auto& d : in_) n += d.size();
+  in_.clear();
+  budget_->Give(n);
+}
+
 void PortPipe::Close() {
   closed_ = true;
+  if (!writing_) DropInput();
   boost::system::error_code ec;
   sock_.close(ec);
 }

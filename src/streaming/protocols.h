@@ -48,12 +48,13 @@ std::string ExitStatus(bool status_json, int exit_code, const std::string& error
 std::vector<std::string> QueryValues(const std::string& query, const std::string& name);
 
 // Copies between a TCP connection into the pod and one port-forward stream of a session:
-// Input() queues bytes for the pod, InputEof() half-closes; what the pod sends goes to `out`.
+// Input() queues bytes for the pod (counted in the session's `budget` until written),
+// InputEof() half-closes; what the pod sends goes to `out`.
 class PortPipe : public std::enable_shared_from_this<PortPipe> {
  public:
   using Out = std::function<void(std::string data)>;  // "" = end of file
   PortPipe(asio::any_io_executor ex, int fd, Out out, std::function<size_t()> queued,
-           Event* drained);
+           Event* drained, std::shared_ptr<InputBudget> budget);
   void Start();
   void Input(std::string data);
   void InputEof();
@@ -62,10 +63,12 @@ class PortPipe : public std::enable_shared_from_this<PortPipe> {
  private:
   awaitable<void> ReadLoop();
   awaitable<void> WriteLoop();
+  void DropInput();
   asio::ip::tcp::socket sock_;
   Out out_;
   std::function<size_t()> queued_;
   Event* drained_;
+  std::shared_ptr<InputBudget> budget_;
   std::deque<std::string> in_;
   bool writing_ = false, eof_ = false, closed_ = false;
 };

@@ -37,6 +37,29 @@ class Event {
   bool set_ = false;
 };
 
+// Bytes a session took from its client and has not yet written on (to a process's stdin or a
+// port in the pod). While they exceed kMax the session reads nothing more from its client, so
+// that a client sending faster than the pod reads is held back by TCP, not by berthd's memory.
+// All on the server's one I/O thread.
+class InputBudget {
+ public:
+  static constexpr size_t kMax = 4u << 20;
+  explicit InputBudget(const asio::any_io_executor& ex) : drained_(ex) {}
+  void Take(size_t n) { pending_ += n; }
+  void Give(size_t n) {
+    pending_ -= n < pending_ ? n : pending_;
+    drained_.Notify();
+  }
+  size_t Pending() const { return pending_; }
+  // Returns once the pending bytes are within kMax (or at once when `stop` is set).
+  awaitable<void> Room(const bool& stop);
+  void Wake() { drained_.Notify(); }
+
+ private:
+  size_t pending_ = 0;
+  Event drained_;
+};
+
 // What a remotecommand session writes, implemented by each protocol.
 class CommandSink {
  public:
@@ -55,7 +78,7 @@ class CommandSink {
 class CommandRunner : public std::enable_shared_from_this<CommandRunner> {
  public:
   CommandRunner(asio::any_io_executor ex, Request req, CommandOptions opts,
-                std::weak_ptr<CommandSink> sink);
+                std::weak_ptr<CommandSink> sink, std::shared_ptr<InputBudget> budget);
   void Start();
   void Stdin(std::string data);
   void StdinEof();
@@ -68,15 +91,18 @@ class CommandRunner : public std::enable_shared_from_this<CommandRunner> {
   awaitable<void> Pump(int fd, int channel);
   awaitable<void> WriteStdin();
   void Done();
+  void DropStdin();
 
   asio::any_io_executor ex_;
   Request req_;
   CommandOptions opts_;
   std::weak_ptr<CommandSink> sink_;
+  std::shared_ptr<InputBudget> budget_;
   std::shared_ptr<Process> proc_;
   std::unique_ptr<asio::posix::stream_descriptor> stdin_;
   std::deque<std::string> stdin_queue_;
-  bool stdin_eof_ = false, stdin_writing_ = false, gone_ = false, finished_ = false;
+  bool stdin_eof_ = false, stdin_writing_ = false, gone_ = false, finished_ = false,
+       started_ = false;
   int pumps_ = 0;
   bool exited_ = false;
   int exit_code_ = -1;

@@ -55,7 +55,8 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
         drained_(sock_.get_executor()),
         idle_(sock_.get_executor()),
         creation_(sock_.get_executor()),
-        linger_(sock_.get_executor()) {}
+        linger_(sock_.get_executor()),
+        budget_(std::make_shared<InputBudget>(sock_.get_executor())) {}
 
   awaitable<void> Run() {
     auto self = this->shared_from_this();
@@ -101,6 +102,7 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
     std::shared_ptr<PortPipe> pipe;  // port-forward data streams
     uint32_t pair = 0;               // port-forward: the other stream of the request
     std::string early;               // port-forward: data that came while the port was dialled
+    bool no_port = false;            // port-forward: the port could not be dialled
   };
   struct Out {
     uint32_t id = 0;  // 0: control bytes
@@ -214,6 +216,8 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
         Handle(f);
         continue;
       }
+      co_await budget_->Room(dead_);  // the pod is slower than the client: hold the client back
+      if (dead_) break;
       boost::system::error_code ec;
       size_t n = co_await sock_.async_read_some(asio::buffer(buf),
                                                 asio::redirect_error(use_awaitable, ec));
@@ -301,10 +305,12 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
         if (st.channel == kStdin) runner_->Stdin(std::move(f.data));
         if (st.channel == kResize) runner_->ResizeJson(f.data);
       } else if (Command() && st.channel == kStdin) {
+        budget_->Take(f.data.size());
         early_stdin_ += f.data;
       } else if (st.pipe) {
         st.pipe->Input(std::move(f.data));
-      } else if (!Command() && st.early.size() < (4u << 20)) {
+      } else if (!Command() && st.type == "data" && !st.no_port) {
+        budget_->Take(f.data.size());
         st.early += f.data;  // the port is still being dialled
       }
     }
@@ -345,8 +351,10 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
       return;
     CommandOptions opts = o;
     runner_ = std::make_shared<CommandRunner>(sock_.get_executor(), p_.req, opts,
-                                              std::weak_ptr<CommandSink>(this->shared_from_this()));
+                                              std::weak_ptr<CommandSink>(this->shared_from_this()),
+                                              budget_);
     runner_->Start();
+    budget_->Give(early_stdin_.size());
     if (!early_stdin_.empty()) runner_->Stdin(std::move(early_stdin_));
     if (early_eof_) runner_->StdinEof();
   }
@@ -371,6 +379,7 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
     streams_[pr.data].pair = pr.error;
     long port = std::atol(port_s.c_str());
     if (port <= 0 || port > 65535 || port_s.find_first_not_of("0123456789") != std::string::npos) {
+      NoPort(pr.data);
       QueueData(pr.error, "invalid port " + port_s + ": not in 1..65535", true);
       QueueData(pr.data, "", true);
       return;
@@ -384,6 +393,15 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
   }
 
   awaitable<void> Forward(uint32_t data, uint32_t error, uint16_t port);
+
+  // A data stream whose port cannot be reached: what came early and what comes later is dropped.
+  void NoPort(uint32_t data) {
+    auto it = streams_.find(data);
+    if (it == streams_.end()) return;
+    it->second.no_port = true;
+    budget_->Give(it->second.early.size());
+    it->second.early.clear();
+  }
 
   awaitable<void> IdleWatch() {
     asio::steady_timer t(sock_.get_executor());
@@ -418,6 +436,7 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
     wake_.Notify();
     window_.Notify();
     drained_.Notify();
+    budget_->Wake();
     linger_.cancel();
   }
 
@@ -444,6 +463,7 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
   uint32_t last_id_ = 0;
   std::shared_ptr<CommandRunner> runner_;
   std::string early_stdin_;
+  std::shared_ptr<InputBudget> budget_;
 };
 
 template <class Sock>
@@ -456,6 +476,7 @@ awaitable<void> SpdySession<Sock>::Forward(uint32_t data, uint32_t error, uint16
     co_return;
   }
   if (fd < 0) {
+    NoPort(data);
     QueueData(error, "error forwarding port " + std::to_string(port) + ": " + err, true);
     QueueData(data, "", true);
     co_return;
@@ -471,7 +492,7 @@ awaitable<void> SpdySession<Sock>::Forward(uint32_t data, uint32_t error, uint16
         self->QueueData(data, "", true);
         self->QueueData(error, "", true);
       },
-      [self] { return self->queued_; }, &drained_);
+      [self] { return self->queued_; }, &drained_, budget_);
   auto it = streams_.find(data);
   if (it == streams_.end()) {
     pipe->Close();
@@ -479,6 +500,7 @@ awaitable<void> SpdySession<Sock>::Forward(uint32_t data, uint32_t error, uint16
   }
   it->second.pipe = pipe;
   pipe->Start();
+  budget_->Give(it->second.early.size());
   if (!it->second.early.empty()) pipe->Input(std::move(it->second.early));
   if (it->second.remote_fin) pipe->InputEof();
 }

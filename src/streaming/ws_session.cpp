@@ -10,6 +10,7 @@
 #include <boost/beast/websocket/ssl.hpp>
 
 #include <map>
+#include <set>
 
 #include "common/error.h"
 
@@ -50,7 +51,8 @@ class WsSession : public CommandSink, public std::enable_shared_from_this<WsSess
         protocol_(std::move(protocol)),
         base64_(protocol_.find("base64") != std::string::npos),
         wake_(ws_.get_executor()),
-        drained_(ws_.get_executor()) {}
+        drained_(ws_.get_executor()),
+        budget_(std::make_shared<InputBudget>(ws_.get_executor())) {}
 
   awaitable<void> Run() {
     auto self = this->shared_from_this();
@@ -71,6 +73,7 @@ class WsSession : public CommandSink, public std::enable_shared_from_this<WsSess
       if (pp) pp->Close();
     wake_.Notify();
     drained_.Notify();
+    budget_->Wake();
   }
 
   void Output(int channel, std::string data) override { Send(channel, std::move(data)); }
@@ -128,6 +131,8 @@ class WsSession : public CommandSink, public std::enable_shared_from_this<WsSess
 
   awaitable<void> Reader() {
     while (!dead_) {
+      co_await budget_->Room(dead_);  // the pod is slower than the client: hold the client back
+      if (dead_) break;
       beast::flat_buffer buf;
       boost::system::error_code ec;
       co_await ws_.async_read(buf, asio::redirect_error(use_awaitable, ec));
@@ -166,7 +171,8 @@ class WsSession : public CommandSink, public std::enable_shared_from_this<WsSess
 
   void StartCommand() {
     runner_ = std::make_shared<CommandRunner>(ws_.get_executor(), p_.req, p_.req.command,
-                                              std::weak_ptr<CommandSink>(this->shared_from_this()));
+                                              std::weak_ptr<CommandSink>(this->shared_from_this()),
+                                              budget_);
     // An empty message on the lowest channel we write tells the client that the session is up.
     const auto& o = p_.req.command;
     Send(o.stdout ? kStdout : o.stderr ? kStderr : kError, "");
@@ -225,6 +231,8 @@ class WsSession : public CommandSink, public std::enable_shared_from_this<WsSess
       co_return;
     }
     if (fd < 0) {
+      DropEarly(i);
+      no_port_.insert(i);
       Send(int(2 * i + 1), "error forwarding port " + std::to_string(port) + ": " + err);
       PortDone();
       co_return;
@@ -239,10 +247,19 @@ class WsSession : public CommandSink, public std::enable_shared_from_this<WsSess
             self->Send(int(2 * i), std::move(d));
           }
         },
-        [self] { return self->queued_; }, &drained_);
+        [self] { return self->queued_; }, &drained_, budget_);
     pipes_[i]->Start();
-    for (auto& d : early_[i]) pipes_[i]->Input(std::move(d));
-    early_.erase(i);
+    std::vector<std::string> early = std::move(early_[i]);
+    DropEarly(i);
+    for (auto& d : early) pipes_[i]->Input(std::move(d));
+  }
+
+  // Data for port i that came while it was dialled no longer counts (sent on, or dropped).
+  void DropEarly(size_t i) {
+    auto it = early_.find(i);
+    if (it == early_.end()) return;
+    for (const auto& d : it->second) budget_->Give(d.size());
+    early_.erase(it);
   }
 
   void PortDone() {
@@ -257,7 +274,8 @@ class WsSession : public CommandSink, public std::enable_shared_from_this<WsSess
     size_t i = ch / 2;
     if (pipes_[i]) {
       pipes_[i]->Input(std::move(data));
-    } else {
+    } else if (!no_port_.count(i) && !data.empty()) {
+      budget_->Take(data.size());
       early_[i].push_back(std::move(data));
     }
   }
@@ -273,6 +291,8 @@ class WsSession : public CommandSink, public std::enable_shared_from_this<WsSess
   std::shared_ptr<CommandRunner> runner_;
   std::vector<std::shared_ptr<PortPipe>> pipes_;
   std::map<size_t, std::vector<std::string>> early_;
+  std::set<size_t> no_port_;
+  std::shared_ptr<InputBudget> budget_;
   size_t open_ = 0;
 };
 

@@ -13,9 +13,11 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <future>
 #include <iostream>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -92,6 +94,51 @@ uint16_t FreePort() {
   getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
   close(s);
   return ntohs(a.sin_port);
+}
+
+// VmHWM of `pid` in KiB (its peak resident memory since start or ResetPeakRss).
+long PeakRssKiB(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::atol(line.c_str() + 6);
+  return -1;
+}
+void ResetPeakRss(pid_t pid) {
+  std::ofstream("/proc/" + std::to_string(pid) + "/clear_refs") << "5";
+}
+
+std::string PseudoRandom(size_t n) {
+  std::mt19937_64 rng(42);
+  std::string s(n, '\0');
+  for (size_t i = 0; i + 8 <= n; i += 8) {
+    uint64_t v = rng();
+    std::memcpy(s.data() + i, &v, 8);
+  }
+  return s;
+}
+
+std::string Sha256Sum(const std::string& data) {
+  berth::exec::Options o;
+  o.stdin_data = data;
+  return berth::exec::Run({"sha256sum"}, o).out.substr(0, 64);
+}
+
+// Connects to 127.0.0.1:port, sends all of `data`, closes; false when it could not.
+bool SendAll(uint16_t port, const std::string& data) {
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a = {};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bool ok = connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  for (size_t off = 0; ok && off < data.size();) {
+    ssize_t n = write(s, data.data() + off, data.size() - off);
+    ok = n > 0;
+    if (ok) off += static_cast<size_t>(n);
+  }
+  close(s);
+  return ok;
 }
 
 // `berthctl port-forward` running in the background; its listening ports from its output.
@@ -370,6 +417,51 @@ TEST_F(BerthctlE2E, PortForwardOverBothTransports) {
   auto r = Ctl({"port-forward", pod_, "70000"});
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("70000"), std::string::npos) << r.err;
+}
+
+// A client that sends faster than the pod reads is held back (by TCP), not buffered in berthd:
+// an upload into a pod that does not read for its first seconds arrives whole, and berthd's
+// peak memory grows by a fraction of what was sent. Over port-forward and exec stdin, both
+// transports.
+TEST_F(BerthctlE2E, UploadsToASlowReaderAreHeldBackNotBuffered) {
+  const std::string data = PseudoRandom(96u << 20);
+  const std::string sum = Sha256Sum(data);
+  ASSERT_EQ(sum.size(), 64u);
+  const long bound_kib = 32 << 10;
+  for (const char* transport : {"spdy", "websocket"}) {
+    SCOPED_TRACE(transport);
+    // The sink reads the upload's bytes after 4 s (needing no end of file: WebSocket has none).
+    std::string ctr = Run(pod_, std::string("sink-") + transport,
+                          "echo 'sleep 4; head -c " + std::to_string(data.size()) +
+                              " | sha256sum > /tmp/upload.sum' > /tmp/sink.sh; "
+                              "nc -l -p 7000 -e sh /tmp/sink.sh; sleep 3600");
+    PortForwarder pf(CtlArgv({"port-forward", "--transport", transport, pod_, ":7000"}), 1);
+    ASSERT_EQ(pf.ports.size(), 1u) << pf.Stop();
+    ResetPeakRss(pid_);
+    long before = PeakRssKiB(pid_);
+    ASSERT_TRUE(berth::testing::Eventually([&] { return SendAll(pf.ports[0], data); }));
+    std::string got;
+    EXPECT_TRUE(berth::testing::Eventually([&] {
+      got = Ctl({"exec", ctr, "--", "cat", "/tmp/upload.sum"}).out;
+      return !got.empty();
+    }));
+    EXPECT_EQ(got.substr(0, 64), sum);
+    long grew = PeakRssKiB(pid_) - before;
+    std::cout << transport << " port-forward upload: berthd's peak RSS grew " << grew << " KiB\n";
+    EXPECT_LT(grew, bound_kib) << "port-forward upload of 96 MiB";
+    pf.Stop();
+
+    ResetPeakRss(pid_);
+    before = PeakRssKiB(pid_);
+    auto r = Ctl({"exec", "-i", "--transport", transport, ctr_, "--", "sh", "-c",
+                  "sleep 4; sha256sum"},
+                 data);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out.substr(0, 64), sum);
+    grew = PeakRssKiB(pid_) - before;
+    std::cout << transport << " exec stdin: berthd's peak RSS grew " << grew << " KiB\n";
+    EXPECT_LT(grew, bound_kib) << "exec stdin of 96 MiB";
+  }
 }
 
 TEST_F(BerthctlE2E, PortForwardToAHostNetworkPod) {
