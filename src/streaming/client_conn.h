@@ -14,6 +14,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -93,7 +94,8 @@ class SpdyConn : public std::enable_shared_from_this<SpdyConn<S>> {
       : s_(std::move(s)),
         in_(std::move(already)),
         wake_(s_.get_executor()),
-        drained_(s_.get_executor()) {}
+        drained_(s_.get_executor()),
+        window_(s_.get_executor()) {}
 
   // Sends the upgrade request; the protocol the server chose.
   static awaitable<std::string> Upgrade(S& s, const Url& u, const std::vector<std::string>& protos,
@@ -121,17 +123,26 @@ class SpdyConn : public std::enable_shared_from_this<SpdyConn<S>> {
   uint32_t Open(const spdy::Headers& h, bool fin) {
     uint32_t id = next_id_;
     next_id_ += 2;
-    Queue(spdy::SynStream(hw_, id, h, fin));
+    send_window_[id] = initial_window_;
+    Queue({0, spdy::SynStream(hw_, id, h, fin), false});
     return id;
   }
   void Data(uint32_t id, std::string_view d, bool fin) {
     do {
       size_t n = std::min(d.size(), kChunk);
-      Queue(spdy::Data(id, d.substr(0, n), fin && n == d.size()));
+      Queue({id, std::string(d.substr(0, n)), fin && n == d.size()});
       d.remove_prefix(n);
     } while (!d.empty());
   }
-  void Control(std::string bytes) { Queue(std::move(bytes)); }
+  // Window updates and settings: sent ahead of queued data, which may wait for the server's
+  // windows while the server waits for ours.
+  void Control(std::string bytes) {
+    if (dead_) return;
+    queued_ += bytes.size();
+    urgent_.push_back(std::move(bytes));
+    wake_.Notify();
+    window_.Notify();
+  }
   size_t Queued() const { return queued_; }
   Event& Drained() { return drained_; }
   bool Dead() const { return dead_; }
@@ -150,7 +161,11 @@ class SpdyConn : public std::enable_shared_from_this<SpdyConn<S>> {
       }
       if (r == spdy::Parser::Result::kFrame) {
         if (f.type == spdy::Type::kPing) {
-          if (f.value % 2 == 0) Queue(spdy::Ping(f.value));  // the server's pings are even
+          if (f.value % 2 == 0) Control(spdy::Ping(f.value));  // the server's pings are even
+          continue;
+        }
+        if (f.type == spdy::Type::kSettings || f.type == spdy::Type::kWindowUpdate) {
+          OnFlowControl(f);
           continue;
         }
         if (f.type == spdy::Type::kGoAway) co_return false;
@@ -170,31 +185,67 @@ class SpdyConn : public std::enable_shared_from_this<SpdyConn<S>> {
   void Close() {
     dead_ = true;
     out_.clear();
+    urgent_.clear();
     queued_ = 0;
     wake_.Notify();
     drained_.Notify();
+    window_.Notify();
     beast::get_lowest_layer(s_).close();
   }
 
  private:
-  void Queue(std::string bytes) {
+  struct Out {
+    uint32_t id = 0;    // 0: `bytes` is a control frame; else DATA of this stream
+    std::string bytes;  // the frame, or the DATA's payload (sent as the windows allow)
+    bool fin = false;
+  };
+  void Queue(Out o) {
     if (dead_) return;
-    queued_ += bytes.size();
-    out_.push_back(std::move(bytes));
+    queued_ += o.bytes.size();
+    out_.push_back(std::move(o));
     wake_.Notify();
+  }
+
+  // The server's receive windows (SPDY/3.1): its initial window for each stream and WINDOW_UPDATE
+  // per stream and for the session. Honoured once the server shows it does flow control.
+  void OnFlowControl(const spdy::Frame& f) {
+    flow_control_ = true;
+    if (f.type == spdy::Type::kSettings) {
+      for (auto [id, v] : f.settings) {
+        if (id != spdy::kSettingsInitialWindowSize || v > 0x7fffffff) continue;
+        for (auto& [sid, w] : send_window_) w += int64_t(v) - initial_window_;
+        initial_window_ = v;
+      }
+    } else if (f.stream_id == 0) {
+      session_window_ += f.value;
+    } else if (auto it = send_window_.find(f.stream_id); it != send_window_.end()) {
+      it->second += f.value;
+    }
+    window_.Notify();
   }
   awaitable<void> Writer() {
     auto self = this->shared_from_this();
     while (!dead_) {
-      if (out_.empty()) {
+      std::string frame;
+      if (!urgent_.empty()) {
+        frame = std::move(urgent_.front());
+        urgent_.pop_front();
+        queued_ -= std::min(queued_, frame.size());
+      } else if (out_.empty()) {
         co_await wake_.Wait();
         continue;
+      } else if (out_.front().id == 0) {
+        frame = std::move(out_.front().bytes);
+        out_.pop_front();
+        queued_ -= std::min(queued_, frame.size());
+      } else if (size_t n = Allowed(out_.front()); n == 0 && !out_.front().bytes.empty()) {
+        co_await window_.Wait();  // a window update, or an urgent frame to send meanwhile
+        continue;
+      } else {
+        frame = TakeData(out_.front(), n);
       }
-      std::string frame = std::move(out_.front());
-      out_.pop_front();
       boost::system::error_code ec;
       co_await asio::async_write(s_, asio::buffer(frame), asio::redirect_error(use_awaitable, ec));
-      queued_ -= std::min(queued_, frame.size());
       drained_.Notify();
       if (ec) Close();
     }
@@ -204,11 +255,39 @@ class SpdyConn : public std::enable_shared_from_this<SpdyConn<S>> {
   std::string in_;
   spdy::Parser parser_;
   spdy::HeaderWriter hw_;
-  std::deque<std::string> out_;
+  // How many of a DATA entry's bytes the server's windows take now.
+  size_t Allowed(const Out& o) const {
+    auto it = send_window_.find(o.id);
+    if (!flow_control_ || it == send_window_.end()) return o.bytes.size();
+    int64_t w = std::min(it->second, session_window_);
+    return w <= 0 ? 0 : std::min(o.bytes.size(), static_cast<size_t>(w));
+  }
+  // The DATA frame of the entry's first n bytes (the entry goes once all are sent); charged
+  // to the windows.
+  std::string TakeData(Out& o, size_t n) {
+    bool last = n == o.bytes.size();
+    std::string frame = spdy::Data(o.id, std::string_view(o.bytes).substr(0, n), last && o.fin);
+    session_window_ -= static_cast<int64_t>(n);
+    if (auto it = send_window_.find(o.id); it != send_window_.end())
+      it->second -= static_cast<int64_t>(n);
+    queued_ -= std::min(queued_, n);
+    if (last) {
+      out_.pop_front();
+    } else {
+      o.bytes.erase(0, n);
+    }
+    return frame;
+  }
+
+  std::deque<Out> out_;
+  std::deque<std::string> urgent_;
   size_t queued_ = 0;
   uint32_t next_id_ = 1;
-  bool dead_ = false;
-  Event wake_, drained_;
+  bool dead_ = false, flow_control_ = false;
+  std::map<uint32_t, int64_t> send_window_;
+  int64_t session_window_ = spdy::kInitialWindow;
+  int64_t initial_window_ = spdy::kInitialWindow;
+  Event wake_, drained_, window_;
 };
 
 // The client side of a WebSocket connection of channel messages.

@@ -18,6 +18,7 @@ namespace {
 const std::vector<std::string> kCommandProtocols = {"v4.channel.k8s.io", "v3.channel.k8s.io",
                                                     "v2.channel.k8s.io", "channel.k8s.io"};
 const std::vector<std::string> kPortForwardProtocols = {"portforward.k8s.io"};
+constexpr uint32_t kReceiveWindow = 8u << 20;
 
 int ChannelOf(const std::string& type) {
   if (type == "stdin") return kStdin;
@@ -59,6 +60,10 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
         budget_(std::make_shared<InputBudget>(sock_.get_executor())) {}
 
   awaitable<void> Run() {
+    // Our receive windows, for clients that honour them: large, since what a client sends is
+    // bounded by the session's input budget (kubelet's spdystream honours none).
+    QueueUrgent(spdy::Settings({{spdy::kSettingsInitialWindowSize, kReceiveWindow}}));
+    QueueUrgent(spdy::WindowUpdate(0, kReceiveWindow - spdy::kInitialWindow));
     auto self = this->shared_from_this();
     asio::co_spawn(
         sock_.get_executor(), [self] { return self->Writer(); }, asio::detached);
@@ -123,6 +128,14 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
     out_.push_back({0, std::move(bytes), false});
     wake_.Notify();
   }
+  // Window updates, settings and ping replies go ahead of queued data, which may wait for the
+  // client's windows while the client waits for ours.
+  void QueueUrgent(std::string bytes) {
+    queued_ += bytes.size();
+    urgent_.push_back(std::move(bytes));
+    wake_.Notify();
+    window_.Notify();
+  }
   void QueueData(uint32_t id, std::string data, bool fin) {
     auto it = streams_.find(id);
     if (it == streams_.end() || it->second.local_fin) return;
@@ -134,13 +147,20 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
 
   awaitable<void> Writer() {
     while (!dead_) {
+      std::string frame;
+      if (!urgent_.empty()) {
+        frame = std::move(urgent_.front());
+        urgent_.pop_front();
+        queued_ -= frame.size();
+        co_await Write(frame);
+        continue;
+      }
       if (out_.empty()) {
         if (closing_) break;
         co_await wake_.Wait();
         continue;
       }
       Out& o = out_.front();
-      std::string frame;
       if (o.id == 0) {
         frame = std::move(o.bytes);
         queued_ -= frame.size();
@@ -167,15 +187,7 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
           o.bytes.erase(0, n);
         }
       }
-      drained_.Notify();
-      boost::system::error_code ec;
-      co_await asio::async_write(sock_, asio::buffer(frame),
-                                 asio::redirect_error(use_awaitable, ec));
-      active_ = true;
-      if (ec) {
-        dead_ = true;
-        break;
-      }
+      co_await Write(frame);
     }
     boost::system::error_code ec;
     if (closing_ && !dead_) {
@@ -192,6 +204,14 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
       co_await linger_.async_wait(asio::redirect_error(use_awaitable, ec));
       Close();
     }
+  }
+
+  awaitable<void> Write(const std::string& frame) {
+    drained_.Notify();
+    boost::system::error_code ec;
+    co_await asio::async_write(sock_, asio::buffer(frame), asio::redirect_error(use_awaitable, ec));
+    active_ = true;
+    if (ec) dead_ = true;
   }
 
   void Close() { CloseSocket(sock_); }
@@ -247,7 +267,7 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
         window_.Notify();
         break;
       case spdy::Type::kPing:
-        if (f.value & 1) QueueControl(spdy::Ping(f.value));
+        if (f.value & 1) QueueUrgent(spdy::Ping(f.value));
         break;
       case spdy::Type::kWindowUpdate:
         flow_control_ = true;
@@ -297,9 +317,10 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
       return;
     }
     if (!f.data.empty()) {
-      // Our receive windows open again at once: the data goes on to its destination's queue.
-      QueueControl(spdy::WindowUpdate(f.stream_id, static_cast<uint32_t>(f.data.size())));
-      QueueControl(spdy::WindowUpdate(0, static_cast<uint32_t>(f.data.size())));
+      // Our receive windows open again at once: the data goes on to its destination's queue
+      // (which holds the client back through TCP when the pod reads slower).
+      QueueUrgent(spdy::WindowUpdate(f.stream_id, static_cast<uint32_t>(f.data.size())));
+      QueueUrgent(spdy::WindowUpdate(0, static_cast<uint32_t>(f.data.size())));
       Stream& st = it->second;
       if (Command() && runner_) {
         if (st.channel == kStdin) runner_->Stdin(std::move(f.data));
@@ -454,6 +475,7 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
   std::map<uint32_t, Stream> streams_;
   std::map<std::string, Pair> pairs_;
   std::deque<Out> out_;
+  std::deque<std::string> urgent_;
   size_t queued_ = 0;
   Event wake_, window_, drained_, idle_, creation_;
   asio::steady_timer linger_;

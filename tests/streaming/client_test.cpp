@@ -3,8 +3,11 @@
 // both transports, exit codes, stdin, and the WebSocket idle timeout.
 #include "streaming/client.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,12 +15,14 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <thread>
 
 #include <gtest/gtest.h>
 
 #include "common/error.h"
 #include "streaming/server.h"
+#include "streaming/spdy.h"
 #include "streaming/tls.h"
 
 namespace {
@@ -229,3 +234,81 @@ TEST(StreamingServer, IdleWebSocketSessionsAreClosed) {
 }
 
 }  // namespace
+
+// A SPDY/3.1 server of the test's own that gives each stream a 16 KiB receive window: berth's
+// client sends no byte of stdin beyond the window, and goes on once the window reopens.
+TEST(StreamingClient, SpdyHonoursTheServersWindows) {
+  int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a = {};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(ls, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(listen(ls, 1), 0);
+  socklen_t len = sizeof a;
+  getsockname(ls, reinterpret_cast<sockaddr*>(&a), &len);
+  const std::string url = "http://127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/exec/t";
+  constexpr uint32_t kWindow = 16 << 10;
+  const std::string input(3 * kWindow, 'x');
+  std::vector<size_t> seen_at_stall;  // stdin bytes received when the client went quiet
+  std::thread server([&] {
+    int c = accept4(ls, nullptr, nullptr, SOCK_CLOEXEC);
+    std::string in;
+    char buf[65536];
+    while (in.find("\r\n\r\n") == std::string::npos) {
+      ssize_t n = read(c, buf, sizeof buf);
+      if (n <= 0) {
+        close(c);
+        return;
+      }
+      in.append(buf, n);
+    }
+    in.erase(0, in.find("\r\n\r\n") + 4);
+    spdy::HeaderWriter hw;
+    std::string out =
+        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
+        "X-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n" +
+        spdy::Settings({{spdy::kSettingsInitialWindowSize, kWindow}});
+    spdy::Parser parser;
+    std::map<std::string, uint32_t> ids;
+    size_t got = 0;
+    timeval tv = {0, 300 * 1000};  // a read that times out: the client has gone quiet
+    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    while (got < input.size()) {
+      if (!out.empty()) (void)!write(c, out.data(), out.size());
+      out.clear();
+      spdy::Frame f;
+      std::string err;
+      auto r = parser.Next(in, &f, &err);
+      if (r == spdy::Parser::Result::kError) break;
+      if (r == spdy::Parser::Result::kNeedMore) {
+        ssize_t n = read(c, buf, sizeof buf);
+        if (n == 0) break;
+        if (n < 0) {  // quiet for 300 ms: the window is used up; open it again
+          seen_at_stall.push_back(got);
+          out = spdy::WindowUpdate(ids["stdin"], kWindow) + spdy::WindowUpdate(0, kWindow);
+          continue;
+        }
+        in.append(buf, n);
+        continue;
+      }
+      if (f.type == spdy::Type::kSynStream) {
+        ids[spdy::Get(f.headers, "streamtype")] = f.stream_id;
+        out = spdy::SynReply(hw, f.stream_id, {{":status", "200"}}, false);
+      } else if (f.type == spdy::Type::kData && f.stream_id == ids["stdin"]) {
+        got += f.data.size();
+      }
+    }
+    out = spdy::Data(ids["error"], R"({"metadata":{},"status":"Success"})", true);
+    for (const char* s : {"stdin", "stdout", "stderr"})
+      if (ids.count(s)) out += spdy::Data(ids[s], "", true);
+    (void)!write(c, out.data(), out.size());
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    close(c);
+  });
+  Result r = RunExec(url, Transport::kSpdy, {}, input);
+  server.join();
+  close(ls);
+  EXPECT_EQ(r.code, 0) << r.err;
+  // Each stall came at a full window: 16 KiB, then 32 KiB; never a byte beyond.
+  EXPECT_EQ(seen_at_stall, (std::vector<size_t>{kWindow, 2 * kWindow}));
+}
