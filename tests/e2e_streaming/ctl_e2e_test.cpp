@@ -133,7 +133,7 @@ bool SendAll(uint16_t port, const std::string& data) {
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   bool ok = connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
   for (size_t off = 0; ok && off < data.size();) {
-    ssize_t n = write(s, data.data() + off, data.size() - off);
+    ssize_t n = send(s, data.data() + off, data.size() - off, MSG_NOSIGNAL);
     ok = n > 0;
     if (ok) off += static_cast<size_t>(n);
   }
