@@ -14,7 +14,6 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -123,7 +122,7 @@ class SpdyConn : public std::enable_shared_from_this<SpdyConn<S>> {
   uint32_t Open(const spdy::Headers& h, bool fin) {
     uint32_t id = next_id_;
     next_id_ += 2;
-    send_window_[id] = initial_window_;
+    windows_.Open(id);
     Queue({0, spdy::SynStream(hw_, id, h, fin), false});
     return id;
   }
@@ -165,7 +164,8 @@ class SpdyConn : public std::enable_shared_from_this<SpdyConn<S>> {
           continue;
         }
         if (f.type == spdy::Type::kSettings || f.type == spdy::Type::kWindowUpdate) {
-          OnFlowControl(f);
+          windows_.OnFrame(f);
+          window_.Notify();
           continue;
         }
         if (f.type == spdy::Type::kGoAway) co_return false;
@@ -206,23 +206,6 @@ class SpdyConn : public std::enable_shared_from_this<SpdyConn<S>> {
     wake_.Notify();
   }
 
-  // The server's receive windows (SPDY/3.1): its initial window for each stream and WINDOW_UPDATE
-  // per stream and for the session. Honoured once the server shows it does flow control.
-  void OnFlowControl(const spdy::Frame& f) {
-    flow_control_ = true;
-    if (f.type == spdy::Type::kSettings) {
-      for (auto [id, v] : f.settings) {
-        if (id != spdy::kSettingsInitialWindowSize || v > 0x7fffffff) continue;
-        for (auto& [sid, w] : send_window_) w += int64_t(v) - initial_window_;
-        initial_window_ = v;
-      }
-    } else if (f.stream_id == 0) {
-      session_window_ += f.value;
-    } else if (auto it = send_window_.find(f.stream_id); it != send_window_.end()) {
-      it->second += f.value;
-    }
-    window_.Notify();
-  }
   awaitable<void> Writer() {
     auto self = this->shared_from_this();
     while (!dead_) {
@@ -238,7 +221,8 @@ class SpdyConn : public std::enable_shared_from_this<SpdyConn<S>> {
         frame = std::move(out_.front().bytes);
         out_.pop_front();
         queued_ -= std::min(queued_, frame.size());
-      } else if (size_t n = Allowed(out_.front()); n == 0 && !out_.front().bytes.empty()) {
+      } else if (size_t n = windows_.Allowed(out_.front().id, out_.front().bytes.size());
+                 n == 0 && !out_.front().bytes.empty()) {
         co_await window_.Wait();  // a window update, or an urgent frame to send meanwhile
         continue;
       } else {
@@ -255,21 +239,12 @@ class SpdyConn : public std::enable_shared_from_this<SpdyConn<S>> {
   std::string in_;
   spdy::Parser parser_;
   spdy::HeaderWriter hw_;
-  // How many of a DATA entry's bytes the server's windows take now.
-  size_t Allowed(const Out& o) const {
-    auto it = send_window_.find(o.id);
-    if (!flow_control_ || it == send_window_.end()) return o.bytes.size();
-    int64_t w = std::min(it->second, session_window_);
-    return w <= 0 ? 0 : std::min(o.bytes.size(), static_cast<size_t>(w));
-  }
   // The DATA frame of the entry's first n bytes (the entry goes once all are sent); charged
   // to the windows.
   std::string TakeData(Out& o, size_t n) {
     bool last = n == o.bytes.size();
     std::string frame = spdy::Data(o.id, std::string_view(o.bytes).substr(0, n), last && o.fin);
-    session_window_ -= static_cast<int64_t>(n);
-    if (auto it = send_window_.find(o.id); it != send_window_.end())
-      it->second -= static_cast<int64_t>(n);
+    windows_.Charge(o.id, n);
     queued_ -= std::min(queued_, n);
     if (last) {
       out_.pop_front();
@@ -283,10 +258,8 @@ class SpdyConn : public std::enable_shared_from_this<SpdyConn<S>> {
   std::deque<std::string> urgent_;
   size_t queued_ = 0;
   uint32_t next_id_ = 1;
-  bool dead_ = false, flow_control_ = false;
-  std::map<uint32_t, int64_t> send_window_;
-  int64_t session_window_ = spdy::kInitialWindow;
-  int64_t initial_window_ = spdy::kInitialWindow;
+  bool dead_ = false;
+  spdy::SendWindows windows_;  // the server's
   Event wake_, drained_, window_;
 };
 

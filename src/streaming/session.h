@@ -50,7 +50,6 @@ class InputBudget {
     pending_ -= n < pending_ ? n : pending_;
     drained_.Notify();
   }
-  size_t Pending() const { return pending_; }
   // Returns once the pending bytes are within kMax (or at once when `stop` is set).
   awaitable<void> Room(const bool& stop);
   void Wake() { drained_.Notify(); }

@@ -415,4 +415,33 @@ std::string Data(uint32_t id, std::string_view data, bool fin) {
   return s;
 }
 
+void SendWindows::Open(uint32_t id) { streams_[id] = initial_; }
+
+void SendWindows::OnFrame(const Frame& f) {
+  enabled_ = true;
+  if (f.type == Type::kSettings) {
+    for (auto [id, v] : f.settings) {
+      if (id != kSettingsInitialWindowSize || v > 0x7fffffff) continue;
+      for (auto& [sid, w] : streams_) w += int64_t(v) - initial_;
+      initial_ = v;
+    }
+  } else if (f.type == Type::kWindowUpdate && f.stream_id == 0) {
+    session_ += f.value;
+  } else if (f.type == Type::kWindowUpdate) {
+    if (auto it = streams_.find(f.stream_id); it != streams_.end()) it->second += f.value;
+  }
+}
+
+size_t SendWindows::Allowed(uint32_t id, size_t want) const {
+  auto it = streams_.find(id);
+  if (!enabled_ || it == streams_.end()) return want;
+  int64_t w = std::min(it->second, session_);
+  return w <= 0 ? 0 : std::min(want, static_cast<size_t>(w));
+}
+
+void SendWindows::Charge(uint32_t id, size_t n) {
+  session_ -= static_cast<int64_t>(n);
+  if (auto it = streams_.find(id); it != streams_.end()) it->second -= static_cast<int64_t>(n);
+}
+
 }  // namespace berth::streaming::spdy

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -105,6 +106,22 @@ class Parser {
 
  private:
   HeaderReader headers_;
+};
+
+// The peer's receive windows, as a sender keeps them: the peer's initial window for each
+// stream (SETTINGS) and WINDOW_UPDATE per stream and for the session. Honoured once the peer
+// shows it does flow control (sends either frame); until then every byte may go.
+class SendWindows {
+ public:
+  void Open(uint32_t id);              // a new stream, at the peer's initial window
+  void OnFrame(const Frame& f);        // SETTINGS or WINDOW_UPDATE from the peer
+  size_t Allowed(uint32_t id, size_t want) const;  // of `want` bytes of DATA, how many may go now
+  void Charge(uint32_t id, size_t n);  // n bytes of DATA sent on stream id
+
+ private:
+  bool enabled_ = false;
+  std::map<uint32_t, int64_t> streams_;
+  int64_t session_ = kInitialWindow, initial_ = kInitialWindow;
 };
 
 // Frame writers.

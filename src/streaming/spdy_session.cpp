@@ -103,7 +103,6 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
     std::string type;
     int channel = -1;
     bool local_fin = false, remote_fin = false;
-    int64_t window = spdy::kInitialWindow;
     std::shared_ptr<PortPipe> pipe;  // port-forward data streams
     uint32_t pair = 0;               // port-forward: the other stream of the request
     std::string early;               // port-forward: data that came while the port was dialled
@@ -166,20 +165,14 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
         queued_ -= frame.size();
         out_.pop_front();
       } else {
-        auto it = streams_.find(o.id);
-        int64_t allowed = 64 * 1024;
-        if (flow_control_ && it != streams_.end())
-          allowed = std::min<int64_t>({allowed, it->second.window, session_window_});
-        if (allowed <= 0 && !o.bytes.empty()) {
+        size_t n = windows_.Allowed(o.id, std::min<size_t>(o.bytes.size(), 64 * 1024));
+        if (n == 0 && !o.bytes.empty()) {
           co_await window_.Wait();
           continue;
         }
-        size_t n =
-            std::min<size_t>(o.bytes.size(), static_cast<size_t>(std::max<int64_t>(allowed, 0)));
         bool last = n == o.bytes.size();
         frame = spdy::Data(o.id, std::string_view(o.bytes).substr(0, n), last && o.fin);
-        if (it != streams_.end()) it->second.window -= static_cast<int64_t>(n);
-        session_window_ -= static_cast<int64_t>(n);
+        windows_.Charge(o.id, n);
         queued_ -= n;
         if (last) {
           out_.pop_front();
@@ -258,25 +251,12 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
         OnRemoteEnd(f.stream_id, true);
         break;
       case spdy::Type::kSettings:
-        flow_control_ = true;
-        for (auto [id, v] : f.settings) {
-          if (id != spdy::kSettingsInitialWindowSize || v > 0x7fffffff) continue;
-          for (auto& [sid, st] : streams_) st.window += int64_t(v) - initial_window_;
-          initial_window_ = v;
-        }
+      case spdy::Type::kWindowUpdate:
+        windows_.OnFrame(f);
         window_.Notify();
         break;
       case spdy::Type::kPing:
         if (f.value & 1) QueueUrgent(spdy::Ping(f.value));
-        break;
-      case spdy::Type::kWindowUpdate:
-        flow_control_ = true;
-        if (f.stream_id == 0) {
-          session_window_ += f.value;
-        } else if (auto it = streams_.find(f.stream_id); it != streams_.end()) {
-          it->second.window += f.value;
-        }
-        window_.Notify();
         break;
       case spdy::Type::kGoAway:
       default:
@@ -296,7 +276,7 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
     }
     Stream st;
     st.type = spdy::Get(f.headers, "streamtype");
-    st.window = initial_window_;
+    windows_.Open(f.stream_id);
     st.remote_fin = f.fin();
     if (Command()) st.channel = ChannelOf(st.type);
     streams_[f.stream_id] = std::move(st);
@@ -479,9 +459,8 @@ class SpdySession : public CommandSink, public std::enable_shared_from_this<Spdy
   size_t queued_ = 0;
   Event wake_, window_, drained_, idle_, creation_;
   asio::steady_timer linger_;
-  bool flow_control_ = false, closing_ = false, dead_ = false, active_ = false, early_eof_ = false;
-  int64_t session_window_ = spdy::kInitialWindow;
-  int64_t initial_window_ = spdy::kInitialWindow;
+  bool closing_ = false, dead_ = false, active_ = false, early_eof_ = false;
+  spdy::SendWindows windows_;  // the client's
   uint32_t last_id_ = 0;
   std::shared_ptr<CommandRunner> runner_;
   std::string early_stdin_;

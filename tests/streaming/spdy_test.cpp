@@ -74,3 +74,26 @@ TEST(Spdy, PartialAndBadInput) {
 }
 
 }  // namespace
+
+TEST(SpdySendWindows, HonouredOnceThePeerShowsFlowControl) {
+  spdy::SendWindows w;
+  w.Open(1);
+  EXPECT_EQ(w.Allowed(1, 1 << 20), 1u << 20);  // the peer said nothing about windows yet
+  spdy::Frame settings;
+  settings.type = spdy::Type::kSettings;
+  settings.settings = {{spdy::kSettingsInitialWindowSize, 100}};
+  w.OnFrame(settings);
+  EXPECT_EQ(w.Allowed(1, 500), 100u);
+  w.Charge(1, 100);
+  EXPECT_EQ(w.Allowed(1, 500), 0u);
+  spdy::Frame update;
+  update.type = spdy::Type::kWindowUpdate;
+  update.stream_id = 1;
+  update.value = 50;
+  w.OnFrame(update);
+  EXPECT_EQ(w.Allowed(1, 500), 50u);
+  w.Open(3);  // at the initial window the peer set
+  EXPECT_EQ(w.Allowed(3, 500), 100u);
+  w.Charge(3, spdy::kInitialWindow - 100);  // the session window (64 KiB) runs out too
+  EXPECT_EQ(w.Allowed(1, 500), 0u);
+}
