@@ -356,7 +356,7 @@ std::string Ratio(double a, double d) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int runs = 3, small_runs = 20;
+  int runs = 5, small_runs = 20;
   int64_t mib = 1024;
   std::string only;
   bool use_containerd = true, spread_containerd = false;
