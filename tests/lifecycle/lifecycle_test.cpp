@@ -931,7 +931,8 @@ TEST_P(LifecycleTest, RestartFinishesInterruptedRemovals) {
 TEST_P(LifecycleTest, BuiltInPauseIsStartedByBerthdAndConfined) {
   auto pcfg = PodConfig("direct");
   auto* lx = pcfg.mutable_linux();
-  lx->set_cgroup_parent("/berth-test-direct/pod");
+  const std::string top = "/berth-test-direct-" + std::string(GetParam());  // one per handler
+  lx->set_cgroup_parent(top + "/pod");
   (*lx->mutable_sysctls())["net.ipv4.ip_unprivileged_port_start"] = "81";
   (*lx->mutable_sysctls())["kernel.shm_rmid_forced"] = "1";
   lx->mutable_security_context()->mutable_run_as_user()->set_value(65535);
@@ -967,7 +968,7 @@ TEST_P(LifecycleTest, BuiltInPauseIsStartedByBerthdAndConfined) {
   ASSERT_EQ(::stat(info["netNamespacePath"].get<std::string>().c_str(), &b), 0);
   EXPECT_EQ(a.st_ino, b.st_ino);
   std::string cgroups_path = info["cgroupsPath"];
-  EXPECT_EQ(cgroups_path, "/berth-test-direct/pod/berth-" + pod);
+  EXPECT_EQ(cgroups_path, top + "/pod/berth-" + pod);
   std::string cg = Slurp(proc + "/cgroup");
   EXPECT_NE(cg.find(cgroups_path), std::string::npos) << cg;
   auto dirs = berth::lifecycle::CgroupDirs(cgroups_path);
@@ -1018,8 +1019,8 @@ TEST_P(LifecycleTest, BuiltInPauseIsStartedByBerthdAndConfined) {
   EXPECT_EQ(sresp.status().state(), v1::SANDBOX_NOTREADY);
   TearDown();
   // Each test has a cgroup parent of its own: tests run in parallel.
-  berth::lifecycle::RemovePauseCgroups("/berth-test-direct/pod");
-  berth::lifecycle::RemovePauseCgroups("/berth-test-direct");
+  berth::lifecycle::RemovePauseCgroups(top + "/pod");
+  berth::lifecycle::RemovePauseCgroups(top);
 }
 
 // This process's children running berth-pause --sandbox, with their command lines.
@@ -1123,9 +1124,11 @@ TEST_P(LifecycleTest, BuiltInPauseSpareServesTheNextSandbox) {
 // Sysctls the pod cannot own, or the kernel refuses, are refused with the sysctl named, and
 // nothing of the sandbox is left.
 TEST_P(LifecycleTest, BuiltInPauseRefusesBadSysctls) {
+  // One cgroup parent per handler: the runc and crun variants may run at the same time.
+  const std::string top = "/berth-test-sysctl-" + std::string(GetParam());
   auto expect = [&](const std::string& key, const std::string& value, bool host_net, const std::string& text) {
     auto pcfg = PodConfig("sysctl-" + std::to_string(std::hash<std::string>()(key) % 1000));
-    pcfg.mutable_linux()->set_cgroup_parent("/berth-test-sysctl/pod");
+    pcfg.mutable_linux()->set_cgroup_parent(top + "/pod");
     (*pcfg.mutable_linux()->mutable_sysctls())[key] = value;
     if (host_net) {
       pcfg.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_network(v1::NODE);
@@ -1144,7 +1147,7 @@ TEST_P(LifecycleTest, BuiltInPauseRefusesBadSysctls) {
     EXPECT_EQ(pods.items_size(), 0);
     EXPECT_TRUE(std::filesystem::is_empty(*dir_ / "state/sandboxes"));
     EXPECT_TRUE(std::filesystem::is_empty(*dir_ / "state/netns"));
-    for (const auto& d : berth::lifecycle::CgroupDirs("/berth-test-sysctl/pod")) {
+    for (const auto& d : berth::lifecycle::CgroupDirs(top + "/pod")) {
       if (!berth::fs::IsDir(d)) continue;
       for (const auto& e : std::filesystem::directory_iterator(d))
         EXPECT_FALSE(e.is_directory()) << "left behind: " << e.path();
@@ -1158,8 +1161,8 @@ TEST_P(LifecycleTest, BuiltInPauseRefusesBadSysctls) {
   std::string pod = RunPod(PodConfig("after-sysctls"));
   EXPECT_EQ(VerboseInfo(pod)["pauseStartedBy"], "berthd");
   TearDown();
-  berth::lifecycle::RemovePauseCgroups("/berth-test-sysctl/pod");
-  berth::lifecycle::RemovePauseCgroups("/berth-test-sysctl");
+  berth::lifecycle::RemovePauseCgroups(top + "/pod");
+  berth::lifecycle::RemovePauseCgroups(top);
 }
 
 // Kubernetes' own pause images are not pulled (berth-pause stands in); any other sandbox image is.
