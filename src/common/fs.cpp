@@ -83,12 +83,21 @@ void MkdirAll(const std::string& path, unsigned mode) {
 }
 
 namespace {
-void RemoveAt(int dirfd, const char* name, const std::string& display, dev_t dev) {
+void Note(InodeSpan* span, unsigned long long ino) {
+  if (!span) return;
+  if (span->count == 0 || ino < span->lo) span->lo = ino;
+  if (span->count == 0 || ino > span->hi) span->hi = ino;
+  ++span->count;
+}
+
+void RemoveAt(int dirfd, const char* name, const std::string& display, dev_t dev,
+              InodeSpan* span) {
   struct stat st;
   if (::fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
     if (errno == ENOENT) return;
     ThrowErrno("failed to stat " + display);
   }
+  Note(span, st.st_ino);
   if (S_ISDIR(st.st_mode)) {
     if (st.st_dev != dev)
       throw Error(Code::kFailedPrecondition, "refusing to remove mount point " + display);
@@ -102,7 +111,7 @@ void RemoveAt(int dirfd, const char* name, const std::string& display, dev_t dev
     while (struct dirent* e = ::readdir(d)) {
       if (!std::strcmp(e->d_name, ".") || !std::strcmp(e->d_name, "..")) continue;
       try {
-        RemoveAt(fd, e->d_name, display + "/" + e->d_name, dev);
+        RemoveAt(fd, e->d_name, display + "/" + e->d_name, dev, span);
       } catch (...) {
         ::closedir(d);
         throw;
@@ -117,13 +126,15 @@ void RemoveAt(int dirfd, const char* name, const std::string& display, dev_t dev
 }
 }  // namespace
 
-void RemoveAll(const std::string& path) {
+void RemoveAll(const std::string& path) { RemoveAll(path, nullptr); }
+
+void RemoveAll(const std::string& path, InodeSpan* removed) {
   struct stat st;
   if (::lstat(path.c_str(), &st) != 0) {
     if (errno == ENOENT) return;
     ThrowErrno("failed to stat " + path);
   }
-  RemoveAt(AT_FDCWD, path.c_str(), path, st.st_dev);
+  RemoveAt(AT_FDCWD, path.c_str(), path, st.st_dev, removed);
 }
 
 bool Exists(const std::string& path) {

@@ -51,9 +51,8 @@ struct Record {
 
 class FileSnapshotter : public Snapshotter {
  public:
-  FileSnapshotter(std::string root, bool overlay) : root_(std::move(root)), overlay_(overlay) {
-    fs::MkdirAll(root_ + "/snapshots", 0700);
-    internal::SpreadSubdirs(root_ + "/snapshots");
+  FileSnapshotter(std::string root, bool overlay)
+      : root_(std::move(root)), overlay_(overlay), placement_(MadeDir(root_ + "/snapshots")) {
     Load();
     CleanupOrphans();
   }
@@ -249,8 +248,8 @@ class FileSnapshotter : public Snapshotter {
     r.created = static_cast<int64_t>(::time(nullptr));
     std::string dir = Dir(r.id);
     try {
-      fs::RemoveAll(dir);
-      fs::MkdirAll(dir, 0700);
+      RemoveTree(dir);
+      placement_.MakeDir(std::to_string(r.id), 0700);
       if (overlay_) {
         fs::MkdirAll(dir + "/fs", 0755);
         if (kind == Kind::kActive) fs::MkdirAll(dir + "/work", 0700);
@@ -308,7 +307,23 @@ class FileSnapshotter : public Snapshotter {
   void RemoveDir(int64_t id) {
     std::string dir = Dir(id);
     UnmountAll(dir + "/fs");
-    fs::RemoveAll(dir);
+    RemoveTree(dir);
+  }
+
+  void RemoveTree(const std::string& dir) {
+    fs::InodeSpan span;
+    try {
+      fs::RemoveAll(dir, &span);
+    } catch (...) {
+      placement_.Freed(span);
+      throw;
+    }
+    placement_.Freed(span);
+  }
+
+  static std::string MadeDir(const std::string& dir) {
+    fs::MkdirAll(dir, 0700);
+    return dir;
   }
 
   static nlohmann::json ToJSON(const Record& r) {
@@ -428,6 +443,7 @@ class FileSnapshotter : public Snapshotter {
 
   std::string root_;
   bool overlay_;
+  internal::Placement placement_;
   std::mutex mu_;
   std::map<std::string, Record> snaps_;
   static constexpr int64_t kIdBlock = 256;
