@@ -20,7 +20,6 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <linux/magic.h>
-#include <stdio.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -29,6 +28,7 @@
 
 #include <cerrno>
 #include <climits>
+#include <cstdio>
 #include <ctime>
 
 #include "common/error.h"
@@ -120,25 +120,28 @@ void Placement::MakeDir(const std::string& name, unsigned mode) {
     if (::mkdir(path.c_str(), mode) != 0) ThrowErrno("failed to create " + path);
     return;
   }
-  std::vector<std::string> aside;
-  std::string kept;
-  for (int i = 0; i < kTries && kept.empty(); ++i) {
-    std::string tmp = parent_ + "/" + kPlacing + name + "-" + std::to_string(i);
-    if (::mkdir(tmp.c_str(), mode) != 0) ThrowErrno("failed to create " + tmp);
-    struct stat st;
-    if (::stat(tmp.c_str(), &st) != 0) ThrowErrno("failed to stat " + tmp);
-    if (!NearFreed(st.st_ino) || i == kTries - 1)
-      kept = tmp;
-    else
-      aside.push_back(tmp);
+  std::vector<std::string> made;  // the last one is kept, the others are set aside
+  try {
+    for (int i = 0; i < kTries; ++i) {
+      made.push_back(parent_ + "/" + kPlacing + name + "-" + std::to_string(i));
+      if (::mkdir(made.back().c_str(), mode) != 0) {
+        int err = errno;
+        std::string failed = made.back();
+        made.pop_back();
+        ThrowErrno("failed to create " + failed, err);
+      }
+      struct stat st;
+      if (::stat(made.back().c_str(), &st) != 0) ThrowErrno("failed to stat " + made.back());
+      if (!NearFreed(st.st_ino)) break;
+    }
+    if (::rename(made.back().c_str(), path.c_str()) != 0)
+      ThrowErrno("failed to rename " + made.back() + " to " + path);
+    made.pop_back();
+  } catch (...) {
+    for (const auto& d : made) ::rmdir(d.c_str());
+    throw;
   }
-  int rc = ::rename(kept.c_str(), path.c_str());
-  int err = errno;
-  for (const auto& a : aside) ::rmdir(a.c_str());
-  if (rc != 0) {
-    ::rmdir(kept.c_str());
-    ThrowErrno("failed to rename " + kept + " to " + path, err);
-  }
+  for (const auto& d : made) ::rmdir(d.c_str());
 }
 
 }  // namespace berth::snapshot::internal
