@@ -11,7 +11,7 @@ PKGS=(
   libsqlite3-dev libcurl4-openssl-dev libarchive-dev libssl-dev libboost-dev
   libisal-dev isal libzstd-dev zstd zlib1g-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
-  runc crun busybox-static docker-registry skopeo iproute2 util-linux procps jq file
+  runc crun busybox-static docker-registry skopeo iproute2 util-linux mount e2fsprogs procps jq file
   containernetworking-plugins iptables
   python3-websocket nodejs
   python3 python3-prometheus-client python3-yaml libcap2-bin systemd containerd zsh

@@ -126,8 +126,6 @@ void RemoveAt(int dirfd, const char* name, const std::string& display, dev_t dev
 }
 }  // namespace
 
-void RemoveAll(const std::string& path) { RemoveAll(path, nullptr); }
-
 void RemoveAll(const std::string& path, InodeSpan* removed) {
   struct stat st;
   if (::lstat(path.c_str(), &st) != 0) {

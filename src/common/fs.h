@@ -16,13 +16,12 @@ void WriteFileAtomic(const std::string& path, std::string_view data, unsigned mo
                      bool durable = true);
 // mkdir -p; existing directories are fine.
 void MkdirAll(const std::string& path, unsigned mode = 0755);
-// rm -rf that does not cross mount points and never follows symlinks. Missing path is fine.
-void RemoveAll(const std::string& path);
 // The inode numbers a RemoveAll freed: lowest, highest and how many (count 0: none).
 struct InodeSpan {
   unsigned long long lo = 0, hi = 0, count = 0;
 };
-void RemoveAll(const std::string& path, InodeSpan* removed);
+// rm -rf that does not cross mount points and never follows symlinks. Missing path is fine.
+void RemoveAll(const std::string& path, InodeSpan* removed = nullptr);
 bool Exists(const std::string& path);
 bool IsDir(const std::string& path);
 // The names of a directory's entries (without "." and ".."), in the order readdir gives them.

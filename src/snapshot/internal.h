@@ -1,6 +1,7 @@
 // Helpers shared by the snapshotter implementations (not part of the public API).
 #pragma once
 
+#include <cstdint>
 #include <deque>
 #include <mutex>
 #include <string>
@@ -18,20 +19,16 @@ void CopyTree(const std::string& src, const std::string& dst);
 // Bytes (allocated blocks) and inodes below dir; hard links are counted once.
 Usage DiskUsage(const std::string& dir);
 
-// Sets FS_TOPDIR_FL on dir, so that ext4 spreads its subdirectories (snapshots) over the block
-// groups instead of packing them where the last removed one was (see spread.cpp). False where
-// the file system has no such flag (it is then only a placement hint that is not needed).
-bool SpreadSubdirs(const std::string& dir);
-// True on ext4 without a journal, which does not reuse an inode for minutes after its deletion.
-bool DelaysInodeReuse(const std::string& dir);
-
 // Where the snapshot directories under one parent are made (see spread.cpp): spread over the
 // block groups, and on a file system that delays inode reuse, away from the inodes of trees
 // removed in the last six minutes. Thread-safe.
 class Placement {
  public:
-  // Sets FS_TOPDIR_FL on parent and removes what a crash left of a MakeDir.
+  // Sets FS_TOPDIR_FL on parent (where the file system has it), so that ext4 spreads the
+  // directories made in it over the block groups.
   explicit Placement(std::string parent);
+  // A name in parent that a crash between MakeDir's mkdir and rename left.
+  static bool IsLeftover(const std::string& name);
   // mkdir <parent>/<name>; throws Error naming the path.
   void MakeDir(const std::string& name, unsigned mode);
   // A tree under parent was removed (fs::RemoveAll's span).

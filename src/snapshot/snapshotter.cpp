@@ -396,13 +396,16 @@ class FileSnapshotter : public Snapshotter {
     if (!legacy.empty()) Save();
   }
 
-  std::vector<int64_t> DirIds() const {
+  // The ids of the snapshot directories; `leftovers` (optional) gets the names of directories a
+  // crash left in the middle of a placement.
+  std::vector<int64_t> DirIds(std::vector<std::string>* leftovers = nullptr) const {
     std::vector<int64_t> ids;
     std::string dir = root_ + "/snapshots";
     DIR* d = ::opendir(dir.c_str());
     if (!d) return ids;
     while (dirent* e = ::readdir(d)) {
       std::string n = e->d_name;
+      if (leftovers && internal::Placement::IsLeftover(n)) leftovers->push_back(n);
       if (n.empty() || n.find_first_not_of("0123456789") != std::string::npos || n.size() > 18)
         continue;
       ids.push_back(std::stoll(n));
@@ -430,9 +433,11 @@ class FileSnapshotter : public Snapshotter {
     std::map<int64_t, bool> known;
     for (auto& [k, r] : snaps_) known[r.id] = true;
     std::vector<int64_t> orphans;
-    for (int64_t id : DirIds()) {
+    std::vector<std::string> leftovers;
+    for (int64_t id : DirIds(&leftovers)) {
       if (!known.count(id)) orphans.push_back(id);
     }
+    for (const auto& n : leftovers) fs::RemoveAll(root_ + "/snapshots/" + n);
     for (int64_t id : orphans) {
       try {
         RemoveDir(id);

@@ -63,21 +63,19 @@ std::string DeviceName(const std::string& dir) {
   return t.substr(t.rfind('/') + 1);
 }
 
-}  // namespace
-
-bool SpreadSubdirs(const std::string& dir) {
+// FS_TOPDIR_FL on dir, where the file system has it (elsewhere it is a hint that is not needed).
+void SpreadSubdirs(const std::string& dir) {
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return false;
+  if (fd < 0) return;
   int flags = 0;
-  bool ok = ::ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0;
-  if (ok && !(flags & FS_TOPDIR_FL)) {
+  if (::ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 && !(flags & FS_TOPDIR_FL)) {
     flags |= FS_TOPDIR_FL;
-    ok = ::ioctl(fd, FS_IOC_SETFLAGS, &flags) == 0;
+    ::ioctl(fd, FS_IOC_SETFLAGS, &flags);
   }
   ::close(fd);
-  return ok;
 }
 
+// ext4 without a journal, which does not reuse an inode for minutes after its deletion.
 bool DelaysInodeReuse(const std::string& dir) {
   struct statfs sf;
   if (::statfs(dir.c_str(), &sf) != 0 || sf.f_type != EXT4_SUPER_MAGIC) return false;
@@ -86,12 +84,14 @@ bool DelaysInodeReuse(const std::string& dir) {
   return !dev.empty() && !fs::Exists("/proc/fs/jbd2/" + dev + "-8");
 }
 
+}  // namespace
+
 Placement::Placement(std::string parent) : parent_(std::move(parent)) {
   SpreadSubdirs(parent_);
   active_ = DelaysInodeReuse(parent_);
-  for (const auto& n : fs::ListDir(parent_))  // what a crash between mkdir and rename left
-    if (n.rfind(kPlacing, 0) == 0) fs::RemoveAll(parent_ + "/" + n);
 }
+
+bool Placement::IsLeftover(const std::string& name) { return name.rfind(kPlacing, 0) == 0; }
 
 void Placement::Freed(const fs::InodeSpan& span) {
   // A sparse tree (its inodes far apart) says nothing about where a new one would go.
